@@ -1,0 +1,1 @@
+"""riskd client: importable with grpcio and protobuf alone."""

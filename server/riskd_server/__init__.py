@@ -1,0 +1,1 @@
+"""riskd server: gRPC servicer, risk engine, numba kernels and the PostgreSQL store."""
