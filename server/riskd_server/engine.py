@@ -1,0 +1,793 @@
+"""The risk engine: owns the columnar state and applies batches to it through the kernels.
+
+Every public method is synchronous and runs to completion without awaiting, so concurrent RPCs on
+one event loop are serialised on the state (linearizable). Persistence leaves through ``sink``
+(a bounded write-behind queue) as immutable change records; the engine never touches a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from . import changes as ch
+from .interning import Interner
+from .kernel import layout as L
+from .kernel._hashtable import EMPTY, ht_find, ht_grow, ht_new
+from .kernel.checks import book_key, check_batch
+from .kernel.executions import (
+    apply_executions,
+    load_positions,
+    recompute_position_exposure,
+    restore_order,
+    set_prices,
+)
+from .limitbook import LimitBook, compile_limits
+from .limits import MAX_NAME_LEN, Limit, validate_limits
+
+SIDE_BUY = 1
+SIDE_SELL = 2
+STATE_ACTIVE = 1
+STATE_HALTED = 3
+_EXEC_MESSAGES = np.array(
+    [
+        "",
+        "overfill: the fill exceeds the order's open quantity",
+        "unknown client_order_id (never accepted, or forgotten after the retention window)",
+        "invalid exec type",
+        "a fill needs a finite quantity > 0 and a finite price > 0",
+        "order already closed",
+    ],
+    dtype=object,
+)
+
+
+class BatchError(ValueError):
+    """A request that cannot be applied at all; names the field and, when known, the index."""
+
+    def __init__(self, field: str, message: str, index: int | None = None) -> None:
+        where = field if index is None else f"{field}[{index}]"
+        super().__init__(f"{where}: {message}")
+        self.field = field
+        self.index = index
+
+
+class Backpressure(RuntimeError):
+    """The write-behind backlog is full: refuse new work rather than lose persistence."""
+
+
+class ChangeSink(Protocol):
+    """Where change records go (the store's write-behind queue)."""
+
+    def has_room(self, rows: int = 0) -> bool: ...
+
+    def put(self, change: ch.Change) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """Capacities and bounds; every map the engine keeps is bounded by one of these."""
+
+    max_batch: int = 10_000
+    max_accounts: int = 100_000
+    max_symbols: int = 1_000_000
+    max_open_orders: int = 1_000_000
+    closed_order_retention: int = 1_000_000
+    initial_accounts: int = 1_024
+    initial_symbols: int = 4_096
+    initial_books: int = 4_096
+    initial_order_slots: int = 4_096
+
+    def __post_init__(self) -> None:
+        errors = [
+            f"{name} must be >= {low}, got {getattr(self, name)}"
+            for name, low in (
+                ("max_batch", 1),
+                ("max_accounts", 1),
+                ("max_symbols", 1),
+                ("max_open_orders", 1),
+                ("closed_order_retention", 0),
+                ("initial_accounts", 1),
+                ("initial_symbols", 1),
+                ("initial_books", 1),
+                ("initial_order_slots", 1),
+            )
+            if getattr(self, name) < low
+        ]
+        if self.max_accounts > L.MAX_ACCOUNTS:
+            errors.append(f"max_accounts must be <= {L.MAX_ACCOUNTS}")
+        if self.max_symbols > L.MAX_SYMBOLS:
+            errors.append(f"max_symbols must be <= {L.MAX_SYMBOLS}")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+
+@dataclass(frozen=True, slots=True)
+class Violations:
+    """Columns of violations, ordered by order_index then check."""
+
+    order_index: np.ndarray  # uint32
+    check: np.ndarray  # int32
+    limit_id: np.ndarray  # object (str)
+    observed: np.ndarray  # float64
+    threshold: np.ndarray  # float64
+    warning: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return int(self.order_index.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    accepted: np.ndarray  # bool
+    reject_mask: np.ndarray  # uint32
+    violations: Violations
+    state_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExecOutcome:
+    applied: np.ndarray  # bool
+    error: list[str]
+    state_version: int
+
+
+@dataclass(slots=True)
+class _Arrays:
+    """The mutable state arrays (see kernel.layout for the columns)."""
+
+    acct: np.ndarray
+    sym: np.ndarray
+    book_ht: np.ndarray
+    book: np.ndarray
+    ord_ht: np.ndarray
+    ordf: np.ndarray
+    ordi: np.ndarray
+    free: np.ndarray
+    ring: np.ndarray
+    ctr: np.ndarray = field(default_factory=lambda: np.zeros(L.C_FIELDS, dtype=np.int64))
+
+
+def _hash_ids(ids: Sequence[str]) -> np.ndarray:
+    """64-bit keys of client_order_ids (str hash runs in C; EMPTY is reserved by the tables)."""
+    keys = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
+    keys[keys == EMPTY] = EMPTY + 1
+    return keys
+
+
+def _bad_names(names: Sequence[str]) -> np.ndarray:
+    lengths = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
+    return (lengths == 0) | (lengths > MAX_NAME_LEN)
+
+
+def _floats(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+def _grow_rows(arr: np.ndarray, rows: int, fill: float | int) -> np.ndarray:
+    grown = np.full((rows, *arr.shape[1:]), fill, dtype=arr.dtype)
+    grown[: arr.shape[0]] = arr
+    return grown
+
+
+class Engine:
+    """Risk state plus the operations on it; see the README for the exact check semantics."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        sink: ChangeSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = cfg = config or EngineConfig()
+        self.sink = sink
+        self._clock = clock
+        self._wall = wall_clock
+        self.accounts = Interner("account", cfg.max_accounts)
+        self.symbols = Interner("symbol", cfg.max_symbols)
+        self._max_slots = cfg.max_open_orders + cfg.closed_order_retention
+        slots = min(cfg.initial_order_slots, self._max_slots)
+        s = _Arrays(
+            acct=np.zeros((cfg.initial_accounts, L.A_FIELDS), dtype=np.float64),
+            sym=np.full((cfg.initial_symbols, L.S_FIELDS), np.nan, dtype=np.float64),
+            book_ht=ht_new(cfg.initial_books),
+            book=np.zeros((cfg.initial_books, L.B_FIELDS), dtype=np.float64),
+            ord_ht=ht_new(slots),
+            ordf=np.zeros((slots, L.OF_FIELDS), dtype=np.float64),
+            ordi=np.zeros((slots, L.OI_FIELDS), dtype=np.int64),
+            free=np.arange(slots - 1, -1, -1, dtype=np.int64),
+            ring=np.zeros(cfg.closed_order_retention, dtype=np.int64),
+        )
+        s.ctr[L.C_FREE_TOP] = slots
+        s.ctr[L.C_SLOTS] = slots
+        self._s = s
+        self._state_version = 0
+        self._limits = compile_limits({}, self.accounts.get, self.symbols.get, version=0)
+        self._limits_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def state_version(self) -> int:
+        return self._state_version
+
+    @property
+    def limits(self) -> LimitBook:
+        return self._limits
+
+    def position(self, account: str, symbol: str) -> float:
+        a, s_ = self.accounts.get(account), self.symbols.get(symbol)
+        if a < 0 or s_ < 0:
+            return 0.0
+        b = ht_find(self._s.book_ht, book_key(a, s_))
+        return float(self._s.book[b, L.B_POS]) if b >= 0 else 0.0
+
+    def open_quantity(self, client_order_id: str) -> float:
+        slot = ht_find(self._s.ord_ht, _hash_ids([client_order_id])[0])
+        if slot < 0 or self._s.ordi[slot, L.OI_STATE] != L.ORDER_OPEN:
+            return 0.0
+        return float(self._s.ordf[slot, L.OF_OPEN])
+
+    def open_orders(self) -> int:
+        return int(self._s.ctr[L.C_OPEN])
+
+    def trading_state(self, account: str = "") -> int:
+        if not account:
+            return int(self._s.ctr[L.C_FIRM_TRADING]) or STATE_ACTIVE
+        a = self.accounts.get(account)
+        return int(self._s.acct[a, L.A_TRADING]) or STATE_ACTIVE if a >= 0 else STATE_ACTIVE
+
+    def list_limits(self, account: str = "", symbol: str = "", kind: int = 0) -> list[Limit]:
+        return [
+            lim
+            for _, lim in sorted(self._limits.limits.items())
+            if (not account or lim.account == account)
+            and (not symbol or lim.symbol == symbol)
+            and (not kind or lim.kind == kind)
+        ]
+
+    def stats(self) -> dict[str, int]:
+        c = self._s.ctr
+        return {
+            "accounts": len(self.accounts),
+            "symbols": len(self.symbols),
+            "books": int(c[L.C_BOOKS]),
+            "open_orders": int(c[L.C_OPEN]),
+            "retained_closed_orders": int(c[L.C_RING_COUNT]),
+            "order_slots": int(c[L.C_SLOTS]),
+            "limits": len(self._limits.limits),
+            "limits_version": self._limits.version,
+            "state_version": self._state_version,
+        }
+
+    # ------------------------------------------------------------------ pre-trade checks
+
+    def check_orders(
+        self,
+        client_order_id: Sequence[str],
+        account: Sequence[str],
+        symbol: Sequence[str],
+        side: Sequence[int] | np.ndarray,
+        quantity: Sequence[float] | np.ndarray,
+        price: Sequence[float] | np.ndarray,
+        now: float | None = None,
+    ) -> CheckOutcome:
+        """Check a batch in order; accepted orders become open orders."""
+        n = self._batch_len(
+            "orders",
+            client_order_id=client_order_id,
+            account=account,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            price=price,
+        )
+        self._require_room(n * 2)
+        s = self._s
+        aid = self.accounts.lookup_many(account)
+        if n and aid.min() < 0:
+            self.accounts.intern_many(account, aid)
+            self._fit_accounts()
+        sid = self.symbols.lookup_many(symbol)
+        if n and sid.min() < 0:
+            self.symbols.intern_many(symbol, sid)
+            self._fit_symbols()
+        oi = np.empty((n, L.IN_I_FIELDS), dtype=np.int64)
+        oi[:, L.IN_ACCOUNT] = aid
+        oi[:, L.IN_SYMBOL] = sid
+        oi[:, L.IN_SIDE] = side
+        oi[:, L.IN_KEY] = _hash_ids(client_order_id)
+        bad_id = _bad_names(client_order_id)
+        if bad_id.any():
+            oi[bad_id, L.IN_ACCOUNT] = -1
+        of = np.empty((n, L.IN_F_FIELDS), dtype=np.float64)
+        of[:, L.IN_QTY] = quantity
+        of[:, L.IN_PRICE] = price
+        self._fit_books(n)
+        self._fit_slots(n)
+        mask = np.empty(n, dtype=np.uint32)
+        vi = np.empty((n * L.MAX_VIOLATIONS_PER_ORDER, L.V_FIELDS), dtype=np.int64)
+        vf = np.empty((n * L.MAX_VIOLATIONS_PER_ORDER, 2), dtype=np.float64)
+        lb = self._limits
+        nv = check_batch(
+            oi,
+            of,
+            self._clock() if now is None else now,
+            s.acct,
+            s.sym,
+            s.book_ht,
+            s.book,
+            s.ord_ht,
+            s.ordf,
+            s.ordi,
+            s.free,
+            s.ctr,
+            lb.exact,
+            lb.by_account,
+            lb.by_symbol,
+            lb.any,
+            lb.values,
+            mask,
+            vi,
+            vf,
+        )
+        vi = vi[:nv]
+        threshold = vf[:nv, 1]
+        limit_index = vi[:, L.V_LIMIT]
+        capacity = limit_index == L.LIMIT_CAPACITY
+        if capacity.any():
+            threshold[capacity] = self.config.max_open_orders
+        violations = Violations(
+            order_index=vi[:, L.V_ORDER].astype(np.uint32),
+            check=vi[:, L.V_CHECK].astype(np.int32),
+            limit_id=lb.limit_ids(limit_index),
+            observed=vf[:nv, 0],
+            threshold=threshold,
+            warning=vi[:, L.V_WARNING].astype(bool),
+        )
+        accepted = mask == 0
+        self._state_version += 1
+        if self.sink is not None:
+            self._emit_checks(client_order_id, account, symbol, aid, sid, oi, of, accepted, violations)
+        return CheckOutcome(accepted, mask, violations, self._state_version)
+
+    def _emit_checks(
+        self, ids, accounts, symbols, aid, sid, oi, of, accepted, violations: Violations
+    ) -> None:
+        sink = self.sink
+        assert sink is not None
+        ts = self._wall()
+        if accepted.any():
+            idx = np.flatnonzero(accepted)
+            marks = self._s.sym[sid[idx]]
+            marks = np.where(np.isnan(marks[:, L.S_PRICE]), marks[:, L.S_FILL], marks[:, L.S_PRICE])
+            limit_px = of[idx, L.IN_PRICE]
+            sink.put(
+                ch.OrdersAccepted(
+                    ts=ts,
+                    client_order_id=_take(ids, idx),
+                    account=self.accounts.names_of(aid[idx]),
+                    symbol=self.symbols.names_of(sid[idx]),
+                    side=oi[idx, L.IN_SIDE].astype(np.int8),
+                    quantity=of[idx, L.IN_QTY],
+                    price=np.where(limit_px > 0, limit_px, marks),
+                )
+            )
+        if len(violations):
+            order = violations.order_index.astype(np.int64)
+            sink.put(
+                ch.CheckEvents(
+                    ts=ts,
+                    client_order_id=_take(ids, order),
+                    account=_take(accounts, order),
+                    symbol=_take(symbols, order),
+                    check=violations.check.astype(np.int16),
+                    limit_id=violations.limit_id,
+                    observed=violations.observed,
+                    threshold=violations.threshold,
+                    warning=violations.warning,
+                )
+            )
+
+    # ------------------------------------------------------------------ executions
+
+    def report_executions(
+        self,
+        client_order_id: Sequence[str],
+        exec_type: Sequence[int] | np.ndarray,
+        quantity: Sequence[float] | np.ndarray,
+        price: Sequence[float] | np.ndarray,
+        now: float | None = None,
+    ) -> ExecOutcome:
+        """Apply fills, cancels, venue rejects and expiries in order."""
+        n = self._batch_len(
+            "executions", client_order_id=client_order_id, type=exec_type, quantity=quantity, price=price
+        )
+        self._require_room(n * 4)
+        s = self._s
+        keys = _hash_ids(client_order_id)
+        types = np.asarray(exec_type, dtype=np.int64)
+        xf = np.empty((n, 2), dtype=np.float64)
+        xf[:, 0] = quantity
+        xf[:, 1] = price
+        status = np.empty(n, dtype=np.int64)
+        slots = np.empty(n, dtype=np.int64)
+        recompute = apply_executions(
+            keys,
+            types,
+            xf,
+            s.ord_ht,
+            s.ordf,
+            s.ordi,
+            s.free,
+            s.ring,
+            s.book,
+            s.acct,
+            s.sym,
+            s.ctr,
+            status,
+            slots,
+        )
+        if recompute:
+            recompute_position_exposure(s.acct, s.sym, s.book, s.ctr)
+        applied = status <= L.X_OVERFILL
+        errors = _EXEC_MESSAGES[status]
+        self._state_version += 1
+        if self.sink is not None:
+            self._emit_executions(client_order_id, types, xf, applied, errors, slots)
+        return ExecOutcome(applied, errors.tolist(), self._state_version)
+
+    def _emit_executions(self, ids, types, xf, applied, errors, slots) -> None:
+        sink = self.sink
+        assert sink is not None
+        s = self._s
+        ts = self._wall()
+        sink.put(
+            ch.ExecutionsReported(
+                ts=ts,
+                client_order_id=_take(ids, np.arange(len(ids))),
+                exec_type=types.astype(np.int8),
+                quantity=xf[:, 0].copy(),
+                price=xf[:, 1].copy(),
+                applied=applied,
+                error=errors,
+            )
+        )
+        idx = np.flatnonzero(applied)
+        if not idx.shape[0]:
+            return
+        sl = slots[idx]
+        state = s.ordi[sl, L.OI_STATE]
+        sink.put(
+            ch.OrdersUpdated(
+                ts=ts,
+                client_order_id=_take(ids, idx),
+                open_quantity=np.where(state == L.ORDER_OPEN, s.ordf[sl, L.OF_OPEN], 0.0),
+                status=np.where(state == L.ORDER_OPEN, ch.ORDER_OPEN, ch.ORDER_CLOSED).astype(np.int8),
+            )
+        )
+        fills = idx[types[idx] == 1]
+        if fills.shape[0]:
+            books = s.ordi[slots[fills], L.OI_BOOK]
+            self._emit_books(books)
+            self._emit_marks(np.unique(s.book[books, L.B_SYMBOL].astype(np.int64)))
+
+    def _emit_books(self, books: np.ndarray) -> None:
+        s = self._s
+        assert self.sink is not None
+        self.sink.put(
+            ch.PositionsChanged(
+                account=self.accounts.names_of(s.book[books, L.B_ACCOUNT].astype(np.int64)),
+                symbol=self.symbols.names_of(s.book[books, L.B_SYMBOL].astype(np.int64)),
+                quantity=s.book[books, L.B_POS].copy(),
+            )
+        )
+
+    def _emit_marks(self, sids: np.ndarray) -> None:
+        assert self.sink is not None
+        self.sink.put(
+            ch.MarksChanged(
+                symbol=self.symbols.names_of(sids),
+                price=self._s.sym[sids, L.S_PRICE].copy(),
+                last_fill_price=self._s.sym[sids, L.S_FILL].copy(),
+            )
+        )
+
+    # ------------------------------------------------------------------ prices, positions
+
+    def update_prices(self, symbol: Sequence[str], price: Sequence[float] | np.ndarray) -> int:
+        """Set marks; all-or-nothing (any bad symbol or price rejects the whole call)."""
+        n = self._batch_len("prices", symbol=symbol, price=price)
+        self._require_room(n)
+        px = _floats(price)
+        bad = ~np.isfinite(px) | (px <= 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BatchError("price", f"must be finite and > 0, got {px[i]}", i)
+        sid = self._intern_all(self.symbols, symbol, "symbol")
+        self._fit_symbols()
+        set_prices(sid, px, self._s.sym)
+        recompute_position_exposure(self._s.acct, self._s.sym, self._s.book, self._s.ctr)
+        self._state_version += 1
+        if self.sink is not None and n:
+            self._emit_marks(np.unique(sid))
+        return n
+
+    def load_positions(
+        self, account: Sequence[str], symbol: Sequence[str], quantity: Sequence[float] | np.ndarray
+    ) -> int:
+        """Replace positions; all-or-nothing."""
+        n = self._batch_len("positions", account=account, symbol=symbol, quantity=quantity)
+        self._require_room(n)
+        qty = _floats(quantity)
+        bad = ~np.isfinite(qty)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BatchError("quantity", f"must be finite, got {qty[i]}", i)
+        aid = self._intern_all(self.accounts, account, "account")
+        sid = self._intern_all(self.symbols, symbol, "symbol")
+        self._fit_accounts()
+        self._fit_symbols()
+        self._fit_books(n)
+        books = np.empty(n, dtype=np.int64)
+        s = self._s
+        load_positions(aid, sid, qty, s.book_ht, s.book, s.ctr, books)
+        recompute_position_exposure(s.acct, s.sym, s.book, s.ctr)
+        self._state_version += 1
+        if self.sink is not None and n:
+            self._emit_books(books)
+        return n
+
+    # ------------------------------------------------------------------ limits
+
+    def upsert_limits(self, limits: Sequence[Limit]) -> int:
+        """Validate all, then swap in a new limit book; returns its version."""
+        merged, version = self._stage_upsert(limits)
+        return self._install(self._compile(merged, version), ch.LimitsChanged(tuple(limits), ()))
+
+    async def upsert_limits_async(self, limits: Sequence[Limit]) -> int:
+        """Like upsert_limits, compiling the tables in a worker thread off the event loop."""
+        async with self._limits_lock:
+            merged, version = self._stage_upsert(limits)
+            book = await asyncio.to_thread(self._compile, merged, version)
+            return self._install(book, ch.LimitsChanged(tuple(limits), ()))
+
+    def delete_limits(self, limit_ids: Iterable[str]) -> tuple[int, list[str], int]:
+        merged, deleted, missing = self._stage_delete(limit_ids)
+        if not deleted:
+            return 0, missing, self._limits.version
+        version = self._install(
+            self._compile(merged, self._limits.version + 1), ch.LimitsChanged((), tuple(deleted))
+        )
+        return len(deleted), missing, version
+
+    async def delete_limits_async(self, limit_ids: Iterable[str]) -> tuple[int, list[str], int]:
+        async with self._limits_lock:
+            merged, deleted, missing = self._stage_delete(limit_ids)
+            if not deleted:
+                return 0, missing, self._limits.version
+            book = await asyncio.to_thread(self._compile, merged, self._limits.version + 1)
+            return len(deleted), missing, self._install(book, ch.LimitsChanged((), tuple(deleted)))
+
+    def _stage_upsert(self, limits: Sequence[Limit]) -> tuple[dict[str, Limit], int]:
+        validate_limits(limits)
+        self._require_room(len(limits))
+        for lim in limits:  # intern on the caller's thread; compiling only reads the ids
+            for interner, name, label in (
+                (self.accounts, lim.account, "account"),
+                (self.symbols, lim.symbol, "symbol"),
+            ):
+                if name and interner.intern(name) < 0:
+                    raise BatchError(
+                        f"limits.{label}", f"{interner.kind} capacity {interner.capacity} reached"
+                    )
+        self._fit_accounts()
+        self._fit_symbols()
+        merged = dict(self._limits.limits)
+        merged.update((lim.limit_id, lim) for lim in limits)
+        return merged, self._limits.version + 1
+
+    def _stage_delete(self, limit_ids: Iterable[str]) -> tuple[dict[str, Limit], list[str], list[str]]:
+        merged = dict(self._limits.limits)
+        deleted: list[str] = []
+        missing: list[str] = []
+        for limit_id in dict.fromkeys(limit_ids):
+            (deleted if merged.pop(limit_id, None) is not None else missing).append(limit_id)
+        if deleted:
+            self._require_room(len(deleted))
+        return merged, deleted, missing
+
+    def _compile(self, merged: dict[str, Limit], version: int) -> LimitBook:
+        return compile_limits(merged, self.accounts.get, self.symbols.get, version)
+
+    def _install(self, book: LimitBook, change: ch.LimitsChanged) -> int:
+        self._limits = book
+        self._state_version += 1
+        if self.sink is not None:
+            self.sink.put(change)
+        return book.version
+
+    # ------------------------------------------------------------------ trading state
+
+    def set_trading_state(self, account: str, state: int, reason: str = "") -> int:
+        """Set an account's (or, for "", the firm's) trading state; returns the previous one."""
+        if state not in (1, 2, 3):
+            raise BatchError("state", f"must be ACTIVE, REDUCING or HALTED, got {state}")
+        self._require_room(1)
+        previous = self.trading_state(account)
+        if account:
+            a = self.accounts.intern(account)
+            if a < 0:
+                raise BatchError("account", "invalid name or account capacity reached")
+            self._fit_accounts()
+            self._s.acct[a, L.A_TRADING] = state
+        else:
+            self._s.ctr[L.C_FIRM_TRADING] = state
+        self._state_version += 1
+        if self.sink is not None:
+            self.sink.put(
+                ch.TradingStateChanged(ts=self._wall(), account=account, state=state, reason=reason)
+            )
+        return previous
+
+    # ------------------------------------------------------------------ recovery
+
+    def restore(self, snap: ch.Snapshot) -> None:
+        """Rebuild state from a database snapshot; emits nothing to the sink."""
+        sink, self.sink = self.sink, None
+        try:
+            if snap.limits:
+                self.upsert_limits(list(snap.limits))
+            for account, state in snap.trading_states:
+                self.set_trading_state(account, state, "recovered")
+            if snap.marks:
+                sid = self._intern_all(self.symbols, [m[0] for m in snap.marks], "symbol")
+                self._fit_symbols()
+                self._s.sym[sid, L.S_PRICE] = [m[1] for m in snap.marks]
+                self._s.sym[sid, L.S_FILL] = [m[2] for m in snap.marks]
+            if snap.positions:
+                self.load_positions(*zip(*snap.positions, strict=True))
+            rows = [*snap.recent_closed, *snap.open_orders]
+            self._restore_orders(rows, closed=len(snap.recent_closed))
+            recompute_position_exposure(self._s.acct, self._s.sym, self._s.book, self._s.ctr)
+        finally:
+            self.sink = sink
+
+    def _restore_orders(self, rows: Sequence[ch.OpenOrderRow], closed: int) -> None:
+        s = self._s
+        for i, row in enumerate(rows):
+            a = self.accounts.intern(row.account)
+            sy = self.symbols.intern(row.symbol)
+            if a < 0 or sy < 0:
+                raise BatchError("orders", f"cannot intern {row.account!r}/{row.symbol!r} on recovery", i)
+            self._fit_accounts()
+            self._fit_symbols()
+            self._fit_books(1)
+            self._fit_slots(1)
+            restore_order(
+                _hash_ids([row.client_order_id])[0],
+                a,
+                sy,
+                row.side,
+                row.open_quantity,
+                row.open_quantity,
+                row.price,
+                i < closed,
+                s.ord_ht,
+                s.ordf,
+                s.ordi,
+                s.free,
+                s.ring,
+                s.book_ht,
+                s.book,
+                s.acct,
+                s.ctr,
+            )
+
+    # ------------------------------------------------------------------ capacity
+
+    def _batch_len(self, what: str, **columns: Sequence) -> int:
+        lengths = {name: len(col) for name, col in columns.items()}
+        n = next(iter(lengths.values()))
+        for name, length in lengths.items():
+            if length != n:
+                raise BatchError(name, f"has {length} entries, expected {n} like every column of {what}")
+        if n > self.config.max_batch:
+            raise BatchError(what, f"batch of {n} exceeds --max-batch {self.config.max_batch}")
+        return n
+
+    def _require_room(self, rows: int) -> None:
+        if self.sink is not None and not self.sink.has_room(rows):
+            raise Backpressure("persistence backlog is full; refusing new work until it drains")
+
+    def _intern_all(self, interner: Interner, names: Sequence[str], label: str) -> np.ndarray:
+        ids = interner.intern_many(names)
+        if ids.shape[0] and ids.min() < 0:
+            i = int(np.flatnonzero(ids < 0)[0])
+            raise BatchError(
+                label,
+                f"invalid name {names[i]!r} (1..{MAX_NAME_LEN} chars) or {interner.kind} "
+                f"capacity {interner.capacity} reached",
+                i,
+            )
+        return ids
+
+    def _fit_accounts(self) -> None:
+        s = self._s
+        if len(self.accounts) > s.acct.shape[0]:
+            s.acct = _grow_rows(s.acct, max(2 * s.acct.shape[0], len(self.accounts)), 0.0)
+
+    def _fit_symbols(self) -> None:
+        s = self._s
+        if len(self.symbols) > s.sym.shape[0]:
+            s.sym = _grow_rows(s.sym, max(2 * s.sym.shape[0], len(self.symbols)), np.nan)
+
+    def _fit_books(self, extra: int) -> None:
+        s = self._s
+        need = int(s.ctr[L.C_BOOKS]) + extra
+        if need > s.book.shape[0]:
+            s.book = _grow_rows(s.book, max(2 * s.book.shape[0], need), 0.0)
+        s.book_ht = ht_grow(s.book_ht, need)
+
+    def _fit_slots(self, n: int) -> None:
+        """Make n free order slots if the bound allows (past it the kernel rejects on capacity)."""
+        s = self._s
+        free_now = int(s.ctr[L.C_FREE_TOP])
+        cap = int(s.ctr[L.C_SLOTS])
+        if free_now >= n or cap >= self._max_slots:
+            return
+        new_cap = min(self._max_slots, max(2 * cap, cap + n))
+        added = new_cap - cap
+        s.ordf = _grow_rows(s.ordf, new_cap, 0.0)
+        s.ordi = _grow_rows(s.ordi, new_cap, 0)
+        free = np.empty(new_cap, dtype=np.int64)
+        # New slots go under the existing free ones (popped last), lowest slot on top.
+        free[:added] = np.arange(new_cap - 1, cap - 1, -1, dtype=np.int64)
+        free[added : added + free_now] = s.free[:free_now]
+        s.free = free
+        s.ctr[L.C_FREE_TOP] = free_now + added
+        s.ctr[L.C_SLOTS] = new_cap
+        s.ord_ht = ht_grow(s.ord_ht, new_cap)
+
+
+def _take(seq: Sequence[str], idx: np.ndarray) -> np.ndarray:
+    """seq[idx] as an object array (seq may be a list or a protobuf repeated field)."""
+    out = np.empty(idx.shape[0], dtype=object)
+    if idx.shape[0]:
+        out[:] = [seq[i] for i in idx.tolist()] if idx.shape[0] != len(seq) else list(seq)
+    return out
+
+
+def warm_up() -> float:
+    """Compile (or load from cache) every kernel with the production signatures; returns seconds."""
+    start = time.perf_counter()
+    eng = Engine(EngineConfig(max_open_orders=8, closed_order_retention=2, initial_order_slots=2))
+    eng.upsert_limits(
+        [
+            Limit(limit_id="w-exact", kind=1, account="WA", symbol="WS", threshold=10),
+            Limit(limit_id="w-acct", kind=7, account="WA", threshold=100, warn_fraction=0.5),
+            Limit(limit_id="w-sym", kind=6, symbol="WS", threshold=0.1),
+            Limit(limit_id="w-any", kind=4, threshold=1e9),
+        ]
+    )
+    eng.update_prices(["WS"], [100.0])
+    eng.load_positions(["WA"], ["WS"], [1.0])
+    out = eng.check_orders(
+        ["w1", "w2", ""],
+        ["WA", "WA", "WA"],
+        ["WS", "WS", "WS"],
+        [1, 2, 1],
+        [1.0, 1.0, 1.0],
+        [0.0, 101.0, 1.0],
+    )
+    eng.report_executions(["w1", "w2", "w9"], [1, 2, 1], [1.0, 0.0, 1.0], [100.0, 0.0, 1.0])
+    eng.delete_limits(["w-any"])
+    assert out.accepted.shape[0] == 3 and math.isfinite(eng.position("WA", "WS"))
+    return time.perf_counter() - start

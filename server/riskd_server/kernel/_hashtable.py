@@ -1,0 +1,105 @@
+"""Open-addressing int64 hash tables for numba kernels.
+
+A table is an ``int64[cap, 2]`` array (column 0 key, column 1 value) with a power-of-two ``cap``,
+``EMPTY`` keys for free buckets, linear probing and backward-shift deletion (no tombstones, so a
+long-lived table never degrades). Callers keep the load at or below one half.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+EMPTY = np.int64(-(2**63))
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bucket(key: np.int64, mask: np.int64) -> np.int64:
+    h = np.uint64(key) * _MIX
+    return np.int64(h >> np.uint64(17)) & mask
+
+
+@njit(cache=True, nogil=True)
+def ht_find(table: np.ndarray, key: np.int64) -> np.int64:
+    """Value stored for key, or -1."""
+    mask = table.shape[0] - 1
+    i = _bucket(key, mask)
+    while True:
+        k = table[i, 0]
+        if k == key:
+            return table[i, 1]
+        if k == EMPTY:
+            return -1
+        i = (i + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def ht_put(table: np.ndarray, key: np.int64, value: np.int64) -> None:
+    """Insert or overwrite key."""
+    mask = table.shape[0] - 1
+    i = _bucket(key, mask)
+    while True:
+        k = table[i, 0]
+        if k == key or k == EMPTY:
+            table[i, 0] = key
+            table[i, 1] = value
+            return
+        i = (i + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def ht_delete(table: np.ndarray, key: np.int64) -> bool:
+    """Remove key, shifting later entries of its probe run back so lookups stay correct."""
+    mask = table.shape[0] - 1
+    i = _bucket(key, mask)
+    while True:
+        k = table[i, 0]
+        if k == EMPTY:
+            return False
+        if k == key:
+            break
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        kj = table[j, 0]
+        if kj == EMPTY:
+            break
+        home = _bucket(kj, mask)
+        # Move j back to i when its home bucket is not cyclically within (i, j].
+        if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
+            table[i, 0] = kj
+            table[i, 1] = table[j, 1]
+            i = j
+    table[i, 0] = EMPTY
+    table[i, 1] = -1
+    return True
+
+
+@njit(cache=True, nogil=True)
+def ht_rehash(old: np.ndarray, new: np.ndarray) -> None:
+    """Copy every entry of old into the empty table new."""
+    for i in range(old.shape[0]):
+        if old[i, 0] != EMPTY:
+            ht_put(new, old[i, 0], old[i, 1])
+
+
+def ht_new(capacity: int) -> np.ndarray:
+    """An empty table with room for at least capacity keys at load one half."""
+    cap = 16
+    while cap < 2 * capacity:
+        cap *= 2
+    table = np.empty((cap, 2), dtype=np.int64)
+    table[:, 0] = EMPTY
+    table[:, 1] = -1
+    return table
+
+
+def ht_grow(table: np.ndarray, capacity: int) -> np.ndarray:
+    """The same entries in a table with room for capacity keys (returns table if it has room)."""
+    if table.shape[0] >= 2 * capacity:
+        return table
+    new = ht_new(capacity)
+    ht_rehash(table, new)
+    return new

@@ -1,0 +1,280 @@
+"""Kernels that apply execution reports, marks and position loads to the state arrays.
+
+Pure and batch-at-a-time like ``checks``; outcomes are status codes (``layout.X_*``) the engine
+turns into messages.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._hashtable import ht_delete, ht_find, ht_put
+from .checks import book_key, mark_of
+from .layout import (
+    A_OPEN_COUNT,
+    A_OPEN_GROSS,
+    A_OPEN_NET,
+    A_POS_GROSS,
+    A_POS_NET,
+    B_ACCOUNT,
+    B_OPEN_BUY,
+    B_OPEN_SELL,
+    B_POS,
+    B_SYMBOL,
+    C_BOOKS,
+    C_FREE_TOP,
+    C_OPEN,
+    C_RING_COUNT,
+    C_RING_HEAD,
+    OF_OPEN,
+    OF_PRICE,
+    OI_ACCOUNT,
+    OI_BOOK,
+    OI_KEY,
+    OI_SIDE,
+    OI_STATE,
+    ORDER_CLOSED,
+    ORDER_FREE,
+    ORDER_OPEN,
+    S_FILL,
+    S_PRICE,
+    X_APPLIED,
+    X_BAD_FILL,
+    X_BAD_TYPE,
+    X_CLOSED,
+    X_OVERFILL,
+    X_UNKNOWN,
+)
+
+_FILL = 1
+_EXPIRED = 4
+_BUY = 1
+
+
+@njit(cache=True, nogil=True)
+def _retire(slot: np.int64, ordi: np.ndarray, ord_ht: np.ndarray, free: np.ndarray, ring: np.ndarray, ctr):
+    """Remember a closed order in the retention ring, evicting (and freeing) the oldest when full."""
+    cap = ring.shape[0]
+    if cap == 0:
+        ht_delete(ord_ht, ordi[slot, OI_KEY])
+        ordi[slot, OI_STATE] = ORDER_FREE
+        free[ctr[C_FREE_TOP]] = slot
+        ctr[C_FREE_TOP] += 1
+        return
+    if ctr[C_RING_COUNT] == cap:
+        head = ctr[C_RING_HEAD]
+        old = ring[head]
+        if ordi[old, OI_STATE] == ORDER_CLOSED:
+            ht_delete(ord_ht, ordi[old, OI_KEY])
+            ordi[old, OI_STATE] = ORDER_FREE
+            free[ctr[C_FREE_TOP]] = old
+            ctr[C_FREE_TOP] += 1
+        ctr[C_RING_HEAD] = (head + 1) % cap
+        ctr[C_RING_COUNT] -= 1
+    tail = (ctr[C_RING_HEAD] + ctr[C_RING_COUNT]) % cap
+    ring[tail] = slot
+    ctr[C_RING_COUNT] += 1
+
+
+@njit(cache=True, nogil=True)
+def _release(slot, amount, ordf, ordi, book, acct) -> None:
+    """Take amount off an order's open quantity and off its book's and account's open totals."""
+    side = ordi[slot, OI_SIDE]
+    b = ordi[slot, OI_BOOK]
+    a = ordi[slot, OI_ACCOUNT]
+    p = ordf[slot, OF_PRICE]
+    ordf[slot, OF_OPEN] -= amount
+    if side == _BUY:
+        book[b, B_OPEN_BUY] -= amount
+        acct[a, A_OPEN_NET] -= amount * p
+    else:
+        book[b, B_OPEN_SELL] -= amount
+        acct[a, A_OPEN_NET] += amount * p
+    acct[a, A_OPEN_GROSS] -= amount * p
+
+
+@njit(cache=True, nogil=True)
+def apply_executions(
+    keys: np.ndarray,
+    types: np.ndarray,
+    xf: np.ndarray,
+    ord_ht: np.ndarray,
+    ordf: np.ndarray,
+    ordi: np.ndarray,
+    free: np.ndarray,
+    ring: np.ndarray,
+    book: np.ndarray,
+    acct: np.ndarray,
+    sym: np.ndarray,
+    ctr: np.ndarray,
+    status_out: np.ndarray,
+    slot_out: np.ndarray,
+) -> bool:
+    """Apply reports in order; returns True when a mark moved and position exposure needs a recompute."""
+    recompute = False
+    for i in range(keys.shape[0]):
+        slot = ht_find(ord_ht, keys[i])
+        slot_out[i] = slot
+        kind = types[i]
+        if slot < 0:
+            status_out[i] = X_UNKNOWN
+            continue
+        if kind < _FILL or kind > _EXPIRED:
+            status_out[i] = X_BAD_TYPE
+            continue
+        state = ordi[slot, OI_STATE]
+        if kind != _FILL:
+            if state != ORDER_OPEN:
+                status_out[i] = X_CLOSED
+                continue
+            _release(slot, ordf[slot, OF_OPEN], ordf, ordi, book, acct)
+            _close(slot, ordi, ord_ht, free, ring, acct, ctr)
+            status_out[i] = X_APPLIED
+            continue
+        f = xf[i, 0]
+        x = xf[i, 1]
+        if not (math.isfinite(f) and f > 0.0 and math.isfinite(x) and x > 0.0):
+            status_out[i] = X_BAD_FILL
+            continue
+        open_qty = ordf[slot, OF_OPEN]
+        released = min(f, open_qty)
+        if released > 0.0:
+            _release(slot, released, ordf, ordi, book, acct)
+        b = ordi[slot, OI_BOOK]
+        a = ordi[slot, OI_ACCOUNT]
+        s = np.int64(book[b, B_SYMBOL])
+        old_pos = book[b, B_POS]
+        new_pos = old_pos + f if ordi[slot, OI_SIDE] == _BUY else old_pos - f
+        book[b, B_POS] = new_pos
+        old_mark = mark_of(sym, s)
+        sym[s, S_FILL] = x
+        new_mark = mark_of(sym, s)
+        if old_mark != new_mark:  # the fill price is the mark (no UpdatePrices price): every holder moves
+            recompute = True
+        elif new_mark == new_mark:
+            acct[a, A_POS_GROSS] += (abs(new_pos) - abs(old_pos)) * new_mark
+            acct[a, A_POS_NET] += (new_pos - old_pos) * new_mark
+        if state == ORDER_OPEN and ordf[slot, OF_OPEN] <= 0.0:
+            ordf[slot, OF_OPEN] = 0.0
+            _close(slot, ordi, ord_ht, free, ring, acct, ctr)
+        status_out[i] = X_OVERFILL if f > open_qty else X_APPLIED
+    return recompute
+
+
+@njit(cache=True, nogil=True)
+def _close(slot, ordi, ord_ht, free, ring, acct, ctr) -> None:
+    ordi[slot, OI_STATE] = ORDER_CLOSED
+    acct[ordi[slot, OI_ACCOUNT], A_OPEN_COUNT] -= 1.0
+    ctr[C_OPEN] -= 1
+    _retire(slot, ordi, ord_ht, free, ring, ctr)
+
+
+@njit(cache=True, nogil=True)
+def recompute_position_exposure(acct: np.ndarray, sym: np.ndarray, book: np.ndarray, ctr: np.ndarray) -> None:
+    """Rebuild every account's sum |pos|*mark and sum pos*mark from the books (exact, no drift)."""
+    acct[:, A_POS_GROSS] = 0.0
+    acct[:, A_POS_NET] = 0.0
+    for b in range(ctr[C_BOOKS]):
+        pos = book[b, B_POS]
+        if pos == 0.0:
+            continue
+        mark = mark_of(sym, np.int64(book[b, B_SYMBOL]))
+        if mark == mark:
+            a = np.int64(book[b, B_ACCOUNT])
+            acct[a, A_POS_GROSS] += abs(pos) * mark
+            acct[a, A_POS_NET] += pos * mark
+
+
+@njit(cache=True, nogil=True)
+def set_prices(symbols: np.ndarray, prices: np.ndarray, sym: np.ndarray) -> None:
+    for i in range(symbols.shape[0]):
+        sym[symbols[i], S_PRICE] = prices[i]
+
+
+@njit(cache=True, nogil=True)
+def load_positions(
+    accounts: np.ndarray,
+    symbols: np.ndarray,
+    qty: np.ndarray,
+    book_ht: np.ndarray,
+    book: np.ndarray,
+    ctr: np.ndarray,
+    book_out: np.ndarray,
+) -> None:
+    """Replace positions, creating books as needed (the engine guarantees room)."""
+    for i in range(accounts.shape[0]):
+        key = book_key(accounts[i], symbols[i])
+        b = ht_find(book_ht, key)
+        if b < 0:
+            b = ctr[C_BOOKS]
+            ctr[C_BOOKS] = b + 1
+            ht_put(book_ht, key, b)
+            book[b, B_OPEN_BUY] = 0.0
+            book[b, B_OPEN_SELL] = 0.0
+            book[b, B_ACCOUNT] = accounts[i]
+            book[b, B_SYMBOL] = symbols[i]
+        book[b, B_POS] = qty[i]
+        book_out[i] = b
+
+
+@njit(cache=True, nogil=True)
+def restore_order(
+    key: np.int64,
+    account: np.int64,
+    symbol: np.int64,
+    side: np.int64,
+    qty: float,
+    open_qty: float,
+    price: float,
+    closed: bool,
+    ord_ht: np.ndarray,
+    ordf: np.ndarray,
+    ordi: np.ndarray,
+    free: np.ndarray,
+    ring: np.ndarray,
+    book_ht: np.ndarray,
+    book: np.ndarray,
+    acct: np.ndarray,
+    ctr: np.ndarray,
+) -> None:
+    """Re-open (or re-remember, when closed) one recovered order; used only at start-up."""
+    bkey = book_key(account, symbol)
+    b = ht_find(book_ht, bkey)
+    if b < 0:
+        b = ctr[C_BOOKS]
+        ctr[C_BOOKS] = b + 1
+        ht_put(book_ht, bkey, b)
+        book[b, B_POS] = 0.0
+        book[b, B_OPEN_BUY] = 0.0
+        book[b, B_OPEN_SELL] = 0.0
+        book[b, B_ACCOUNT] = account
+        book[b, B_SYMBOL] = symbol
+    top = ctr[C_FREE_TOP] - 1
+    ctr[C_FREE_TOP] = top
+    slot = free[top]
+    ht_put(ord_ht, key, slot)
+    ordf[slot, 0] = qty
+    ordf[slot, OF_OPEN] = open_qty
+    ordf[slot, OF_PRICE] = price
+    ordi[slot, OI_SIDE] = side
+    ordi[slot, OI_BOOK] = b
+    ordi[slot, OI_ACCOUNT] = account
+    ordi[slot, OI_KEY] = key
+    if closed:
+        ordf[slot, OF_OPEN] = 0.0
+        ordi[slot, OI_STATE] = ORDER_CLOSED
+        _retire(slot, ordi, ord_ht, free, ring, ctr)
+        return
+    ordi[slot, OI_STATE] = ORDER_OPEN
+    if side == _BUY:
+        book[b, B_OPEN_BUY] += open_qty
+        acct[account, A_OPEN_NET] += open_qty * price
+    else:
+        book[b, B_OPEN_SELL] += open_qty
+        acct[account, A_OPEN_NET] -= open_qty * price
+    acct[account, A_OPEN_GROSS] += open_qty * price
+    acct[account, A_OPEN_COUNT] += 1.0
+    ctr[C_OPEN] += 1

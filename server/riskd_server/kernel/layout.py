@@ -1,0 +1,97 @@
+"""Column layout of the state arrays the kernels share with the engine.
+
+State is grouped into a few 2-D arrays (numba charges per array argument, see PERF-NOTES), each
+column named here. Every value is a plain int so numba folds them as constants.
+"""
+
+from __future__ import annotations
+
+# acct: float64[accounts, A_FIELDS]
+A_OPEN_GROSS = 0  # sum of open qty * order p
+A_OPEN_NET = 1  # sum of +/- open qty * order p
+A_POS_GROSS = 2  # sum of |pos| * mark
+A_POS_NET = 3  # sum of pos * mark
+A_TOKENS = 4  # token bucket level
+A_LAST_TS = 5  # token bucket last refill time
+A_BUCKET_SET = 6  # 1 once the bucket has been used (starts full)
+A_OPEN_COUNT = 7  # open orders
+A_TRADING = 8  # TradingState of the account (0 = unset = active)
+A_FIELDS = 9
+
+# sym: float64[symbols, S_FIELDS]; NaN = not set
+S_PRICE = 0  # last UpdatePrices price
+S_FILL = 1  # last fill price
+S_FIELDS = 2
+
+# book (one per account x symbol): float64[books, B_FIELDS]
+B_POS = 0
+B_OPEN_BUY = 1
+B_OPEN_SELL = 2
+B_ACCOUNT = 3  # dense account id (exact in float64 below 2**53)
+B_SYMBOL = 4
+B_FIELDS = 5
+
+# ordf: float64[slots, OF_FIELDS]
+OF_QTY = 0  # original quantity
+OF_OPEN = 1  # open quantity
+OF_PRICE = 2  # reference price p fixed at acceptance
+OF_FIELDS = 3
+
+# ordi: int64[slots, OI_FIELDS]
+OI_STATE = 0  # ORDER_FREE / ORDER_OPEN / ORDER_CLOSED
+OI_SIDE = 1
+OI_BOOK = 2
+OI_ACCOUNT = 3
+OI_KEY = 4  # id hash, the key in the order table
+OI_FIELDS = 5
+ORDER_FREE = 0
+ORDER_OPEN = 1
+ORDER_CLOSED = 2
+
+# ctr: int64[C_FIELDS] counters
+C_BOOKS = 0  # books in use
+C_FREE_TOP = 1  # free slots on the free stack
+C_RING_HEAD = 2  # oldest entry of the closed-order ring
+C_RING_COUNT = 3  # entries in the closed-order ring
+C_OPEN = 4  # open orders, all accounts
+C_FIRM_TRADING = 5  # firm-wide TradingState (0 = unset)
+C_SLOTS = 6  # order slots allocated (capacity of ordf/ordi in use)
+C_FIELDS = 7
+
+# Order batch input: oi int64[n, IN_I_FIELDS], of float64[n, IN_F_FIELDS]
+IN_ACCOUNT = 0  # dense id, or -1 when the name is invalid
+IN_SYMBOL = 1
+IN_SIDE = 2
+IN_KEY = 3  # client_order_id hash
+IN_I_FIELDS = 4
+IN_QTY = 0
+IN_PRICE = 1
+IN_F_FIELDS = 2
+
+# Violations out: vi int64[m, V_FIELDS], vf float64[m, 2]
+V_ORDER = 0
+V_CHECK = 1
+V_LIMIT = 2  # limit index, or LIMIT_BUILTIN / LIMIT_CAPACITY
+V_WARNING = 3
+V_FIELDS = 4
+LIMIT_BUILTIN = -1
+LIMIT_CAPACITY = -2  # the server's open-order capacity, not a configured limit
+MAX_VIOLATIONS_PER_ORDER = 14
+
+# Execution outcomes (exec kernel status column)
+X_APPLIED = 0
+X_OVERFILL = 1
+X_UNKNOWN = 2
+X_BAD_TYPE = 3
+X_BAD_FILL = 4
+X_CLOSED = 5
+
+# Limit tables: lim_f float64[limits, 2]
+L_THRESHOLD = 0
+L_WARN = 1
+KINDS = 11  # RiskCheck values 0..10 index the per-kind columns
+
+# Key layout for (account, symbol) pairs and exact limits.
+SYMBOL_BITS = 28
+MAX_ACCOUNTS = 1 << 24
+MAX_SYMBOLS = 1 << SYMBOL_BITS

@@ -1,0 +1,90 @@
+"""Compile limits into the immutable lookup tables the check kernel reads.
+
+A ``LimitBook`` is built off the hot path and swapped in by reference: the kernel of a batch sees
+one version from start to end, never a half-applied change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernel._hashtable import ht_find, ht_new, ht_put
+from .kernel.checks import exact_limit_key
+from .kernel.layout import KINDS, L_THRESHOLD, L_WARN, LIMIT_BUILTIN, LIMIT_CAPACITY
+from .limits import Limit
+
+CAPACITY_LIMIT_ID = "server:max-open-orders"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitBook:
+    """One version of the limit set and its lookup tables (all arrays read-only)."""
+
+    version: int
+    limits: Mapping[str, Limit]  # by limit_id, every limit incl. disabled ones
+    exact: np.ndarray  # hash table (account, symbol, kind) -> limit index
+    by_account: np.ndarray  # int64[accounts, KINDS]: (account, any) limit index or -1
+    by_symbol: np.ndarray  # int64[symbols, KINDS]: (any, symbol) limit index or -1
+    any: np.ndarray  # int64[KINDS]: (any, any) limit index or -1
+    values: np.ndarray  # float64[n, 2]: threshold, warn_fraction
+    ids: np.ndarray  # object[n + 2]: limit_id by index; [-2] capacity id, [-1] "" for built-ins
+
+    def limit_ids(self, index: np.ndarray) -> np.ndarray:
+        """limit_id for kernel limit indexes (LIMIT_BUILTIN -> "", LIMIT_CAPACITY -> capacity id)."""
+        return self.ids[index]
+
+
+def compile_limits(
+    limits: Mapping[str, Limit],
+    account_id: Callable[[str], int],
+    symbol_id: Callable[[str], int],
+    version: int,
+) -> LimitBook:
+    """Build the tables; account_id/symbol_id return dense ids of names (interning them)."""
+    enabled = sorted((lim for lim in limits.values() if not lim.disabled), key=lambda lim: lim.limit_id)
+    rows = [
+        (lim, account_id(lim.account) if lim.account else -1, symbol_id(lim.symbol) if lim.symbol else -1)
+        for lim in enabled
+    ]
+    max_a = max((a for _, a, _ in rows), default=-1) + 1
+    max_s = max((s for _, _, s in rows), default=-1) + 1
+    exact = ht_new(sum(1 for _, a, s in rows if a >= 0 and s >= 0))
+    by_account = np.full((max_a, KINDS), -1, dtype=np.int64)
+    by_symbol = np.full((max_s, KINDS), -1, dtype=np.int64)
+    any_ = np.full(KINDS, -1, dtype=np.int64)
+    values = np.zeros((max(len(rows), 1), 2), dtype=np.float64)
+    for index, (lim, a, s) in enumerate(rows):
+        values[index, L_THRESHOLD] = lim.threshold
+        values[index, L_WARN] = lim.warn_fraction
+        # Two limits of one kind at one specificity: the lowest limit_id wins (sorted, first kept).
+        if a >= 0 and s >= 0:
+            key = exact_limit_key(a, s, lim.kind)
+            if ht_find(exact, key) < 0:
+                ht_put(exact, key, index)
+        elif a >= 0:
+            if by_account[a, lim.kind] < 0:
+                by_account[a, lim.kind] = index
+        elif s >= 0:
+            if by_symbol[s, lim.kind] < 0:
+                by_symbol[s, lim.kind] = index
+        elif any_[lim.kind] < 0:
+            any_[lim.kind] = index
+    ids = np.empty(len(rows) + 2, dtype=object)
+    ids[: len(rows)] = [lim.limit_id for lim, _, _ in rows]
+    ids[LIMIT_CAPACITY] = CAPACITY_LIMIT_ID
+    ids[LIMIT_BUILTIN] = ""
+    for arr in (exact, by_account, by_symbol, any_, values, ids):
+        arr.flags.writeable = False
+    return LimitBook(
+        version=version,
+        limits=dict(limits),
+        exact=exact,
+        by_account=by_account,
+        by_symbol=by_symbol,
+        any=any_,
+        values=values,
+        ids=ids,
+    )
