@@ -1,0 +1,174 @@
+"""Server settings: flags, then ``RISKD_*`` environment variables, then a TOML file, then defaults.
+
+One table of ``Option`` rows drives all three sources and ``riskd serve --help``, so a setting
+cannot exist in one place and be missing from another. Validation reports every error at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str  # field name; flag --name-with-dashes; env RISKD_NAME_UPPER; TOML key name
+    type: type
+    default: Any
+    help: str
+    minimum: float | None = None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("listen", str, "127.0.0.1:50051", "gRPC listen address HOST:PORT (port 0 picks a free one)"),
+    Option("dsn", str, "", "PostgreSQL DSN; empty starts an embedded PostgreSQL under --data-dir"),
+    Option("data_dir", str, ".riskd", "folder for the embedded PostgreSQL cluster and local state"),
+    Option("max_batch", int, 10_000, "largest batch (orders, executions, prices, positions) per request", 1),
+    Option("max_accounts", int, 100_000, "distinct accounts kept; orders for more are rejected as invalid", 1),
+    Option("max_symbols", int, 1_000_000, "distinct symbols kept; orders for more are rejected as invalid", 1),
+    Option(
+        "max_open_orders",
+        int,
+        1_000_000,
+        "open orders kept server-wide; past it orders are rejected with MAX_OPEN_ORDERS "
+        "(limit_id server:max-open-orders)",
+        1,
+    ),
+    Option(
+        "closed_order_retention",
+        int,
+        1_000_000,
+        "closed order ids remembered for duplicate detection and late fills (oldest forgotten first)",
+        0,
+    ),
+    Option("flush_interval_ms", float, 50.0, "write-behind flush interval (the most a kill -9 can lose)", 1),
+    Option(
+        "max_pending_rows",
+        int,
+        1_000_000,
+        "write-behind backlog bound in rows; when full, mutating RPCs fail UNAVAILABLE",
+        1,
+    ),
+    Option("db_pool_min", int, 1, "PostgreSQL pool minimum connections", 1),
+    Option("db_pool_max", int, 4, "PostgreSQL pool maximum connections", 1),
+    Option("db_timeout", float, 10.0, "seconds allowed for connecting and for each database write", 0.1),
+    Option("grace", float, 5.0, "seconds in-flight RPCs get to finish on SIGTERM", 0),
+    Option("max_pending_requests", int, 3_000, "new calls the gRPC core queues before refusing them", 1),
+    Option("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    Option("uvloop", bool, True, "run the event loop on uvloop when installed"),
+)
+_BY_NAME = {opt.name: opt for opt in OPTIONS}
+ENV_PREFIX = "RISKD_"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Validated server settings (see OPTIONS for meaning and defaults)."""
+
+    listen: str = "127.0.0.1:50051"
+    dsn: str = ""
+    data_dir: str = ".riskd"
+    max_batch: int = 10_000
+    max_accounts: int = 100_000
+    max_symbols: int = 1_000_000
+    max_open_orders: int = 1_000_000
+    closed_order_retention: int = 1_000_000
+    flush_interval_ms: float = 50.0
+    max_pending_rows: int = 1_000_000
+    db_pool_min: int = 1
+    db_pool_max: int = 4
+    db_timeout: float = 10.0
+    grace: float = 5.0
+    max_pending_requests: int = 3_000
+    log_level: str = "INFO"
+    uvloop: bool = True
+
+
+assert {f.name for f in fields(Settings)} == set(_BY_NAME), "Settings and OPTIONS disagree"
+
+
+class SettingsError(ValueError):
+    """Every problem with the settings, reported together."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per option; defaults stay None so unset flags fall through to env/TOML."""
+    parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below (env RISKD_CONFIG)")
+    for opt in OPTIONS:
+        flag = "--" + opt.name.replace("_", "-")
+        env = ENV_PREFIX + opt.name.upper()
+        text = f"{opt.help} (env {env}; default {opt.default!r})"
+        if opt.type is bool:
+            parser.add_argument(flag, dest=opt.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            parser.add_argument(flag, dest=opt.name, type=str, default=None, metavar=opt.name.upper(), help=text)
+
+
+def _convert(opt: Option, raw: Any, source: str, errors: list[str]) -> Any:
+    try:
+        if opt.type is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if opt.type is int and isinstance(raw, str):
+            return int(raw.replace("_", ""))
+        if opt.type is int and isinstance(raw, float):
+            raise ValueError(raw)
+        return opt.type(raw)
+    except (TypeError, ValueError):
+        errors.append(f"{opt.name} ({source}): {raw!r} is not a valid {opt.type.__name__}")
+        return opt.default
+
+
+def load_settings(
+    args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge flags > environment > TOML file > defaults and validate everything at once."""
+    flags = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    env = os.environ if environ is None else environ
+    errors: list[str] = []
+    toml: dict[str, Any] = {}
+    config_path = flags.get("config") or env.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        try:
+            toml = tomllib.loads(Path(config_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            errors.append(f"config file {config_path}: {exc}")
+        toml = toml.get("server", toml) if isinstance(toml.get("server"), dict) else toml
+        for key in toml:
+            if key not in _BY_NAME:
+                errors.append(f"config file {config_path}: unknown setting {key!r}")
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        env_name = ENV_PREFIX + opt.name.upper()
+        if flags.get(opt.name) is not None:
+            values[opt.name] = _convert(opt, flags[opt.name], f"--{opt.name.replace('_', '-')}", errors)
+        elif env.get(env_name) not in (None, ""):
+            values[opt.name] = _convert(opt, env[env_name], env_name, errors)
+        elif opt.name in toml:
+            values[opt.name] = _convert(opt, toml[opt.name], "config file", errors)
+        else:
+            values[opt.name] = opt.default
+        if opt.minimum is not None and values[opt.name] < opt.minimum:
+            errors.append(f"{opt.name}: must be >= {opt.minimum}, got {values[opt.name]}")
+    if values["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        errors.append(f"log_level: {values['log_level']!r} is not DEBUG, INFO, WARNING or ERROR")
+    if values["db_pool_max"] < values["db_pool_min"]:
+        errors.append("db_pool_max: must be >= db_pool_min")
+    host, _, port = values["listen"].rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        errors.append(f"listen: {values['listen']!r} is not HOST:PORT")
+    if errors:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
+    values["log_level"] = values["log_level"].upper()
+    return Settings(**values)
