@@ -1,0 +1,85 @@
+"""The PostgreSQL store: a connection pool, the schema, the start-up snapshot and the write-behind."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from .. import changes as ch
+from . import _write
+from ._migrations import apply_migrations
+from ._snapshot import load_snapshot
+from ._writebehind import WriteBehind
+
+log = logging.getLogger("riskd.store")
+
+
+class Store:
+    """Owns the pool; create with ``await Store.open(dsn, ...)`` and end with ``await close()``."""
+
+    def __init__(self, pool: AsyncConnectionPool, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        timeout: float = 10.0,
+        migrate_timeout: float | None = None,
+    ) -> Store:
+        """Connect (waiting up to ``timeout`` for min_size connections) and bring the schema up to date."""
+        pool = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max(min_size, max_size),
+            timeout=timeout,
+            open=False,
+            configure=_write.prepare,
+            name="riskd",
+        )
+        try:
+            await pool.open(wait=True, timeout=timeout)
+            async with asyncio.timeout(migrate_timeout or max(timeout, 60.0)), pool.connection() as conn:
+                applied = await apply_migrations(conn)
+        except BaseException:
+            await pool.close(timeout=timeout)
+            raise
+        if applied:
+            log.info("schema migrated: %s", ", ".join(applied))
+        return cls(pool, timeout)
+
+    async def load_snapshot(self, closed_retention: int, *, timeout: float | None = None) -> ch.Snapshot:
+        """Latest state, open orders and the newest ``closed_retention`` closed orders (oldest first)."""
+        async with asyncio.timeout(timeout or max(self._timeout, 60.0)), self._pool.connection() as conn:
+            return await load_snapshot(conn, closed_retention)
+
+    def write_behind(
+        self,
+        *,
+        max_pending_rows: int,
+        flush_interval: float = 0.05,
+        write_timeout: float = 10.0,
+        **tuning: Any,
+    ) -> WriteBehind:
+        """A write-behind sink over this store's pool; ``await start()`` it before use."""
+        return WriteBehind(
+            self._pool,
+            max_pending_rows=max_pending_rows,
+            flush_interval=flush_interval,
+            write_timeout=write_timeout,
+            **tuning,
+        )
+
+    async def close(self) -> None:
+        await self._pool.close(timeout=self._timeout)
+
+    def get_stats(self) -> dict[str, int]:
+        """The pool's counters (psycopg_pool ``get_stats``)."""
+        return self._pool.get_stats()

@@ -1,0 +1,263 @@
+"""The write-behind queue: the engine's ChangeSink, flushed to PostgreSQL by one background task.
+
+``put`` is synchronous and never blocks, so the engine can emit changes from inside its
+run-to-completion methods. Every ``flush_interval`` the task takes the queue (up to
+``max_flush_rows``), coalesces it and writes it in one transaction through a circuit breaker and
+a timeout. A failed batch goes back to the front of the queue and is retried with backoff: it is
+never dropped, so a long outage ends in backpressure (``has_room`` false), not in lost state.
+A commit whose outcome is unknown (timeout during COMMIT) is retried too: state rows are upserts
+and come out the same, audit rows may then appear twice (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import NamedTuple
+
+from aiobreaker import CircuitBreaker
+from psycopg_pool import AsyncConnectionPool
+
+from .. import changes as ch
+from . import _write
+from ._coalesce import Coalesced, change_rows, coalesce
+
+log = logging.getLogger("riskd.store")
+
+# Coalesce in a worker thread above this many rows, so a big flush does not stall the event loop.
+_THREAD_ROWS = 2_000
+
+
+class _Item(NamedTuple):
+    seq: int  # put order, 1-based
+    change: ch.Change
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBehindStats:
+    pending_rows: int  # queued plus being written
+    pending_changes: int
+    flushed_rows: int
+    flushed_changes: int
+    flushes: int
+    failures: int
+    consecutive_failures: int
+    breaker_state: str  # "closed", "open" or "half_open"
+    last_flush_seconds: float
+    last_error: str
+
+
+class WriteBehind:
+    """Bounded, ordered, coalescing write-behind of engine changes (see the module docstring)."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        max_pending_rows: int,
+        flush_interval: float = 0.05,
+        write_timeout: float = 10.0,
+        max_flush_rows: int = 200_000,
+        fail_max: int = 5,
+        reset_timeout: float = 5.0,
+        max_backoff: float = 1.0,
+    ) -> None:
+        if max_pending_rows < 1 or flush_interval <= 0 or write_timeout <= 0 or max_flush_rows < 1:
+            raise ValueError("max_pending_rows, flush_interval, write_timeout and max_flush_rows must be > 0")
+        self._pool = pool
+        self._max_pending = max_pending_rows
+        self._interval = flush_interval
+        self._write_timeout = write_timeout
+        self._max_flush_rows = max_flush_rows
+        self._max_backoff = max(max_backoff, flush_interval)
+        self._breaker = CircuitBreaker(
+            fail_max=fail_max, timeout_duration=timedelta(seconds=reset_timeout), name="riskd.store"
+        )
+        self._queue: deque[_Item] = deque()
+        self._pending_rows = 0  # queued + in flight
+        self._inflight_rows = 0
+        self._put_seq = 0
+        self._committed_seq = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._flushed_rows = 0
+        self._flushed_changes = 0
+        self._flushes = 0
+        self._failures = 0
+        self._consecutive = 0
+        self._last_flush_seconds = 0.0
+        self._last_error = ""
+
+    # ------------------------------------------------------------------ ChangeSink (synchronous)
+
+    def has_room(self, rows: int = 0) -> bool:
+        """True when ``rows`` more rows fit under max_pending_rows (the engine asks before mutating)."""
+        return self._pending_rows + rows <= self._max_pending
+
+    def put(self, change: ch.Change) -> None:
+        """Queue a change; never blocks, never refuses.
+
+        The bound is enforced by ``has_room`` before the engine mutates its state; by the time
+        ``put`` runs the change has happened, so refusing it would only lose it. The backlog can
+        therefore overshoot the bound by one request's rows.
+        """
+        rows = change_rows(change)
+        self._put_seq += 1
+        self._queue.append(_Item(self._put_seq, change, rows))
+        self._pending_rows += rows
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="riskd-write-behind")
+
+    async def stop(self, timeout: float) -> None:
+        """Flush everything queued, then end the task; after ``timeout`` give up and log what is lost."""
+        task = self._task
+        if task is None:
+            if self._queue:
+                log.error("write-behind never started; %d rows not written", self._pending_rows)
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            log.error(
+                "write-behind stopped after %.1fs with %d rows (%d changes) not written: %s",
+                timeout,
+                self._pending_rows,
+                len(self._queue),
+                self._last_error or "timeout",
+            )
+        finally:
+            self._task = None
+
+    async def barrier(self, timeout: float) -> None:
+        """Return once every change put before this call is committed; TimeoutError otherwise."""
+        target = self._put_seq
+        if self._committed_seq >= target:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, fut))
+        self._wake.set()  # flush now rather than at the next tick
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        finally:
+            self._waiters = [(t, f) for t, f in self._waiters if not f.done()]
+
+    def stats(self) -> WriteBehindStats:
+        return WriteBehindStats(
+            pending_rows=self._pending_rows,
+            pending_changes=len(self._queue),
+            flushed_rows=self._flushed_rows,
+            flushed_changes=self._flushed_changes,
+            flushes=self._flushes,
+            failures=self._failures,
+            consecutive_failures=self._consecutive,
+            breaker_state=self._breaker.current_state.name.lower(),
+            last_flush_seconds=self._last_flush_seconds,
+            last_error=self._last_error,
+        )
+
+    # ------------------------------------------------------------------ the flush task
+
+    async def _run(self) -> None:
+        while True:
+            ok = await self._flush_once()
+            queued = self._pending_rows - self._inflight_rows
+            if ok and self._stopping and not self._queue:
+                return
+            if ok and (self._stopping or queued >= self._max_flush_rows):
+                continue  # draining a backlog: no pause between flushes
+            if ok and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval):
+                        await self._wake.wait()
+                self._wake.clear()
+            else:  # failing: back off, and do not let barrier() hammer a database that is down
+                await asyncio.sleep(min(self._interval * 2**self._consecutive, self._max_backoff))
+
+    async def _flush_once(self) -> bool:
+        """Write one batch from the front of the queue; False (batch re-queued) on failure."""
+        if not self._queue:
+            return True
+        batch: list[_Item] = []
+        rows = 0
+        while self._queue and (not batch or rows + self._queue[0].rows <= self._max_flush_rows):
+            item = self._queue.popleft()
+            batch.append(item)
+            rows += item.rows
+        self._inflight_rows = rows
+        started = time.perf_counter()
+        try:
+            changes = [item.change for item in batch]
+            data = await asyncio.to_thread(coalesce, changes) if rows > _THREAD_ROWS else coalesce(changes)
+            await self._breaker.call_async(self._write, data)
+        except BaseException as exc:
+            self._queue.extendleft(reversed(batch))
+            self._inflight_rows = 0
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the batch stays queued for whoever looks next
+            self._failed(exc, rows)
+            return False
+        self._inflight_rows = 0
+        self._pending_rows -= rows
+        self._committed_seq = batch[-1].seq
+        self._flushes += 1
+        self._flushed_rows += rows
+        self._flushed_changes += len(batch)
+        self._last_flush_seconds = time.perf_counter() - started
+        if self._consecutive:
+            log.info("flushing again after %d failed attempts", self._consecutive)
+            self._consecutive = 0
+        self._release_waiters()
+        return True
+
+    async def _write(self, data: Coalesced) -> None:
+        if not data:
+            return
+        async with asyncio.timeout(self._write_timeout), self._pool.connection(self._write_timeout) as conn:
+            await _write.write(conn, data)
+
+    def _failed(self, exc: Exception, rows: int) -> None:
+        self._failures += 1
+        self._consecutive += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        level = logging.WARNING if self._consecutive == 1 or self._consecutive % 10 == 0 else logging.DEBUG
+        log.log(
+            level,
+            "flush of %d rows failed (attempt %d, breaker %s, %d rows pending): %s",
+            rows,
+            self._consecutive,
+            self._breaker.current_state.name.lower(),
+            self._pending_rows,
+            self._last_error,
+        )
+
+    def _release_waiters(self) -> None:
+        done = self._committed_seq
+        keep: list[tuple[int, asyncio.Future[None]]] = []
+        for target, fut in self._waiters:
+            if fut.done():
+                continue
+            if target <= done:
+                fut.set_result(None)
+            else:
+                keep.append((target, fut))
+        self._waiters = keep
