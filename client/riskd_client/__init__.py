@@ -1,1 +1,55 @@
-"""riskd client: importable with grpcio and protobuf alone."""
+"""riskd client: importable with grpcio and protobuf alone (no numpy, never the server package).
+
+from riskd_client import RiskClient, Order
+
+with RiskClient("127.0.0.1:50051") as risk:
+    results = risk.check([Order("o1", "ACC1", "AAPL", "BUY", 100, 187.5)])
+    for r in results.rejected():
+        print(r.client_order_id, [v.check for v in r.reasons])
+"""
+
+from __future__ import annotations
+
+from ._columns import CHECKS, EXEC_TYPES, SIDES, TRADING_STATES, check_name, parse_check
+from ._types import (
+    Execution,
+    ExecutionResults,
+    LimitListing,
+    LimitsChange,
+    LimitSpec,
+    Order,
+    OrderResult,
+    Position,
+    RiskdError,
+    StateChange,
+    TradingStateChange,
+    ViolationInfo,
+)
+from .aio_client import AsyncRiskClient
+from .results import CheckResults
+from .sync_client import DEFAULT_TARGET, RiskClient
+
+__all__ = [
+    "CHECKS",
+    "DEFAULT_TARGET",
+    "EXEC_TYPES",
+    "SIDES",
+    "TRADING_STATES",
+    "AsyncRiskClient",
+    "CheckResults",
+    "Execution",
+    "ExecutionResults",
+    "LimitListing",
+    "LimitSpec",
+    "LimitsChange",
+    "Order",
+    "OrderResult",
+    "Position",
+    "RiskClient",
+    "RiskdError",
+    "StateChange",
+    "TradingStateChange",
+    "ViolationInfo",
+    "check_name",
+    "parse_check",
+]

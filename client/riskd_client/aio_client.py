@@ -1,0 +1,245 @@
+"""AsyncRiskClient: the asyncio twin of RiskClient, for OMSes built on an event loop.
+
+Same methods, same arguments, same results; only the waiting differs. Create it inside the event
+loop that will use it (grpc.aio channels belong to one loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import grpc
+
+from riskd.v1 import risk_pb2 as pb
+from riskd.v1 import risk_pb2_grpc as pb_grpc
+
+from . import _columns as col
+from ._types import (
+    ExecutionResults,
+    LimitListing,
+    LimitsChange,
+    RiskdError,
+    StateChange,
+    TradingStateChange,
+)
+from .results import CheckResults
+from .sync_client import CHANNEL_OPTIONS, DEFAULT_TARGET
+
+
+class AsyncRiskClient:
+    """asyncio riskd client; use ``async with`` or await close().
+
+    Pass ``channel`` to share a grpc.aio channel you manage (it is then not closed by the client).
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float | None = 5.0,
+        channel: grpc.aio.Channel | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._owns_channel = channel is None
+        self._channel = channel or grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.RiskServiceStub(self._channel)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def close(self) -> None:
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def __aenter__(self) -> AsyncRiskClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the channel connects; RiskdError(UNAVAILABLE) if it does not within timeout."""
+        try:
+            await asyncio.wait_for(
+                self._channel.channel_ready(), self.timeout if timeout is None else timeout
+            )
+        except TimeoutError:
+            raise RiskdError(
+                "wait_ready", self.target, grpc.StatusCode.UNAVAILABLE, "channel not ready in time"
+            ) from None
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _unary(self, method: str, request: Any, timeout: float | None) -> Any:
+        try:
+            return await getattr(self._stub, method)(
+                request, timeout=self.timeout if timeout is None else timeout
+            )
+        except grpc.RpcError as exc:
+            raise RiskdError.from_rpc(exc, method, self.target) from exc
+
+    async def _unary_persisted(
+        self, method: str, request: Any, timeout: float | None
+    ) -> tuple[Any, bool | None]:
+        try:
+            call = getattr(self._stub, method)(request, timeout=self.timeout if timeout is None else timeout)
+            response = await call
+            trailers = await call.trailing_metadata()
+        except grpc.RpcError as exc:
+            raise RiskdError.from_rpc(exc, method, self.target) from exc
+        return response, col.persisted_flag(trailers)
+
+    # ------------------------------------------------------------------ pre-trade checks
+
+    async def check(self, orders: Any, *, timeout: float | None = None) -> CheckResults:
+        """Check a batch: Order values, dicts, tuples, objects with the same attributes, or a dict of columns."""
+        batch, ids = col.encode_orders(orders)
+        response = await self._unary("CheckOrders", pb.CheckOrdersRequest(orders=batch), timeout)
+        return CheckResults(response.result, ids)
+
+    async def check_columns(
+        self,
+        *,
+        client_order_id: Any,
+        account: Any,
+        symbol: Any,
+        side: Any,
+        quantity: Any,
+        price: Any = None,
+        timeout: float | None = None,
+    ) -> CheckResults:
+        columns = {
+            "client_order_id": client_order_id,
+            "account": account,
+            "symbol": symbol,
+            "side": side,
+            "quantity": quantity,
+        }
+        if price is not None:
+            columns["price"] = price
+        return await self.check(columns, timeout=timeout)
+
+    async def check_stream(
+        self, batches: Iterable[Any] | AsyncIterable[Any], *, timeout: float | None = None
+    ) -> AsyncIterator[CheckResults]:
+        """Check batches over one CheckOrderStream call; yields one CheckResults per batch, in order.
+
+        Same contract as RiskClient.check_stream; ``batches`` may also be an async iterable.
+        """
+        pending: collections.deque[list[str]] = collections.deque()
+        failure: list[BaseException] = []
+
+        async def requests() -> AsyncIterator[pb.CheckOrderStreamRequest]:
+            try:
+                async for batch in _aiter(batches):
+                    encoded, ids = col.encode_orders(batch)
+                    pending.append(ids)
+                    yield pb.CheckOrderStreamRequest(orders=encoded)
+            except Exception as exc:  # raised to the caller after the earlier batches are answered
+                failure.append(exc)
+
+        call = self._stub.CheckOrderStream(requests(), timeout=timeout)
+        try:
+            async for response in call:
+                yield CheckResults(response.result, pending.popleft())
+        except grpc.RpcError as exc:
+            if failure:
+                raise failure[0] from None
+            raise RiskdError.from_rpc(exc, "CheckOrderStream", self.target) from exc
+        finally:
+            call.cancel()
+        if failure:
+            raise failure[0]
+
+    # ------------------------------------------------------------------ executions, prices, positions
+
+    async def report_executions(self, executions: Any, *, timeout: float | None = None) -> ExecutionResults:
+        request = col.encode_executions(executions)
+        response = await self._unary("ReportExecutions", request, timeout)
+        return ExecutionResults(
+            client_order_id=tuple(request.client_order_id),
+            applied=tuple(response.applied),
+            errors=tuple(response.error),
+            state_version=response.state_version,
+        )
+
+    async def update_prices(
+        self, prices: Mapping[str, float] | Any, price: Any = None, *, timeout: float | None = None
+    ) -> StateChange:
+        response = await self._unary("UpdatePrices", col.encode_prices(prices, price), timeout)
+        return StateChange(response.updated, response.state_version)
+
+    async def load_positions(self, positions: Any, *, timeout: float | None = None) -> StateChange:
+        response, persisted = await self._unary_persisted(
+            "LoadPositions", col.encode_positions(positions), timeout
+        )
+        return StateChange(response.loaded, response.state_version, persisted)
+
+    # ------------------------------------------------------------------ limits
+
+    async def upsert_limits(self, limits: Any, *, timeout: float | None = None) -> LimitsChange:
+        response, persisted = await self._unary_persisted("UpsertLimits", col.encode_limits(limits), timeout)
+        return LimitsChange(response.upserted, response.limits_version, (), persisted)
+
+    async def delete_limits(
+        self, limit_ids: str | Iterable[str], *, timeout: float | None = None
+    ) -> LimitsChange:
+        request = pb.DeleteLimitsRequest(limit_ids=col.limit_ids(limit_ids))
+        response, persisted = await self._unary_persisted("DeleteLimits", request, timeout)
+        return LimitsChange(response.deleted, response.limits_version, tuple(response.not_found), persisted)
+
+    async def list_limits(
+        self,
+        *,
+        account: str = "",
+        symbol: str = "",
+        kind: str | int | None = None,
+        timeout: float | None = None,
+    ) -> LimitListing:
+        request = pb.ListLimitsRequest(
+            account=account,
+            symbol=symbol,
+            kind=col.parse_check(kind) if kind is not None else 0,  # type: ignore[arg-type]
+        )
+        response = await self._unary("ListLimits", request, timeout)
+        return LimitListing(tuple(col.decode_limit(m) for m in response.limits), response.limits_version)
+
+    # ------------------------------------------------------------------ trading state
+
+    async def set_trading_state(
+        self, state: str | int, account: str = "", reason: str = "", *, timeout: float | None = None
+    ) -> TradingStateChange:
+        request = pb.SetTradingStateRequest(
+            account=account,
+            state=col.parse_trading_state(state),  # type: ignore[arg-type]
+            reason=reason,
+        )
+        response, persisted = await self._unary_persisted("SetTradingState", request, timeout)
+        return TradingStateChange(col.state_name(response.previous), response.state_version, persisted)
+
+    async def halt(
+        self, account: str = "", reason: str = "", *, timeout: float | None = None
+    ) -> TradingStateChange:
+        return await self.set_trading_state("HALTED", account, reason, timeout=timeout)
+
+    async def reduce_only(
+        self, account: str = "", reason: str = "", *, timeout: float | None = None
+    ) -> TradingStateChange:
+        return await self.set_trading_state("REDUCING", account, reason, timeout=timeout)
+
+    async def resume(
+        self, account: str = "", reason: str = "", *, timeout: float | None = None
+    ) -> TradingStateChange:
+        return await self.set_trading_state("ACTIVE", account, reason, timeout=timeout)
+
+
+async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

@@ -1,0 +1,242 @@
+"""RiskClient: the blocking client an OMS thread calls before sending an order out.
+
+Every unary call has a deadline (the client's ``timeout`` unless overridden), so a stalled server
+turns into a RiskdError instead of a stuck order path. Encoding and decoding live in _columns so
+the async client behaves the same.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import grpc
+
+from riskd.v1 import risk_pb2 as pb
+from riskd.v1 import risk_pb2_grpc as pb_grpc
+
+from . import _columns as col
+from ._types import (
+    ExecutionResults,
+    LimitListing,
+    LimitsChange,
+    RiskdError,
+    StateChange,
+    TradingStateChange,
+)
+from .results import CheckResults
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+# Match the server's limits: a max-size batch with long ids fits well inside 64 MiB.
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+)
+
+
+class RiskClient:
+    """Blocking riskd client; use as a context manager or call close().
+
+    One client may be shared by many threads (gRPC channels are thread-safe). Pass ``channel`` to
+    share one you manage (it is then not closed by the client).
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float | None = 5.0,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._owns_channel = channel is None
+        self._channel = channel or grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.RiskServiceStub(self._channel)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> RiskClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the channel connects; RiskdError(UNAVAILABLE) if it does not within timeout."""
+        future = grpc.channel_ready_future(self._channel)
+        try:
+            future.result(timeout=self.timeout if timeout is None else timeout)
+        except grpc.FutureTimeoutError:
+            future.cancel()
+            raise RiskdError(
+                "wait_ready", self.target, grpc.StatusCode.UNAVAILABLE, "channel not ready in time"
+            ) from None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _unary(self, method: str, request: Any, timeout: float | None) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as exc:
+            raise RiskdError.from_rpc(exc, method, self.target) from exc
+
+    def _unary_persisted(self, method: str, request: Any, timeout: float | None) -> tuple[Any, bool | None]:
+        """Admin calls: also read the trailer that says whether the change is already durable."""
+        try:
+            response, call = getattr(self._stub, method).with_call(
+                request, timeout=self.timeout if timeout is None else timeout
+            )
+        except grpc.RpcError as exc:
+            raise RiskdError.from_rpc(exc, method, self.target) from exc
+        return response, col.persisted_flag(call.trailing_metadata())
+
+    # ------------------------------------------------------------------ pre-trade checks
+
+    def check(self, orders: Any, *, timeout: float | None = None) -> CheckResults:
+        """Check a batch: Order values, dicts, tuples, objects with the same attributes, or a dict of columns."""
+        batch, ids = col.encode_orders(orders)
+        response = self._unary("CheckOrders", pb.CheckOrdersRequest(orders=batch), timeout)
+        return CheckResults(response.result, ids)
+
+    def check_columns(
+        self,
+        *,
+        client_order_id: Any,
+        account: Any,
+        symbol: Any,
+        side: Any,
+        quantity: Any,
+        price: Any = None,
+        timeout: float | None = None,
+    ) -> CheckResults:
+        """Check a batch given as columns (lists or numpy arrays); price defaults to market orders."""
+        columns = {
+            "client_order_id": client_order_id,
+            "account": account,
+            "symbol": symbol,
+            "side": side,
+            "quantity": quantity,
+        }
+        if price is not None:
+            columns["price"] = price
+        return self.check(columns, timeout=timeout)
+
+    def check_stream(self, batches: Iterable[Any], *, timeout: float | None = None) -> Iterator[CheckResults]:
+        """Check batches over one CheckOrderStream call; yields one CheckResults per batch, in order.
+
+        The stream has no deadline unless ``timeout`` is given. A batch that cannot be encoded ends
+        the stream after the batches before it are answered, then raises its ValueError here.
+        Closing the returned iterator early cancels the call.
+        """
+        pending: collections.deque[list[str]] = collections.deque()
+        failure: list[BaseException] = []
+
+        def requests() -> Iterator[pb.CheckOrderStreamRequest]:
+            try:
+                for batch in batches:
+                    encoded, ids = col.encode_orders(batch)
+                    pending.append(ids)
+                    yield pb.CheckOrderStreamRequest(orders=encoded)
+            except Exception as exc:  # surfaced to the caller below, not lost in grpc's request thread
+                failure.append(exc)
+
+        call = self._stub.CheckOrderStream(requests(), timeout=timeout)
+        try:
+            for response in call:
+                yield CheckResults(response.result, pending.popleft())
+        except grpc.RpcError as exc:
+            if failure:
+                raise failure[0] from None
+            raise RiskdError.from_rpc(exc, "CheckOrderStream", self.target) from exc
+        finally:
+            call.cancel()  # no-op when the call already finished
+        if failure:
+            raise failure[0]
+
+    # ------------------------------------------------------------------ executions, prices, positions
+
+    def report_executions(self, executions: Any, *, timeout: float | None = None) -> ExecutionResults:
+        """Apply fills, cancels, venue rejects and expiries (Execution values, dicts or columns)."""
+        request = col.encode_executions(executions)
+        response = self._unary("ReportExecutions", request, timeout)
+        return ExecutionResults(
+            client_order_id=tuple(request.client_order_id),
+            applied=tuple(response.applied),
+            errors=tuple(response.error),
+            state_version=response.state_version,
+        )
+
+    def update_prices(
+        self, prices: Mapping[str, float] | Any, price: Any = None, *, timeout: float | None = None
+    ) -> StateChange:
+        """Set marks: update_prices({"AAPL": 187.5}) or update_prices(symbols, prices)."""
+        response = self._unary("UpdatePrices", col.encode_prices(prices, price), timeout)
+        return StateChange(response.updated, response.state_version)
+
+    def load_positions(self, positions: Any, *, timeout: float | None = None) -> StateChange:
+        """Replace positions: Position values, (account, symbol, quantity) tuples, dicts or columns."""
+        response, persisted = self._unary_persisted("LoadPositions", col.encode_positions(positions), timeout)
+        return StateChange(response.loaded, response.state_version, persisted)
+
+    # ------------------------------------------------------------------ limits
+
+    def upsert_limits(self, limits: Any, *, timeout: float | None = None) -> LimitsChange:
+        """Insert or replace limits by id; the server validates all of them or applies none."""
+        response, persisted = self._unary_persisted("UpsertLimits", col.encode_limits(limits), timeout)
+        return LimitsChange(response.upserted, response.limits_version, (), persisted)
+
+    def delete_limits(self, limit_ids: str | Iterable[str], *, timeout: float | None = None) -> LimitsChange:
+        request = pb.DeleteLimitsRequest(limit_ids=col.limit_ids(limit_ids))
+        response, persisted = self._unary_persisted("DeleteLimits", request, timeout)
+        return LimitsChange(response.deleted, response.limits_version, tuple(response.not_found), persisted)
+
+    def list_limits(
+        self,
+        *,
+        account: str = "",
+        symbol: str = "",
+        kind: str | int | None = None,
+        timeout: float | None = None,
+    ) -> LimitListing:
+        request = pb.ListLimitsRequest(
+            account=account,
+            symbol=symbol,
+            kind=col.parse_check(kind) if kind is not None else 0,  # type: ignore[arg-type]
+        )
+        response = self._unary("ListLimits", request, timeout)
+        return LimitListing(tuple(col.decode_limit(m) for m in response.limits), response.limits_version)
+
+    # ------------------------------------------------------------------ trading state
+
+    def set_trading_state(
+        self, state: str | int, account: str = "", reason: str = "", *, timeout: float | None = None
+    ) -> TradingStateChange:
+        """Set an account's state ("ACTIVE", "REDUCING", "HALTED"); account "" means firm-wide."""
+        request = pb.SetTradingStateRequest(
+            account=account,
+            state=col.parse_trading_state(state),  # type: ignore[arg-type]
+            reason=reason,
+        )
+        response, persisted = self._unary_persisted("SetTradingState", request, timeout)
+        return TradingStateChange(col.state_name(response.previous), response.state_version, persisted)
+
+    def halt(
+        self, account: str = "", reason: str = "", *, timeout: float | None = None
+    ) -> TradingStateChange:
+        return self.set_trading_state("HALTED", account, reason, timeout=timeout)
+
+    def reduce_only(
+        self, account: str = "", reason: str = "", *, timeout: float | None = None
+    ) -> TradingStateChange:
+        return self.set_trading_state("REDUCING", account, reason, timeout=timeout)
+
+    def resume(
+        self, account: str = "", reason: str = "", *, timeout: float | None = None
+    ) -> TradingStateChange:
+        return self.set_trading_state("ACTIVE", account, reason, timeout=timeout)

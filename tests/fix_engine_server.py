@@ -1,0 +1,92 @@
+"""pytest plugin: a real riskd gRPC server over an in-memory Engine (no database), on a loopback port.
+
+The server runs on its own event loop in a background thread, so tests can drive it with the
+blocking client from the test thread (and with asyncio.run for the async client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+
+from riskd.v1 import risk_pb2_grpc
+from riskd_server.engine import Engine
+from riskd_server.servicer import RiskServicer
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop running forever in a daemon thread; run() executes a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="engine-server", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        async def drain() -> None:
+            await self.loop.shutdown_asyncgens()
+            await self.loop.shutdown_default_executor()
+
+        self.run(drain())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+@dataclass(slots=True)
+class EngineServer:
+    """What a test needs: where to connect, the engine behind it, and a way to touch it safely."""
+
+    target: str
+    port: int
+    engine: Engine
+    _loop: _LoopThread
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(*args) on the server's loop thread (the engine is not thread-safe)."""
+
+        async def invoke() -> T:
+            return fn(*args)
+
+        return self._loop.run(invoke())
+
+
+@pytest.fixture
+def engine_server() -> Iterator[EngineServer]:
+    loop = _LoopThread()
+    engine = Engine()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server()
+        risk_pb2_grpc.add_RiskServiceServicer_to_server(RiskServicer(engine), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    try:
+        server, port = loop.run(start())
+    except BaseException:
+        loop.close()
+        raise
+    try:
+        yield EngineServer(target=f"127.0.0.1:{port}", port=port, engine=engine, _loop=loop)
+    finally:
+        try:
+            loop.run(server.stop(grace=1.0))
+        finally:
+            loop.close()
