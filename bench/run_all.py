@@ -1,0 +1,367 @@
+"""Run every riskd benchmark in one go and print a table of ratios against targets and the echo baseline.
+
+1. Kernel: Engine.check_orders and the raw check_batch, batches of 1,000 (target >= 20 M orders/s).
+2. Server time: one single-order CheckOrders decode -> engine -> encode, no transport (p50 <= 15 µs).
+3. End to end, the real server vs the echo server (prepared replies, no checks) in the same run,
+   each in its own process, load from separate processes on 127.0.0.1, alternating real/echo:
+   - CheckOrders batch 1,000: orders/s ratio real/echo (target >= 0.7);
+   - CheckOrderStream 1 order per message at each --stream-rates rate: p99 ratio real/echo (<= 1.3);
+   - CheckOrders batch 1: RPS ratio real/echo (reported).
+
+The real server is engine-only by default (RiskServicer(Engine()), no database: the write-behind is a
+side exit) unless --full/--dsn start the complete server. Results are written to bench/results/.
+
+    python -m bench.run_all [--quick] [--json PATH] [--full | --dsn DSN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import grpc
+
+from . import kernel_bench
+from .loadgen import LoadConfig, LoadResult, run_load
+from .servers import RESULTS, ServerProcess, spawn_server
+
+E2E_BATCH_RATIO_TARGET = 0.7
+STREAM_P99_RATIO_TARGET = 1.3
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    key: str
+    title: str
+    mode: str
+    batch: int
+    concurrency: int
+    rate: float = 0.0
+
+
+@dataclass(slots=True)
+class Row:
+    metric: str
+    measured: str
+    baseline: str
+    ratio: float | None
+    target: str
+    ok: bool | None
+    note: str = ""
+
+
+@dataclass(slots=True)
+class Report:
+    started: str
+    env: dict
+    settings: dict
+    kernel: dict | None = None
+    e2e: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _env() -> dict:
+    try:
+        import uvloop
+
+        loop = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        loop = "asyncio"
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (math.nan,) * 3
+    return {
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+        "loop": loop,
+        "platform": platform.platform(),
+    }
+
+
+def _median(results: list[LoadResult], attr: str) -> float:
+    values = [getattr(r, attr) for r in results if not math.isnan(getattr(r, attr))]
+    return statistics.median(values) if values else math.nan
+
+
+def _fmt_rate(x: float) -> str:
+    if math.isnan(x):
+        return "n/a"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M/s"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f} k/s"
+    return f"{x:.0f}/s"
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b and not (math.isnan(a) or math.isnan(b)) else None
+
+
+def kernel_rows(rep: kernel_bench.KernelReport) -> list[Row]:
+    target = kernel_bench.KERNEL_TARGET_PER_S
+    st_target = kernel_bench.SERVER_TIME_TARGET_US
+    rows = []
+    for t in (rep.engine, rep.kernel):
+        r = t.per_s / target
+        rows.append(
+            Row(
+                f"{t.name}, batch {t.batch} (median)",
+                f"{t.per_s / 1e6:.2f} M orders/s",
+                f"target {target / 1e6:.0f} M/s",
+                r,
+                ">= 1.0",
+                r >= 1.0,
+                f"best round {t.best_per_s / 1e6:.2f} M/s",
+            )
+        )
+    s = rep.server_time
+    rows.append(
+        Row(
+            "server time p50, 1 order (decode+check+encode)",
+            f"{s.p50_us:.1f} µs",
+            f"target {st_target:.0f} µs",
+            s.p50_us / st_target,
+            "<= 1.0",
+            s.p50_us <= st_target,
+        )
+    )
+    rows.append(
+        Row(
+            "server time p99, 1 order",
+            f"{s.p99_us:.1f} µs",
+            f"{st_target:.0f} µs",
+            s.p99_us / st_target,
+            "(info)",
+            None,
+        )
+    )
+    return rows
+
+
+def e2e_rows(
+    scenarios: list[Scenario], runs: dict[str, dict[str, list[LoadResult]]], real_name: str
+) -> list[Row]:
+    rows: list[Row] = []
+    for sc in scenarios:
+        real, echo = runs[sc.key].get("real", []), runs[sc.key].get("echo", [])
+        if not real or not echo:
+            continue
+        errors = sum(r.errors for r in real + echo)
+        note = f"errors {errors}" if errors else ""
+        if sc.mode == "unary":
+            attr = "orders_per_s" if sc.batch > 1 else "rps"
+            a, b = _median(real, attr), _median(echo, attr)
+            r = _ratio(a, b)
+            is_batch = sc.batch > 1
+            rows.append(
+                Row(
+                    f"{sc.title}: {real_name} vs echo",
+                    _fmt_rate(a) + (" orders" if is_batch else " RPC"),
+                    "echo " + _fmt_rate(b),
+                    r,
+                    f">= {E2E_BATCH_RATIO_TARGET}" if is_batch else "(info)",
+                    (r >= E2E_BATCH_RATIO_TARGET) if (is_batch and r is not None) else None,
+                    (
+                        note + f" p99 {_median(real, 'p99_us'):,.0f} vs {_median(echo, 'p99_us'):,.0f} µs"
+                    ).strip(),
+                )
+            )
+        else:
+            a, b = _median(real, "p99_us"), _median(echo, "p99_us")
+            r = _ratio(a, b)
+            got_real, got_echo = _median(real, "orders_per_s"), _median(echo, "orders_per_s")
+            short = [n for n, got in (("real", got_real), ("echo", got_echo)) if got < 0.9 * sc.rate]
+            extra = f"achieved {_fmt_rate(got_real)} vs {_fmt_rate(got_echo)}"
+            if short:
+                extra += f"; {'+'.join(short)} BELOW the offered rate: saturated, p99 is queueing"
+            rows.append(
+                Row(
+                    f"{sc.title} p99: {real_name} vs echo",
+                    f"{a:,.0f} µs (p50 {_median(real, 'p50_us'):,.0f})",
+                    f"echo {b:,.0f} µs (p50 {_median(echo, 'p50_us'):,.0f})",
+                    r,
+                    f"<= {STREAM_P99_RATIO_TARGET}",
+                    (r <= STREAM_P99_RATIO_TARGET) if (r is not None and not short) else None,
+                    (note + " " + extra).strip(),
+                )
+            )
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    headers = ("metric", "measured", "baseline / target", "ratio", "target", "ok", "note")
+    cells = [
+        (
+            r.metric,
+            r.measured,
+            r.baseline,
+            "-" if r.ratio is None else f"{r.ratio:.2f}",
+            r.target,
+            "-" if r.ok is None else ("PASS" if r.ok else "MISS"),
+            r.note,
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+
+
+def run_e2e(
+    args: argparse.Namespace, scenarios: list[Scenario], servers: dict[str, ServerProcess]
+) -> dict[str, dict[str, list[LoadResult]]]:
+    runs: dict[str, dict[str, list[LoadResult]]] = {sc.key: {"real": [], "echo": []} for sc in scenarios}
+    for rep in range(args.repeat):
+        for sc in scenarios:
+            order = ("echo", "real") if rep % 2 == 0 else ("real", "echo")
+            for name in order:
+                server = servers[name]
+                if not server.alive():
+                    raise RuntimeError(f"{name} server died; see {server.log_path}")
+                cfg = LoadConfig(
+                    target=server.target,
+                    mode=sc.mode,
+                    batch=sc.batch,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    procs=args.procs,
+                    concurrency=sc.concurrency,
+                    rate=sc.rate,
+                    uvloop=not args.no_uvloop,
+                )
+                result = run_load(cfg)
+                runs[sc.key][name].append(result)
+                print(f"  [{rep + 1}/{args.repeat}] {name:<4} {result.summary()}", flush=True)
+                if result.first_error:
+                    print(f"         first error: {result.first_error}", flush=True)
+                if result.accepted_fraction < 0.95:
+                    print(
+                        f"         most rejected (check:limit_id, sampled): {result.top_rejections}",
+                        flush=True,
+                    )
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke test (~30-40 s)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
+    parser.add_argument(
+        "--full", action="store_true", help="real = the complete server (store, write-behind)"
+    )
+    parser.add_argument("--dsn", default="", help="PostgreSQL DSN for --full (implies --full)")
+    parser.add_argument("--procs", type=int, default=2, help="load generator processes (2 cores: 1-2)")
+    parser.add_argument("--duration", type=float, help="measured seconds per run (default 6, quick 2)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds per run (default 1, quick 0.5)")
+    parser.add_argument("--repeat", type=int, help="runs per server and scenario (default 2, quick 1)")
+    parser.add_argument(
+        "--stream-rates",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[10_000.0, 2_000.0],
+        help="CheckOrderStream offered orders/s, comma separated (default 10000,2000: the target rate, "
+        "and one a loaded 2-core machine sustains)",
+    )
+    parser.add_argument("--skip-kernel", action="store_true")
+    parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument(
+        "--no-uvloop", action="store_true", help="default asyncio loop in servers and clients"
+    )
+    args = parser.parse_args(argv)
+    args.duration = args.duration or (2.0 if args.quick else 6.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
+    args.repeat = args.repeat or (1 if args.quick else 2)
+    full = args.full or bool(args.dsn)
+    real_name = "full riskd" if full else "riskd (engine-only)"
+
+    started = time.strftime("%Y%m%d-%H%M%S")
+    report = Report(started, _env(), {k: v for k, v in vars(args).items() if k != "dsn"})
+    report.notes.append(
+        "real server: complete riskd (riskd_server.server.start: store + write-behind)"
+        if full
+        else "real server: grpc.aio + RiskServicer(Engine()) with the workload's limits/marks/positions, "
+        "NO database (the write-behind is a side exit of the engine; --full measures it)"
+    )
+    report.notes.append(
+        "echo: same grpc.aio options and loop, decodes each request to size its prepared all-accepted reply"
+    )
+    print(f"riskd bench {started}: {report.env}", flush=True)
+    rows: list[Row] = []
+    t_start = time.monotonic()
+
+    if not args.skip_kernel:
+        print("\n== kernel and server time (in-process)", flush=True)
+        krep = kernel_bench.run(quick=args.quick, breakdown=True, calls=5_000 if args.quick else 20_000)
+        kernel_bench.print_report(krep)
+        report.kernel = asdict(krep)
+        rows += kernel_rows(krep)
+
+    scenarios = [Scenario("batch1000", "CheckOrders batch 1000 orders/s", "unary", 1_000, concurrency=2)]
+    for rate in args.stream_rates:
+        scenarios.append(
+            Scenario(f"stream{rate:g}", f"CheckOrderStream 1 order/msg @ {rate:,.0f}/s", "stream", 1, 4, rate)
+        )
+    scenarios.append(Scenario("batch1", "CheckOrders batch 1 RPS", "unary", 1, concurrency=8))
+    if not args.skip_e2e:
+        print(
+            f"\n== end to end ({args.procs} load processes, {args.duration:g} s each, x{args.repeat})",
+            flush=True,
+        )
+        servers: dict[str, ServerProcess] = {}
+        try:
+            servers["echo"] = spawn_server(
+                "echo", "bench.echo_server", ["--no-uvloop"] if args.no_uvloop else []
+            )
+            real_args = (["--full"] if full else []) + (["--dsn", args.dsn] if args.dsn else [])
+            real_args += ["--no-uvloop"] if args.no_uvloop else []
+            try:
+                servers["real"] = spawn_server("real", "bench.engine_server", real_args)
+            except RuntimeError as exc:
+                print(f"real server unavailable: {exc}", file=sys.stderr)
+                report.notes.append(f"real server failed to start: {str(exc).splitlines()[0]}")
+            print(f"  echo at {servers['echo'].target}; ", end="")
+            if "real" in servers:
+                print(f"real at {servers['real'].target} ({servers['real'].banner})", flush=True)
+            if "real" in servers:
+                runs = run_e2e(args, scenarios, servers)
+                report.e2e = {k: {n: [asdict(r) for r in v] for n, v in d.items()} for k, d in runs.items()}
+                rows += e2e_rows(scenarios, runs, real_name)
+        finally:
+            for s in servers.values():
+                s.stop()
+
+    elapsed = time.monotonic() - t_start
+    print(f"\n== summary ({elapsed:.0f} s; medians over {args.repeat} run(s); same-run echo baseline)")
+    for note in report.notes:
+        print(f"  * {note}")
+    print()
+    print_table(rows)
+    report.rows = [asdict(r) for r in rows]
+    report.settings["elapsed_s"] = round(elapsed, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"run-{started}.json"
+    text = json.dumps(asdict(report), indent=2, default=str)
+    out.write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text)
+    print(f"\nresults: {out}" + (f" and {args.json}" if args.json else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
