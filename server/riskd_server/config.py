@@ -29,8 +29,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("dsn", str, "", "PostgreSQL DSN; empty starts an embedded PostgreSQL under --data-dir"),
     Option("data_dir", str, ".riskd", "folder for the embedded PostgreSQL cluster and local state"),
     Option("max_batch", int, 10_000, "largest batch (orders, executions, prices, positions) per request", 1),
-    Option("max_accounts", int, 100_000, "distinct accounts kept; orders for more are rejected as invalid", 1),
-    Option("max_symbols", int, 1_000_000, "distinct symbols kept; orders for more are rejected as invalid", 1),
+    Option(
+        "max_accounts", int, 100_000, "distinct accounts kept; orders for more are rejected as invalid", 1
+    ),
+    Option(
+        "max_symbols", int, 1_000_000, "distinct symbols kept; orders for more are rejected as invalid", 1
+    ),
     Option(
         "max_open_orders",
         int,
@@ -98,15 +102,21 @@ class SettingsError(ValueError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per option; defaults stay None so unset flags fall through to env/TOML."""
-    parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below (env RISKD_CONFIG)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML file with any of the settings below (env RISKD_CONFIG)"
+    )
     for opt in OPTIONS:
         flag = "--" + opt.name.replace("_", "-")
         env = ENV_PREFIX + opt.name.upper()
         text = f"{opt.help} (env {env}; default {opt.default!r})"
         if opt.type is bool:
-            parser.add_argument(flag, dest=opt.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            parser.add_argument(
+                flag, dest=opt.name, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
         else:
-            parser.add_argument(flag, dest=opt.name, type=str, default=None, metavar=opt.name.upper(), help=text)
+            parser.add_argument(
+                flag, dest=opt.name, type=str, default=None, metavar=opt.name.upper(), help=text
+            )
 
 
 def _convert(opt: Option, raw: Any, source: str, errors: list[str]) -> Any:
