@@ -116,7 +116,7 @@ def bench_kernel(
 ) -> ThroughputResult:
     """The raw check_batch pass over the engine's state (inputs translated to dense ids beforehand)."""
     data = _rounds(workload, rounds, batches, batch, seed=2)
-    s = engine._s  # the bench reads the engine's state arrays directly: only the kernel is timed
+    # The bench passes the engine's state arrays directly: only the kernel is timed.
     per_round: list[float] = []
     accepted = total = 0
     mv = batch * L.MAX_VIOLATIONS_PER_ORDER
@@ -135,15 +135,12 @@ def bench_kernel(
         vf = np.empty((mv, 2), dtype=np.float64)
         engine._fit_books(batch * batches)  # capacity for the whole round, as check_orders does per batch
         engine._fit_slots(batch * batches)
-        lb = engine.limits
         gc.collect()
         now = time.monotonic()
         t0 = time.perf_counter()
+        state = engine._kernel_args()
         for oi, of, mask, vi in inputs:
-            check_batch(
-                oi, of, now, s.acct, s.sym, s.book_ht, s.book, s.ord_ht, s.ordf, s.ordi, s.free, s.ctr,
-                lb.exact, lb.by_account, lb.by_symbol, lb.any, lb.values, mask, vi, vf,
-            )  # fmt: skip
+            check_batch(oi, of, now, mask, vi, vf, *state)
         dt = time.perf_counter() - t0
         per_round.append(batch * batches / dt)
         accepted += sum(int((mask == 0).sum()) for _, _, mask, _ in inputs)
@@ -247,11 +244,10 @@ def server_time_breakdown(engine: Engine, builder: RequestBuilder, n: int) -> di
 
     # Pieces of Engine.check_orders for one order (each mirrors one line or call of it).
     b = msgs[0].orders
-    s = engine._s
     lb = engine.limits
     ids, acc, sym = b.client_order_id, b.account, b.symbol
     oi = np.empty((1, L.IN_I_FIELDS), dtype=np.int64)
-    oi[0] = (engine.accounts.get(acc[0]), engine.symbols.get(sym[0]), b.side[0], 12345)
+    oi[0] = (engine.accounts.get(acc[0]), engine.symbols.get(sym[0]), b.side[0], 12345, -1)
     of = np.array([[b.quantity[0], b.price[0]]])
     mask = np.empty(1, dtype=np.uint32)
     vi = np.empty((L.MAX_VIOLATIONS_PER_ORDER, L.V_FIELDS), dtype=np.int64)
@@ -260,14 +256,13 @@ def server_time_breakdown(engine: Engine, builder: RequestBuilder, n: int) -> di
     engine._fit_slots(n)
     keys = iter(range(1, 10 * n))
 
+    state = engine._kernel_args()
+
     def kernel() -> None:
         oi[0, L.IN_KEY] = next(keys)  # fresh key: a new order each call, like the real path
-        check_batch(
-            oi, of, 1.0, s.acct, s.sym, s.book_ht, s.book, s.ord_ht, s.ordf, s.ordi, s.free, s.ctr,
-            lb.exact, lb.by_account, lb.by_symbol, lb.any, lb.values, mask, vi, vf,
-        )  # fmt: skip
+        check_batch(oi, of, 1.0, mask, vi, vf, *state)
 
-    steps["  check_batch kernel call (20 array args, n=1)"] = _p50(kernel, n)
+    steps["  check_batch kernel call (17 array args, n=1)"] = _p50(kernel, n)
     steps["  _batch_len (6 len() + dict)"] = _p50(
         lambda: engine._batch_len(
             "orders",

@@ -8,6 +8,7 @@ one event loop are serialised on the state (linearizable). Persistence leaves th
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +31,8 @@ from .kernel.executions import (
 )
 from .limitbook import LimitBook, compile_limits
 from .limits import MAX_NAME_LEN, Limit, validate_limits
+
+log = logging.getLogger("riskd.engine")
 
 SIDE_BUY = 1
 SIDE_SELL = 2
@@ -82,7 +85,7 @@ class EngineConfig:
     initial_accounts: int = 1_024
     initial_symbols: int = 4_096
     initial_books: int = 4_096
-    initial_order_slots: int = 4_096
+    initial_order_slots: int = 4_096  # slots first put on the free stack (memory is reserved up front)
 
     def __post_init__(self) -> None:
         errors = [
@@ -140,7 +143,13 @@ class ExecOutcome:
 
 @dataclass(slots=True)
 class _Arrays:
-    """The mutable state arrays (see kernel.layout for the columns)."""
+    """The mutable state arrays (see kernel.layout for the columns).
+
+    The order arrays (ordf, ordi, ord_ht, free, ring) are allocated once at the configured bound:
+    they are zero-filled or empty, so the OS maps their pages lazily and a slot costs memory only
+    once used, while the event loop never stops to copy or rehash them. ``free`` is topped up from
+    ``ctr[C_SLOTS]`` (slots handed out so far) as the engine needs them.
+    """
 
     acct: np.ndarray
     sym: np.ndarray
@@ -161,6 +170,12 @@ def _hash_ids(ids: Sequence[str]) -> np.ndarray:
     return keys
 
 
+def _hash_id(client_order_id: str) -> int:
+    """_hash_ids for one id."""
+    key = hash(client_order_id)
+    return key if key != EMPTY else int(EMPTY) + 1
+
+
 def _bad_names(names: Sequence[str]) -> np.ndarray:
     lengths = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
     return (lengths == 0) | (lengths > MAX_NAME_LEN)
@@ -174,6 +189,44 @@ def _grow_rows(arr: np.ndarray, rows: int, fill: float | int) -> np.ndarray:
     grown = np.full((rows, *arr.shape[1:]), fill, dtype=arr.dtype)
     grown[: arr.shape[0]] = arr
     return grown
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
+
+
+# Write-behind rows one checked order can produce, at most: an accepted order is one OrdersAccepted
+# row plus a warning per kind (<= 9); a rejected one is a CheckEvents row per failing check (<= 13).
+_CHECK_ROWS_PER_ORDER = L.MAX_VIOLATIONS_PER_ORDER
+# Free slots put on the free stack at a time (bounded so topping up never stalls the event loop).
+_SLOT_STEP = 65_536
+# Shared, read-only parts of the commonest outcome: one order accepted without warnings.
+_ACCEPTED_ONE = _read_only(np.ones(1, dtype=bool))
+_MASK_ZERO_ONE = _read_only(np.zeros(1, dtype=np.uint32))
+_NO_VIOLATIONS = Violations(
+    order_index=_read_only(np.empty(0, dtype=np.uint32)),
+    check=_read_only(np.empty(0, dtype=np.int32)),
+    limit_id=_read_only(np.empty(0, dtype=object)),
+    observed=_read_only(np.empty(0, dtype=np.float64)),
+    threshold=_read_only(np.empty(0, dtype=np.float64)),
+    warning=_read_only(np.empty(0, dtype=bool)),
+)
+
+
+class _OneOrderScratch:
+    """Kernel input/output arrays reused by every call (the engine is not re-entrant)."""
+
+    __slots__ = ("batch_vf", "batch_vi", "mask", "of", "oi", "vf", "vi")
+
+    def __init__(self) -> None:
+        self.oi = np.zeros((1, L.IN_I_FIELDS), dtype=np.int64)
+        self.of = np.zeros((1, L.IN_F_FIELDS), dtype=np.float64)
+        self.mask = np.zeros(1, dtype=np.uint32)
+        self.vi = np.zeros((L.MAX_VIOLATIONS_PER_ORDER, L.V_FIELDS), dtype=np.int64)
+        self.vf = np.zeros((L.MAX_VIOLATIONS_PER_ORDER, 2), dtype=np.float64)
+        self.batch_vi = self.vi
+        self.batch_vf = self.vf
 
 
 class Engine:
@@ -192,25 +245,25 @@ class Engine:
         self._wall = wall_clock
         self.accounts = Interner("account", cfg.max_accounts)
         self.symbols = Interner("symbol", cfg.max_symbols)
-        self._max_slots = cfg.max_open_orders + cfg.closed_order_retention
-        slots = min(cfg.initial_order_slots, self._max_slots)
+        self._max_slots = max_slots = cfg.max_open_orders + cfg.closed_order_retention
         s = _Arrays(
             acct=np.zeros((cfg.initial_accounts, L.A_FIELDS), dtype=np.float64),
             sym=np.full((cfg.initial_symbols, L.S_FIELDS), np.nan, dtype=np.float64),
-            book_ht=ht_new(cfg.initial_books),
-            book=np.zeros((cfg.initial_books, L.B_FIELDS), dtype=np.float64),
-            ord_ht=ht_new(slots),
-            ordf=np.zeros((slots, L.OF_FIELDS), dtype=np.float64),
-            ordi=np.zeros((slots, L.OI_FIELDS), dtype=np.int64),
-            free=np.arange(slots - 1, -1, -1, dtype=np.int64),
+            book_ht=ht_new(cfg.initial_books + 1),
+            book=np.zeros((cfg.initial_books + 1, L.B_FIELDS), dtype=np.float64),
+            ord_ht=ht_new(max_slots),
+            ordf=np.zeros((max_slots, L.OF_FIELDS), dtype=np.float64),
+            ordi=np.zeros((max_slots, L.OI_FIELDS), dtype=np.int64),
+            free=np.empty(max_slots, dtype=np.int64),
             ring=np.zeros(cfg.closed_order_retention, dtype=np.int64),
         )
-        s.ctr[L.C_FREE_TOP] = slots
-        s.ctr[L.C_SLOTS] = slots
         self._s = s
+        self._fit_slots(min(cfg.initial_order_slots, max_slots))
         self._state_version = 0
         self._limits = compile_limits({}, self.accounts.get, self.symbols.get, version=0)
         self._limits_lock = asyncio.Lock()
+        self._kernel_state: tuple | None = None  # check_batch's state arguments; None after a change
+        self._one = _OneOrderScratch()
 
     # ------------------------------------------------------------------ queries
 
@@ -280,6 +333,17 @@ class Engine:
         now: float | None = None,
     ) -> CheckOutcome:
         """Check a batch in order; accepted orders become open orders."""
+        if (
+            len(client_order_id) == 1
+            and len(account) == 1
+            and len(symbol) == 1
+            and len(side) == 1
+            and len(quantity) == 1
+            and len(price) == 1
+        ):
+            return self._check_one(
+                client_order_id[0], account[0], symbol[0], side[0], quantity[0], price[0], now
+            )
         n = self._batch_len(
             "orders",
             client_order_id=client_order_id,
@@ -289,8 +353,7 @@ class Engine:
             quantity=quantity,
             price=price,
         )
-        self._require_room(n * 2)
-        s = self._s
+        self._require_room(n * _CHECK_ROWS_PER_ORDER)
         aid = self.accounts.lookup_many(account)
         if n and aid.min() < 0:
             self.accounts.intern_many(account, aid)
@@ -313,50 +376,97 @@ class Engine:
         self._fit_books(n)
         self._fit_slots(n)
         mask = np.empty(n, dtype=np.uint32)
-        vi = np.empty((n * L.MAX_VIOLATIONS_PER_ORDER, L.V_FIELDS), dtype=np.int64)
-        vf = np.empty((n * L.MAX_VIOLATIONS_PER_ORDER, 2), dtype=np.float64)
-        lb = self._limits
-        nv = check_batch(
-            oi,
-            of,
-            self._clock() if now is None else now,
-            s.acct,
-            s.sym,
-            s.book_ht,
-            s.book,
-            s.ord_ht,
-            s.ordf,
-            s.ordi,
-            s.free,
-            s.ctr,
-            lb.exact,
-            lb.by_account,
-            lb.by_symbol,
-            lb.any,
-            lb.values,
-            mask,
-            vi,
-            vf,
-        )
-        vi = vi[:nv]
-        threshold = vf[:nv, 1]
-        limit_index = vi[:, L.V_LIMIT]
-        capacity = limit_index == L.LIMIT_CAPACITY
-        if capacity.any():
-            threshold[capacity] = self.config.max_open_orders
-        violations = Violations(
-            order_index=vi[:, L.V_ORDER].astype(np.uint32),
-            check=vi[:, L.V_CHECK].astype(np.int32),
-            limit_id=lb.limit_ids(limit_index),
-            observed=vf[:nv, 0],
-            threshold=threshold,
-            warning=vi[:, L.V_WARNING].astype(bool),
-        )
+        vi, vf = self._violation_scratch(n)
+        nv = check_batch(oi, of, self._now(now), mask, vi, vf, *self._kernel_args())
+        violations = self._violations(vi, vf, nv)
         accepted = mask == 0
         self._state_version += 1
         if self.sink is not None:
             self._emit_checks(client_order_id, account, symbol, aid, sid, oi, of, accepted, violations)
         return CheckOutcome(accepted, mask, violations, self._state_version)
+
+    def _check_one(
+        self, client_order_id: str, account: str, symbol: str, side: int, qty: float, price: float, now
+    ) -> CheckOutcome:
+        """check_orders for one order: the same kernel on reused one-row arrays, no per-column numpy.
+
+        A single-order RPC is latency-bound; the batch path's fixed cost (a dozen small numpy
+        allocations and vectorised passes) is most of its time, so this path skips them.
+        """
+        self._require_room(_CHECK_ROWS_PER_ORDER)
+        a = self.accounts.get(account)
+        if a < 0:
+            a = self.accounts.intern(account)
+            self._fit_accounts()
+        sy = self.symbols.get(symbol)
+        if sy < 0:
+            sy = self.symbols.intern(symbol)
+            self._fit_symbols()
+        if not client_order_id or len(client_order_id) > MAX_NAME_LEN:
+            a = -1
+        one = self._one
+        oi = one.oi
+        oi[0, L.IN_ACCOUNT] = a
+        oi[0, L.IN_SYMBOL] = sy
+        oi[0, L.IN_SIDE] = side
+        oi[0, L.IN_KEY] = _hash_id(client_order_id)
+        of = one.of
+        of[0, L.IN_QTY] = qty
+        of[0, L.IN_PRICE] = price
+        self._fit_books(1)
+        self._fit_slots(1)
+        nv = check_batch(oi, of, self._now(now), one.mask, one.vi, one.vf, *self._kernel_args())
+        self._state_version += 1
+        if nv == 0:  # accepted without warnings (every reject writes a violation)
+            out = CheckOutcome(_ACCEPTED_ONE, _MASK_ZERO_ONE, _NO_VIOLATIONS, self._state_version)
+        else:
+            mask = one.mask.copy()
+            out = CheckOutcome(mask == 0, mask, self._violations(one.vi, one.vf, nv), self._state_version)
+        if self.sink is not None:
+            ids = [client_order_id]
+            aid, sid = np.array([a], dtype=np.int64), np.array([sy], dtype=np.int64)
+            self._emit_checks(ids, [account], [symbol], aid, sid, oi, of, out.accepted, out.violations)
+        return out
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
+
+    def _kernel_args(self) -> tuple:
+        """check_batch's state and limit arguments (cached: rebuilt after arrays or limits change)."""
+        args = self._kernel_state
+        if args is None:
+            s, lb = self._s, self._limits
+            args = self._kernel_state = (
+                s.acct, s.sym, s.book_ht, s.book, s.ord_ht, s.ordf, s.ordi, s.free, s.ctr,
+                lb.exact, lb.table, lb.values, lb.version,
+            )  # fmt: skip
+        return args
+
+    def _violation_scratch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reused kernel output buffers for n orders (a fresh 14n-row pair per batch costs an mmap)."""
+        rows = n * L.MAX_VIOLATIONS_PER_ORDER
+        one = self._one
+        if one.batch_vi.shape[0] < rows:
+            one.batch_vi = np.empty((rows, L.V_FIELDS), dtype=np.int64)
+            one.batch_vf = np.empty((rows, 2), dtype=np.float64)
+        return one.batch_vi, one.batch_vf
+
+    def _violations(self, vi: np.ndarray, vf: np.ndarray, nv: int) -> Violations:
+        """Copy the kernel's first nv violation rows out of the (reused) buffers."""
+        vi = vi[:nv]
+        limit_index = vi[:, L.V_LIMIT]
+        threshold = vf[:nv, 1].copy()
+        capacity = limit_index == L.LIMIT_CAPACITY
+        if capacity.any():
+            threshold[capacity] = self.config.max_open_orders
+        return Violations(
+            order_index=vi[:, L.V_ORDER].astype(np.uint32),
+            check=vi[:, L.V_CHECK].astype(np.int32),
+            limit_id=self._limits.limit_ids(limit_index),
+            observed=vf[:nv, 0].copy(),
+            threshold=threshold,
+            warning=vi[:, L.V_WARNING].astype(bool),
+        )
 
     def _emit_checks(
         self, ids, accounts, symbols, aid, sid, oi, of, accepted, violations: Violations
@@ -609,6 +719,7 @@ class Engine:
 
     def _install(self, book: LimitBook, change: ch.LimitsChanged) -> int:
         self._limits = book
+        self._kernel_state = None
         self._state_version += 1
         if self.sink is not None:
             self.sink.put(change)
@@ -652,8 +763,9 @@ class Engine:
                 self._fit_symbols()
                 self._s.sym[sid, L.S_PRICE] = [m[1] for m in snap.marks]
                 self._s.sym[sid, L.S_FILL] = [m[2] for m in snap.marks]
-            if snap.positions:
-                self.load_positions(*zip(*snap.positions, strict=True))
+            step = self.config.max_batch  # load_positions takes at most one batch at a time
+            for i in range(0, len(snap.positions), step):
+                self.load_positions(*zip(*snap.positions[i : i + step], strict=True))
             rows = [*snap.recent_closed, *snap.open_orders]
             self._restore_orders(rows, closed=len(snap.recent_closed))
             recompute_position_exposure(self._s.acct, self._s.sym, self._s.book, self._s.ctr)
@@ -661,7 +773,24 @@ class Engine:
             self.sink = sink
 
     def _restore_orders(self, rows: Sequence[ch.OpenOrderRow], closed: int) -> None:
+        """Re-open recovered orders (closed ones first, into the retention ring).
+
+        Every recovered open order gets a slot, even past --max-open-orders (the server restarted
+        with a smaller bound than it ran with): dropping one would understate exposure and refusing
+        to start would stop all trading, so the slot bound grows to the recovered open orders plus
+        the retention, once, at start-up, with a warning.
+        """
         s = self._s
+        open_rows = len(rows) - closed
+        if open_rows > self.config.max_open_orders:
+            log.warning(
+                "recovered %d open orders, more than --max-open-orders %d: keeping them all "
+                "(order slots raised to %d)",
+                open_rows,
+                self.config.max_open_orders,
+                open_rows + self.config.closed_order_retention,
+            )
+            self._raise_slot_bound(open_rows + self.config.closed_order_retention)
         for i, row in enumerate(rows):
             a = self.accounts.intern(row.account)
             sy = self.symbols.intern(row.symbol)
@@ -723,38 +852,56 @@ class Engine:
         s = self._s
         if len(self.accounts) > s.acct.shape[0]:
             s.acct = _grow_rows(s.acct, max(2 * s.acct.shape[0], len(self.accounts)), 0.0)
+            self._kernel_state = None
 
     def _fit_symbols(self) -> None:
         s = self._s
         if len(self.symbols) > s.sym.shape[0]:
             s.sym = _grow_rows(s.sym, max(2 * s.sym.shape[0], len(self.symbols)), np.nan)
+            self._kernel_state = None
 
     def _fit_books(self, extra: int) -> None:
+        """Room for extra new books plus the spare row check_batch resolves a new book's limits in."""
         s = self._s
-        need = int(s.ctr[L.C_BOOKS]) + extra
+        need = int(s.ctr[L.C_BOOKS]) + extra + 1
+        if need <= s.book.shape[0] and 2 * need <= s.book_ht.shape[0]:
+            return
         if need > s.book.shape[0]:
             s.book = _grow_rows(s.book, max(2 * s.book.shape[0], need), 0.0)
         s.book_ht = ht_grow(s.book_ht, need)
+        self._kernel_state = None
 
     def _fit_slots(self, n: int) -> None:
-        """Make n free order slots if the bound allows (past it the kernel rejects on capacity)."""
+        """Make n free order slots if the bound allows (past it the kernel rejects on capacity).
+
+        The arrays already span the bound; this only pushes never-used slots on the free stack,
+        at most max(n, _SLOT_STEP) at a time, so it costs microseconds, never a copy or rehash.
+        """
         s = self._s
         free_now = int(s.ctr[L.C_FREE_TOP])
         cap = int(s.ctr[L.C_SLOTS])
         if free_now >= n or cap >= self._max_slots:
             return
-        new_cap = min(self._max_slots, max(2 * cap, cap + n))
-        added = new_cap - cap
-        s.ordf = _grow_rows(s.ordf, new_cap, 0.0)
-        s.ordi = _grow_rows(s.ordi, new_cap, 0)
-        free = np.empty(new_cap, dtype=np.int64)
-        # New slots go under the existing free ones (popped last), lowest slot on top.
-        free[:added] = np.arange(new_cap - 1, cap - 1, -1, dtype=np.int64)
-        free[added : added + free_now] = s.free[:free_now]
-        s.free = free
+        added = min(self._max_slots - cap, max(n - free_now, min(max(cap, 1), _SLOT_STEP)))
+        # Lowest new slot on top, so slots are first used in order.
+        s.free[free_now : free_now + added] = np.arange(cap + added - 1, cap - 1, -1, dtype=np.int64)
         s.ctr[L.C_FREE_TOP] = free_now + added
-        s.ctr[L.C_SLOTS] = new_cap
-        s.ord_ht = ht_grow(s.ord_ht, new_cap)
+        s.ctr[L.C_SLOTS] = cap + added
+
+    def _raise_slot_bound(self, max_slots: int) -> None:
+        """Enlarge the order arrays to max_slots (start-up only: recovery found more open orders)."""
+        s = self._s
+        used = int(s.ctr[L.C_SLOTS])
+        ordf = np.zeros((max_slots, L.OF_FIELDS), dtype=np.float64)
+        ordi = np.zeros((max_slots, L.OI_FIELDS), dtype=np.int64)
+        free = np.empty(max_slots, dtype=np.int64)
+        ordf[:used] = s.ordf[:used]
+        ordi[:used] = s.ordi[:used]
+        free[: int(s.ctr[L.C_FREE_TOP])] = s.free[: int(s.ctr[L.C_FREE_TOP])]
+        s.ordf, s.ordi, s.free = ordf, ordi, free
+        s.ord_ht = ht_grow(s.ord_ht, max_slots)
+        self._max_slots = max_slots
+        self._kernel_state = None
 
 
 def _take(seq: Sequence[str], idx: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .kernel._hashtable import ht_find, ht_new, ht_put
 from .kernel.checks import exact_limit_key
-from .kernel.layout import KINDS, L_THRESHOLD, L_WARN, LIMIT_BUILTIN, LIMIT_CAPACITY
+from .kernel.layout import KINDS, L_THRESHOLD, L_WARN, LIMIT_BUILTIN, LIMIT_CAPACITY, LT_ACCOUNTS
 from .limits import Limit
 
 CAPACITY_LIMIT_ID = "server:max-open-orders"
@@ -26,11 +26,24 @@ class LimitBook:
     version: int
     limits: Mapping[str, Limit]  # by limit_id, every limit incl. disabled ones
     exact: np.ndarray  # hash table (account, symbol, kind) -> limit index
-    by_account: np.ndarray  # int64[accounts, KINDS]: (account, any) limit index or -1
-    by_symbol: np.ndarray  # int64[symbols, KINDS]: (any, symbol) limit index or -1
-    any: np.ndarray  # int64[KINDS]: (any, any) limit index or -1
+    table: np.ndarray  # int64[1 + accounts + symbols, KINDS]: any/account/symbol rows (layout.LT_*)
     values: np.ndarray  # float64[n, 2]: threshold, warn_fraction
     ids: np.ndarray  # object[n + 2]: limit_id by index; [-2] capacity id, [-1] "" for built-ins
+
+    @property
+    def any(self) -> np.ndarray:
+        """int64[KINDS]: (any, any) limit index or -1 (column 0 is the table's account-row count)."""
+        return self.table[0]
+
+    @property
+    def by_account(self) -> np.ndarray:
+        """int64[accounts, KINDS]: (account, any) limit index or -1."""
+        return self.table[1 : 1 + self.table[0, LT_ACCOUNTS]]
+
+    @property
+    def by_symbol(self) -> np.ndarray:
+        """int64[symbols, KINDS]: (any, symbol) limit index or -1."""
+        return self.table[1 + self.table[0, LT_ACCOUNTS] :]
 
     def limit_ids(self, index: np.ndarray) -> np.ndarray:
         """limit_id for kernel limit indexes (LIMIT_BUILTIN -> "", LIMIT_CAPACITY -> capacity id)."""
@@ -52,9 +65,9 @@ def compile_limits(
     max_a = max((a for _, a, _ in rows), default=-1) + 1
     max_s = max((s for _, _, s in rows), default=-1) + 1
     exact = ht_new(sum(1 for _, a, s in rows if a >= 0 and s >= 0))
-    by_account = np.full((max_a, KINDS), -1, dtype=np.int64)
-    by_symbol = np.full((max_s, KINDS), -1, dtype=np.int64)
-    any_ = np.full(KINDS, -1, dtype=np.int64)
+    table = np.full((1 + max_a + max_s, KINDS), -1, dtype=np.int64)
+    table[0, LT_ACCOUNTS] = max_a
+    any_, by_account, by_symbol = table[0], table[1 : 1 + max_a], table[1 + max_a :]  # views
     values = np.zeros((max(len(rows), 1), 2), dtype=np.float64)
     for index, (lim, a, s) in enumerate(rows):
         values[index, L_THRESHOLD] = lim.threshold
@@ -76,15 +89,13 @@ def compile_limits(
     ids[: len(rows)] = [lim.limit_id for lim, _, _ in rows]
     ids[LIMIT_CAPACITY] = CAPACITY_LIMIT_ID
     ids[LIMIT_BUILTIN] = ""
-    for arr in (exact, by_account, by_symbol, any_, values, ids):
+    for arr in (exact, table, values, ids):
         arr.flags.writeable = False
     return LimitBook(
         version=version,
         limits=dict(limits),
         exact=exact,
-        by_account=by_account,
-        by_symbol=by_symbol,
-        any=any_,
+        table=table,
         values=values,
         ids=ids,
     )

@@ -1,8 +1,10 @@
 """Open-addressing int64 hash tables for numba kernels.
 
 A table is an ``int64[cap, 2]`` array (column 0 key, column 1 value) with a power-of-two ``cap``,
-``EMPTY`` keys for free buckets, linear probing and backward-shift deletion (no tombstones, so a
-long-lived table never degrades). Callers keep the load at or below one half.
+``EMPTY`` (0) keys for free buckets, linear probing and backward-shift deletion (no tombstones, so
+a long-lived table never degrades). Callers keep the load at or below one half and never use the
+key 0. EMPTY is 0 so a new table is ``np.zeros``: the OS maps zero pages lazily, and a table sized
+for the configured bound costs address space, not memory, until buckets are written.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-EMPTY = np.int64(-(2**63))
+EMPTY = np.int64(0)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bucket(key: np.int64, mask: np.int64) -> np.int64:
+def ht_bucket(key: np.int64, mask: np.int64) -> np.int64:
+    """Home bucket of key (Fibonacci hashing: client ids' str hashes and packed pairs both spread)."""
     h = np.uint64(key) * _MIX
     return np.int64(h >> np.uint64(17)) & mask
 
@@ -24,7 +27,7 @@ def _bucket(key: np.int64, mask: np.int64) -> np.int64:
 def ht_find(table: np.ndarray, key: np.int64) -> np.int64:
     """Value stored for key, or -1."""
     mask = table.shape[0] - 1
-    i = _bucket(key, mask)
+    i = ht_bucket(key, mask)
     while True:
         k = table[i, 0]
         if k == key:
@@ -38,7 +41,7 @@ def ht_find(table: np.ndarray, key: np.int64) -> np.int64:
 def ht_put(table: np.ndarray, key: np.int64, value: np.int64) -> None:
     """Insert or overwrite key."""
     mask = table.shape[0] - 1
-    i = _bucket(key, mask)
+    i = ht_bucket(key, mask)
     while True:
         k = table[i, 0]
         if k == key or k == EMPTY:
@@ -52,7 +55,7 @@ def ht_put(table: np.ndarray, key: np.int64, value: np.int64) -> None:
 def ht_delete(table: np.ndarray, key: np.int64) -> bool:
     """Remove key, shifting later entries of its probe run back so lookups stay correct."""
     mask = table.shape[0] - 1
-    i = _bucket(key, mask)
+    i = ht_bucket(key, mask)
     while True:
         k = table[i, 0]
         if k == EMPTY:
@@ -66,14 +69,14 @@ def ht_delete(table: np.ndarray, key: np.int64) -> bool:
         kj = table[j, 0]
         if kj == EMPTY:
             break
-        home = _bucket(kj, mask)
+        home = ht_bucket(kj, mask)
         # Move j back to i when its home bucket is not cyclically within (i, j].
         if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
             table[i, 0] = kj
             table[i, 1] = table[j, 1]
             i = j
     table[i, 0] = EMPTY
-    table[i, 1] = -1
+    table[i, 1] = 0
     return True
 
 
@@ -90,10 +93,7 @@ def ht_new(capacity: int) -> np.ndarray:
     cap = 16
     while cap < 2 * capacity:
         cap *= 2
-    table = np.empty((cap, 2), dtype=np.int64)
-    table[:, 0] = EMPTY
-    table[:, 1] = -1
-    return table
+    return np.zeros((cap, 2), dtype=np.int64)
 
 
 def ht_grow(table: np.ndarray, capacity: int) -> np.ndarray:

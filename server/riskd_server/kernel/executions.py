@@ -20,6 +20,7 @@ from .layout import (
     A_POS_GROSS,
     A_POS_NET,
     B_ACCOUNT,
+    B_LIM_TAG,
     B_OPEN_BUY,
     B_OPEN_SELL,
     B_POS,
@@ -216,6 +217,7 @@ def load_positions(
             book[b, B_OPEN_SELL] = 0.0
             book[b, B_ACCOUNT] = accounts[i]
             book[b, B_SYMBOL] = symbols[i]
+            book[b, B_LIM_TAG] = 0.0  # the row may hold another pair's limits (check_batch's spare row)
         book[b, B_POS] = qty[i]
         book_out[i] = b
 
@@ -252,6 +254,7 @@ def restore_order(
         book[b, B_OPEN_SELL] = 0.0
         book[b, B_ACCOUNT] = account
         book[b, B_SYMBOL] = symbol
+        book[b, B_LIM_TAG] = 0.0
     top = ctr[C_FREE_TOP] - 1
     ctr[C_FREE_TOP] = top
     slot = free[top]

@@ -29,7 +29,11 @@ B_OPEN_BUY = 1
 B_OPEN_SELL = 2
 B_ACCOUNT = 3  # dense account id (exact in float64 below 2**53)
 B_SYMBOL = 4
-B_FIELDS = 5
+# Resolved limits of the book, cached next to its position so a check reads one row: column
+# B_LIM_TAG + kind holds the index of the limit of that kind (-1 none) that applies to the book;
+# B_LIM_TAG holds the limit-book version they were resolved for, plus one (0 = never resolved).
+B_LIM_TAG = 5
+B_FIELDS = B_LIM_TAG + 10
 
 # ordf: float64[slots, OF_FIELDS]
 OF_QTY = 0  # original quantity
@@ -63,7 +67,8 @@ IN_ACCOUNT = 0  # dense id, or -1 when the name is invalid
 IN_SYMBOL = 1
 IN_SIDE = 2
 IN_KEY = 3  # client_order_id hash
-IN_I_FIELDS = 4
+IN_BOOK = 4  # scratch: the kernel's gather pass stores the order's book index (-1 none yet)
+IN_I_FIELDS = 5
 IN_QTY = 0
 IN_PRICE = 1
 IN_F_FIELDS = 2
@@ -90,8 +95,14 @@ X_CLOSED = 5
 L_THRESHOLD = 0
 L_WARN = 1
 KINDS = 11  # RiskCheck values 0..10 index the per-kind columns
+# lim_tab int64[1 + n_acct + n_sym, KINDS], one table instead of three kernel arguments: the limit
+# index (or -1) per kind of (any, any) in row 0, of (account a, any) in row 1 + a and of (any,
+# symbol s) in row 1 + n_acct + s, where n_acct = lim_tab[0, LT_ACCOUNTS] (kind 0 is no kind).
+LT_ACCOUNTS = 0
 
-# Key layout for (account, symbol) pairs and exact limits.
+# Key layout for (account, symbol) pairs and exact limits; KEY_TAG keeps every such key non-zero
+# (0 marks an empty hash-table bucket).
 SYMBOL_BITS = 28
+KEY_TAG = 1 << 62
 MAX_ACCOUNTS = 1 << 24
 MAX_SYMBOLS = 1 << SYMBOL_BITS
