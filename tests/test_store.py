@@ -551,3 +551,120 @@ def test_embedded_cluster_restarts_after_kill_9_leftovers(pg_dir: Path) -> None:
     finally:
         pg.stop()
     assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
+
+
+# ---------------------------------------------------------------------- columnar coalescing
+
+
+def _reference_orders(changes: list) -> tuple[dict, dict, list[str]]:
+    """The per-row dict semantics the columnar coalescing must reproduce."""
+    orders: dict[str, list] = {}
+    updates: dict[str, tuple] = {}
+    closes: dict[str, None] = {}
+    for c in changes:
+        for i, oid in enumerate(c.client_order_id.tolist()):
+            if isinstance(c, ch.OrdersAccepted):
+                q = float(c.quantity[i])
+                orders[oid] = [c.account[i], float(c.price[i]), q, q, ch.ORDER_OPEN, c.ts, c.ts]
+                updates.pop(oid, None)
+            else:
+                q, st = float(c.open_quantity[i]), int(c.status[i])
+                if oid in orders:
+                    orders[oid][3:5], orders[oid][6] = [q, st], c.ts
+                else:
+                    updates[oid] = (q, st, c.ts)
+            closes.pop(oid, None)
+            if isinstance(c, ch.OrdersUpdated) and c.status[i] == ch.ORDER_CLOSED:
+                closes[oid] = None
+    return orders, updates, list(closes)
+
+
+def test_columnar_coalescing_is_last_wins_in_change_order() -> None:
+    from riskd_server.store import _coalesce
+
+    rng = np.random.default_rng(5)
+    changes: list = []
+    for step in range(300):
+        ids = [f"id{i}" for i in rng.integers(0, 80, rng.integers(1, 8))]
+        if rng.random() < 0.4:  # ids 60..79 are never accepted here: updates of earlier flushes
+            ids = [i for i in ids if int(i[2:]) < 60] or ["id0"]
+            c = accepted(ids, account=f"A{step}", qty=float(step + 1))
+            changes.append(
+                ch.OrdersAccepted(**{**{f: getattr(c, f) for f in c.__slots__}, "ts": float(step)})
+            )
+        else:
+            qty = rng.choice([0.0, 1.0, 2.0], len(ids)).tolist()
+            c = updated(ids, qty)
+            changes.append(ch.OrdersUpdated(**{**{f: getattr(c, f) for f in c.__slots__}, "ts": float(step)}))
+    orders, updates, closes = _reference_orders(changes)
+    out = _coalesce.coalesce(changes)
+    assert out.orders is not None and out.order_updates is not None
+    got_orders = {
+        oid: [acct, price, qty, open_q, status, acc_at, upd_at]
+        for oid, acct, price, qty, open_q, status, acc_at, upd_at in zip(
+            *(out.orders[k].tolist() for k in _coalesce.ORDER_COLUMNS[:1]),
+            out.orders["account"].tolist(),
+            out.orders["price"].tolist(),
+            out.orders["quantity"].tolist(),
+            out.orders["open_quantity"].tolist(),
+            out.orders["status"].tolist(),
+            out.orders["accepted_at"].tolist(),
+            out.orders["updated_at"].tolist(),
+            strict=True,
+        )
+    }
+    assert got_orders == orders
+    u = out.order_updates
+    got_updates = dict(
+        zip(
+            u["client_order_id"].tolist(),
+            zip(u["open_quantity"].tolist(), u["status"].tolist(), u["updated_at"].tolist(), strict=True),
+            strict=True,
+        )
+    )
+    assert got_updates == updates
+    ranks = {
+        oid: r
+        for cols in (out.orders, u)
+        for oid, r in zip(cols["client_order_id"].tolist(), cols["close_rank"].tolist(), strict=True)
+        if r >= 0
+    }
+    assert out.closes == len(closes) and sorted(ranks, key=ranks.__getitem__) == closes
+
+
+def test_binary_copy_keeps_odd_text_and_many_flushes_keep_order(fresh_dsn: str) -> None:
+    """Chunked text encoding (non-ASCII, NUL, empty) and a backlog split over many small flushes."""
+    n = 40_000  # more than one encoding chunk
+    ids = [f"ö{i}" if i % 7 else f"n\x00{i}" for i in range(n)]
+
+    async def main() -> WriteBehind:
+        store = await open_store(fresh_dsn)
+        try:
+            writer = store.write_behind(max_pending_rows=10 * n, flush_interval=0.01, max_flush_rows=15_000)
+            writer.put(accepted(ids[: n // 2], account="Ä"))
+            writer.put(updated(ids[: n // 4], [0.0] * (n // 4)))  # closes, in id order
+            writer.put(accepted(ids[n // 2 :], account=""))
+            writer.put(executions(ids[:10]))
+            writer.put(updated(ids[n // 2 : n // 2 + 3][::-1], [0.0, 0.0, 5.0]))  # later closes, reversed
+            await writer.start()
+            await writer.barrier(60.0)
+            assert writer.stats().flushes >= 4
+            await writer.stop(10.0)
+            return writer
+        finally:
+            await store.close()
+
+    run(main())
+    clean = [i.replace("\x00", "\ufffd") for i in ids]
+    assert query(fresh_dsn, "SELECT count(*), count(DISTINCT account) FROM orders") == [(n, 2)]
+    closed = [
+        r[0]
+        for r in query(fresh_dsn, "SELECT client_order_id FROM orders WHERE status = 2 ORDER BY closed_seq")
+    ]
+    assert closed == [*clean[: n // 4], clean[n // 2 + 2], clean[n // 2 + 1]]
+    assert query(fresh_dsn, "SELECT open_quantity FROM orders WHERE client_order_id = %s", clean[n // 2]) == [
+        (5.0,)
+    ]
+    assert [r[0] for r in query(fresh_dsn, "SELECT client_order_id FROM executions ORDER BY id")] == clean[
+        :10
+    ]

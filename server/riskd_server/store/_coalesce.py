@@ -2,27 +2,42 @@
 
 State tables keep only the last value per key, applied in change order, so an order accepted and
 filled within one flush is written once, already filled. Audit records are kept whole, in order.
+
+Orders and audit rows (nearly all of the volume) stay columnar: last-wins is found with dicts
+built by C-level ``dict(zip(...))`` over chunks, and rows are picked with numpy, so there is no
+Python code per row and no single call holds the GIL for long (the event loop keeps running).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import repeat
 
 import numpy as np
 
 from .. import changes as ch
 from ..limits import Limit
 
-# A full order row, in the column order of the orders table (without closed_seq):
-# account, symbol, side, quantity, open_quantity, price, status, accepted_at, updated_at
-OrderRow = list
-# A partial update of an order accepted in an earlier flush: open_quantity, status, updated_at
-OrderUpdate = tuple[float, int, datetime]
+# Rows handed to one C-level call at a time: bounds how long the worker thread holds the GIL.
+CHUNK = 16_384
 
 _NUL = "\x00"
+
+Columns = dict[str, np.ndarray]
+# Columns of an orders COPY, in table order; ts columns are float seconds, close_rank is the
+# order's place among this flush's closes (-1 = open), turned into closed_seq when written.
+ORDER_COLUMNS = (
+    "client_order_id", "account", "symbol", "side", "quantity", "open_quantity", "price", "status",
+    "accepted_at", "updated_at", "close_rank",
+)  # fmt: skip
+UPDATE_COLUMNS = ("client_order_id", "open_quantity", "status", "updated_at", "close_rank")
+EXECUTION_COLUMNS = ("ts", "client_order_id", "exec_type", "quantity", "price", "applied", "error")
+CHECK_EVENT_COLUMNS = (
+    "ts", "client_order_id", "account", "symbol", "check", "limit_id", "observed", "threshold", "warning",
+)  # fmt: skip
 
 
 def change_rows(change: ch.Change) -> int:
@@ -36,49 +51,173 @@ def change_rows(change: ch.Change) -> int:
     return int(change.client_order_id.shape[0])
 
 
+def rows_of(cols: Columns | None) -> int:
+    return 0 if cols is None else int(cols["client_order_id"].shape[0])
+
+
 @dataclass(slots=True)
 class Coalesced:
-    """What one flush writes; every dict is keyed like its table's primary key."""
+    """What one flush writes. Columnar parts are None when empty; dicts are keyed like the table."""
 
-    orders: dict[str, OrderRow] = field(default_factory=dict)
-    order_updates: dict[str, OrderUpdate] = field(default_factory=dict)
-    closes: dict[str, None] = field(default_factory=dict)  # ids closed in this flush, in close order
+    orders: Columns | None = None  # ORDER_COLUMNS: orders accepted in this flush
+    order_updates: Columns | None = None  # UPDATE_COLUMNS: orders accepted in an earlier flush
+    closes: int = 0  # rows of orders/order_updates with close_rank >= 0
     positions: dict[tuple[str, str], float] = field(default_factory=dict)
     marks: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     limits: dict[str, Limit | None] = field(default_factory=dict)  # None = deleted
     trading_states: dict[str, tuple[int, str, datetime]] = field(default_factory=dict)
-    executions: list[tuple] = field(default_factory=list)
-    check_events: list[tuple] = field(default_factory=list)
+    executions: Columns | None = None  # EXECUTION_COLUMNS, in report order
+    check_events: Columns | None = None  # CHECK_EVENT_COLUMNS, in check order
 
     def __bool__(self) -> bool:
-        return any(
-            (
-                self.orders,
-                self.order_updates,
-                self.positions,
-                self.marks,
-                self.limits,
-                self.trading_states,
-                self.executions,
-                self.check_events,
-            )
+        return bool(
+            self.orders is not None
+            or self.order_updates is not None
+            or self.positions
+            or self.marks
+            or self.limits
+            or self.trading_states
+            or self.executions is not None
+            or self.check_events is not None
         )
 
 
 def coalesce(changes: Iterable[ch.Change]) -> Coalesced:
     """Apply changes in order; last write per key wins, audit rows append."""
     out = Coalesced()
+    lifecycle: list[ch.OrdersAccepted | ch.OrdersUpdated] = []
+    executions: list[ch.ExecutionsReported] = []
+    events: list[ch.CheckEvents] = []
     for change in changes:
-        _APPLY[type(change)](out, change)
+        if isinstance(change, ch.OrdersAccepted | ch.OrdersUpdated):
+            lifecycle.append(change)
+        elif isinstance(change, ch.ExecutionsReported):
+            executions.append(change)
+        elif isinstance(change, ch.CheckEvents):
+            events.append(change)
+        else:
+            _APPLY[type(change)](out, change)
+    if lifecycle:
+        out.orders, out.order_updates, out.closes = _orders(lifecycle)
+    out.executions = _audit(executions, EXECUTION_COLUMNS)
+    out.check_events = _audit(events, CHECK_EVENT_COLUMNS)
     return out
 
 
-def _text(col: np.ndarray) -> list[str]:
+def text(col: np.ndarray | Sequence[str]) -> list[str]:
     """PostgreSQL text cannot hold NUL: replace it rather than let one odd id block every flush."""
-    values = col.tolist()
-    if _NUL in "".join(values):
+    values = col.tolist() if isinstance(col, np.ndarray) else list(col)
+    if any(_NUL in "".join(values[i : i + CHUNK]) for i in range(0, len(values), CHUNK)):
         values = [v.replace(_NUL, "\ufffd") for v in values]
     return values
+
+
+def _last_index(keys: list[str], positions: np.ndarray | range) -> dict[str, int]:
+    """key -> its last position (dict(zip) keeps the last value per key), built in GIL-short chunks."""
+    last: dict[str, int] = {}
+    for i in range(0, len(keys), CHUNK):
+        last.update(zip(keys[i : i + CHUNK], positions[i : i + CHUNK], strict=True))
+    return last
+
+
+def _objects(values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _orders(
+    changes: list[ch.OrdersAccepted | ch.OrdersUpdated],
+) -> tuple[Columns | None, Columns | None, int]:
+    """Last-wins per client_order_id over accepts and updates, in change order.
+
+    An id whose last accept is in this flush becomes a full orders row (the accept's fields with
+    the last event's open quantity, status and time); any other id becomes an update. An order is
+    closed when its last event closes it, and closes keep the order of those last events.
+    """
+    acc = [c for c in changes if isinstance(c, ch.OrdersAccepted)]
+    is_acc = np.concatenate(
+        [np.full(c.client_order_id.shape[0], isinstance(c, ch.OrdersAccepted)) for c in changes]
+    )
+    ids = text(np.concatenate([c.client_order_id for c in changes]))
+    id_arr = _objects(ids)
+    n = len(ids)
+    open_qty = np.concatenate(
+        [c.quantity if isinstance(c, ch.OrdersAccepted) else c.open_quantity for c in changes]
+    ).astype(np.float64, copy=False)
+    status = np.concatenate(
+        [
+            np.full(c.client_order_id.shape[0], ch.ORDER_OPEN, np.int8)
+            if isinstance(c, ch.OrdersAccepted)
+            else c.status.astype(np.int8, copy=False)
+            for c in changes
+        ]
+    )
+    ts = np.concatenate([np.full(c.client_order_id.shape[0], c.ts, np.float64) for c in changes])
+    last = _last_index(ids, range(n))
+    pos = np.arange(n, dtype=np.int64)
+    acc_pos = pos[is_acc]
+    last_acc = _last_index(id_arr[acc_pos].tolist(), acc_pos.tolist()) if acc else {}
+    keys = list(last)
+    final = np.fromiter(last.values(), dtype=np.int64, count=len(keys))
+    last_accept = np.fromiter(map(last_acc.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+    closed = status[final] == ch.ORDER_CLOSED
+    rank = np.full(len(keys), -1, dtype=np.int64)
+    closed_idx = np.flatnonzero(closed)
+    rank[closed_idx[np.argsort(final[closed_idx], kind="stable")]] = np.arange(closed_idx.shape[0])
+    key_arr = _objects(keys)
+    new = last_accept >= 0
+    orders = updates = None
+    if new.any():
+        sel = np.flatnonzero(new)
+        # Row of each selected id's last accept within the concatenated accepts.
+        acc_row = np.cumsum(is_acc) - 1
+        src = acc_row[last_accept[sel]]
+        account = np.concatenate([c.account for c in acc])
+        symbol = np.concatenate([c.symbol for c in acc])
+        side = np.concatenate([c.side for c in acc])
+        qty = np.concatenate([c.quantity for c in acc]).astype(np.float64, copy=False)
+        price = np.concatenate([c.price for c in acc]).astype(np.float64, copy=False)
+        fin = final[sel]
+        orders = {
+            "client_order_id": key_arr[sel],
+            "account": account[src],
+            "symbol": symbol[src],
+            "side": side[src].astype(np.int16),
+            "quantity": qty[src],
+            "open_quantity": open_qty[fin],
+            "price": price[src],
+            "status": status[fin].astype(np.int16),
+            "accepted_at": ts[last_accept[sel]],
+            "updated_at": ts[fin],
+            "close_rank": rank[sel],
+        }
+    if not new.all():
+        sel = np.flatnonzero(~new)
+        fin = final[sel]
+        updates = {
+            "client_order_id": key_arr[sel],
+            "open_quantity": open_qty[fin],
+            "status": status[fin].astype(np.int16),
+            "updated_at": ts[fin],
+            "close_rank": rank[sel],
+        }
+    return orders, updates, int(closed_idx.shape[0])
+
+
+def _audit(changes: list, names: tuple[str, ...]) -> Columns | None:
+    """Concatenate append-only records column by column; ``ts`` is repeated per row."""
+    if not changes:
+        return None
+    out: Columns = {}
+    for name in names:
+        if name == "ts":
+            out[name] = np.concatenate(
+                [np.full(c.client_order_id.shape[0], c.ts, np.float64) for c in changes]
+            )
+        else:
+            out[name] = np.concatenate([getattr(c, name) for c in changes])
+    return out if out["client_order_id"].shape[0] else None
 
 
 def _str(value: str) -> str:
@@ -93,91 +232,23 @@ def _null_nan(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _accepted(out: Coalesced, c: ch.OrdersAccepted) -> None:
-    at = _ts(c.ts)
-    orders, updates, closes = out.orders, out.order_updates, out.closes
-    for oid, account, symbol, side, qty, price in zip(
-        _text(c.client_order_id),
-        _text(c.account),
-        _text(c.symbol),
-        c.side.tolist(),
-        c.quantity.tolist(),
-        c.price.tolist(),
-        strict=True,
-    ):
-        # An id can be accepted again once it has left the closed-order retention window.
-        orders[oid] = [account, symbol, side, qty, qty, price, ch.ORDER_OPEN, at, at]
-        updates.pop(oid, None)
-        closes.pop(oid, None)
-
-
-def _updated(out: Coalesced, c: ch.OrdersUpdated) -> None:
-    at = _ts(c.ts)
-    orders, updates, closes = out.orders, out.order_updates, out.closes
-    for oid, open_qty, status in zip(
-        _text(c.client_order_id), c.open_quantity.tolist(), c.status.tolist(), strict=True
-    ):
-        row = orders.get(oid)
-        if row is not None:
-            row[4], row[6], row[8] = open_qty, status, at
-        else:
-            updates[oid] = (open_qty, status, at)
-        closes.pop(oid, None)
-        if status == ch.ORDER_CLOSED:
-            closes[oid] = None
-
-
-def _executions(out: Coalesced, c: ch.ExecutionsReported) -> None:
-    at = _ts(c.ts)
-    out.executions.extend(
-        (at, oid, typ, qty, px, ok, err)
-        for oid, typ, qty, px, ok, err in zip(
-            _text(c.client_order_id),
-            c.exec_type.tolist(),
-            c.quantity.tolist(),
-            c.price.tolist(),
-            c.applied.tolist(),
-            _text(c.error),
-            strict=True,
-        )
-    )
-
-
 def _positions(out: Coalesced, c: ch.PositionsChanged) -> None:
     out.positions.update(
-        zip(zip(_text(c.account), _text(c.symbol), strict=True), c.quantity.tolist(), strict=True)
+        zip(zip(text(c.account), text(c.symbol), strict=True), c.quantity.tolist(), strict=True)
     )
 
 
 def _marks(out: Coalesced, c: ch.MarksChanged) -> None:
     out.marks.update(
         (sym, (_null_nan(px), _null_nan(fill)))
-        for sym, px, fill in zip(_text(c.symbol), c.price.tolist(), c.last_fill_price.tolist(), strict=True)
-    )
-
-
-def _check_events(out: Coalesced, c: ch.CheckEvents) -> None:
-    at = _ts(c.ts)
-    out.check_events.extend(
-        (at, *row)
-        for row in zip(
-            _text(c.client_order_id),
-            _text(c.account),
-            _text(c.symbol),
-            c.check.tolist(),
-            _text(c.limit_id),
-            c.observed.tolist(),
-            c.threshold.tolist(),
-            c.warning.tolist(),
-            strict=True,
-        )
+        for sym, px, fill in zip(text(c.symbol), c.price.tolist(), c.last_fill_price.tolist(), strict=True)
     )
 
 
 def _limits(out: Coalesced, c: ch.LimitsChanged) -> None:
     for lim in c.upserted:
-        text = {name: _str(getattr(lim, name)) for name in ("limit_id", "account", "symbol", "description")}
-        out.limits[text["limit_id"]] = replace(lim, **text)
+        clean = {name: _str(getattr(lim, name)) for name in ("limit_id", "account", "symbol", "description")}
+        out.limits[clean["limit_id"]] = replace(lim, **clean)
     for limit_id in c.deleted:
         out.limits[_str(limit_id)] = None
 
@@ -187,12 +258,8 @@ def _trading_state(out: Coalesced, c: ch.TradingStateChanged) -> None:
 
 
 _APPLY = {
-    ch.OrdersAccepted: _accepted,
-    ch.OrdersUpdated: _updated,
-    ch.ExecutionsReported: _executions,
     ch.PositionsChanged: _positions,
     ch.MarksChanged: _marks,
-    ch.CheckEvents: _check_events,
     ch.LimitsChanged: _limits,
     ch.TradingStateChanged: _trading_state,
 }

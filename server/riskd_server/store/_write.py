@@ -6,11 +6,25 @@ emptied at every commit, so a flush costs no catalog churn.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 
-from psycopg import AsyncConnection
+import numpy as np
+from psycopg import AsyncConnection, errors
 
-from ._coalesce import Coalesced
+from ._coalesce import (
+    CHECK_EVENT_COLUMNS,
+    EXECUTION_COLUMNS,
+    ORDER_COLUMNS,
+    UPDATE_COLUMNS,
+    Coalesced,
+    Columns,
+    rows_of,
+)
+from ._copybin import encode
+
+log = logging.getLogger("riskd.store")
 
 _STAGING = (
     """CREATE TEMP TABLE IF NOT EXISTS riskd_orders_in (
@@ -38,6 +52,9 @@ ON CONFLICT (client_order_id) DO UPDATE SET
     status = EXCLUDED.status, accepted_at = EXCLUDED.accepted_at, updated_at = EXCLUDED.updated_at,
     closed_seq = EXCLUDED.closed_seq
 """
+# The staging tables are never analyzed, so the planner would hash the whole (ever growing) orders
+# table to join a flush's updates; an index probe per updated order is what scales.
+_NO_HASH_JOIN = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
 _UPDATE_ORDERS = """
 UPDATE orders AS o SET open_quantity = u.open_quantity, status = u.status, updated_at = u.updated_at,
                        closed_seq = u.closed_seq
@@ -68,6 +85,10 @@ INSERT INTO trading_states (account, state, reason, updated_at) VALUES (%s, %s, 
 ON CONFLICT (account) DO UPDATE SET
     state = EXCLUDED.state, reason = EXCLUDED.reason, updated_at = EXCLUDED.updated_at
 """
+_ORDERS = (
+    "orders (client_order_id, account, symbol, side, quantity, open_quantity, price, status, accepted_at,"
+    " updated_at, closed_seq)"
+)
 _EXECUTIONS = "executions (ts, client_order_id, exec_type, quantity, price, applied, error)"
 _CHECK_EVENTS = (
     "check_events (ts, client_order_id, account, symbol, check_kind, limit_id, observed, threshold, warning)"
@@ -89,16 +110,19 @@ async def prepare(conn: AsyncConnection) -> None:
 
 
 async def write(conn: AsyncConnection, b: Coalesced) -> None:
-    """Write everything in ``b`` atomically (the caller bounds it with a timeout)."""
+    """Write everything in ``b`` atomically (the caller bounds it with a timeout).
+
+    The big COPY buffers are built in a worker thread (they need this flush's closed_seq values
+    first), so the event loop only forwards bytes. Nothing is locked while they are built.
+    """
     async with conn.transaction():
-        seq = await _closed_seqs(conn, list(b.closes))
-        if b.orders:
-            rows = ([oid, *row, seq.get(oid)] for oid, row in b.orders.items())
-            await _copy(conn, "riskd_orders_in", _ORDER_TYPES, rows)
-            await conn.execute(_UPSERT_ORDERS)
-        if b.order_updates:
-            rows = ((oid, *upd, seq.get(oid)) for oid, upd in b.order_updates.items())
-            await _copy(conn, "riskd_order_updates_in", _UPDATE_TYPES, rows)
+        seqs = await _closed_seqs(conn, b.closes)
+        orders, updates, executions, events = await asyncio.to_thread(_encode_all, b, seqs)
+        if orders is not None:
+            await _write_orders(conn, orders, rows_of(b.orders))
+        if updates is not None:
+            await _copy_bytes(conn, "riskd_order_updates_in", updates)
+            await conn.execute(_NO_HASH_JOIN.encode())
             await conn.execute(_UPDATE_ORDERS)
         if b.positions:
             rows = ((a, s, q) for (a, s), q in b.positions.items())
@@ -114,21 +138,74 @@ async def write(conn: AsyncConnection, b: Coalesced) -> None:
                 await cur.executemany(
                     _UPSERT_TRADING_STATE, [(acct, *rest) for acct, rest in b.trading_states.items()]
                 )
-        if b.executions:
-            await _copy(conn, _EXECUTIONS, _EXECUTION_TYPES, b.executions)
-        if b.check_events:
-            await _copy(conn, _CHECK_EVENTS, _CHECK_EVENT_TYPES, b.check_events)
+        if executions is not None:
+            await _copy_bytes(conn, _EXECUTIONS, executions)
+        if events is not None:
+            await _copy_bytes(conn, _CHECK_EVENTS, events)
 
 
-async def _closed_seqs(conn: AsyncConnection, closed: list[str]) -> dict[str, int]:
-    """closed_seq values for orders closed in this flush, increasing in close order."""
-    if not closed:
-        return {}
-    cur = await conn.execute(
-        "SELECT nextval('orders_closed_seq') FROM generate_series(1, %s)", (len(closed),)
+def _encode_all(b: Coalesced, seqs: np.ndarray) -> tuple[bytes | None, ...]:
+    """Binary COPY streams for orders, order updates, executions and check events (None = no rows)."""
+    return (
+        _encode_orders(b.orders, ORDER_COLUMNS, _ORDER_TYPES, seqs),
+        _encode_orders(b.order_updates, UPDATE_COLUMNS, _UPDATE_TYPES, seqs),
+        _encode(b.executions, EXECUTION_COLUMNS, _EXECUTION_TYPES),
+        _encode(b.check_events, CHECK_EVENT_COLUMNS, _CHECK_EVENT_TYPES),
     )
-    values = sorted(row[0] for row in await cur.fetchall())
-    return dict(zip(closed, values, strict=True))
+
+
+def _encode_orders(
+    cols: Columns | None, names: tuple[str, ...], types: Sequence[str], seqs: np.ndarray
+) -> bytes | None:
+    """The last column, close_rank, becomes closed_seq: the rank-th value of ``seqs``, or NULL."""
+    if cols is None:
+        return None
+    rank = cols["close_rank"]
+    is_open = rank < 0
+    closed_seq = seqs[np.maximum(rank, 0)] if seqs.shape[0] else np.zeros(rank.shape[0], dtype=np.int64)
+    columns = [cols[name] for name in names[:-1]] + [closed_seq]
+    nulls: list[np.ndarray | None] = [None] * (len(names) - 1)
+    return encode(types, columns, [*nulls, is_open])
+
+
+def _encode(cols: Columns | None, names: tuple[str, ...], types: Sequence[str]) -> bytes | None:
+    if cols is None:
+        return None
+    return encode(types, [cols[name] for name in names], [None] * len(names))
+
+
+async def _write_orders(conn: AsyncConnection, data: bytes, n: int) -> None:
+    """Orders accepted in this flush: straight COPY into orders, upsert only if an id is reused.
+
+    An id is accepted again only after it left the closed-order retention window, so a conflict
+    is rare; a plain COPY skips the staging copy and the speculative insertion of ON CONFLICT.
+    """
+    try:
+        async with conn.transaction():  # a savepoint: a conflict undoes only this COPY
+            await _copy_bytes(conn, _ORDERS, data)
+        return
+    except errors.UniqueViolation:
+        log.debug("reused client_order_id in a flush of %d orders; upserting", n)
+    await _copy_bytes(conn, "riskd_orders_in", data)
+    await conn.execute(_UPSERT_ORDERS)
+
+
+async def _closed_seqs(conn: AsyncConnection, count: int) -> np.ndarray:
+    """``count`` closed_seq values, increasing: the i-th close of this flush gets the i-th.
+
+    Sequences are not transactional: a failed flush only leaves a gap, and its retry takes new,
+    larger values, so close order is still kept.
+    """
+    if not count:
+        return np.empty(0, dtype=np.int64)
+    cur = await conn.execute(
+        "SELECT array_agg(v ORDER BY v) FROM (SELECT nextval('orders_closed_seq') AS v"
+        " FROM generate_series(1, %s)) AS s",
+        (count,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return np.asarray(row[0], dtype=np.int64)
 
 
 async def _write_limits(conn: AsyncConnection, b: Coalesced) -> None:
@@ -146,6 +223,15 @@ async def _write_limits(conn: AsyncConnection, b: Coalesced) -> None:
     if upserted:
         async with conn.cursor() as cur:
             await cur.executemany(_UPSERT_LIMIT, upserted)
+
+
+async def _copy_bytes(conn: AsyncConnection, target: str, data: bytes, chunk: int = 1 << 20) -> None:
+    """Send a complete binary COPY stream in chunks (each write lets the event loop run)."""
+    statement = f"COPY {target} FROM STDIN (FORMAT BINARY)"
+    view = memoryview(data)
+    async with conn.cursor() as cur, cur.copy(statement.encode()) as copy:
+        for i in range(0, len(view), chunk):
+            await copy.write(view[i : i + chunk])
 
 
 async def _copy(conn: AsyncConnection, target: str, types: Sequence[str], rows: Iterable[Sequence]) -> None:
