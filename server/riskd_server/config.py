@@ -7,6 +7,7 @@ cannot exist in one place and be missing from another. Validation reports every 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -121,6 +122,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _convert(opt: Option, raw: Any, source: str, errors: list[str]) -> Any:
     try:
+        if isinstance(raw, bool) and opt.type is not bool:
+            raise TypeError(raw)  # TOML true is not the number 1
+        if opt.type is str and not isinstance(raw, str):
+            raise TypeError(raw)  # TOML listen = 5 is a mistake, not "5"
+        if opt.type is float:
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
         if opt.type is bool:
             if isinstance(raw, bool):
                 return raw
@@ -136,7 +146,8 @@ def _convert(opt: Option, raw: Any, source: str, errors: list[str]) -> Any:
             raise ValueError(raw)
         return opt.type(raw)
     except (TypeError, ValueError):
-        errors.append(f"{opt.name} ({source}): {raw!r} is not a valid {opt.type.__name__}")
+        kind = "finite float" if opt.type is float else opt.type.__name__
+        errors.append(f"{opt.name} ({source}): {raw!r} is not a valid {kind}")
         return opt.default
 
 
@@ -154,7 +165,13 @@ def load_settings(
             toml = tomllib.loads(Path(config_path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             errors.append(f"config file {config_path}: {exc}")
-        toml = toml.get("server", toml) if isinstance(toml.get("server"), dict) else toml
+        if isinstance(toml.get("server"), dict):  # settings may sit in a [server] table
+            errors.extend(
+                f"config file {config_path}: unknown setting {key!r} (outside [server])"
+                for key in toml
+                if key != "server"
+            )
+            toml = toml["server"]
         for key in toml:
             if key not in _BY_NAME:
                 errors.append(f"config file {config_path}: unknown setting {key!r}")

@@ -10,6 +10,7 @@ service when the last name component is one of its methods.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -46,7 +47,11 @@ class MethodAwareReflectionServicer(ReflectionServicer):
         return _file_descriptor_response(found, request)
 
 
-def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
-    """Register reflection for service_names (plus the reflection service itself)."""
+def enable_reflection(server: grpc.aio.Server | Any, service_names: Iterable[str]) -> None:
+    """Register reflection for service_names (plus the reflection service itself).
+
+    ``server`` is a grpc.aio.Server or anything with its registration methods (the server's
+    stream-closing registrar).
+    """
     names = [*service_names, reflection.SERVICE_NAME]
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(MethodAwareReflectionServicer(names), server)

@@ -1,23 +1,31 @@
 """Wiring: settings -> PostgreSQL (embedded or DSN) -> recovered engine -> gRPC server, and shutdown.
 
-Start-up order matters: recover state and warm every kernel before the port reports SERVING, so
-the first RPC is as fast as the millionth. Shutdown is the reverse: NOT_SERVING, stop accepting,
-let in-flight RPCs finish, flush the write-behind, close the pool, stop the embedded cluster.
+Start-up order matters: bind the port first (a taken port fails before any database work), then
+recover state and warm every kernel before the port reports SERVING, so the first RPC is as fast
+as the millionth. Anything start() built is released again when a later step fails or start-up
+is cancelled (SIGTERM while starting). Shutdown is the reverse: NOT_SERVING, stop accepting, end
+idle streams, let in-flight RPCs finish, flush the write-behind, close the pool, stop the
+embedded cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
+import psycopg
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from psycopg.conninfo import conninfo_to_dict
 
 from riskd.v1 import risk_pb2, risk_pb2_grpc
 
@@ -29,6 +37,13 @@ from .store import Store, WriteBehind
 
 log = logging.getLogger("riskd.server")
 SERVICE_NAME = risk_pb2.DESCRIPTOR.services_by_name["RiskService"].full_name
+SHUTDOWN_DETAILS = "riskd is shutting down"
+T = TypeVar("T")
+Cleanup = Callable[[], Awaitable[None] | None]
+
+
+class StartupError(RuntimeError):
+    """start() could not bring the server up; the message is one line a person can act on."""
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -51,6 +66,212 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+# ---------------------------------------------------------------------------------------- streams
+
+
+class StreamCloser:
+    """Ends streaming RPCs at shutdown, so ``server.stop(grace)`` waits for work, not for idle streams.
+
+    Without it an open CheckOrderStream (or a health Watch) that is waiting for its next message
+    holds the server for the whole grace period and is then cut with "Cancelling all calls". With
+    it, a stream waiting for input is cancelled at once and a stream busy with a message finishes
+    that message; both then end with UNAVAILABLE and a reason, so clients reconnect elsewhere.
+    Handlers are wrapped once at registration, so unary RPCs pay nothing.
+
+    "Waiting for input" is any time the wrapped generator is asked for its next response: right
+    for handlers that only await the next request or event between answers (CheckOrderStream,
+    reflection, health Watch). A streaming handler that awaits real work between answers (a
+    database commit, say) would be cancelled in the middle of it and must not be wrapped as is.
+    """
+
+    def __init__(self) -> None:
+        self.closing = False
+        self._idle: set[asyncio.Task[Any]] = set()
+
+    def close(self) -> int:
+        """Start refusing streams and cancel the ones waiting for input; returns how many."""
+        self.closing = True
+        idle = list(self._idle)
+        for task in idle:
+            task.cancel()
+        return len(idle)
+
+    def registrar(self, server: grpc.aio.Server) -> _Registrar:
+        """Pass this instead of the server to generated ``add_*Servicer_to_server`` functions."""
+        return _Registrar(server, self)
+
+    def wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.unary_stream is not None:
+            behavior, kind = handler.unary_stream, "unary_stream"
+        elif handler.stream_stream is not None:
+            behavior, kind = handler.stream_stream, "stream_stream"
+        else:
+            return handler  # unary responses: nothing endless to end
+        if inspect.isasyncgenfunction(behavior):
+            wrapped = self._wrap_generator(behavior)
+        elif inspect.iscoroutinefunction(behavior) and kind == "unary_stream":
+            wrapped = self._wrap_watcher(behavior)  # e.g. health Watch: waits on a condition forever
+        else:
+            return handler
+        return handler._replace(**{kind: wrapped})
+
+    async def _end(self, context: grpc.aio.ServicerContext, cancelled: asyncio.CancelledError | None) -> None:
+        """Finish the call with UNAVAILABLE (AbortError unwinds the handler), or re-raise the cancel."""
+        task = asyncio.current_task()
+        if cancelled is not None and task is not None:
+            task.uncancel()
+        try:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_DETAILS)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if cancelled is None:
+                raise
+            raise cancelled from None  # the call is gone already; let gRPC see the cancellation
+
+    def _wrap_generator(
+        self, behavior: Callable[..., AsyncIterator[Any]]
+    ) -> Callable[..., AsyncIterator[Any]]:
+        idle = self._idle
+
+        async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            task = asyncio.current_task()
+            assert task is not None
+            if self.closing:
+                await self._end(context, None)
+            inner = behavior(request, context)
+            try:
+                while True:
+                    idle.add(task)  # the handler now waits for the next request or event
+                    try:
+                        response = await anext(inner)
+                    except StopAsyncIteration:
+                        return
+                    except asyncio.CancelledError as exc:
+                        if not self.closing:
+                            raise  # the client went away: re-raise (grpc/grpc#43360)
+                        await self._end(context, exc)
+                        raise
+                    finally:
+                        idle.discard(task)
+                    yield response
+                    if self.closing:
+                        await self._end(context, None)
+            finally:
+                await inner.aclose()
+
+        return handler
+
+    def _wrap_watcher(self, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        idle = self._idle
+
+        async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            task = asyncio.current_task()
+            assert task is not None
+            if self.closing:
+                await self._end(context, None)
+            idle.add(task)
+            try:
+                return await behavior(request, context)
+            except asyncio.CancelledError as exc:
+                if not self.closing:
+                    raise
+                idle.discard(task)
+                await self._end(context, exc)
+                raise
+            finally:
+                idle.discard(task)
+
+        return handler
+
+
+class _Registrar:
+    """Stands in for the server in generated registration code and wraps streaming handlers."""
+
+    def __init__(self, server: grpc.aio.Server, closer: StreamCloser) -> None:
+        self._server = server
+        self._closer = closer
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        """Ignored: generated code passes the same handlers to add_registered_method_handlers."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        wrapped = {name: self._closer.wrap(h) for name, h in handlers.items()}
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
+        self._server.add_registered_method_handlers(service, wrapped)
+
+
+# ---------------------------------------------------------------------------------------- lifecycle
+
+
+async def _run_cleanup(cleanup: list[Cleanup]) -> None:
+    """Undo start-up steps in reverse; every step runs even when an earlier one fails."""
+    while cleanup:
+        fn = cleanup.pop()
+        try:
+            result = fn()
+            if result is not None:
+                await result
+        except Exception:
+            log.exception("cleanup step failed")
+
+
+async def _in_thread(fn: Callable[[], T]) -> T:
+    """fn() in a worker thread, waited for even when cancelled (a thread cannot be interrupted, and
+    what it builds registers its own cleanup); the cancellation is re-raised afterwards."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await asyncio.wait([future])
+        raise
+
+
+def describe_dsn(dsn: str) -> str:
+    """host:port/dbname of a DSN for messages; never the password."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "an unparsable DSN"
+    host = parts.get("host") or "localhost"
+    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or '?'}"
+
+
+async def _probe_database(dsn: str, timeout: float) -> None:
+    """Connect once (retrying until timeout) so an unreachable database is one clear error, not a
+    pool timeout after a stream of pool warnings."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=max(1, round(left)))
+        except psycopg.ProgrammingError as exc:  # a malformed DSN does not get better with retries
+            raise StartupError(f"invalid PostgreSQL DSN: {str(exc).strip().splitlines()[-1]}") from exc
+        except psycopg.Error as exc:
+            if time.monotonic() + 0.25 >= deadline:
+                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise StartupError(
+                    f"cannot connect to PostgreSQL at {describe_dsn(dsn)} within {timeout:g}s: {reason}"
+                ) from exc
+            await asyncio.sleep(0.25)
+            continue
+        await conn.close()
+        return
+
+
+def _bind(server: grpc.aio.Server, listen: str) -> int:
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise StartupError(f"cannot listen on {listen}: address in use or not available") from exc
+    if port == 0:
+        raise StartupError(f"cannot listen on {listen}")
+    return port
+
+
 @dataclass(slots=True)
 class RunningServer:
     """A started riskd: what tests and the CLI need to talk to it and to stop it."""
@@ -62,55 +283,37 @@ class RunningServer:
     store: Store
     writer: WriteBehind
     settings: Settings
-    _cleanup: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+    streams: StreamCloser = field(default_factory=StreamCloser)
+    _cleanup: list[Cleanup] = field(default_factory=list)
+    _stopped: bool = False
 
     async def stop(self) -> None:
         """Graceful stop: NOT_SERVING, finish in-flight RPCs, flush state, release resources."""
+        if self._stopped:
+            return
+        self._stopped = True
         log.info("stopping: grace %.1fs", self.settings.grace)
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.settings.grace)
-        await self.writer.stop(timeout=max(self.settings.db_timeout, 1.0))
-        await self.store.close()
-        for fn in reversed(self._cleanup):
-            result = fn()
-            if result is not None:
-                await result
+        try:
+            await self.health.enter_graceful_shutdown()
+            stopping = asyncio.ensure_future(self.server.stop(self.settings.grace))
+            await asyncio.sleep(0)  # the core stops accepting calls before idle streams are ended
+            ended = self.streams.close()
+            if ended:
+                log.info("ended %d idle stream(s)", ended)
+            await stopping
+        finally:
+            await _run_cleanup(self._cleanup)  # flush the write-behind, close the pool, stop PostgreSQL
         log.info("stopped")
 
 
 async def start(settings: Settings) -> RunningServer:
-    """Start riskd and return once it is SERVING."""
-    cleanup: list[Callable[[], Awaitable[None] | None]] = []
-    dsn = settings.dsn
-    if not dsn:
-        from .embedded_pg import start_embedded
-
-        data_dir = Path(settings.data_dir).expanduser().resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        pg = await asyncio.to_thread(start_embedded, data_dir)
-        cleanup.append(lambda: asyncio.to_thread(pg.stop))
-        dsn = pg.dsn
-        log.info("embedded PostgreSQL under %s", data_dir)
-    store = await Store.open(
-        dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max, timeout=settings.db_timeout
-    )
-    engine = Engine(engine_config(settings))
-    snapshot = await store.load_snapshot(settings.closed_order_retention)
-    await asyncio.to_thread(engine.restore, snapshot)
-    log.info("recovered state: %s", engine.stats())
-    writer = store.write_behind(
-        max_pending_rows=settings.max_pending_rows,
-        flush_interval=settings.flush_interval_ms / 1000.0,
-        write_timeout=settings.db_timeout,
-    )
-    await writer.start()
-    engine.sink = writer
-    seconds = await asyncio.to_thread(warm_up)
-    log.info("kernels warm in %.3fs", seconds)
-
+    """Start riskd and return once it is SERVING; on failure or cancellation release what was built."""
+    cleanup: list[Cleanup] = []
     server = grpc.aio.server(options=grpc_options(settings))
+    writer: WriteBehind | None = None
 
     async def barrier() -> bool:
+        assert writer is not None
         try:
             await writer.barrier(timeout=settings.db_timeout)
         except TimeoutError:
@@ -118,51 +321,119 @@ async def start(settings: Settings) -> RunningServer:
             return False
         return True
 
-    risk_pb2_grpc.add_RiskServiceServicer_to_server(RiskServicer(engine, barrier), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    enable_reflection(server, [SERVICE_NAME, health.SERVICE_NAME])
-    port = server.add_insecure_port(settings.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {settings.listen}")
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(port, engine, server, health_servicer, store, writer, settings, cleanup)
+    try:
+        engine = Engine(engine_config(settings))
+        streams = StreamCloser()
+        registrar: Any = streams.registrar(server)
+        risk_pb2_grpc.add_RiskServiceServicer_to_server(RiskServicer(engine, barrier), registrar)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
+        enable_reflection(registrar, [SERVICE_NAME, health.SERVICE_NAME])
+        port = _bind(server, settings.listen)
+
+        dsn = settings.dsn
+        if not dsn:
+            from .embedded_pg import start_embedded
+
+            data_dir = Path(settings.data_dir).expanduser().resolve()
+            data_dir.mkdir(parents=True, exist_ok=True)
+
+            def start_pg() -> str:
+                pg = start_embedded(data_dir)
+                cleanup.append(lambda: asyncio.to_thread(pg.stop))
+                return pg.dsn
+
+            dsn = await _in_thread(start_pg)
+            log.info("embedded PostgreSQL under %s", data_dir)
+        log.info("connecting to PostgreSQL at %s", describe_dsn(dsn))
+        await _probe_database(dsn, settings.db_timeout)
+        store = await Store.open(
+            dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max, timeout=settings.db_timeout
+        )
+        cleanup.append(store.close)
+        snapshot = await store.load_snapshot(settings.closed_order_retention)
+        await _in_thread(lambda: engine.restore(snapshot))
+        log.info("recovered state: %s", engine.stats())
+        writer = store.write_behind(
+            max_pending_rows=settings.max_pending_rows,
+            flush_interval=settings.flush_interval_ms / 1000.0,
+            write_timeout=settings.db_timeout,
+        )
+        await writer.start()
+        cleanup.append(lambda: writer.stop(timeout=max(settings.db_timeout, 1.0)))
+        engine.sink = writer
+        seconds = await _in_thread(warm_up)
+        log.info("kernels warm in %.3fs", seconds)
+
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await server.stop(None)
+        await _run_cleanup(cleanup)
+        raise
+    return RunningServer(port, engine, server, health_servicer, store, writer, settings, streams, cleanup)
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
-    running = await start(settings)
-    host = settings.listen.rpartition(":")[0]
-    print(f"riskd serving on {host}:{running.port}", flush=True)
-    stop = asyncio.Event()
+    """Run until SIGTERM or SIGINT, then stop gracefully; a signal during start-up undoes the start."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    stop = asyncio.Event()
+    starting = asyncio.ensure_future(start(settings))
+
+    def on_signal() -> None:
+        stop.set()
+        if not starting.done():
+            starting.cancel()
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await running.stop()
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        try:
+            running = await starting
+        except asyncio.CancelledError:
+            if stop.is_set() and starting.cancelled():
+                log.info("stopped during start-up")
+                return
+            raise
+        host = settings.listen.rpartition(":")[0]
+        print(f"riskd serving on {host}:{running.port}", flush=True)
+        await stop.wait()
+        await running.stop()
+    finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
 
 
 def run(settings: Settings) -> int:
-    """Blocking entry point for `riskd serve`."""
+    """Blocking entry point for `riskd serve`: 0 after a clean stop, 1 when start-up failed."""
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    runner: Callable[..., Any] = asyncio.run
     if settings.uvloop:
         try:
             import uvloop
 
-            return _run(settings, uvloop.run)
+            runner = uvloop.run
         except ImportError:
             log.info("uvloop not installed; using asyncio's default loop")
-    return _run(settings, asyncio.run)
+    return _run(settings, runner)
 
 
-def _run(settings: Settings, runner: Callable) -> int:
+def _run(settings: Settings, runner: Callable[..., Any]) -> int:
     try:
         runner(serve(settings))
     except KeyboardInterrupt:
         return 130
+    except StartupError as exc:
+        print(f"riskd serve: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except (OSError, psycopg.Error, TimeoutError) as exc:
+        print(f"riskd serve: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
     return 0
