@@ -23,7 +23,21 @@ TRADING_HALTED = 22
 REDUCE_ONLY = 23
 NO_REFERENCE_PRICE = 24
 
-CONFIGURABLE_KINDS = frozenset(range(1, 11))
+KIND_NAMES = {
+    MAX_ORDER_QUANTITY: "MAX_ORDER_QUANTITY",
+    MAX_ORDER_NOTIONAL: "MAX_ORDER_NOTIONAL",
+    MAX_POSITION: "MAX_POSITION",
+    MAX_GROSS_EXPOSURE: "MAX_GROSS_EXPOSURE",
+    MAX_NET_EXPOSURE: "MAX_NET_EXPOSURE",
+    PRICE_COLLAR: "PRICE_COLLAR",
+    MAX_ORDER_RATE: "MAX_ORDER_RATE",
+    MAX_OPEN_ORDERS: "MAX_OPEN_ORDERS",
+    RESTRICTED_SYMBOL: "RESTRICTED_SYMBOL",
+    MAX_VAR: "MAX_VAR",
+}
+# MAX_VAR is reserved in the API but not evaluated until the VaR work lands: accepting such a
+# limit would let an operator believe a VaR limit is enforced when it is not.
+CONFIGURABLE_KINDS = frozenset(range(1, 10))
 ACCOUNT_LEVEL_KINDS = frozenset(
     {MAX_GROSS_EXPOSURE, MAX_NET_EXPOSURE, MAX_ORDER_RATE, MAX_OPEN_ORDERS, MAX_VAR}
 )
@@ -60,10 +74,13 @@ def limit_errors(limit: Limit, index: int) -> list[str]:
         errors.append(f"{where}.limit_id: must not be empty")
     elif len(limit.limit_id) > MAX_NAME_LEN:
         errors.append(f"{where}.limit_id: longer than {MAX_NAME_LEN} characters")
-    if limit.kind not in CONFIGURABLE_KINDS:
-        errors.append(f"{where}.kind: {limit.kind} is not a configurable RiskCheck (1..10)")
+    if limit.kind == MAX_VAR:
+        errors.append(f"{where}.kind: MAX_VAR is reserved for the VaR work and not enforced yet")
+    elif limit.kind not in CONFIGURABLE_KINDS:
+        errors.append(f"{where}.kind: {limit.kind} is not a configurable RiskCheck (1..9)")
     if limit.kind in ACCOUNT_LEVEL_KINDS and limit.symbol:
-        errors.append(f"{where}.symbol: account-level kind {limit.kind} takes no symbol")
+        name = KIND_NAMES[limit.kind]
+        errors.append(f"{where}.symbol: account-level kind {name} takes no symbol")
     for name in ("account", "symbol"):
         if len(getattr(limit, name)) > MAX_NAME_LEN:
             errors.append(f"{where}.{name}: longer than {MAX_NAME_LEN} characters")
