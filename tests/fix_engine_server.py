@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from riskd.v1 import risk_pb2_grpc
-from riskd_server.engine import Engine
+from riskd_server.engine import Engine, warm_up
 from riskd_server.servicer import RiskServicer
 
 T = TypeVar("T")
@@ -66,8 +66,15 @@ class EngineServer:
         return self._loop.run(invoke())
 
 
+@pytest.fixture(scope="session")
+def warm_kernels() -> None:
+    """Compile every kernel once, as the real server does before SERVING: on a fresh clone (no
+    numba cache) the first call would otherwise spend seconds compiling inside an RPC deadline."""
+    warm_up()
+
+
 @pytest.fixture
-def engine_server() -> Iterator[EngineServer]:
+def engine_server(warm_kernels: None) -> Iterator[EngineServer]:
     loop = _LoopThread()
     engine = Engine()
 

@@ -29,11 +29,15 @@ B_OPEN_BUY = 1
 B_OPEN_SELL = 2
 B_ACCOUNT = 3  # dense account id (exact in float64 below 2**53)
 B_SYMBOL = 4
-# Resolved limits of the book, cached next to its position so a check reads one row: column
-# B_LIM_TAG + kind holds the index of the limit of that kind (-1 none) that applies to the book;
-# B_LIM_TAG holds the limit-book version they were resolved for, plus one (0 = never resolved).
+# Resolved limits of the book, cached next to its position so a check reads one row (see
+# kernel.checks): B_LIM_TAG holds the limit-book version they were resolved for, plus one (0 = never
+# resolved); column B_LEVEL - 1 + kind the report level of the limit of that kind that applies (an
+# observed value above it may breach or warn: min(threshold, warn level), +inf for no limit, -inf
+# for a restricted symbol); B_RATE the threshold of the order-rate limit, or -1 for none.
 B_LIM_TAG = 5
-B_FIELDS = B_LIM_TAG + 10
+B_LEVEL = 6  # kinds 1..9 -> columns 6..14
+B_RATE = 15
+B_FIELDS = 16  # 128 bytes: two cache lines
 
 # ordf: float64[slots, OF_FIELDS]
 OF_QTY = 0  # original quantity
