@@ -230,7 +230,7 @@ class Model:
             del self.orders[self.closed.pop(0)]
 
     def execute(self, ids: list[str], types: list[int], qtys: list[float], prices: list[float]) -> list[str]:
-        """Returns a status per report: applied, overfill, unknown, bad_type, bad_fill, closed."""
+        """Returns a status per report: applied, overfill, late_fill, unknown, bad_type, bad_fill, closed."""
         statuses: list[str] = []
         for cid, kind, f, x in zip(ids, types, qtys, prices, strict=True):
             order = self.orders.get(cid)
@@ -251,14 +251,18 @@ class Model:
                 statuses.append("bad_fill")
                 continue
             open_before = order.open_qty
+            was_open = order.is_open
             key = (order.account, order.symbol)
             self.positions[key] = self.positions.get(key, 0.0) + (f if order.side == BUY else -f)
             self.fills[order.symbol] = x
-            if order.is_open:
+            if was_open:
                 order.open_qty = max(0.0, open_before - f)
                 if order.open_qty <= 0:
                     self._close(cid)
-            statuses.append("overfill" if f > open_before else "applied")
+            if not was_open:
+                statuses.append("late_fill")
+            else:
+                statuses.append("overfill" if f > open_before else "applied")
         return statuses
 
     def update_prices(self, symbols: list[str], prices: list[float]) -> None:

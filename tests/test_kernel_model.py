@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from reference_model import MLimit, Model, MViolation
 
-from riskd_server.engine import Engine, EngineConfig
+from riskd_server.engine import _EXEC_MESSAGES, Engine, EngineConfig
 from riskd_server.kernel import layout as L
 from riskd_server.limits import ACCOUNT_LEVEL_KINDS, Limit
 
@@ -24,6 +24,7 @@ IDS = [f"o{i}" for i in range(24)]
 STATUS = {
     "applied": L.X_APPLIED,
     "overfill": L.X_OVERFILL,
+    "late_fill": L.X_LATE_FILL,
     "unknown": L.X_UNKNOWN,
     "bad_type": L.X_BAD_TYPE,
     "bad_fill": L.X_BAD_FILL,
@@ -144,9 +145,9 @@ def run_sequence(ops: list, retention: int = 1_000) -> None:
             cols = [list(c) for c in zip(*reports, strict=True)]
             statuses = model.execute(*cols)
             got = engine.report_executions(*cols)
-            expect_applied = [s in ("applied", "overfill") for s in statuses]
+            expect_applied = [s in ("applied", "overfill", "late_fill") for s in statuses]
             assert got.applied.tolist() == expect_applied, (step, item, statuses, got.error)
-            assert all(bool(e) == (s not in ("applied",)) for e, s in zip(got.error, statuses, strict=True))
+            assert got.error == [_EXEC_MESSAGES[STATUS[s]] for s in statuses], (step, item)
         elif kind == "prices":
             engine.update_prices(list(item[1]), list(item[1].values()))
             model.update_prices(list(item[1]), list(item[1].values()))

@@ -176,7 +176,7 @@ def test_executions_prices_and_positions(client: RiskClient, riskd_server: Riskd
     assert riskd_server.call(eng.position, "A", "S") == 13.0
     late = client.report_executions([Execution("x2", "FILL", 1, 10.0), Execution("x2", "CANCELED")])
     assert late.applied == (True, False)  # a fill racing the cancel still moves the position
-    assert late.errors[0].startswith("overfill") and "closed" in late.errors[1]
+    assert late.errors[0].startswith("late fill") and "closed" in late.errors[1]
     assert riskd_server.call(eng.position, "A", "S") == 12.0
 
     change = client.load_positions([("A", "S", -3.0), ("B", "T", 7.0)])

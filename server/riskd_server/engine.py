@@ -42,6 +42,7 @@ _EXEC_MESSAGES = np.array(
     [
         "",
         "overfill: the fill exceeds the order's open quantity",
+        "late fill: the order was already closed; the fill was applied to the position",
         "unknown client_order_id (never accepted, or forgotten after the retention window)",
         "invalid exec type",
         "a fill needs a finite quantity > 0 and a finite price > 0",
@@ -547,7 +548,7 @@ class Engine:
         )
         if recompute:
             recompute_position_exposure(s.acct, s.sym, s.book, s.ctr)
-        applied = status <= L.X_OVERFILL
+        applied = status <= L.X_LATE_FILL
         errors = _EXEC_MESSAGES[status]
         self._state_version += 1
         if self.sink is not None:

@@ -46,6 +46,7 @@ from .layout import (
     X_BAD_FILL,
     X_BAD_TYPE,
     X_CLOSED,
+    X_LATE_FILL,
     X_OVERFILL,
     X_UNKNOWN,
 )
@@ -161,7 +162,10 @@ def apply_executions(
         if state == ORDER_OPEN and ordf[slot, OF_OPEN] <= 0.0:
             ordf[slot, OF_OPEN] = 0.0
             _close(slot, ordi, ord_ht, free, ring, acct, ctr)
-        status_out[i] = X_OVERFILL if f > open_qty else X_APPLIED
+        if state != ORDER_OPEN:
+            status_out[i] = X_LATE_FILL
+        else:
+            status_out[i] = X_OVERFILL if f > open_qty else X_APPLIED
     return recompute
 
 

@@ -89,11 +89,12 @@ MAX_VIOLATIONS_PER_ORDER = 14
 
 # Execution outcomes (exec kernel status column)
 X_APPLIED = 0
-X_OVERFILL = 1
-X_UNKNOWN = 2
-X_BAD_TYPE = 3
-X_BAD_FILL = 4
-X_CLOSED = 5
+X_OVERFILL = 1  # applied; the fill exceeded the open quantity
+X_LATE_FILL = 2  # applied to the position; the order was already closed (cancel raced the fill)
+X_UNKNOWN = 3  # statuses from here on are not applied
+X_BAD_TYPE = 4
+X_BAD_FILL = 5
+X_CLOSED = 6
 
 # Limit tables: lim_f float64[limits, 2]
 L_THRESHOLD = 0
