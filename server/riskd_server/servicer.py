@@ -52,6 +52,30 @@ def encode_result(out: CheckOutcome) -> pb.CheckResult:
     return result
 
 
+_SMALL_BATCH = 8
+
+
+def decode_batch(batch: pb.OrderBatch) -> tuple:
+    """OrderBatch -> check_orders columns.
+
+    Each access to a protobuf repeated string builds a new str (UTF-8 decode, no cached hash), and
+    the engine reads the id, account and symbol columns more than once: materialising them as lists
+    once cost 35 us per 1,000 strings and made the later dict lookups and hashes ~2.5x cheaper
+    (measured: 370 -> 230 us per 1,000-order batch). Numeric columns go through numpy's buffer
+    path. Tiny batches skip both (the conversions cost more than they save there).
+    """
+    if len(batch.client_order_id) <= _SMALL_BATCH:
+        return batch.client_order_id, batch.account, batch.symbol, batch.side, batch.quantity, batch.price
+    return (
+        list(batch.client_order_id),
+        list(batch.account),
+        list(batch.symbol),
+        np.asarray(batch.side, dtype=np.int64),
+        np.asarray(batch.quantity, dtype=np.float64),
+        np.asarray(batch.price, dtype=np.float64),
+    )
+
+
 def limit_from_pb(msg: pb.Limit) -> Limit:
     return Limit(
         limit_id=msg.limit_id,
@@ -86,11 +110,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         self._barrier = barrier
 
     def _check(self, batch: pb.OrderBatch) -> pb.CheckResult:
-        return encode_result(
-            self._engine.check_orders(
-                batch.client_order_id, batch.account, batch.symbol, batch.side, batch.quantity, batch.price
-            )
-        )
+        return encode_result(self._engine.check_orders(*decode_batch(batch)))
 
     async def CheckOrders(self, request: pb.CheckOrdersRequest, context: grpc.aio.ServicerContext):
         try:
