@@ -29,7 +29,7 @@ def test_decoded_columns_check_like_the_raw_repeated_fields(n: int) -> None:
         batch.client_order_id, batch.account, batch.symbol, batch.side, batch.quantity, batch.price, now=1.0
     )
     assert encode_result(got) == encode_result(want)
-    assert got.accepted.sum() > 0 and (~got.accepted).sum() > 0 or n == 1
+    assert (got.accepted.sum() > 0 and (~got.accepted).sum() > 0) or n == 1
     if n > 8:
         columns = decode_batch(batch)
         assert isinstance(columns[0], list) and columns[4].dtype == np.float64
