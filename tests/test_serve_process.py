@@ -239,12 +239,12 @@ def test_kill_9_keeps_everything_older_than_a_few_flush_intervals(serve, fresh_d
             ]
         )
         assert [x.failed_checks for x in r] == [("DUPLICATE_ORDER_ID",), ("DUPLICATE_ORDER_ID",), ()]
-        # k2 has 1 open of 2, k3 all 2; k0 is closed (a further fill is a late-fill overfill).
+        # k2 has 1 open of 2, k3 all 2; k0 is closed (a further fill is a late fill).
         out = client.report_executions(
             [Execution("k2", "FILL", 1, 11), Execution("k3", "FILL", 2, 11), Execution("k0", "FILL", 1, 11)]
         )
         assert out.applied == (True, True, True)
-        assert out.errors[:2] == ("", "") and out.errors[2].startswith("overfill")
+        assert out.errors[:2] == ("", "") and out.errors[2].startswith("late fill")
         client.upsert_limits(LimitSpec("notional", "MAX_ORDER_NOTIONAL", 24.0, account="C"))
         # The last mark of T (25) survived: a market order of 1 has notional 25 > 24.
         assert client.check(Order("mk2", "C", "T", "BUY", 1))[0].failed_checks == ("MAX_ORDER_NOTIONAL",)
