@@ -240,7 +240,9 @@ def _find_book(oi: np.ndarray, i: np.int64, book_ht: np.ndarray, book: np.ndarra
     An invalid order's key never matches (a real key is positive), so it finds no book (-1).
     """
     b = ht_find(book_ht, book_key(oi[i, IN_ACCOUNT], oi[i, IN_SYMBOL]))
-    prefetch(book, b, 0)  # 128-byte row: points <= 64 bytes apart cover its lines
+    # A 128-byte row: two lines as the engine aligns it (engine._book_rows), three if a caller's
+    # array is not; points <= 64 bytes apart cover either (the extra prefetch measured free).
+    prefetch(book, b, 0)
     prefetch(book, b, 8)
     prefetch(book, b, B_FIELDS - 1)
     oi[i, IN_BOOK] = b
