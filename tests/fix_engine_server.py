@@ -6,46 +6,19 @@ blocking client from the test thread (and with asyncio.run for the async client)
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 import pytest
+from fix_server import LoopThread
 
 from riskd.v1 import risk_pb2_grpc
 from riskd_server.engine import Engine, warm_up
 from riskd_server.servicer import RiskServicer
 
 T = TypeVar("T")
-
-
-class _LoopThread:
-    """An event loop running forever in a daemon thread; run() executes a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="engine-server", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        async def drain() -> None:
-            await self.loop.shutdown_asyncgens()
-            await self.loop.shutdown_default_executor()
-
-        self.run(drain())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
 
 
 @dataclass(slots=True)
@@ -55,7 +28,7 @@ class EngineServer:
     target: str
     port: int
     engine: Engine
-    _loop: _LoopThread
+    _loop: LoopThread
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(*args) on the server's loop thread (the engine is not thread-safe)."""
@@ -75,7 +48,7 @@ def warm_kernels() -> None:
 
 @pytest.fixture
 def engine_server(warm_kernels: None) -> Iterator[EngineServer]:
-    loop = _LoopThread()
+    loop = LoopThread(name="engine-server")
     engine = Engine()
 
     async def start() -> tuple[grpc.aio.Server, int]:
