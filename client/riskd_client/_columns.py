@@ -98,6 +98,22 @@ def mask_checks(mask: int) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------- columns
 
 
+def order_columns(
+    client_order_id: Any, account: Any, symbol: Any, side: Any, quantity: Any, price: Any = None
+) -> dict[str, Any]:
+    """Keyword columns as the column mapping encode_orders takes; no price column = market orders."""
+    columns = {
+        "client_order_id": client_order_id,
+        "account": account,
+        "symbol": symbol,
+        "side": side,
+        "quantity": quantity,
+    }
+    if price is not None:
+        columns["price"] = price
+    return columns
+
+
 def _tolist(column: Any) -> list:
     tolist = getattr(column, "tolist", None)
     if callable(tolist):

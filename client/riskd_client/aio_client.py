@@ -111,15 +111,7 @@ class AsyncRiskClient:
         price: Any = None,
         timeout: float | None = None,
     ) -> CheckResults:
-        columns = {
-            "client_order_id": client_order_id,
-            "account": account,
-            "symbol": symbol,
-            "side": side,
-            "quantity": quantity,
-        }
-        if price is not None:
-            columns["price"] = price
+        columns = col.order_columns(client_order_id, account, symbol, side, quantity, price)
         return await self.check(columns, timeout=timeout)
 
     async def check_stream(

@@ -116,15 +116,7 @@ class RiskClient:
         timeout: float | None = None,
     ) -> CheckResults:
         """Check a batch given as columns (lists or numpy arrays); price defaults to market orders."""
-        columns = {
-            "client_order_id": client_order_id,
-            "account": account,
-            "symbol": symbol,
-            "side": side,
-            "quantity": quantity,
-        }
-        if price is not None:
-            columns["price"] = price
+        columns = col.order_columns(client_order_id, account, symbol, side, quantity, price)
         return self.check(columns, timeout=timeout)
 
     def check_stream(self, batches: Iterable[Any], *, timeout: float | None = None) -> Iterator[CheckResults]:
