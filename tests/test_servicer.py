@@ -33,3 +33,96 @@ def test_decoded_columns_check_like_the_raw_repeated_fields(n: int) -> None:
     if n > 8:
         columns = decode_batch(batch)
         assert isinstance(columns[0], list) and columns[4].dtype == np.float64
+
+
+def _plain_result(out) -> pb.CheckResult:
+    """The reference encoding: one Python value per element (what encode_result's wire path replaces)."""
+    result = pb.CheckResult(
+        accepted=out.accepted.tolist(), reject_mask=out.reject_mask.tolist(), state_version=out.state_version
+    )
+    v = out.violations
+    for i in range(len(v)):
+        result.violations.add(
+            order_index=int(v.order_index[i]),
+            check=int(v.check[i]),
+            limit_id=v.limit_id[i],
+            observed=float(v.observed[i]),
+            threshold=float(v.threshold[i]),
+            warning=bool(v.warning[i]),
+        )
+    return result
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 300])
+@pytest.mark.parametrize("big_mask", [False, True])
+@pytest.mark.parametrize("version", [0, 1, 300, 2**40])
+def test_wire_encoded_result_equals_the_plain_one(n: int, big_mask: bool, version: int) -> None:
+    """encode_result's numpy wire path (>= 16 orders) gives the same message and bytes as the plain one."""
+    from riskd_server.engine import _NO_VIOLATIONS, CheckOutcome
+
+    rng = np.random.default_rng(n)
+    accepted = rng.random(n) < 0.7
+    high = (1 << 32) if big_mask else 0x80
+    mask = np.where(accepted, 0, rng.integers(1, high, n, dtype=np.int64)).astype(np.uint32)
+    if big_mask and n > 4:
+        mask[:4] = [0x80, 0x3FFF, 0x4000, 0xFFFFFFFF]
+    out = CheckOutcome(accepted, mask, _NO_VIOLATIONS, version)
+    got = encode_result(out)
+    assert got == _plain_result(out)
+    assert got.SerializeToString() == _plain_result(out).SerializeToString()
+
+
+def test_wire_encoded_result_keeps_violations() -> None:
+    eng = Engine()
+    eng.update_prices(["S"], [10.0])
+    n = 40
+    out = eng.check_orders(
+        [f"id{i}" for i in range(n)],
+        ["A"] * n,
+        ["S"] * n,
+        [1] * n,
+        [1.0] * n,
+        [10.0 if i % 3 else -1.0 for i in range(n)],
+        now=1.0,
+    )
+    got = encode_result(out)
+    assert len(got.violations) == len(out.violations) > 0
+    assert got == _plain_result(out)
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 10_000])
+@pytest.mark.parametrize("errors", ["none", "some"])
+def test_encode_executions_equals_the_plain_response(n: int, errors: str) -> None:
+    from riskd_server.servicer import encode_executions
+
+    rng = np.random.default_rng(n)
+    applied = rng.random(n) < 0.9
+    error = ["" if (errors == "none" or a) else "order already closed" for a in applied.tolist()]
+    for version in (0, 7, 2**33):
+        got = encode_executions(applied, error, version)
+        want = pb.ReportExecutionsResponse(applied=applied.tolist(), error=error, state_version=version)
+        assert got == want
+        assert got.SerializeToString() == want.SerializeToString()
+
+
+@pytest.mark.parametrize("n", [3, 40])
+def test_encode_executions_from_engine_statuses_equals_the_plain_response(n: int) -> None:
+    """The engine's status codes select prepared error bytes: same response as the error strings."""
+    from riskd_server.servicer import encode_executions
+
+    eng = Engine()
+    eng.update_prices(["S"], [10.0])
+    ids = [f"id{i}" for i in range(n)]
+    eng.check_orders(ids, ["A"] * n, ["S"] * n, [1] * n, [5.0] * n, [10.0] * n, now=1.0)
+    report = [ids[i] if i % 4 else f"unknown{i}" for i in range(n)]
+    types = [(2, 1, 2, 9)[i % 4] for i in range(n)]
+    qty = [(0.0, 7.0, 0.0, 1.0)[i % 4] for i in range(n)]
+    px = [(0.0, 10.0, 0.0, 1.0)[i % 4] for i in range(n)]
+    out = eng.report_executions(report, types, qty, px, now=2.0)
+    assert out.status is not None and len(set(out.error)) >= 3
+    got = encode_executions(out.applied, out.error, out.state_version, out.status)
+    want = pb.ReportExecutionsResponse(
+        applied=out.applied.tolist(), error=out.error, state_version=out.state_version
+    )
+    assert got == want
+    assert got.SerializeToString() == want.SerializeToString()

@@ -140,6 +140,8 @@ class ExecOutcome:
     applied: np.ndarray  # bool
     error: list[str]
     state_version: int
+    # int64 codes: error[i] == _EXEC_MESSAGES[status[i]] (lets the servicer encode from bytes)
+    status: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -411,7 +413,7 @@ class Engine:
         mask = np.empty(n, dtype=np.uint32)
         vi, vf = self._violation_scratch(n)
         nv = check_batch(oi, of, self._now(now), mask, vi, vf, *self._kernel_args())
-        violations = self._violations(vi, vf, nv)
+        violations = self._violations(vi, vf, nv) if nv else _NO_VIOLATIONS
         accepted = mask == 0
         self._state_version += 1
         if self.sink is not None:
@@ -585,7 +587,7 @@ class Engine:
         self._state_version += 1
         if self.sink is not None:
             self._emit_executions(client_order_id, types, xf, applied, errors, slots)
-        return ExecOutcome(applied, errors.tolist(), self._state_version)
+        return ExecOutcome(applied, errors.tolist(), self._state_version, status)
 
     def _emit_executions(self, ids, types, xf, applied, errors, slots) -> None:
         sink = self.sink

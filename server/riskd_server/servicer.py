@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -16,25 +17,82 @@ import numpy as np
 from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
-from .engine import Backpressure, BatchError, CheckOutcome, Engine
+from .engine import _EXEC_MESSAGES, Backpressure, BatchError, CheckOutcome, Engine
 from .limits import Limit, LimitValidationError
 
 log = logging.getLogger("riskd.servicer")
 
 Barrier = Callable[[], Awaitable[bool]]
+_Response = TypeVar("_Response", pb.CheckOrdersResponse, pb.CheckOrderStreamResponse)
 
 
 async def _no_barrier() -> bool:
     return True
 
 
-def encode_result(out: CheckOutcome) -> pb.CheckResult:
-    """Engine outcome -> CheckResult; loop-free for accepted orders, one step per violation."""
-    result = pb.CheckResult(
-        accepted=out.accepted.tolist(),
-        reject_mask=out.reject_mask.tolist(),
-        state_version=out.state_version,
-    )
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _packed(field_tag: int, payload: bytes) -> bytes:
+    """A length-delimited field (tag already shifted) holding payload."""
+    return bytes((field_tag,)) + _varint(len(payload)) + payload
+
+
+# Batches at or above this size are encoded from numpy as wire bytes (one C parse) instead of
+# per-element Python objects: measured 55 -> 14 us for 1,000 accepted orders (encode + serialize).
+_WIRE_MIN = 16
+_NO_ERRORS = b"\x12\x00"  # ReportExecutionsResponse.error = "" (field 2, length 0)
+
+
+def _varints(values: np.ndarray) -> bytes:
+    """Unsigned values as concatenated base-128 varints (a packed repeated uint32 field's payload)."""
+    v = values.astype(np.uint64)
+    if not v.shape[0] or int(v.max()) < 0x80:
+        return v.astype(np.uint8).tobytes()
+    size = np.ones(v.shape[0], dtype=np.int64)
+    for k in range(1, 10):
+        size += v >= np.uint64(1 << (7 * k))
+    end = np.cumsum(size)
+    start = end - size
+    out = np.empty(int(end[-1]), dtype=np.uint8)
+    for k in range(int(size.max())):
+        sel = np.flatnonzero(size > k)
+        low7 = (v[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        out[start[sel] + k] = low7 | (size[sel] > k + 1).astype(np.uint64) << np.uint64(7)
+    return out.tobytes()
+
+
+def _bool_bytes(values: np.ndarray) -> bytes:
+    return values.astype(np.bool_, copy=False).view(np.uint8).tobytes()
+
+
+def encode_into(result: pb.CheckResult, out: CheckOutcome) -> None:
+    """Write an engine outcome into an empty CheckResult (e.g. a response's ``result``, in place).
+
+    Filling the response's own sub-message saves building a CheckResult and copying it into the
+    response (1 order: 2.2 -> 1.2 us). Large batches write accepted (packed bools) and reject_mask
+    (packed varints, built in numpy) as wire bytes parsed in C, rather than n Python
+    bools and ints (1,000 accepted orders, encode + serialize: 21 -> 11 us). Violations take one
+    step each.
+    """
+    result.SetInParent()
+    n = out.accepted.shape[0]
+    mask = out.reject_mask
+    if n >= _WIRE_MIN:
+        wire = _packed(0x0A, _bool_bytes(out.accepted)) + _packed(0x12, _varints(mask))
+        if out.state_version:
+            wire += b"\x20" + _varint(out.state_version)
+        result.MergeFromString(wire)
+    else:
+        result.accepted.extend(out.accepted.tolist())
+        result.reject_mask.extend(mask.tolist())
+        result.state_version = out.state_version
     v = out.violations
     if len(v):
         result.violations.extend(
@@ -49,7 +107,43 @@ def encode_result(out: CheckOutcome) -> pb.CheckResult:
                 strict=True,
             )
         )
+
+
+def encode_result(out: CheckOutcome) -> pb.CheckResult:
+    """Engine outcome -> CheckResult (see encode_into)."""
+    result = pb.CheckResult()
+    encode_into(result, out)
     return result
+
+
+# Each exec status's ReportExecutionsResponse.error entry as wire bytes (field 2, length, UTF-8).
+_EXEC_ERROR_WIRE = np.array([_packed(0x12, m.encode()) for m in _EXEC_MESSAGES.tolist()], dtype=object)
+
+
+def encode_executions(
+    applied: np.ndarray, error: list[str], state_version: int, status: np.ndarray | None = None
+) -> pb.ReportExecutionsResponse:
+    """ReportExecutionsResponse; for large batches built from wire bytes (one C parse).
+
+    ``status`` (the engine's codes, error[i] == _EXEC_MESSAGES[status[i]]) lets the errors be
+    joined from prepared bytes; without it only an all-empty error list takes the wire path.
+    10,000 cancels with some unknown ids, encode + serialize: 410 -> ~150 us, instead of 10,000
+    Python bools and strings converted one by one.
+    """
+    n = applied.shape[0]
+    if n >= _WIRE_MIN:
+        if status is not None:
+            errors = b"".join(_EXEC_ERROR_WIRE[status].tolist())
+        elif error.count("") == n:  # count: a C loop with an identity shortcut
+            errors = _NO_ERRORS * n
+        else:
+            errors = None
+        if errors is not None:
+            wire = _packed(0x0A, _bool_bytes(applied)) + errors
+            if state_version:
+                wire += b"\x18" + _varint(state_version)
+            return pb.ReportExecutionsResponse.FromString(wire)
+    return pb.ReportExecutionsResponse(applied=applied.tolist(), error=error, state_version=state_version)
 
 
 _SMALL_BATCH = 8
@@ -109,12 +203,13 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         self._engine = engine
         self._barrier = barrier
 
-    def _check(self, batch: pb.OrderBatch) -> pb.CheckResult:
-        return encode_result(self._engine.check_orders(*decode_batch(batch)))
+    def _check(self, batch: pb.OrderBatch, response: _Response) -> _Response:
+        encode_into(response.result, self._engine.check_orders(*decode_batch(batch)))
+        return response
 
     async def CheckOrders(self, request: pb.CheckOrdersRequest, context: grpc.aio.ServicerContext):
         try:
-            return pb.CheckOrdersResponse(result=self._check(request.orders))
+            return self._check(request.orders, pb.CheckOrdersResponse())
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc, "orders.")
 
@@ -124,22 +219,21 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         index = 0
         async for request in request_iterator:
             try:
-                result = self._check(request.orders)
+                response = self._check(request.orders, pb.CheckOrderStreamResponse())
             except (BatchError, Backpressure) as exc:
                 await _abort(context, exc, f"message[{index}].orders.")
-            yield pb.CheckOrderStreamResponse(result=result)
+            yield response
             index += 1
 
     async def ReportExecutions(self, request: pb.ReportExecutionsRequest, context: grpc.aio.ServicerContext):
         try:
-            out = self._engine.report_executions(
-                request.client_order_id, request.type, request.quantity, request.price
-            )
+            ids = request.client_order_id
+            # One list of strs, read by the hash and (with a store) again by the write-behind record.
+            ids = list(ids) if len(ids) > _SMALL_BATCH else ids
+            out = self._engine.report_executions(ids, request.type, request.quantity, request.price)
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
-        return pb.ReportExecutionsResponse(
-            applied=out.applied.tolist(), error=out.error, state_version=out.state_version
-        )
+        return encode_executions(out.applied, out.error, out.state_version, out.status)
 
     async def UpdatePrices(self, request: pb.UpdatePricesRequest, context: grpc.aio.ServicerContext):
         try:
