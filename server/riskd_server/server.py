@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import signal
@@ -364,6 +365,11 @@ async def start(settings: Settings) -> RunningServer:
         engine.sink = writer
         seconds = await _in_thread(warm_up)
         log.info("kernels warm in %.3fs", seconds)
+        # The recovered state and start-up objects live as long as the server: move them out of
+        # the collector's reach so a full collection never walks them (measured: 40-44 ms for a
+        # gen-2 pass over ~114k tracked objects, on the event loop).
+        gc.collect()
+        gc.freeze()
 
         await server.start()
         for name in ("", SERVICE_NAME):
