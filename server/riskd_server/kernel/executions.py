@@ -2,6 +2,13 @@
 
 Pure and batch-at-a-time like ``checks``; outcomes are status codes (``layout.X_*``) the engine
 turns into messages.
+
+``apply_executions`` is software-pipelined like ``checks.check_batch``: a report's order hash
+bucket, order slot rows and book row, and the slot and bucket the retention ring will evict, are
+prefetched a few reports ahead so their cache misses overlap (one at a time, each report paid ~5
+dependent DRAM round trips). Only prefetches run ahead: every report is still looked up and
+applied strictly in order, so a lookup made stale by an earlier report (the same id twice, a slot
+freed and reused) costs at most a wasted prefetch.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ import math
 import numpy as np
 from numba import njit
 
-from ._hashtable import ht_delete, ht_find, ht_put
+from ._hashtable import ht_bucket, ht_delete, ht_find, ht_put
+from ._prefetch import prefetch
 from .checks import book_key, mark_of
 from .layout import (
     A_OPEN_COUNT,
@@ -30,10 +38,12 @@ from .layout import (
     C_OPEN,
     C_RING_COUNT,
     C_RING_HEAD,
+    OF_FIELDS,
     OF_OPEN,
     OF_PRICE,
     OI_ACCOUNT,
     OI_BOOK,
+    OI_FIELDS,
     OI_KEY,
     OI_SIDE,
     OI_STATE,
@@ -54,6 +64,7 @@ from .layout import (
 _FILL = 1
 _EXPIRED = 4
 _BUY = 1
+_AHEAD = 8  # pipeline distance in reports between stages (see apply_executions)
 
 
 @njit(cache=True, nogil=True)
@@ -79,6 +90,39 @@ def _retire(slot: np.int64, ordi: np.ndarray, ord_ht: np.ndarray, free: np.ndarr
     tail = (ctr[C_RING_HEAD] + ctr[C_RING_COUNT]) % cap
     ring[tail] = slot
     ctr[C_RING_COUNT] += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_slot(keys, i, ord_ht, ordf, ordi, slot_out) -> None:
+    """Stage 2 of report i: look up its slot (bucket cached) into slot_out, load its rows.
+
+    Straight-line, as checks' inlined helpers (a branch would keep numba's atomic reference counting
+    of the array arguments in the loop); an unknown id (-1) prefetches slot 0, harmlessly.
+    """
+    slot = max(ht_find(ord_ht, keys[i]), 0)
+    slot_out[i] = slot
+    prefetch(ordi, slot, 0)
+    prefetch(ordi, slot, OI_FIELDS - 1)
+    prefetch(ordf, slot, 0)
+    prefetch(ordf, slot, OF_FIELDS - 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_book(i, ordi, book, slot_out, last) -> None:
+    """Stage 3 of report i: load the book row of its looked-up slot (the fields a report touches)."""
+    b = ordi[min(max(slot_out[i], 0), last), OI_BOOK]
+    prefetch(book, b, B_POS)
+    prefetch(book, b, B_SYMBOL)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_eviction(ring, head, cap, ord_ht, ordi, last) -> None:
+    """Load what the closes _AHEAD and 2 * _AHEAD from now will evict: the slot, then its bucket."""
+    far = ring[(head + 2 * _AHEAD) % cap]
+    prefetch(ordi, min(max(far, 0), last), 0)
+    near = min(max(ring[(head + _AHEAD) % cap], 0), last)
+    prefetch(ordi, near, OI_FIELDS - 1)
+    prefetch(ord_ht, ht_bucket(ordi[near, OI_KEY], ord_ht.shape[0] - 1), 0)
 
 
 @njit(cache=True, nogil=True)
@@ -115,9 +159,31 @@ def apply_executions(
     status_out: np.ndarray,
     slot_out: np.ndarray,
 ) -> bool:
-    """Apply reports in order; returns True when a mark moved and position exposure needs a recompute."""
+    """Apply reports in order; returns True when a mark moved and position exposure needs a recompute.
+
+    A software pipeline (prefetches only; see the module doc): step k prefetches the hash bucket of
+    report k, looks up report k - _AHEAD (bucket now cached) and prefetches its slot rows, reads the
+    book of report k - 2 * _AHEAD's slot and prefetches the book row, and applies report
+    k - 3 * _AHEAD with an authoritative lookup. slot_out holds the look-ahead slots until the apply
+    stage overwrites them.
+    """
     recompute = False
-    for i in range(keys.shape[0]):
+    n = keys.shape[0]
+    omask = ord_ht.shape[0] - 1
+    last = ordi.shape[0] - 1
+    cap = ring.shape[0]
+    for k in range(n + 3 * _AHEAD):
+        if k < n:
+            prefetch(ord_ht, ht_bucket(keys[k], omask), 0)
+        if _AHEAD <= k < n + _AHEAD:
+            _prefetch_slot(keys, k - _AHEAD, ord_ht, ordf, ordi, slot_out)
+        if 2 * _AHEAD <= k < n + 2 * _AHEAD:
+            _prefetch_book(k - 2 * _AHEAD, ordi, book, slot_out, last)
+        i = k - 3 * _AHEAD
+        if i < 0:
+            continue
+        if ctr[C_RING_COUNT] == cap and cap > 0:  # full: each close evicts the ring's oldest entry
+            _prefetch_eviction(ring, ctr[C_RING_HEAD], cap, ord_ht, ordi, last)
         slot = ht_find(ord_ht, keys[i])
         slot_out[i] = slot
         kind = types[i]
