@@ -22,8 +22,6 @@ from pathlib import Path
 
 import grpc
 
-from riskd.v1 import risk_pb2_grpc as pb_grpc
-
 from .echo_server import SERVER_OPTIONS, run_loop, serve_until_signal
 from .workload import Workload
 
@@ -32,13 +30,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 async def start_engine_only(listen: str, workload: Workload) -> tuple[grpc.aio.Server, int, object]:
     from riskd_server.engine import Engine, warm_up
-    from riskd_server.servicer import RiskServicer
+    from riskd_server.servicer import RiskServicer, add_risk_service
 
     warm_up()
     engine = Engine()
     workload.load_into(engine)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    pb_grpc.add_RiskServiceServicer_to_server(RiskServicer(engine), server)
+    add_risk_service(RiskServicer(engine), server)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")

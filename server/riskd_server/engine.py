@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ import numpy as np
 from . import changes as ch
 from .interning import Interner
 from .kernel import layout as L
-from .kernel._hashtable import EMPTY, ht_find, ht_grow, ht_new
+from .kernel import wire
+from .kernel._hashtable import ht_find, ht_grow, ht_new
 from .kernel.checks import book_key, check_batch
 from .kernel.executions import (
     apply_executions,
@@ -168,16 +170,39 @@ class _Arrays:
 
 
 def _hash_ids(ids: Sequence[str]) -> np.ndarray:
-    """64-bit keys of client_order_ids (str hash runs in C; EMPTY is reserved by the tables)."""
-    keys = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
-    keys[keys == EMPTY] = EMPTY + 1
-    return keys
+    """64-bit keys of client_order_ids: wire.hash_span of their UTF-8 bytes (never EMPTY).
+
+    The same function keys the ids CheckOrders parses from wire bytes, so every path (strs,
+    wire bytes, recovery) finds the same order.
+    """
+    return wire.hash_strs(ids)
 
 
 def _hash_id(client_order_id: str) -> int:
     """_hash_ids for one id."""
-    key = hash(client_order_id)
-    return key if key != EMPTY else int(EMPTY) + 1
+    return wire.hash_bytes(client_order_id.encode("utf-8", "surrogatepass"))
+
+
+class _Spans:
+    """Strs decoded on access from (offset, length) spans of a request buffer (ASCII, see wire)."""
+
+    __slots__ = ("_data", "_len", "_off")
+
+    def __init__(self, data: bytes, off: np.ndarray, length: np.ndarray) -> None:
+        self._data, self._off, self._len = data, off, length
+
+    def __len__(self) -> int:
+        return int(self._off.shape[0])
+
+    def __getitem__(self, i: int) -> str:
+        o = int(self._off[i])
+        return self._data[o : o + int(self._len[i])].decode()
+
+    def __iter__(self):
+        data = self._data
+        return iter(
+            [data[o : o + ln].decode() for o, ln in zip(self._off.tolist(), self._len.tolist(), strict=True)]
+        )
 
 
 def _bad_names(names: Sequence[str]) -> np.ndarray:
@@ -397,12 +422,68 @@ class Engine:
         if n and sid.min() < 0:
             self.symbols.intern_many(symbol, sid)
             self._fit_symbols()
+        return self._check_columns(
+            n, aid, sid, side, _hash_ids(client_order_id), _bad_names(client_order_id),
+            quantity, price, now, client_order_id, account, symbol,
+        )  # fmt: skip
+
+    def check_orders_wire(self, data: bytes, now: float | None = None) -> CheckOutcome | None:
+        """check_orders on a serialized CheckOrdersRequest, without building Python strs.
+
+        Returns None when the request needs protobuf's parser (see kernel.wire: non-ASCII
+        strings, a repeated ``orders`` field, malformed bytes): the caller then decodes it and
+        calls check_orders, which gives the same outcome.
+        """
+        buf = np.frombuffer(data, dtype=np.uint8)
+        status, counts, off, length, side, quantity, price = wire.parse_check_orders(buf)
+        if status != wire.OK:
+            return None
+        c = counts.tolist()
+        n = self._check_lengths(
+            "orders",
+            {
+                "client_order_id": c[0],
+                "account": c[1],
+                "symbol": c[2],
+                "side": c[3],
+                "quantity": c[4],
+                "price": c[5],
+            },
+        )
+        self._require_room(n * _CHECK_ROWS_PER_ORDER)
+        aid = self._wire_ids(self.accounts, data, buf, off[1], length[1], n)
+        self._fit_accounts()
+        sid = self._wire_ids(self.symbols, data, buf, off[2], length[2], n)
+        self._fit_symbols()
+        id_off, id_len = off[0], length[0]
+        bad_id = (id_len == 0) | (id_len > MAX_NAME_LEN)  # ASCII only: bytes == characters
+        ids = accounts = symbols = None
+        if self.sink is not None:
+            ids = _Spans(data, id_off, id_len)
+            accounts = _Spans(data, off[1], length[1])
+            symbols = _Spans(data, off[2], length[2])
+        return self._check_columns(
+            n, aid, sid, side, wire.hash_spans(buf, id_off, id_len, wire.SEED), bad_id,
+            quantity, price, now, ids, accounts, symbols,
+        )  # fmt: skip
+
+    def _wire_ids(self, interner: Interner, data: bytes, buf, off, length, n: int) -> np.ndarray:
+        """Ids of the names at the spans; unknown ones are decoded and interned (the slow path)."""
+        ids, misses = interner.lookup_spans(buf, off, length, n)
+        if misses:
+            for i in np.flatnonzero(ids < 0).tolist():
+                o = int(off[i])
+                ids[i] = interner.intern(data[o : o + int(length[i])].decode())
+        return ids
+
+    def _check_columns(
+        self, n, aid, sid, side, keys, bad_id, quantity, price, now, client_order_id, account, symbol
+    ) -> CheckOutcome:
         oi = np.empty((n, L.IN_I_FIELDS), dtype=np.int64)
         oi[:, L.IN_ACCOUNT] = aid
         oi[:, L.IN_SYMBOL] = sid
         oi[:, L.IN_SIDE] = side
-        oi[:, L.IN_KEY] = _hash_ids(client_order_id)
-        bad_id = _bad_names(client_order_id)
+        oi[:, L.IN_KEY] = keys
         if bad_id.any():
             oi[bad_id, L.IN_ACCOUNT] = -1
         of = np.empty((n, L.IN_F_FIELDS), dtype=np.float64)
@@ -858,7 +939,9 @@ class Engine:
     # ------------------------------------------------------------------ capacity
 
     def _batch_len(self, what: str, **columns: Sequence) -> int:
-        lengths = {name: len(col) for name, col in columns.items()}
+        return self._check_lengths(what, {name: len(col) for name, col in columns.items()})
+
+    def _check_lengths(self, what: str, lengths: dict[str, int]) -> int:
         n = next(iter(lengths.values()))
         for name, length in lengths.items():
             if length != n:
@@ -949,6 +1032,18 @@ def _take(seq: Sequence[str], idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def _sample_request() -> bytes:
+    """A serialized CheckOrdersRequest of two orders (packed numeric columns) for warm_up."""
+
+    def field(number: int, payload: bytes) -> bytes:
+        return bytes((number << 3 | 2, len(payload))) + payload
+
+    ids, names = field(1, b"w3") + field(1, b"w4"), field(2, b"WA") + field(2, b"WB") + field(3, b"WS") * 2
+    numbers = field(5, struct.pack("<2d", 1.0, 1.0)) + field(6, struct.pack("<2d", 0.0, 1.0))
+    batch = ids + names + field(4, b"\x01\x02") + numbers
+    return field(1, batch)
+
+
 def warm_up() -> float:
     """Compile (or load from cache) every kernel with the production signatures; returns seconds."""
     start = time.perf_counter()
@@ -972,6 +1067,7 @@ def warm_up() -> float:
         [0.0, 101.0, 1.0],
     )
     eng.report_executions(["w1", "w2", "w9"], [1, 2, 1], [1.0, 0.0, 1.0], [100.0, 0.0, 1.0])
+    assert eng.check_orders_wire(_sample_request(), now=0.0) is not None  # the raw CheckOrders path
     eng.delete_limits(["w-any"])
     assert out.accepted.shape[0] == 3 and math.isfinite(eng.position("WA", "WS"))
     return time.perf_counter() - start

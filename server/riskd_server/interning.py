@@ -7,6 +7,8 @@ from itertools import repeat
 
 import numpy as np
 
+from .kernel._hashtable import ht_grow, ht_new
+from .kernel.wire import SEED, insert_names, lookup_names
 from .limits import MAX_NAME_LEN
 
 
@@ -21,13 +23,19 @@ class Interner:
     rejected as invalid, so a client sending random names cannot grow memory without limit.
     """
 
-    __slots__ = ("_ids", "_names", "capacity", "kind")
+    __slots__ = ("_arena", "_arena_off", "_ids", "_indexed", "_names", "_table", "capacity", "kind")
 
     def __init__(self, kind: str, capacity: int) -> None:
         self.kind = kind
         self.capacity = capacity
         self._ids: dict[str, int] = {}
         self._names = np.empty(64, dtype=object)  # id -> name, grows by doubling
+        # The byte index beside the dict (see lookup_spans): key of a name's UTF-8 bytes -> id, and
+        # every indexed name's bytes (id v is arena[arena_off[v]:arena_off[v + 1]]).
+        self._table = ht_new(64)
+        self._arena = np.empty(1024, dtype=np.uint8)
+        self._arena_off = np.zeros(65, dtype=np.int64)
+        self._indexed = 0  # ids below this are in the byte index
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -65,6 +73,42 @@ class Interner:
         for i in missing.tolist():
             ids[i] = self.intern(names[i])
         return ids
+
+    def lookup_spans(
+        self, buf: np.ndarray, off: np.ndarray, length: np.ndarray, n: int
+    ) -> tuple[np.ndarray, int]:
+        """Ids of the UTF-8 names at buf[off[i]:off[i]+length[i]] (-1 unknown), and the -1 count.
+
+        Runs in numba on the byte index; names interned since the last call are indexed first.
+        """
+        self._index_new()
+        ids = np.empty(n, dtype=np.int64)
+        misses = lookup_names(buf, off, length, n, self._table, self._arena, self._arena_off, SEED, ids)
+        return ids, int(misses)
+
+    def _index_new(self) -> None:
+        """Add the names interned since the last call to the byte index (in one kernel call)."""
+        first, last = self._indexed, len(self._ids)
+        if first == last:
+            return
+        enc = [s.encode("utf-8", "surrogatepass") for s in self._names[first:last].tolist()]
+        lengths = np.fromiter(map(len, enc), dtype=np.int64, count=len(enc))
+        if self._arena_off.shape[0] < last + 1:
+            grown = np.zeros(max(2 * self._arena_off.shape[0], last + 1), dtype=np.int64)
+            grown[: first + 1] = self._arena_off[: first + 1]
+            self._arena_off = grown
+        start = int(self._arena_off[first])
+        np.cumsum(lengths, out=self._arena_off[first + 1 : last + 1])
+        self._arena_off[first + 1 : last + 1] += start
+        end = int(self._arena_off[last])
+        if self._arena.shape[0] < end:
+            grown_arena = np.empty(max(2 * self._arena.shape[0], end), dtype=np.uint8)
+            grown_arena[:start] = self._arena[:start]
+            self._arena = grown_arena
+        self._arena[start:end] = np.frombuffer(b"".join(enc), dtype=np.uint8)
+        self._table = ht_grow(self._table, last)
+        insert_names(self._table, self._arena, self._arena_off, first, last, SEED)
+        self._indexed = last
 
     def names_of(self, ids: np.ndarray) -> np.ndarray:
         """Names of ids as an object array (vectorised id -> name)."""

@@ -28,12 +28,12 @@ import psycopg
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from psycopg.conninfo import conninfo_to_dict
 
-from riskd.v1 import risk_pb2, risk_pb2_grpc
+from riskd.v1 import risk_pb2
 
 from .config import Settings
 from .engine import Engine, EngineConfig, warm_up
 from .reflection import enable_reflection
-from .servicer import RiskServicer
+from .servicer import RiskServicer, add_risk_service
 from .store import Store, WriteBehind
 
 log = logging.getLogger("riskd.server")
@@ -326,7 +326,7 @@ async def start(settings: Settings) -> RunningServer:
         engine = Engine(engine_config(settings))
         streams = StreamCloser()
         registrar: Any = streams.registrar(server)
-        risk_pb2_grpc.add_RiskServiceServicer_to_server(RiskServicer(engine, barrier), registrar)
+        add_risk_service(RiskServicer(engine, barrier), registrar)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
         enable_reflection(registrar, [SERVICE_NAME, health.SERVICE_NAME])

@@ -1,0 +1,318 @@
+"""The raw-bytes CheckOrders path (kernel.wire + Engine.check_orders_wire) against the protobuf path."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import struct
+
+import grpc
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from riskd.v1 import risk_pb2 as pb
+from riskd_server import changes as ch
+from riskd_server.engine import BatchError, Engine, EngineConfig
+from riskd_server.kernel import wire
+from riskd_server.limits import Limit
+from riskd_server.servicer import RiskServicer, decode_batch, encode_result
+
+# ------------------------------------------------------------------ a hand-rolled encoder
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _unknown(number: int, wire_type: int, rnd: random.Random) -> bytes:
+    tag = _varint(number << 3 | wire_type)
+    if wire_type == 0:
+        return tag + _varint(rnd.randrange(1 << 64))
+    if wire_type == 1:
+        return tag + rnd.randbytes(8)
+    if wire_type == 5:
+        return tag + rnd.randbytes(4)
+    return tag + _varint(3) + b"xyz"
+
+
+def _column_chunks(number: int, values: list, kind: str, packed: bool, rnd: random.Random) -> list[bytes]:
+    """The wire chunks of one repeated field, in order (packed columns may come in several runs)."""
+    if kind == "str":
+        return [_len_field(number, v.encode()) for v in values]
+    if kind == "enum":
+        if not packed:
+            return [_varint(number << 3) + _varint(v) for v in values]
+        enc = [_varint(v) for v in values]
+    else:
+        if not packed:
+            return [_varint(number << 3 | 1) + struct.pack("<d", v) for v in values]
+        enc = [struct.pack("<d", v) for v in values]
+    if not enc:
+        return []
+    cut = rnd.randrange(len(enc) + 1)
+    return [_len_field(number, b"".join(part)) for part in (enc[:cut], enc[cut:]) if part]
+
+
+def _encode(columns: dict, packed: bool, unknown: int, split_top: bool, seed: int) -> bytes:
+    rnd = random.Random(seed)
+    spec = (
+        (1, "client_order_id", "str"),
+        (2, "account", "str"),
+        (3, "symbol", "str"),
+        (4, "side", "enum"),
+        (5, "quantity", "double"),
+        (6, "price", "double"),
+    )
+    queues = [_column_chunks(num, columns[name], kind, packed, rnd) for num, name, kind in spec]
+    queues.append([_unknown(rnd.randrange(7, 40), rnd.choice((0, 1, 2, 5)), rnd) for _ in range(unknown)])
+    chunks: list[bytes] = []
+    while any(queues):  # a random interleaving that keeps each column's order
+        q = rnd.choice([q for q in queues if q])
+        chunks.append(q.pop(0))
+    top = _unknown(rnd.randrange(2, 40), rnd.choice((0, 1, 2, 5)), rnd) if unknown else b""
+    if split_top and len(chunks) > 1:  # two top-level `orders` fields: protobuf merges them
+        cut = rnd.randrange(1, len(chunks))
+        return _len_field(1, b"".join(chunks[:cut])) + top + _len_field(1, b"".join(chunks[cut:]))
+    return top + _len_field(1, b"".join(chunks))
+
+
+# ------------------------------------------------------------------ engines
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.changes: list[ch.Change] = []
+
+    def has_room(self, rows: int = 0) -> bool:
+        return True
+
+    def put(self, change: ch.Change) -> None:
+        self.changes.append(change)
+
+
+def _canon(change: ch.Change) -> tuple:
+    return (type(change).__name__, repr({k: np.asarray(v).tolist() for k, v in vars_of(change).items()}))
+
+
+def vars_of(obj) -> dict:
+    names = getattr(obj, "__dataclass_fields__", {})
+    return {name: getattr(obj, name) for name in names}
+
+
+def _engine(limits: int, sink: bool) -> Engine:
+    eng = Engine(
+        EngineConfig(max_open_orders=64, closed_order_retention=16, max_accounts=6, max_symbols=6),
+        sink=_Sink() if sink else None,
+        wall_clock=lambda: 0.0,
+    )
+    book = [
+        Limit(limit_id="qty", kind=1, account="A", symbol="S", threshold=40, warn_fraction=0.5),
+        Limit(limit_id="gross", kind=4, account="A", threshold=5_000),
+        Limit(limit_id="collar", kind=6, symbol="S", threshold=0.2),
+        Limit(limit_id="open", kind=8, threshold=20),
+    ]
+    eng.upsert_limits(book[:limits])
+    eng.update_prices(["S", "T"], [100.0, 7.5])
+    return eng
+
+
+def _check_raw(eng: Engine, data: bytes):
+    out = eng.check_orders_wire(data, now=1.0)
+    if out is None:
+        return eng.check_orders(*decode_batch(pb.CheckOrdersRequest.FromString(data).orders), now=1.0)
+    return out
+
+
+def _check_pb(eng: Engine, data: bytes):
+    return eng.check_orders(*decode_batch(pb.CheckOrdersRequest.FromString(data).orders), now=1.0)
+
+
+def _outcome(fn, eng: Engine, data: bytes) -> bytes | str:
+    try:
+        return encode_result(fn(eng, data)).SerializeToString()
+    except BatchError as exc:
+        return f"BatchError: {exc}"
+
+
+_ascii_names = st.one_of(
+    st.sampled_from(["A", "B", "S", "T", "", "x" * 128, "x" * 129]),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=6),
+)
+_unicode_names = st.one_of(
+    _ascii_names,
+    st.sampled_from(["é", "ÅÅ", "é" * 128, "é" * 129]),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6),
+)
+_floats = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, 5.0, 30.0, 100.0, 101.0, -3.0, math.nan, math.inf, -math.inf]),
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+)
+_sides = st.one_of(st.sampled_from([0, 1, 2, 3]), st.integers(-(2**31), 2**31 - 1))
+
+
+@st.composite
+def _batches(draw) -> dict:
+    n = draw(st.integers(0, 24))
+    names = _unicode_names if draw(st.integers(0, 3)) == 0 else _ascii_names  # non-ASCII: protobuf path
+    cols = {}
+    for name, elem in (
+        ("client_order_id", st.one_of(st.sampled_from([f"o{i}" for i in range(12)]), names)),
+        ("account", names),
+        ("symbol", names),
+        ("side", _sides),
+        ("quantity", _floats),
+        ("price", _floats),
+    ):
+        size = n if draw(st.integers(0, 9)) else draw(st.integers(0, 26))  # sometimes a wrong length
+        cols[name] = draw(st.lists(elem, min_size=size, max_size=size))
+    return cols
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batches=st.lists(_batches(), min_size=1, max_size=3),
+    packed=st.booleans(),
+    unknown=st.integers(0, 3),
+    split_top=st.booleans(),
+    limits=st.sampled_from([0, 2, 4]),
+    sink=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
+def test_raw_path_answers_like_the_protobuf_path(
+    batches, packed, unknown, split_top, limits, sink, seed
+) -> None:
+    raw, ref = _engine(limits, sink), _engine(limits, sink)
+    for cols in batches:
+        data = _encode(cols, packed, unknown, split_top, seed)
+        assert _outcome(_check_raw, raw, data) == _outcome(_check_pb, ref, data)
+    assert raw.stats() == ref.stats()
+    if sink:
+        assert [_canon(c) for c in raw.sink.changes] == [_canon(c) for c in ref.sink.changes]  # type: ignore[union-attr]
+
+
+def test_ascii_batches_take_the_raw_parser() -> None:
+    cols = {
+        "client_order_id": ["a1", "a2", "a3"],
+        "account": ["A", "A", "B"],
+        "symbol": ["S", "T", "S"],
+        "side": [1, 2, -5],
+        "quantity": [1.0, 2.0, 3.0],
+        "price": [0.0, 7.5, 101.0],
+    }
+    for packed in (False, True):
+        data = _encode(cols, packed, unknown=2, split_top=False, seed=7)
+        status, counts, off, length, side, qty, px = wire.parse_check_orders(np.frombuffer(data, np.uint8))
+        assert status == wire.OK and counts.tolist() == [3] * 6
+        assert [data[o : o + ln].decode() for o, ln in zip(off[1], length[1], strict=True)] == cols["account"]
+        assert (
+            side.tolist() == [1, 2, -5] and qty.tolist() == cols["quantity"] and px.tolist() == cols["price"]
+        )
+    for odd in ("é", "split"):
+        c = dict(cols, account=["A", odd, "B"])
+        data = _encode(c, True, 0, split_top=odd == "split", seed=1)
+        assert wire.parse_check_orders(np.frombuffer(data, np.uint8))[0] == wire.FALLBACK
+
+
+def test_wire_key_matches_the_str_paths_and_survives_restore() -> None:
+    """An id checked from wire bytes is the order report_executions, open_quantity and restore find."""
+    eng = _engine(0, False)
+    ids = [f"ord-{i}" for i in range(20)]
+    req = pb.CheckOrdersRequest(
+        orders=pb.OrderBatch(
+            client_order_id=ids,
+            account=["A"] * 20,
+            symbol=["T"] * 20,
+            side=[1] * 20,
+            quantity=[2.0] * 20,
+            price=[0.0] * 20,
+        )
+    )
+    out = eng.check_orders_wire(req.SerializeToString(), now=1.0)
+    assert out is not None and out.accepted.all()
+    assert eng.open_quantity("ord-3") == 2.0
+    got = eng.report_executions(["ord-3", "ord-4"], [1, 1], [1.0, 2.0], [7.5, 7.5])
+    assert got.applied.tolist() == [True, True] and got.error == ["", ""]
+    assert eng.open_quantity("ord-3") == 1.0 and eng.open_quantity("ord-4") == 0.0
+    # Recovery rebuilds keys from strs: a raw-path duplicate of a recovered id is found.
+    restored = _engine(0, False)
+    row = ch.OpenOrderRow(
+        client_order_id="ord-3", account="A", symbol="T", side=1, open_quantity=1.0, price=7.5
+    )
+    restored.restore(
+        ch.Snapshot(
+            limits=(), trading_states=(), marks=(), positions=(), open_orders=(row,), recent_closed=()
+        )
+    )
+    again = restored.check_orders_wire(req.SerializeToString(), now=2.0)
+    assert again is not None
+    assert again.accepted.tolist() == [i != 3 for i in range(20)]
+    assert restored.open_quantity("ord-3") == 1.0
+
+
+def test_hash_is_stable_across_paths() -> None:
+    names = ["", "a", "abcdefgh", "abcdefghi", "é", "x" * 129]
+    keys = wire.hash_strs(names)
+    assert keys.tolist() == [wire.hash_bytes(s.encode()) for s in names]
+    assert len(set(keys.tolist())) == len(names) and 0 not in keys.tolist()
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    def __init__(self) -> None:
+        self.code: grpc.StatusCode | None = None
+        self.details = ""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.code, self.details = code, details
+        raise _Aborted
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x0a\x05\x0a\x03ab",
+        b"\x0a\x02\x0a\xff",
+        b"\x0a" + b"\x80" * 11,
+        b"\x0a\x04\x0a\x02\xc3\x28" + b"\x00" * 600,
+    ],
+)
+def test_malformed_request_is_invalid_argument(data: bytes) -> None:
+    servicer = RiskServicer(_engine(0, False))
+    context = _Context()
+    with pytest.raises(_Aborted):
+        asyncio.run(servicer.CheckOrdersRaw(data, context))  # type: ignore[arg-type]
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_column_mismatch_names_the_column() -> None:
+    servicer = RiskServicer(_engine(0, False))
+    n = 100
+    batch = pb.OrderBatch(
+        client_order_id=[f"i{k}" for k in range(n)],
+        account=["A"] * n,
+        symbol=["S"] * n,
+        side=[1] * n,
+        quantity=[1.0] * n,
+        price=[1.0] * (n - 1),
+    )
+    context = _Context()
+    with pytest.raises(_Aborted):
+        asyncio.run(servicer.CheckOrdersRaw(pb.CheckOrdersRequest(orders=batch).SerializeToString(), context))  # type: ignore[arg-type]
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert context.details.startswith("orders.price: has 99 entries")
