@@ -26,7 +26,7 @@ Why it is shaped this way (see bench/kernel_bench.py for the figures):
   numba reference-counts an inlined helper's array arguments and prunes the counts only when the
   helper has no branches; left in, they are atomic (full memory barriers) and cost more than the
   checks themselves once stores miss the cache (the accept path once spent a third of its time
-  there). Branchy work goes in plain ``njit`` calls (``_open_book``, ``_report_limits``).
+  there). Branchy work goes in plain ``njit`` calls (``open_book``, ``_report_limits``).
 """
 
 from __future__ import annotations
@@ -400,7 +400,7 @@ def check_batch(
         mask_out[i] = mask
         if mask == 0:
             if bidx < 0:
-                bidx = _open_book(a, s, book_ht, book, ctr)
+                bidx = open_book(a, s, book_ht, book, ctr)
             _open_order(a, side, key, qty, signed, p, bidx, acct, book, ord_ht, ordf, ordi, free, ctr)
     return nv
 
@@ -473,8 +473,9 @@ def _report_limits(
 
 
 @njit(cache=True, nogil=True)
-def _open_book(a: np.int64, s: np.int64, book_ht: np.ndarray, book: np.ndarray, ctr: np.ndarray) -> np.int64:
-    """Create the book of (a, s) in the next free row, where check_batch resolved its limits."""
+def open_book(a: np.int64, s: np.int64, book_ht: np.ndarray, book: np.ndarray, ctr: np.ndarray) -> np.int64:
+    """Create the book of (a, s) in the next free row; its limit cache (B_LIM_TAG..) is left as is,
+    because check_batch resolves an order's limits into that spare row before accepting it."""
     bidx = ctr[C_BOOKS]
     ctr[C_BOOKS] = bidx + 1
     ht_put(book_ht, book_key(a, s), bidx)

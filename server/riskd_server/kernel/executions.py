@@ -20,7 +20,7 @@ from numba import njit
 
 from ._hashtable import ht_bucket, ht_delete, ht_find, ht_put
 from ._prefetch import prefetch
-from .checks import book_key, mark_of
+from .checks import book_key, mark_of, open_book
 from .layout import (
     A_OPEN_COUNT,
     A_OPEN_GROSS,
@@ -280,13 +280,7 @@ def load_positions(
         key = book_key(accounts[i], symbols[i])
         b = ht_find(book_ht, key)
         if b < 0:
-            b = ctr[C_BOOKS]
-            ctr[C_BOOKS] = b + 1
-            ht_put(book_ht, key, b)
-            book[b, B_OPEN_BUY] = 0.0
-            book[b, B_OPEN_SELL] = 0.0
-            book[b, B_ACCOUNT] = accounts[i]
-            book[b, B_SYMBOL] = symbols[i]
+            b = open_book(accounts[i], symbols[i], book_ht, book, ctr)
             book[b, B_LIM_TAG] = 0.0  # the row may hold another pair's limits (check_batch's spare row)
         book[b, B_POS] = qty[i]
         book_out[i] = b
@@ -313,18 +307,10 @@ def restore_order(
     ctr: np.ndarray,
 ) -> None:
     """Re-open (or re-remember, when closed) one recovered order; used only at start-up."""
-    bkey = book_key(account, symbol)
-    b = ht_find(book_ht, bkey)
+    b = ht_find(book_ht, book_key(account, symbol))
     if b < 0:
-        b = ctr[C_BOOKS]
-        ctr[C_BOOKS] = b + 1
-        ht_put(book_ht, bkey, b)
-        book[b, B_POS] = 0.0
-        book[b, B_OPEN_BUY] = 0.0
-        book[b, B_OPEN_SELL] = 0.0
-        book[b, B_ACCOUNT] = account
-        book[b, B_SYMBOL] = symbol
-        book[b, B_LIM_TAG] = 0.0
+        b = open_book(account, symbol, book_ht, book, ctr)
+        book[b, B_LIM_TAG] = 0.0  # the row may hold another pair's limits (check_batch's spare row)
     top = ctr[C_FREE_TOP] - 1
     ctr[C_FREE_TOP] = top
     slot = free[top]
