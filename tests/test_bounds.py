@@ -1,0 +1,44 @@
+"""Every long-lived map is bounded: names past the interner capacity and orders past the open-order
+bound are rejected, never stored, and what is already known keeps working."""
+
+from __future__ import annotations
+
+from riskd_server.engine import Engine, EngineConfig
+from riskd_server.limitbook import CAPACITY_LIMIT_ID
+
+INVALID = 1 << 20
+OPEN_ORDERS = 1 << 8
+
+
+def test_accounts_and_symbols_past_capacity_are_invalid_orders() -> None:
+    engine = Engine(EngineConfig(max_accounts=2, max_symbols=2))
+    engine.update_prices(["S1", "S2"], [1.0, 1.0])
+    out = engine.check_orders(
+        ["a", "b", "c", "d", "e"],
+        ["A1", "A2", "A3", "A1", "A2"],
+        ["S1", "S2", "S1", "S3", "S2"],
+        [1] * 5,
+        [1.0] * 5,
+        [0.0] * 5,
+        now=0.0,
+    )
+    assert out.accepted.tolist() == [True, True, False, False, True]
+    assert out.reject_mask.tolist()[2:4] == [INVALID, INVALID]
+    assert len(engine.accounts) == 2 and len(engine.symbols) == 2
+
+
+def test_orders_past_the_open_order_bound_are_refused_on_capacity() -> None:
+    engine = Engine(EngineConfig(max_open_orders=3, closed_order_retention=0, initial_order_slots=1))
+    engine.update_prices(["S"], [1.0])
+    out = engine.check_orders(
+        [f"o{i}" for i in range(5)], ["A"] * 5, ["S"] * 5, [1] * 5, [1.0] * 5, [0.0] * 5
+    )
+    assert out.accepted.tolist() == [True, True, True, False, False]
+    assert out.reject_mask.tolist()[3:] == [OPEN_ORDERS, OPEN_ORDERS]
+    assert set(out.violations.limit_id.tolist()) == {CAPACITY_LIMIT_ID}
+    assert engine.open_orders() == 3
+    # A cancel frees a slot (retention 0 forgets the id at once): the next order fits again.
+    engine.report_executions(["o0"], [2], [0.0], [0.0])
+    again = engine.check_orders(["o9"], ["A"], ["S"], [1], [1.0], [0.0])
+    assert again.accepted.tolist() == [True]
+    assert engine.open_orders() == 3
