@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing as mp
 import queue
 import time
@@ -101,6 +102,7 @@ class LoadResult:
     cancels: int = 0
     first_error: str = ""
     top_rejections: list[tuple[str, int]] = field(default_factory=list)  # "check:limit_id", sampled
+    server_cpu_us: float = math.nan  # the server's CPU per request, when the caller measured it
 
     def summary(self) -> str:
         rate = f" @ {self.rate_target:,.0f}/s" if self.rate_target else ""

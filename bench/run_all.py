@@ -89,6 +89,16 @@ def _env() -> dict:
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; nan elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _median(results: list[LoadResult], attr: str) -> float:
     values = [getattr(r, attr) for r in results if not math.isnan(getattr(r, attr))]
     return statistics.median(values) if values else math.nan
@@ -158,7 +168,8 @@ def e2e_rows(
         if not real or not echo:
             continue
         errors = sum(r.errors for r in real + echo)
-        note = f"errors {errors}" if errors else ""
+        note = f"errors {errors}; " if errors else ""
+        note += f"server CPU/req {_median(real, 'server_cpu_us'):,.0f} vs {_median(echo, 'server_cpu_us'):,.0f} µs;"
         if sc.mode == "unary":
             attr = "orders_per_s" if sc.batch > 1 else "rps"
             a, b = _median(real, attr), _median(echo, attr)
@@ -243,9 +254,16 @@ def run_e2e(
                     rate=sc.rate,
                     uvloop=not args.no_uvloop,
                 )
+                cpu = _cpu_seconds(server.proc.pid)
                 result = run_load(cfg)
+                # The server's CPU per request over warm-up and measurement: steadier than
+                # throughput when the load generators and other work share the cores.
+                requests = result.rps * (args.warmup + args.duration)
+                if requests:
+                    result.server_cpu_us = (_cpu_seconds(server.proc.pid) - cpu) / requests * 1e6
                 runs[sc.key][name].append(result)
-                print(f"  [{rep + 1}/{args.repeat}] {name:<4} {result.summary()}", flush=True)
+                cpu_note = f", server CPU {result.server_cpu_us:,.0f} µs/req"
+                print(f"  [{rep + 1}/{args.repeat}] {name:<4} {result.summary()}{cpu_note}", flush=True)
                 if result.first_error:
                     print(f"         first error: {result.first_error}", flush=True)
                 if result.accepted_fraction < 0.95:

@@ -150,6 +150,40 @@ def test_stream_answers_in_order_and_names_the_bad_message(client: RiskClient) -
     assert "message[2].orders.quantity" in info.value.details
 
 
+def test_stream_of_raw_messages_one_reply_each_and_a_malformed_one_named(riskd_server: RiskdServer) -> None:
+    """CheckOrderStream takes serialized messages (one order each on the scalar path, a batch, a
+    non-ASCII order for protobuf) and answers each in order; a malformed one ends the stream with
+    INVALID_ARGUMENT naming it, after the replies to the ones before."""
+    from riskd.v1 import risk_pb2 as pb
+
+    def message(ids: list[str], account: str = "A") -> bytes:
+        n = len(ids)
+        batch = pb.OrderBatch(
+            client_order_id=ids, account=[account] * n, symbol=["S"] * n, side=[1] * n, quantity=[1.0] * n
+        )
+        batch.price.extend([10.0] * n)
+        return pb.CheckOrderStreamRequest(orders=batch).SerializeToString()
+
+    messages = [message(["r1"]), message(["r2", "r3"]), message(["r4"], account="Ä"), message(["r1"])]
+    with RiskClient(riskd_server.target, timeout=10.0) as client:
+        client.update_prices({"S": 10.0})
+    with grpc.insecure_channel(riskd_server.target) as channel:
+        call = channel.stream_stream(f"/{SERVICE}/CheckOrderStream")
+        replies = [pb.CheckOrderStreamResponse.FromString(r).result for r in call(iter(messages), timeout=10)]
+        assert [list(r.accepted) for r in replies] == [[True], [True, True], [True], [False]]
+        assert [v.check for v in replies[3].violations] == [21]  # RISK_CHECK_DUPLICATE_ORDER_ID
+        versions = [r.state_version for r in replies]
+        assert versions == sorted(set(versions))
+
+        seen = []
+        with pytest.raises(grpc.RpcError) as info:
+            for reply in call(iter([message(["r5"]), b"\x0a\x05\x0a\x03ab", message(["r6"])]), timeout=10):
+                seen.append(reply)
+        assert len(seen) == 1
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details().startswith("message[1]: malformed CheckOrderStreamRequest")
+
+
 # ---------------------------------------------------------------------------------------- executions, prices, positions
 
 

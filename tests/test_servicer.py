@@ -7,7 +7,7 @@ import pytest
 
 from riskd.v1 import risk_pb2 as pb
 from riskd_server.engine import Engine
-from riskd_server.servicer import decode_batch, encode_result
+from riskd_server.servicer import decode_batch, encode_into, encode_result
 
 
 @pytest.mark.parametrize("n", [1, 8, 9, 40])
@@ -126,3 +126,70 @@ def test_encode_executions_from_engine_statuses_equals_the_plain_response(n: int
     )
     assert got == want
     assert got.SerializeToString() == want.SerializeToString()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_encode_response_is_the_serialized_message(seed: int) -> None:
+    """The numba reply encoder gives the bytes upb gives for encode_into's message: zero fields left
+    out, negative enums, -0.0 and NaN doubles, empty, unicode and NUL-holding limit ids."""
+    from riskd_server.engine import _NO_VIOLATIONS, CheckOutcome, Violations
+    from riskd_server.servicer import encode_response
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([0, 1, 2, 17, 300]))
+    accepted = rng.random(n) < 0.6
+    mask = np.where(accepted, 0, rng.integers(1, 1 << 32, n)).astype(np.uint32)
+    nv = int(rng.integers(0, 40)) if seed % 3 else 0
+    pick = rng.integers(0, 6, nv)
+    ids = np.array(["", "lim-a", "é-limit", "x\0y", "q" * 128, "server:max-open-orders"], dtype=object)
+    specials = np.array([0.0, -0.0, np.nan, np.inf, 1.5, -2.25e300])
+    violations = (
+        Violations(
+            order_index=rng.integers(0, 3, nv).astype(np.uint32)
+            * rng.integers(0, 1 << 20, nv).astype(np.uint32),
+            check=rng.choice([0, 1, 9, 24, -1, -(2**31)], nv).astype(np.int32),
+            limit_id=ids[pick if seed % 2 else pick % 3],
+            observed=specials[rng.integers(0, 6, nv)],
+            threshold=specials[rng.integers(0, 6, nv)],
+            warning=rng.random(nv) < 0.5,
+        )
+        if nv
+        else _NO_VIOLATIONS
+    )
+    out = CheckOutcome(accepted, mask, violations, int(rng.choice([0, 1, 127, 128, 2**21, 2**40])))
+    want = pb.CheckOrdersResponse()
+    want.result.MergeFrom(_plain_result(out))
+    assert encode_response(out) == want.SerializeToString()
+    assert pb.CheckOrderStreamResponse.FromString(encode_response(out)).result == _plain_result(out)
+
+
+def test_encode_response_of_one_accepted_order_is_the_serialized_message() -> None:
+    from riskd_server.servicer import encode_response
+
+    eng = Engine()
+    eng.update_prices(["S"], [10.0])
+    for i in range(200):
+        out = eng.check_orders([f"id{i}"], ["A"], ["S"], [1], [1.0], [10.0], now=1.0)
+        want = pb.CheckOrdersResponse()
+        encode_into(want.result, out)
+        assert encode_response(out) == want.SerializeToString()
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 10_000])
+def test_executions_wire_is_the_serialized_message(n: int) -> None:
+    from riskd_server.engine import _EXEC_MESSAGES
+    from riskd_server.servicer import executions_wire
+
+    rng = np.random.default_rng(n)
+    for some in (False, True):
+        status = (
+            rng.integers(0, len(_EXEC_MESSAGES), n) * (rng.random(n) < 0.2)
+            if some
+            else np.zeros(n, dtype=np.int64)
+        )
+        applied = status <= 2
+        error = _EXEC_MESSAGES[status].tolist()
+        for version in (0, 5, 2**33):
+            want = pb.ReportExecutionsResponse(applied=applied.tolist(), error=error, state_version=version)
+            assert executions_wire(applied, error, version, status) == want.SerializeToString()
+            assert executions_wire(applied, error, version) == want.SerializeToString()

@@ -6,6 +6,8 @@ import asyncio
 import math
 import random
 import struct
+import time
+from collections.abc import Callable
 
 import grpc
 import hypothesis.strategies as st
@@ -112,10 +114,11 @@ def vars_of(obj) -> dict:
     return {name: getattr(obj, name) for name in names}
 
 
-def _engine(limits: int, sink: bool) -> Engine:
+def _engine(limits: int, sink: bool, clock: Callable[[], float] = time.monotonic) -> Engine:
     eng = Engine(
         EngineConfig(max_open_orders=64, closed_order_retention=16, max_accounts=6, max_symbols=6),
         sink=_Sink() if sink else None,
+        clock=clock,
         wall_clock=lambda: 0.0,
     )
     book = [
@@ -214,8 +217,10 @@ def test_ascii_batches_take_the_raw_parser() -> None:
     }
     for packed in (False, True):
         data = _encode(cols, packed, unknown=2, split_top=False, seed=7)
-        status, counts, off, length, side, qty, px = wire.parse_check_orders(np.frombuffer(data, np.uint8))
+        buf = np.frombuffer(data, np.uint8)
+        status, counts, off, length, keys, side, qty, px = wire.parse_check_orders(buf, wire.SEED)
         assert status == wire.OK and counts.tolist() == [3] * 6
+        assert keys.tolist() == wire.hash_strs(cols["client_order_id"]).tolist()
         assert [data[o : o + ln].decode() for o, ln in zip(off[1], length[1], strict=True)] == cols["account"]
         assert (
             side.tolist() == [1, 2, -5] and qty.tolist() == cols["quantity"] and px.tolist() == cols["price"]
@@ -223,7 +228,7 @@ def test_ascii_batches_take_the_raw_parser() -> None:
     for odd in ("é", "split"):
         c = dict(cols, account=["A", odd, "B"])
         data = _encode(c, True, 0, split_top=odd == "split", seed=1)
-        assert wire.parse_check_orders(np.frombuffer(data, np.uint8))[0] == wire.FALLBACK
+        assert wire.parse_check_orders(np.frombuffer(data, np.uint8), wire.SEED)[0] == wire.FALLBACK
 
 
 def test_wire_key_matches_the_str_paths_and_survives_restore() -> None:
@@ -316,3 +321,252 @@ def test_column_mismatch_names_the_column() -> None:
         asyncio.run(servicer.CheckOrdersRaw(pb.CheckOrdersRequest(orders=batch).SerializeToString(), context))  # type: ignore[arg-type]
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT
     assert context.details.startswith("orders.price: has 99 entries")
+
+
+# ------------------------------------------------------------------ one order, streams, executions, replies
+
+
+def test_parse_one_takes_exactly_one_ascii_order() -> None:
+    one = {
+        "client_order_id": ["id-1"],
+        "account": ["A"],
+        "symbol": ["S"],
+        "side": [-7],
+        "quantity": [2.5],
+        "price": [101.0],
+    }
+    for packed in (False, True):
+        data = _encode(one, packed, unknown=2, split_top=False, seed=3)
+        status, key, io, il, ao, al, so, sl, side, qty, px = wire.parse_one(data, wire.SEED)
+        assert status == wire.OK
+        assert (data[io : io + il], data[ao : ao + al], data[so : so + sl]) == (b"id-1", b"A", b"S")
+        assert (side, qty, px) == (-7, 2.5, 101.0) and key == wire.hash_strs(["id-1"])[0]
+    two = {name: values * 2 for name, values in one.items()}
+    assert wire.parse_one(_encode(two, True, 0, False, 1), wire.SEED)[0] == wire.MANY
+    short = dict(one, price=[])
+    assert wire.parse_one(_encode(short, True, 0, False, 1), wire.SEED)[0] == wire.MANY
+    odd = dict(one, account=["é"])
+    assert wire.parse_one(_encode(odd, True, 0, False, 1), wire.SEED)[0] == wire.FALLBACK
+    for bad in (b"\x0a\x05\x0a\x03ab", b"\x0a\x02\x20", b"\x0a" + b"\x80" * 11):
+        assert wire.parse_one(bad, wire.SEED)[0] == wire.FALLBACK
+
+
+def test_hash_strs_matches_one_by_one_hashing() -> None:
+    names = ["a", "", "x\0y", "é", "abcdefghij" * 3, "\ud800"]
+    for strs in (names, names[:2], [names[3]], [], ["only-ascii"] * 5):
+        keys = wire.hash_strs(strs)
+        assert keys.tolist() == [wire.hash_bytes(s.encode("utf-8", "surrogatepass")) for s in strs]
+    data = b"..abc..defg"
+    spans = wire.Utf8Spans(data, np.array([2, 7]), np.array([3, 4]))
+    assert list(spans) == ["abc", "defg"] and spans[1] == "defg" and len(spans) == 2
+    assert wire.hash_strs(spans).tolist() == wire.hash_strs(["abc", "defg"]).tolist()
+
+
+class _Stream:
+    """An async iterator over request bytes (what grpc.aio hands a stream handler)."""
+
+    def __init__(self, messages: list[bytes]) -> None:
+        self._messages = iter(messages)
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return next(self._messages)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+def _stream(servicer: RiskServicer, messages: list[bytes], context: _Context) -> list[bytes]:
+    async def run() -> list[bytes]:
+        replies = []
+        async for reply in servicer.CheckOrderStreamRaw(_Stream(messages), context):  # type: ignore[arg-type]
+            replies.append(reply)
+        return replies
+
+    return asyncio.run(run())
+
+
+def _timed_engine() -> Engine:
+    return _engine(4, True, clock=lambda: 1.0)  # the same now for the raw and the protobuf twin
+
+
+def test_raw_stream_answers_every_message_in_order_like_protobuf() -> None:
+    """One order (the scalar path), several, none, non-ASCII (protobuf fallback), unpacked: each
+    reply equals the protobuf handler's serialized reply on a twin engine, in order."""
+    cols = {
+        "client_order_id": ["s1", "s2", "s3"],
+        "account": ["A", "A", "B"],
+        "symbol": ["S", "T", "S"],
+        "side": [1, 2, 1],
+        "quantity": [1.0, 45.0, 3.0],
+        "price": [100.0, 7.5, 150.0],
+    }
+    one = {name: values[:1] for name, values in cols.items()}
+    messages = [
+        _encode(one, True, 0, False, 1),
+        _encode(cols, True, 1, False, 2),
+        _encode({name: [] for name in cols}, True, 0, False, 3),
+        _encode(dict(one, client_order_id=["é1"]), True, 0, False, 4),
+        _encode(dict(one, client_order_id=["s4"]), False, 2, False, 5),
+        _encode(dict(one, client_order_id=["s1"]), True, 0, False, 6),  # a duplicate: rejected
+    ]
+    raw, ref = RiskServicer(_timed_engine()), RiskServicer(_timed_engine())
+    replies = _stream(raw, messages, _Context())
+    want = [
+        ref._check(pb.CheckOrderStreamRequest.FromString(m).orders, pb.CheckOrderStreamResponse())
+        for m in messages
+    ]
+    assert replies == [w.SerializeToString() for w in want]
+    assert [len(pb.CheckOrderStreamResponse.FromString(r).result.accepted) for r in replies] == [
+        1,
+        3,
+        0,
+        1,
+        1,
+        1,
+    ]
+    assert not pb.CheckOrderStreamResponse.FromString(replies[-1]).result.accepted[0]
+    assert raw._engine.sink.changes and [_canon(c) for c in raw._engine.sink.changes] == [  # type: ignore[union-attr]
+        _canon(c)
+        for c in ref._engine.sink.changes  # type: ignore[union-attr]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad", "code", "details"),
+    [
+        (b"\x0a\x05\x0a\x03ab", grpc.StatusCode.INVALID_ARGUMENT, "message[2]: malformed"),
+        (
+            pb.CheckOrderStreamRequest(
+                orders=pb.OrderBatch(
+                    client_order_id=["x"], account=["A"], symbol=["S"], side=[1], quantity=[1.0]
+                )
+            ).SerializeToString(),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "message[2].orders.price: has 0 entries",
+        ),
+    ],
+)
+def test_raw_stream_ends_with_invalid_argument_naming_the_message(
+    bad: bytes, code: grpc.StatusCode, details: str
+) -> None:
+    ok = pb.CheckOrderStreamRequest(
+        orders=pb.OrderBatch(
+            client_order_id=["o"], account=["A"], symbol=["S"], side=[1], quantity=[1.0], price=[0.0]
+        )
+    )
+    messages = [ok.SerializeToString()]
+    ok.orders.client_order_id[0] = "p"
+    messages += [ok.SerializeToString(), bad, ok.SerializeToString()]
+    context = _Context()
+    servicer = RiskServicer(_engine(0, False))
+    replies: list[bytes] = []
+
+    async def run() -> None:
+        async for reply in servicer.CheckOrderStreamRaw(_Stream(messages), context):  # type: ignore[arg-type]
+            replies.append(reply)
+
+    with pytest.raises(_Aborted):
+        asyncio.run(run())
+    assert len(replies) == 2 and context.code == code and context.details.startswith(details)
+
+
+_ids = st.one_of(st.sampled_from([f"o{i}" for i in range(12)] + ["", "é", "x\0y"]), _ascii_names)
+
+
+@st.composite
+def _executions(draw) -> dict:
+    n = draw(st.integers(0, 30))
+    cols = {}
+    for name, elem in (
+        ("client_order_id", _ids),
+        ("type", st.one_of(st.sampled_from([0, 1, 2, 3, 4]), st.integers(-(2**31), 2**31 - 1))),
+        ("quantity", _floats),
+        ("price", _floats),
+    ):
+        size = n if draw(st.integers(0, 9)) else draw(st.integers(0, 32))
+        cols[name] = draw(st.lists(elem, min_size=size, max_size=size))
+    return cols
+
+
+def _encode_executions(cols: dict, packed: bool, unknown: int, seed: int) -> bytes:
+    rnd = random.Random(seed)
+    spec = (
+        (1, "client_order_id", "str"),
+        (2, "type", "enum"),
+        (3, "quantity", "double"),
+        (4, "price", "double"),
+    )
+    queues = [_column_chunks(num, cols[name], kind, packed, rnd) for num, name, kind in spec]
+    queues.append([_unknown(rnd.randrange(5, 40), rnd.choice((0, 1, 2, 5)), rnd) for _ in range(unknown)])
+    chunks: list[bytes] = []
+    while any(queues):
+        q = rnd.choice([q for q in queues if q])
+        chunks.append(q.pop(0))
+    return b"".join(chunks)
+
+
+def _report(servicer: RiskServicer, data: bytes, raw: bool) -> bytes | str:
+    context = _Context()
+    try:
+        if raw:
+            return asyncio.run(servicer.ReportExecutionsRaw(data, context))  # type: ignore[arg-type]
+        request = pb.ReportExecutionsRequest.FromString(data)
+        return asyncio.run(servicer.ReportExecutions(request, context)).SerializeToString()  # type: ignore[arg-type]
+    except _Aborted:
+        return f"{context.code}: {context.details}"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    reports=st.lists(_executions(), min_size=1, max_size=3),
+    packed=st.booleans(),
+    unknown=st.integers(0, 2),
+    sink=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
+def test_raw_report_executions_answers_like_protobuf(reports, packed, unknown, sink, seed) -> None:
+    """ReportExecutions on bytes (numba parse, ids as spans with their keys) against the protobuf
+    handler: same replies, errors, state and write-behind records."""
+    engines = _engine(2, sink), _engine(2, sink)
+    raw, ref = (RiskServicer(e) for e in engines)
+    ids = [f"o{i}" for i in range(12)]
+    for eng in engines:
+        eng.check_orders(ids, ["A"] * 12, ["T"] * 12, [1] * 12, [2.0] * 12, [0.0] * 12, now=1.0)
+    for cols in reports:
+        data = _encode_executions(cols, packed, unknown, seed)
+        assert _report(raw, data, True) == _report(ref, data, False)
+    assert engines[0].stats() == engines[1].stats()
+    if sink:
+        assert [_canon(c) for c in engines[0].sink.changes] == [_canon(c) for c in engines[1].sink.changes]  # type: ignore[union-attr]
+
+
+def test_raw_report_executions_malformed_is_invalid_argument() -> None:
+    context = _Context()
+    with pytest.raises(_Aborted):
+        asyncio.run(RiskServicer(_engine(0, False)).ReportExecutionsRaw(b"\x0a\x05ab", context))  # type: ignore[arg-type]
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and "malformed" in context.details
+
+
+def test_a_column_longer_than_the_first_guess_is_walked_again() -> None:
+    """The parser sizes its arrays for equally long columns; a lopsided request still parses whole."""
+    cols = {
+        "client_order_id": [str(i) for i in range(300)],
+        "account": ["A"],
+        "symbol": [],
+        "side": [],
+        "quantity": [],
+        "price": [2.0] * 40,
+    }
+    buf = np.frombuffer(_encode(cols, True, 0, False, 9), np.uint8)
+    status, counts, off, length, keys, _, _, px = wire.parse_check_orders(buf, wire.SEED)
+    assert status == wire.OK and counts.tolist() == [300, 1, 0, 0, 0, 40]
+    assert [buf[o : o + n].tobytes().decode() for o, n in zip(off[0], length[0], strict=True)] == cols[
+        "client_order_id"
+    ]
+    assert keys.tolist() == wire.hash_strs(cols["client_order_id"]).tolist() and px.tolist() == [2.0] * 40
+    execs = pb.ReportExecutionsRequest(client_order_id=[""] * 500, type=[2]).SerializeToString()
+    status, counts, *_ = wire.parse_executions(np.frombuffer(execs, np.uint8), wire.SEED)
+    assert status == wire.OK and counts.tolist() == [500, 1, 0, 0]

@@ -129,8 +129,11 @@ class Violations:
         return int(self.order_index.shape[0])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CheckOutcome:
+    """What a checked batch got (not frozen: a frozen dataclass's __init__ sets each field through
+    object.__setattr__, 0.6 us where a stream message's whole check takes a few)."""
+
     accepted: np.ndarray  # bool
     reject_mask: np.ndarray  # uint32
     violations: Violations
@@ -181,28 +184,6 @@ def _hash_ids(ids: Sequence[str]) -> np.ndarray:
 def _hash_id(client_order_id: str) -> int:
     """_hash_ids for one id."""
     return wire.hash_bytes(client_order_id.encode("utf-8", "surrogatepass"))
-
-
-class _Spans:
-    """Strs decoded on access from (offset, length) spans of a request buffer (ASCII, see wire)."""
-
-    __slots__ = ("_data", "_len", "_off")
-
-    def __init__(self, data: bytes, off: np.ndarray, length: np.ndarray) -> None:
-        self._data, self._off, self._len = data, off, length
-
-    def __len__(self) -> int:
-        return int(self._off.shape[0])
-
-    def __getitem__(self, i: int) -> str:
-        o = int(self._off[i])
-        return self._data[o : o + int(self._len[i])].decode()
-
-    def __iter__(self):
-        data = self._data
-        return iter(
-            [data[o : o + ln].decode() for o, ln in zip(self._off.tolist(), self._len.tolist(), strict=True)]
-        )
 
 
 def _bad_names(names: Sequence[str]) -> np.ndarray:
@@ -259,6 +240,15 @@ def _read_only(arr: np.ndarray) -> np.ndarray:
 # Write-behind rows one checked order can produce, at most: an accepted order is one OrdersAccepted
 # row plus a warning per kind (<= 9); a rejected one is a CheckEvents row per failing check (<= 13).
 _CHECK_ROWS_PER_ORDER = L.MAX_VIOLATIONS_PER_ORDER
+# kernel.layout's columns for wire.order_rows (oi: account, symbol, side, key; of: quantity, price)
+# and wire.violation_columns (order, check, limit, warning); unsigned, so numba need not wrap them.
+_IN_COLUMNS = np.array(
+    [L.IN_ACCOUNT, L.IN_SYMBOL, L.IN_SIDE, L.IN_KEY, L.IN_QTY, L.IN_PRICE], dtype=np.uint64
+)
+_V_COLUMNS = np.array([L.V_ORDER, L.V_CHECK, L.V_LIMIT, L.V_WARNING], dtype=np.uint64)
+# check_orders_wire tries the one-order parser on requests up to this size (one order with three
+# 128-character names is ~420 bytes).
+_ONE_ORDER_BYTES = 512
 # Free slots put on the free stack at a time (bounded so topping up never stalls the event loop).
 _SLOT_STEP = 65_536
 # Shared, read-only parts of the commonest outcome: one order accepted without warnings.
@@ -422,20 +412,38 @@ class Engine:
         if n and sid.min() < 0:
             self.symbols.intern_many(symbol, sid)
             self._fit_symbols()
-        return self._check_columns(
-            n, aid, sid, side, _hash_ids(client_order_id), _bad_names(client_order_id),
-            quantity, price, now, client_order_id, account, symbol,
-        )  # fmt: skip
+        oi = np.empty((n, L.IN_I_FIELDS), dtype=np.int64)
+        oi[:, L.IN_ACCOUNT] = aid
+        oi[:, L.IN_SYMBOL] = sid
+        oi[:, L.IN_SIDE] = side
+        oi[:, L.IN_KEY] = _hash_ids(client_order_id)
+        bad_id = _bad_names(client_order_id)
+        if bad_id.any():
+            oi[bad_id, L.IN_ACCOUNT] = -1
+        of = np.empty((n, L.IN_F_FIELDS), dtype=np.float64)
+        of[:, L.IN_QTY] = quantity
+        of[:, L.IN_PRICE] = price
+        return self._check_columns(oi, of, aid, sid, now, client_order_id, account, symbol)
 
     def check_orders_wire(self, data: bytes, now: float | None = None) -> CheckOutcome | None:
         """check_orders on a serialized CheckOrdersRequest, without building Python strs.
 
         Returns None when the request needs protobuf's parser (see kernel.wire: non-ASCII
         strings, a repeated ``orders`` field, malformed bytes): the caller then decodes it and
-        calls check_orders, which gives the same outcome.
+        calls check_orders, which gives the same outcome. A request of one order (a stream
+        message) is parsed to scalars and takes _check_one.
         """
+        if len(data) <= _ONE_ORDER_BYTES:
+            status, key, io, il, ao, al, so, sl, side1, qty, px = wire.parse_one(data, wire.SEED)
+            if status == wire.OK:
+                text = data.decode("latin-1")  # ASCII spans: one decode, then str slices
+                return self._check_one(
+                    text[io : io + il], text[ao : ao + al], text[so : so + sl], side1, qty, px, now, key
+                )
+            if status == wire.FALLBACK:
+                return None
         buf = np.frombuffer(data, dtype=np.uint8)
-        status, counts, off, length, side, quantity, price = wire.parse_check_orders(buf)
+        status, counts, off, length, keys, side, quantity, price = wire.parse_check_orders(buf, wire.SEED)
         if status != wire.OK:
             return None
         c = counts.tolist()
@@ -455,17 +463,16 @@ class Engine:
         self._fit_accounts()
         sid = self._wire_ids(self.symbols, data, buf, off[2], length[2], n)
         self._fit_symbols()
-        id_off, id_len = off[0], length[0]
-        bad_id = (id_len == 0) | (id_len > MAX_NAME_LEN)  # ASCII only: bytes == characters
+        oi = np.empty((n, L.IN_I_FIELDS), dtype=np.int64)
+        of = np.empty((n, L.IN_F_FIELDS), dtype=np.float64)
+        # ASCII only, so an id's length in bytes is its length in characters
+        wire.order_rows(oi, of, _IN_COLUMNS, aid, sid, side, keys, length[0], quantity, price, MAX_NAME_LEN)
         ids = accounts = symbols = None
         if self.sink is not None:
-            ids = _Spans(data, id_off, id_len)
-            accounts = _Spans(data, off[1], length[1])
-            symbols = _Spans(data, off[2], length[2])
-        return self._check_columns(
-            n, aid, sid, side, wire.hash_spans(buf, id_off, id_len, wire.SEED), bad_id,
-            quantity, price, now, ids, accounts, symbols,
-        )  # fmt: skip
+            ids = wire.Utf8Spans(data, off[0], length[0], keys)
+            accounts = wire.Utf8Spans(data, off[1], length[1])
+            symbols = wire.Utf8Spans(data, off[2], length[2])
+        return self._check_columns(oi, of, aid, sid, now, ids, accounts, symbols)
 
     def _wire_ids(self, interner: Interner, data: bytes, buf, off, length, n: int) -> np.ndarray:
         """Ids of the names at the spans; unknown ones are decoded and interned (the slow path)."""
@@ -476,19 +483,9 @@ class Engine:
                 ids[i] = interner.intern(data[o : o + int(length[i])].decode())
         return ids
 
-    def _check_columns(
-        self, n, aid, sid, side, keys, bad_id, quantity, price, now, client_order_id, account, symbol
-    ) -> CheckOutcome:
-        oi = np.empty((n, L.IN_I_FIELDS), dtype=np.int64)
-        oi[:, L.IN_ACCOUNT] = aid
-        oi[:, L.IN_SYMBOL] = sid
-        oi[:, L.IN_SIDE] = side
-        oi[:, L.IN_KEY] = keys
-        if bad_id.any():
-            oi[bad_id, L.IN_ACCOUNT] = -1
-        of = np.empty((n, L.IN_F_FIELDS), dtype=np.float64)
-        of[:, L.IN_QTY] = quantity
-        of[:, L.IN_PRICE] = price
+    def _check_columns(self, oi, of, aid, sid, now, client_order_id, account, symbol) -> CheckOutcome:
+        """Run the check kernel on a batch's input rows (oi, of) and collect its outcome."""
+        n = oi.shape[0]
         self._fit_books(n)
         self._fit_slots(n)
         mask = np.empty(n, dtype=np.uint32)
@@ -502,12 +499,21 @@ class Engine:
         return CheckOutcome(accepted, mask, violations, self._state_version)
 
     def _check_one(
-        self, client_order_id: str, account: str, symbol: str, side: int, qty: float, price: float, now
+        self,
+        client_order_id: str,
+        account: str,
+        symbol: str,
+        side: int,
+        qty: float,
+        price: float,
+        now: float | None,
+        key: int | None = None,
     ) -> CheckOutcome:
         """check_orders for one order: the same kernel on reused one-row arrays, no per-column numpy.
 
         A single-order RPC is latency-bound; the batch path's fixed cost (a dozen small numpy
-        allocations and vectorised passes) is most of its time, so this path skips them.
+        allocations and vectorised passes) is most of its time, so this path skips them. ``key``:
+        the id's hash when the caller has it (check_orders_wire hashes it while parsing).
         """
         self._require_room(_CHECK_ROWS_PER_ORDER)
         a = self.accounts.get(account)
@@ -525,7 +531,7 @@ class Engine:
         oi[0, L.IN_ACCOUNT] = a
         oi[0, L.IN_SYMBOL] = sy
         oi[0, L.IN_SIDE] = side
-        oi[0, L.IN_KEY] = _hash_id(client_order_id)
+        oi[0, L.IN_KEY] = _hash_id(client_order_id) if key is None else key
         of = one.of
         of[0, L.IN_QTY] = qty
         of[0, L.IN_PRICE] = price
@@ -568,21 +574,11 @@ class Engine:
         return one.batch_vi, one.batch_vf
 
     def _violations(self, vi: np.ndarray, vf: np.ndarray, nv: int) -> Violations:
-        """Copy the kernel's first nv violation rows out of the (reused) buffers."""
-        vi = vi[:nv]
-        limit_index = vi[:, L.V_LIMIT]
-        threshold = vf[:nv, 1].copy()
-        capacity = limit_index == L.LIMIT_CAPACITY
-        if capacity.any():
-            threshold[capacity] = self.config.max_open_orders
-        return Violations(
-            order_index=vi[:, L.V_ORDER].astype(np.uint32),
-            check=vi[:, L.V_CHECK].astype(np.int32),
-            limit_id=self._limits.limit_ids(limit_index),
-            observed=vf[:nv, 0].copy(),
-            threshold=threshold,
-            warning=vi[:, L.V_WARNING].astype(bool),
+        """Copy the kernel's first nv violation rows out of the (reused) buffers (one numba pass)."""
+        order, check, limit, observed, threshold, warning = wire.violation_columns(
+            vi, vf, nv, _V_COLUMNS, L.LIMIT_CAPACITY, float(self.config.max_open_orders)
         )
+        return Violations(order, check, self._limits.limit_ids(limit), observed, threshold, warning)
 
     def _emit_checks(
         self, ids, accounts, symbols, aid, sid, oi, of, accepted, violations: Violations

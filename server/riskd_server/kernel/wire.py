@@ -1,18 +1,26 @@
-"""CheckOrdersRequest wire bytes -> order columns, and the 64-bit key of a name's UTF-8 bytes.
+"""riskd.v1 wire bytes <-> columns for the hot RPCs, and the 64-bit key of a name's UTF-8 bytes.
 
-The CheckOrders handler receives the serialized request and parses it here instead of building a
-protobuf message (whose repeated strings become one Python str per access): ids, accounts and
-symbols stay (offset, length) spans into the request buffer, ids are hashed to their order-table
-key and names are looked up in a byte-verified numba index beside each Interner.
+The CheckOrders, CheckOrderStream and ReportExecutions handlers receive serialized requests and
+parse them here instead of building protobuf messages (whose repeated strings become one Python str
+per access): ids, accounts and symbols stay (offset, length) spans into the request buffer, ids are
+hashed to their order-table key while parsed and names are looked up in a byte-verified numba index
+beside each Interner. A one-order request (a stream message) parses to scalars (``parse_one``).
+Replies are encoded here too (``encode_check_response``, ``join_pieces``).
 
-Anything this parser does not handle exactly like upb (a non-ASCII string, which upb must
+Anything the parser does not handle exactly like upb (a non-ASCII string, which upb must
 UTF-8-validate; a repeated top-level ``orders`` field, which protobuf merges; groups, a bad field
 number, a truncated or overlong field) makes it return ``FALLBACK``: the caller then parses the
 request with protobuf, which either handles it or raises the same error it always did.
 
-Wire format (riskd.v1): CheckOrdersRequest.orders = 1 (OrderBatch). OrderBatch: client_order_id=1,
-account=2, symbol=3 (repeated string), side=4 (repeated enum), quantity=5, price=6 (repeated
-double); the numeric fields may come packed or unpacked (proto3 parsers accept both).
+Wire format (riskd.v1): CheckOrdersRequest.orders = 1 (OrderBatch; CheckOrderStreamRequest is the
+same). OrderBatch: client_order_id=1, account=2, symbol=3 (repeated string), side=4 (repeated
+enum), quantity=5, price=6 (repeated double). ReportExecutionsRequest: client_order_id=1, type=2,
+quantity=3, price=4. Numeric fields may come packed or unpacked (proto3 parsers accept both).
+
+Loops here index with unsigned or loop-counter values and take array arguments only in their own
+body or in straight-line inlined helpers: numba wraps a signed index that may be negative (a compare
+per access, which also keeps LLVM from merging byte loads into words) and reference-counts an array
+passed to an inlined helper that branches (atomic operations, ~8 ns a call).
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import os
 import numpy as np
 from numba import njit
 
-from ._hashtable import EMPTY, ht_find, ht_put
+from ._hashtable import EMPTY, ht_bucket, ht_find, ht_put
+from ._prefetch import prefetch
 
 OK = 0
 FALLBACK = 1
@@ -37,7 +46,9 @@ _P4 = np.uint64(0x85EBCA77C2B2AE63)
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _U0 = np.uint64(0)
+_U1, _U2, _U3, _U4, _U5, _U6, _U7 = (np.uint64(k) for k in range(1, 8))
 _U8 = np.uint64(8)
+_U16, _U24, _U32, _U40, _U48, _U56 = (np.uint64(k) for k in range(16, 64, 8))
 _U23 = np.uint64(23)
 _U27 = np.uint64(27)
 _U31 = np.uint64(31)
@@ -53,31 +64,8 @@ def _rotl(x: np.uint64, r: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _load64(buf: np.ndarray, pos: np.int64, count: np.int64) -> np.uint64:
-    """count (<= 8) bytes at pos as a little-endian integer."""
-    w = _U0
-    for j in range(count):
-        w |= np.uint64(buf[pos + j]) << np.uint64(8 * j)
-    return w
-
-
-@njit(cache=True, nogil=True)
-def hash_span(buf: np.ndarray, start: np.int64, length: np.int64, seed: np.uint64) -> np.int64:
-    """Salted 64-bit hash of buf[start:start+length] (xxh64-style rounds, murmur3 finaliser).
-
-    Never returns EMPTY (the tables' free-bucket key).
-    """
-    h = seed ^ (np.uint64(length) * _P1)
-    i = 0
-    while i + 8 <= length:
-        w = _load64(buf, start + i, 8)
-        h ^= _rotl(w * _P2, _U31) * _P1
-        h = _rotl(h, _U27) * _P1 + _P4
-        i += 8
-    if i < length:
-        w = _load64(buf, start + i, length - i)
-        h ^= w * _P1
-        h = _rotl(h, _U23) * _P2 + _P3
+def _finish(h: np.uint64) -> np.int64:
+    """murmur3's finaliser; never EMPTY (the tables' free-bucket key)."""
     h ^= h >> _U33
     h *= _M1
     h ^= h >> _U33
@@ -85,6 +73,69 @@ def hash_span(buf: np.ndarray, start: np.int64, length: np.int64, seed: np.uint6
     h ^= h >> _U33
     key = np.int64(h)
     return key if key != EMPTY else np.int64(1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _byte(buf: np.ndarray, p: np.int64) -> np.uint8:
+    """buf[p] through an unsigned index (see _word)."""
+    return buf[np.uint64(p)]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _word(buf: np.ndarray, p: np.int64) -> np.uint64:
+    """buf[p:p + 8] as a little-endian word, in one load.
+
+    Straight-line (numba reference-counts an array passed to an inlined helper that branches) and
+    indexed unsigned: a signed index is wrapped around if negative, a compare per byte that keeps
+    LLVM from merging the eight loads (20x slower a word).
+    """
+    u = np.uint64(p)
+    return (
+        np.uint64(buf[u])
+        | np.uint64(buf[u + _U1]) << _U8
+        | np.uint64(buf[u + _U2]) << _U16
+        | np.uint64(buf[u + _U3]) << _U24
+        | np.uint64(buf[u + _U4]) << _U32
+        | np.uint64(buf[u + _U5]) << _U40
+        | np.uint64(buf[u + _U6]) << _U48
+        | np.uint64(buf[u + _U7]) << _U56
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(h: np.uint64, w: np.uint64) -> np.uint64:
+    """One full 8-byte word into the hash state."""
+    h ^= _rotl(w * _P2, _U31) * _P1
+    return _rotl(h, _U27) * _P1 + _P4
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix_tail(h: np.uint64, w: np.uint64) -> np.uint64:
+    """The last 1..7 bytes (little-endian in w) into the hash state."""
+    h ^= w * _P1
+    return _rotl(h, _U23) * _P2 + _P3
+
+
+@njit(cache=True, nogil=True)
+def hash_span(buf: np.ndarray, start: np.int64, length: np.int64, seed: np.uint64) -> np.int64:
+    """Salted 64-bit hash of buf[start:start+length] (xxh64-style rounds, murmur3 finaliser).
+
+    Never returns EMPTY (the tables' free-bucket key). The hot loops (_walk, lookup_names) repeat
+    its byte loads inline: numba reference-counts an array passed to an inlined helper that
+    branches, and a call per name costs as much as the hash.
+    """
+    h = seed ^ (np.uint64(length) * _P1)
+    p = start
+    end = start + length
+    while p + 8 <= end:
+        h = _mix(h, _word(buf, p))
+        p += 8
+    if p < end:
+        w = _U0
+        for j in range(end - p):
+            w |= np.uint64(buf[np.uint64(p + j)]) << np.uint64(8 * j)
+        h = _mix_tail(h, w)
+    return _finish(h)
 
 
 @njit(cache=True, nogil=True)
@@ -103,35 +154,88 @@ def hash_bytes(data: bytes) -> int:
     return int(hash_span(buf, 0, buf.shape[0], SEED))
 
 
-def hash_strs(names) -> np.ndarray:
-    """Keys of strs: their UTF-8 bytes joined into one buffer and hashed in one kernel call.
+def utf8_spans(strs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(buf, off, length): strs as UTF-8 in one buffer, str i at buf[off[i]:off[i] + length[i]].
 
-    All-ASCII input (the common case) is joined and encoded once, its lengths in characters being
-    its lengths in bytes; otherwise each str is encoded on its own.
+    Joined with NULs, encoded once and split where the NULs are (UTF-8 has no other zero byte),
+    with no Python step per str (10,000 ids, spans and hashes: 470 -> 290 us); only when a str
+    holds a NUL itself is each one encoded on its own.
     """
-    n = len(names)
-    joined = "".join(names)
-    data = joined.encode("utf-8", "surrogatepass")
-    if len(data) == len(joined):
-        length = np.fromiter(map(len, names), dtype=np.int64, count=n)
+    n = len(strs)
+    if not n:
+        return np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    buf = np.frombuffer("\0".join(strs).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    end = np.flatnonzero(buf == 0)
+    if end.shape[0] == n - 1:  # no str holds a NUL
+        end = np.append(end, buf.shape[0])
     else:
-        enc = [s.encode("utf-8", "surrogatepass") for s in names]
-        length = np.fromiter(map(len, enc), dtype=np.int64, count=n)
-        data = b"".join(enc)
+        enc = [s.encode("utf-8", "surrogatepass") for s in strs]
+        buf = np.frombuffer(b"\0".join(enc), dtype=np.uint8)
+        end = np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=n) + 1) - 1
     off = np.zeros(n, dtype=np.int64)
-    if n > 1:
-        np.cumsum(length[:-1], out=off[1:])
-    return hash_spans(np.frombuffer(data, dtype=np.uint8), off, length, SEED)
+    off[1:] = end[:-1] + 1
+    return buf, off, end - off
+
+
+class Utf8Spans:
+    """Strs held as (offset, length) spans of a request's bytes (ASCII, checked by the parser) and
+    decoded only when read; ``keys``, when given, are their hash_strs keys.
+
+    Stands in for a list of ids or names the engine may never read as strs: without a write-behind
+    sink it only counts and hashes them, and hash_strs takes the keys from here (10,000 cancel ids:
+    decode, list and hash 900 -> 0 us; the parse that found them hashed them).
+    """
+
+    __slots__ = ("_data", "_len", "_off", "keys")
+
+    def __init__(
+        self, data: bytes, off: np.ndarray, length: np.ndarray, keys: np.ndarray | None = None
+    ) -> None:
+        self._data, self._off, self._len, self.keys = data, off, length, keys
+
+    def __len__(self) -> int:
+        return int(self._off.shape[0])
+
+    def __getitem__(self, i: int) -> str:
+        o = int(self._off[i])
+        return self._data[o : o + int(self._len[i])].decode()
+
+    def __iter__(self):
+        data = self._data
+        return iter(
+            [data[o : o + ln].decode() for o, ln in zip(self._off.tolist(), self._len.tolist(), strict=True)]
+        )
+
+
+def hash_strs(names) -> np.ndarray:
+    """Keys of strs: their UTF-8 bytes in one buffer, hashed in one kernel call (or, for
+    Utf8Spans, the keys the parser computed)."""
+    if isinstance(names, Utf8Spans):
+        if names.keys is None:
+            names.keys = hash_spans(np.frombuffer(names._data, dtype=np.uint8), names._off, names._len, SEED)
+        return names.keys
+    return hash_spans(*utf8_spans(names), SEED)
 
 
 # ---------------------------------------------------------------------------------------- parser
 
+MANY = 2  # parse_one: a well-formed request that is not exactly one ASCII order
+# No order (execution) takes fewer bytes: six (four) fields, empty strings, packed numbers. The
+# first guess at the column lengths, right for any request whose columns are equally long, so it is
+# walked once.
+_MIN_ORDER_BYTES = 23
+_MIN_EXECUTION_BYTES = 19
+_HIGH = np.uint64(0x8080808080808080)
+_TAG_MAX = np.uint64(0xFFFFFFFF)
 
-@njit(cache=True, nogil=True, inline="always")
+
+@njit(cache=True, nogil=True)
 def _varint(buf: np.ndarray, pos: np.int64, end: np.int64) -> tuple[np.uint64, np.int64]:
-    """(value, position after it); position -1 if truncated or longer than 10 bytes."""
-    if pos < end and buf[pos] < 0x80:  # one byte: tags, lengths, enums (most varints here)
-        return np.uint64(buf[pos]), pos + 1
+    """(value, position after it); position -1 if truncated or longer than 10 bytes.
+
+    The walkers decode one-byte varints (tags, lengths, enums) themselves and call this only for
+    longer ones: a call, or an inlined helper that takes an array, costs ~8 ns a field.
+    """
     result = _U0
     shift = 0
     while pos < end:
@@ -168,14 +272,14 @@ def _skip(buf: np.ndarray, pos: np.int64, end: np.int64, wire_type: np.int64) ->
 @njit(cache=True, nogil=True)
 def _batch_span(buf: np.ndarray) -> tuple[np.int64, np.int64, np.int64]:
     """(status, start, end) of the OrderBatch inside a CheckOrdersRequest."""
-    end = buf.shape[0]
+    end = len(buf)
     pos = np.int64(0)
     start = np.int64(0)
     stop = np.int64(0)
     seen = 0
     while pos < end:
         tag, pos = _varint(buf, pos, end)
-        if pos < 0 or (tag >> np.uint64(3)) == _U0 or tag > np.uint64(0xFFFFFFFF):
+        if pos < 0 or (tag >> np.uint64(3)) == _U0 or tag > _TAG_MAX:
             return FALLBACK, start, stop
         field = np.int64(tag >> np.uint64(3))
         wt = np.int64(tag & np.uint64(7))
@@ -197,82 +301,107 @@ def _batch_span(buf: np.ndarray) -> tuple[np.int64, np.int64, np.int64]:
 
 
 @njit(cache=True, nogil=True)
-def _walk(buf, start, stop, counts, str_off, str_len, side, qty, px, fill):
-    """One pass over an OrderBatch: count the elements of each column, and store them if fill.
+def _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num) -> np.int64:
+    """One pass over buf[start:stop]: every column's length into counts, elements while they fit.
 
-    counts: int64[6] (ids, accounts, symbols, sides, quantities, prices). Returns the status.
+    The message's fields are s repeated strings (s = str_off.shape[0]), then a repeated enum and two
+    repeated doubles: OrderBatch (ids, accounts, symbols, sides, quantities, prices; s = 3) and
+    ReportExecutionsRequest (ids, types, quantities, prices; s = 1). counts: int64[s + 3]. Strings
+    are checked to be ASCII (else FALLBACK) and stored as spans, field 1 also as its keys; the enum
+    goes to side, the doubles to num[0], num[1]. Elements past the arrays' capacity are counted,
+    checked and dropped (the caller walks again with room). Returns the status.
     """
+    cap = keys.shape[0]
+    ns = str_off.shape[0]
+    bits = num.view(np.uint64)
     pos = start
-    f64 = np.empty(1, dtype=np.uint64)
-    as_f64 = f64.view(np.float64)
     while pos < stop:
-        tag, pos = _varint(buf, pos, stop)
-        if pos < 0 or (tag >> np.uint64(3)) == _U0 or tag > np.uint64(0xFFFFFFFF):
-            return FALLBACK
+        b = _byte(buf, pos)
+        if b < 0x80:
+            tag = np.uint64(b)
+            pos += 1
+        else:
+            tag, pos = _varint(buf, pos, stop)
+            if pos < 0 or tag > _TAG_MAX:
+                return FALLBACK
         field = np.int64(tag >> np.uint64(3))
         wt = np.int64(tag & np.uint64(7))
-        if 1 <= field <= 3 and wt == 2:
-            ln, pos = _varint(buf, pos, stop)
-            if pos < 0 or ln > np.uint64(stop - pos):
-                return FALLBACK
-            col = field - 1
-            k = counts[col]
-            if fill:
-                length = np.int64(ln)
-                high = np.uint8(0)
-                for j in range(pos, pos + length):
-                    high |= buf[j]
-                if high >= 0x80:
+        if field == 0:
+            return FALLBACK
+        if field <= ns + 3 and (wt == 2 or (field == ns + 1 and wt == 0) or (field > ns + 1 and wt == 1)):
+            if wt == 2:
+                if pos < stop and _byte(buf, pos) < 0x80:
+                    ln = np.int64(_byte(buf, pos))
+                    pos += 1
+                else:
+                    ln64, pos = _varint(buf, pos, stop)
+                    if pos < 0 or ln64 > np.uint64(stop - pos):
+                        return FALLBACK
+                    ln = np.int64(ln64)
+                if ln > stop - pos:
+                    return FALLBACK
+            else:
+                ln = np.int64(0)
+            k = counts[field - 1]
+            if field <= ns:
+                high = _U0
+                h = seed ^ (np.uint64(ln) * _P1)
+                p = pos
+                e = pos + ln
+                while p + 8 <= e:  # hash_span's loop, plus the ASCII check (ids are hashed here)
+                    w = _word(buf, p)
+                    high |= w
+                    if field == 1:
+                        h = _mix(h, w)
+                    p += 8
+                if p < e:
+                    w = _U0
+                    for j in range(e - p):
+                        w |= np.uint64(buf[np.uint64(p + j)]) << np.uint64(8 * j)
+                    high |= w
+                    if field == 1:
+                        h = _mix_tail(h, w)
+                if high & _HIGH:
                     return FALLBACK  # non-ASCII: let upb validate the UTF-8
-                str_off[col, k] = pos
-                str_len[col, k] = length
-            counts[col] = k + 1
-            pos += np.int64(ln)
-        elif field == 4 and (wt == 0 or wt == 2):
-            if wt == 0:
-                v, pos = _varint(buf, pos, stop)
-                if pos < 0:
-                    return FALLBACK
-                if fill:
-                    side[counts[3]] = np.int64(np.int32(v & np.uint64(0xFFFFFFFF)))
-                counts[3] += 1
-            else:
-                ln, pos = _varint(buf, pos, stop)
-                if pos < 0 or ln > np.uint64(stop - pos):
-                    return FALLBACK
-                end = pos + np.int64(ln)
-                if not fill:  # each varint ends in the one byte of it below 0x80
-                    if end > pos and buf[end - 1] >= 0x80:
-                        return FALLBACK
-                    for j in range(pos, end):
-                        counts[3] += buf[j] < 0x80
-                    pos = end
+                if k < cap:
+                    str_off[field - 1, k] = pos
+                    str_len[field - 1, k] = ln
+                    if field == 1:
+                        keys[k] = _finish(h)
+                counts[field - 1] = k + 1
+                pos += ln
+            elif field == ns + 1:
+                if wt == 0 and pos >= stop:
+                    return FALLBACK  # a truncated varint
+                end = pos + ln if wt == 2 else stop
                 while pos < end:
-                    v, pos = _varint(buf, pos, end)
-                    if pos < 0:
-                        return FALLBACK
-                    if fill:
-                        side[counts[3]] = np.int64(np.int32(v & np.uint64(0xFFFFFFFF)))
-                    counts[3] += 1
-        elif (field == 5 or field == 6) and (wt == 1 or wt == 2):
-            col = field - 1
-            if wt == 1:
-                if pos + 8 > stop:
-                    return FALLBACK
-                m = 1
+                    b = _byte(buf, pos)
+                    if b < 0x80:
+                        v = np.uint64(b)
+                        pos += 1
+                    else:
+                        v, pos = _varint(buf, pos, end)
+                        if pos < 0:
+                            return FALLBACK
+                    if k < cap:
+                        side[k] = np.int64(np.int32(v & _TAG_MAX))
+                    k += 1
+                    if wt == 0:
+                        break
+                counts[ns] = k
             else:
-                ln, pos = _varint(buf, pos, stop)
-                if pos < 0 or ln > np.uint64(stop - pos) or ln % np.uint64(8) != _U0:
+                if wt == 1:
+                    if pos + 8 > stop:
+                        return FALLBACK
+                    ln = np.int64(8)
+                elif ln % 8:
                     return FALLBACK
-                m = np.int64(ln) // 8
-            if fill:
-                out = qty if field == 5 else px
-                k = counts[col]
-                for j in range(m):
-                    f64[0] = _load64(buf, pos + 8 * j, 8)
-                    out[k + j] = as_f64[0]
-            counts[col] += m
-            pos += 8 * m
+                row = field - ns - 2
+                m = ln // 8
+                for i in range(min(m, cap - k)):
+                    bits[row, k + i] = _word(buf, pos + 8 * i)
+                counts[field - 1] = k + m
+                pos += ln
         else:
             pos = _skip(buf, pos, stop, wt)
             if pos < 0:
@@ -281,33 +410,115 @@ def _walk(buf, start, stop, counts, str_off, str_len, side, qty, px, fill):
 
 
 @njit(cache=True, nogil=True)
-def parse_check_orders(buf: np.ndarray):
-    """CheckOrdersRequest bytes -> (status, counts[6], str_off[3, n], str_len[3, n], side, qty, px).
+def _parse(buf, seed, status, start, stop, ns, min_bytes):
+    """_walk over buf[start:stop] into arrays sized by a first guess, again if a column is longer.
+
+    Returns (status, counts, str_off[ns, n], str_len[ns, n], keys, enum, doubles 0, doubles 1) with
+    n the longest string column; on FALLBACK the counts are zero.
+    """
+    counts = np.zeros(ns + 3, dtype=np.int64)
+    cap = (stop - start) // min_bytes + 1
+    while True:
+        str_off = np.empty((ns, cap), dtype=np.int64)
+        str_len = np.empty((ns, cap), dtype=np.int64)
+        keys = np.empty(cap, dtype=np.int64)
+        side = np.empty(cap, dtype=np.int64)
+        num = np.empty((2, cap), dtype=np.float64)
+        if status == OK:
+            counts[:] = 0
+            status = _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num)
+        if status != OK or counts.max() <= cap:
+            break
+        cap = counts.max()  # unequal columns longer than the guess: walk again with room
+    if status != OK:
+        counts[:] = 0
+    n = counts[:ns].max()
+    return (
+        status, counts, str_off[:, :n], str_len[:, :n], keys[: counts[0]], side[: counts[ns]],
+        num[0, : counts[ns + 1]], num[1, : counts[ns + 2]],
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def parse_check_orders(buf: np.ndarray, seed: np.uint64):
+    """CheckOrdersRequest bytes -> (status, counts[6], str_off[3, n], str_len[3, n], keys, side, qty, px).
 
     counts are the per-column lengths (they may differ: the caller reports the mismatch); n is the
-    longest string column.
+    longest string column, keys[i] the hash_span key of id i.
+    """
+    status, start, stop = _batch_span(buf)
+    return _parse(buf, seed, status, start, stop, 3, _MIN_ORDER_BYTES)
+
+
+@njit(cache=True, nogil=True)
+def parse_executions(buf: np.ndarray, seed: np.uint64):
+    """ReportExecutionsRequest bytes -> (status, counts[4], id_off[1, n], id_len[1, n], keys, type,
+    quantity, price): like parse_check_orders, for the top-level message."""
+    return _parse(buf, seed, OK, 0, buf.shape[0], 1, _MIN_EXECUTION_BYTES)
+
+
+@njit(cache=True, nogil=True)
+def parse_one(buf: bytes, seed: np.uint64):
+    """A request (bytes, or a uint8 array) of exactly one ASCII order -> (OK, key, id span, account
+    span, symbol span, side, quantity, price) as scalars (a span is offset, length); status MANY or
+    FALLBACK otherwise.
+
+    The single-order stream path: scalars, not seven arrays to box and index from Python, and the
+    bytes themselves (a uint8 array view costs as much as the parse).
     """
     counts = np.zeros(6, dtype=np.int64)
-    str_off = np.empty((3, 0), dtype=np.int64)
-    str_len = np.empty((3, 0), dtype=np.int64)
-    side = np.empty(0, dtype=np.int64)
-    qty = np.empty(0, dtype=np.float64)
-    px = np.empty(0, dtype=np.float64)
+    str_off = np.zeros((3, 1), dtype=np.int64)
+    str_len = np.zeros((3, 1), dtype=np.int64)
+    keys = np.zeros(1, dtype=np.int64)
+    side = np.zeros(1, dtype=np.int64)
+    num = np.zeros((2, 1), dtype=np.float64)
     status, start, stop = _batch_span(buf)
-    if status != OK:
-        return status, counts, str_off, str_len, side, qty, px
-    status = _walk(buf, start, stop, counts, str_off, str_len, side, qty, px, False)
-    if status != OK:
-        return status, counts, str_off, str_len, side, qty, px
-    n = max(counts[0], counts[1], counts[2])
-    str_off = np.empty((3, n), dtype=np.int64)
-    str_len = np.empty((3, n), dtype=np.int64)
-    side = np.empty(counts[3], dtype=np.int64)
-    qty = np.empty(counts[4], dtype=np.float64)
-    px = np.empty(counts[5], dtype=np.float64)
-    counts[:] = 0
-    status = _walk(buf, start, stop, counts, str_off, str_len, side, qty, px, True)
-    return status, counts, str_off, str_len, side, qty, px
+    if status == OK:
+        status = _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num)
+    if status == OK and (counts != 1).any():
+        status = MANY
+    return (
+        status, keys[0], str_off[0, 0], str_len[0, 0], str_off[1, 0], str_len[1, 0],
+        str_off[2, 0], str_len[2, 0], side[0], num[0, 0], num[1, 0],
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def order_rows(oi, of, at, aid, sid, side, keys, id_len, quantity, price, max_len) -> None:
+    """Fill the check kernel's input rows from parsed columns, in one pass instead of a numpy
+    pass per column: oi[i, at[0..3]] = account id (-1 when the id is empty or longer than
+    max_len: the kernel rejects the order as invalid), symbol id, side, key; of[i, at[4..5]] =
+    quantity, price (at holds kernel.layout's IN_* columns)."""
+    for i in range(oi.shape[0]):
+        ok = 0 < id_len[i] <= max_len
+        oi[i, at[0]] = aid[i] if ok else -1
+        oi[i, at[1]] = sid[i]
+        oi[i, at[2]] = side[i]
+        oi[i, at[3]] = keys[i]
+        of[i, at[4]] = quantity[i]
+        of[i, at[5]] = price[i]
+
+
+@njit(cache=True, nogil=True)
+def violation_columns(vi, vf, nv, at, capacity, capacity_threshold):
+    """The check kernel's first nv violation rows as columns (order uint32, check int32, limit
+    index, observed, threshold, warning bool), copied out of its reused buffers in one pass; a
+    row whose limit is ``capacity`` reports capacity_threshold (at: the V_ORDER, V_CHECK, V_LIMIT,
+    V_WARNING columns)."""
+    order = np.empty(nv, dtype=np.uint32)
+    check = np.empty(nv, dtype=np.int32)
+    limit = np.empty(nv, dtype=np.int64)
+    observed = np.empty(nv, dtype=np.float64)
+    threshold = np.empty(nv, dtype=np.float64)
+    warning = np.empty(nv, dtype=np.bool_)
+    for k in range(nv):
+        order[k] = vi[k, at[0]]
+        check[k] = vi[k, at[1]]
+        limit[k] = vi[k, at[2]]
+        warning[k] = vi[k, at[3]] != 0
+        observed[k] = vf[k, 0]
+        threshold[k] = capacity_threshold if limit[k] == capacity else vf[k, 1]
+    return order, check, limit, observed, threshold, warning
 
 
 # ---------------------------------------------------------------------------------------- names
@@ -319,22 +530,56 @@ def lookup_names(buf, off, length, n, table, arena, arena_off, seed, out) -> np.
 
     The table maps a name's key to its id; the id's bytes in the arena are compared before the id
     is used, so a key collision can only send a name to the slow path, never to another id.
+    Each step runs over all names and prefetches what the next step reads (bucket, then the id's
+    arena offset, then its bytes), so a batch waits for its cache misses in parallel, not one by
+    one: 1,000 of 10,000 symbols with the tables out of cache 108 -> 28 us.
     """
+    mask = table.shape[0] - 1
+    offsets = arena_off.reshape((-1, 1))
+    chars = arena.reshape((-1, 1))
+    keys = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        h = seed ^ (np.uint64(length[i]) * _P1)
+        p = off[i]
+        end = p + length[i]
+        while p + 8 <= end:  # hash_span, inline
+            h = _mix(h, _word(buf, p))
+            p += 8
+        if p < end:
+            w = _U0
+            for j in range(end - p):
+                w |= np.uint64(buf[np.uint64(p + j)]) << np.uint64(8 * j)
+            h = _mix_tail(h, w)
+        keys[i] = _finish(h)
+        prefetch(table, ht_bucket(keys[i], mask), 0)
+    for i in range(n):
+        key = keys[i]
+        b = ht_bucket(key, mask)
+        v = np.int64(-1)
+        while table[b, 0] != EMPTY:
+            if table[b, 0] == key:
+                v = table[b, 1]
+                prefetch(offsets, v, 0)
+                break
+            b = (b + 1) & mask
+        out[i] = v
+    for i in range(n):
+        if out[i] >= 0:
+            prefetch(chars, arena_off[out[i]], 0)
     misses = 0
     for i in range(n):
-        o = off[i]
-        ln = length[i]
-        v = ht_find(table, hash_span(buf, o, ln, seed))
+        v = out[i]
         if v >= 0:
             a = arena_off[v]
+            ln = length[i]
             if arena_off[v + 1] - a == ln:
+                o = off[i]
                 same = True
                 for j in range(ln):
-                    if arena[a + j] != buf[o + j]:
+                    if arena[np.uint64(a + j)] != buf[np.uint64(o + j)]:
                         same = False
                         break
                 if same:
-                    out[i] = v
                     continue
         out[i] = -1
         misses += 1
@@ -349,3 +594,137 @@ def insert_names(table, arena, arena_off, first, last, seed) -> None:
         key = hash_span(arena, a, arena_off[v + 1] - a, seed)
         if ht_find(table, key) < 0:
             ht_put(table, key, v)
+
+
+# ---------------------------------------------------------------------------------------- replies
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _varint_len(v: np.uint64) -> np.int64:
+    n = 1
+    while v >= np.uint64(0x80):
+        v >>= np.uint64(7)
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _put_varint(out: np.ndarray, pos: np.int64, v: np.uint64) -> np.int64:
+    while v >= np.uint64(0x80):
+        out[pos] = np.uint8((v & np.uint64(0x7F)) | np.uint64(0x80))
+        v >>= np.uint64(7)
+        pos += 1
+    out[pos] = np.uint8(v)
+    return pos + 1
+
+
+@njit(cache=True, nogil=True)
+def _put_double(out: np.ndarray, pos: np.int64, tag: np.uint8, bits: np.uint64) -> np.int64:
+    out[pos] = tag
+    for j in range(8):
+        out[pos + 1 + j] = np.uint8((bits >> np.uint64(8 * j)) & np.uint64(0xFF))
+    return pos + 9
+
+
+@njit(cache=True, nogil=True)
+def encode_check_response(accepted, mask, order, check, limit_ids, observed, threshold, warning, version):
+    """A CheckOrdersResponse (or CheckOrderStreamResponse: same fields) as upb serializes it.
+
+    accepted bool[n], mask uint32[n]; violation columns order uint32, check int32, observed and
+    threshold float64, warning bool, and limit_ids: the ids' UTF-8 joined with NULs (bytes; no id
+    may hold a NUL). Proto3 rules: zero scalars and empty strings are left out, ``result`` always
+    present, fields in number order, a negative enum is ten bytes. Returns uint8[size].
+    """
+    n = accepted.shape[0]
+    nv = order.shape[0]
+    obs = observed.view(np.uint64)
+    thr = threshold.view(np.uint64)
+    mask_bytes = 0
+    for i in range(n):
+        mask_bytes += _varint_len(np.uint64(mask[i]))
+    body = np.empty(nv, dtype=np.int64)
+    lid_at = np.empty(nv + 1, dtype=np.int64)  # id k is limit_ids[lid_at[k]:lid_at[k + 1] - 1]
+    lid_at[0] = 0
+    size = 0
+    if n:
+        size += 1 + _varint_len(np.uint64(n)) + n + 1 + _varint_len(np.uint64(mask_bytes)) + mask_bytes
+    for k in range(nv):
+        end = lid_at[k]
+        while end < len(limit_ids) and limit_ids[end] != 0:
+            end += 1
+        lid_at[k + 1] = end + 1
+        ln = end - lid_at[k]
+        b = 0
+        if order[k]:
+            b += 1 + _varint_len(np.uint64(order[k]))
+        if check[k]:
+            b += 1 + _varint_len(np.uint64(np.int64(check[k])))
+        if ln:
+            b += 1 + _varint_len(np.uint64(ln)) + ln
+        b += 9 * np.int64(obs[k] != _U0) + 9 * np.int64(thr[k] != _U0) + 2 * np.int64(warning[k])
+        body[k] = b
+        size += 1 + _varint_len(np.uint64(b)) + b
+    if version:
+        size += 1 + _varint_len(np.uint64(version))
+    out = np.empty(1 + _varint_len(np.uint64(size)) + size, dtype=np.uint8)
+    out[0] = 0x0A
+    pos = _put_varint(out, 1, np.uint64(size))
+    if n:
+        out[pos] = 0x0A
+        pos = _put_varint(out, pos + 1, np.uint64(n))
+        for i in range(n):
+            out[pos + i] = accepted[i]
+        out[pos + n] = 0x12
+        pos = _put_varint(out, pos + n + 1, np.uint64(mask_bytes))
+        for i in range(n):
+            v = np.uint64(mask[i])
+            while v >= np.uint64(0x80):
+                out[pos] = np.uint8((v & np.uint64(0x7F)) | np.uint64(0x80))
+                v >>= np.uint64(7)
+                pos += 1
+            out[pos] = np.uint8(v)
+            pos += 1
+    for k in range(nv):
+        out[pos] = 0x1A
+        pos = _put_varint(out, pos + 1, np.uint64(body[k]))
+        if order[k]:
+            out[pos] = 0x08
+            pos = _put_varint(out, pos + 1, np.uint64(order[k]))
+        if check[k]:
+            out[pos] = 0x10
+            pos = _put_varint(out, pos + 1, np.uint64(np.int64(check[k])))
+        a = lid_at[k]
+        ln = lid_at[k + 1] - 1 - a
+        if ln:
+            out[pos] = 0x1A
+            pos = _put_varint(out, pos + 1, np.uint64(ln))
+            for j in range(ln):
+                out[pos + j] = limit_ids[a + j]
+            pos += ln
+        if obs[k] != _U0:
+            pos = _put_double(out, pos, np.uint8(0x21), obs[k])
+        if thr[k] != _U0:
+            pos = _put_double(out, pos, np.uint8(0x29), thr[k])
+        if warning[k]:
+            out[pos] = 0x30
+            out[pos + 1] = 1
+            pos += 2
+    if version:
+        out[pos] = 0x20
+        pos = _put_varint(out, pos + 1, np.uint64(version))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def join_pieces(pieces: np.ndarray, bounds: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """pieces[bounds[c]:bounds[c + 1]] for each c in codes, concatenated (prepared reply fields)."""
+    size = 0
+    for c in codes:
+        size += bounds[c + 1] - bounds[c]
+    out = np.empty(size, dtype=np.uint8)
+    pos = 0
+    for c in codes:
+        for j in range(bounds[c], bounds[c + 1]):
+            out[pos] = pieces[j]
+            pos += 1
+    return out
