@@ -155,15 +155,17 @@ class _Arrays:
 
     The order arrays (ordf, ordi, ord_ht, free, ring) are allocated once at the configured bound,
     so the event loop never stops to copy or rehash them, and written in full at construction
-    (``_resident``) so every page is mapped before the first order. Book rows are 64-byte aligned
-    (``_book_rows``). ``free`` is topped up from
-    ``ctr[C_SLOTS]`` (slots handed out so far) as the engine needs them.
+    (``_resident``) so every page is mapped before the first order. Book rows and order slots are
+    one 64-byte-aligned cache line each (``_aligned_rows``; ordf and ordi are two views of one
+    buffer, ``_order_slots``). ``free`` is topped up from ``ctr[C_SLOTS]`` (slots handed out so
+    far) as the engine needs them.
     """
 
     acct: np.ndarray
     sym: np.ndarray
     book_ht: np.ndarray
     book: np.ndarray
+    book_pair: np.ndarray
     ord_ht: np.ndarray
     ordf: np.ndarray
     ordi: np.ndarray
@@ -212,18 +214,36 @@ def _resident(shape: int | tuple[int, ...], dtype: type) -> np.ndarray:
     return np.full(shape, 0, dtype=dtype)
 
 
-def _book_rows(rows: int) -> np.ndarray:
-    """A zeroed float64[rows, B_FIELDS] book table whose rows start on 64-byte boundaries.
+def _aligned_rows(rows: int, dtype: type = np.float64) -> np.ndarray:
+    """A zeroed, resident [rows, 8] table of 8-byte values whose rows start on 64-byte boundaries.
 
-    A row is 128 bytes, two cache lines when aligned; numpy's allocation is only 16-byte aligned,
-    so a row would straddle three. The kernel loads one row per order, and its misses are what
-    bound it (it runs out of outstanding-miss slots, not bandwidth): aligning the rows measured
-    10.4 -> 12.5 M orders/s on bench/kernel_bench.py's kernel row.
+    A row is then exactly one cache line; numpy's allocation is only 16-byte aligned, so a row
+    would straddle two. The check kernel's cost is its cache misses (it runs out of outstanding-miss
+    slots, not bandwidth): aligning 128-byte book rows measured 10.4 -> 12.5 M orders/s on
+    bench/kernel_bench.py's kernel row, and one-line book rows and order slots (instead of two or
+    three lines each) see the README's benchmark figures.
     """
-    line = 64 // np.dtype(np.float64).itemsize
-    buf = _resident(rows * L.B_FIELDS + line, np.float64)
+    line = 64 // np.dtype(dtype).itemsize
+    buf = _resident(rows * line + line, dtype)
     skip = (-buf.ctypes.data % 64) // buf.itemsize
-    return buf[skip : skip + rows * L.B_FIELDS].reshape(rows, L.B_FIELDS)
+    return buf[skip : skip + rows * line].reshape(rows, line)
+
+
+def _book_rows(rows: int) -> np.ndarray:
+    """A zeroed float64[rows, B_FIELDS] book table, one aligned cache line per row."""
+    assert L.B_FIELDS == 8
+    return _aligned_rows(rows)
+
+
+def _order_slots(slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ordf, ordi): float64 and int64 views of one zeroed [slots, O_FIELDS] buffer, a line per slot.
+
+    One slot is one cache line to load and dirty per accepted order, instead of a float row and an
+    int row in two arrays.
+    """
+    assert L.O_FIELDS == 8
+    ordi = _aligned_rows(slots, np.int64)
+    return ordi.view(np.float64), ordi
 
 
 def _grow_rows(arr: np.ndarray, rows: int, fill: float | int) -> np.ndarray:
@@ -296,14 +316,16 @@ class Engine:
         self.accounts = Interner("account", cfg.max_accounts)
         self.symbols = Interner("symbol", cfg.max_symbols)
         self._max_slots = max_slots = cfg.max_open_orders + cfg.closed_order_retention
+        ordf, ordi = _order_slots(max_slots)
         s = _Arrays(
             acct=np.zeros((cfg.initial_accounts, L.A_FIELDS), dtype=np.float64),
             sym=np.full((cfg.initial_symbols, L.S_FIELDS), np.nan, dtype=np.float64),
             book_ht=ht_new(cfg.initial_books + 1),
             book=_book_rows(cfg.initial_books + 1),
+            book_pair=np.zeros((cfg.initial_books + 1, L.BP_FIELDS), dtype=np.int64),
             ord_ht=ht_new(max_slots),
-            ordf=_resident((max_slots, L.OF_FIELDS), np.float64),
-            ordi=_resident((max_slots, L.OI_FIELDS), np.int64),
+            ordf=ordf,
+            ordi=ordi,
             free=_resident(max_slots, np.int64),
             ring=_resident(cfg.closed_order_retention, np.int64),
         )
@@ -559,7 +581,7 @@ class Engine:
         if args is None:
             s, lb = self._s, self._limits
             args = self._kernel_state = (
-                s.acct, s.sym, s.book_ht, s.book, s.ord_ht, s.ordf, s.ordi, s.free, s.ctr,
+                s.acct, s.sym, s.book_ht, s.book, s.book_pair, s.ord_ht, s.ordf, s.ordi, s.free, s.ctr,
                 lb.exact, lb.table, lb.values, lb.version,
             )  # fmt: skip
         return args
@@ -651,6 +673,7 @@ class Engine:
             s.free,
             s.ring,
             s.book,
+            s.book_pair,
             s.acct,
             s.sym,
             s.ctr,
@@ -658,7 +681,7 @@ class Engine:
             slots,
         )
         if recompute:
-            recompute_position_exposure(s.acct, s.sym, s.book, s.ctr)
+            recompute_position_exposure(s.acct, s.sym, s.book, s.book_pair, s.ctr)
         applied = status <= L.X_LATE_FILL
         errors = _EXEC_MESSAGES[status]
         self._state_version += 1
@@ -699,15 +722,15 @@ class Engine:
         if fills.shape[0]:
             books = s.ordi[slots[fills], L.OI_BOOK]
             self._emit_books(books)
-            self._emit_marks(np.unique(s.book[books, L.B_SYMBOL].astype(np.int64)))
+            self._emit_marks(np.unique(s.book_pair[books, L.BP_SYMBOL]))
 
     def _emit_books(self, books: np.ndarray) -> None:
         s = self._s
         assert self.sink is not None
         self.sink.put(
             ch.PositionsChanged(
-                account=self.accounts.names_of(s.book[books, L.B_ACCOUNT].astype(np.int64)),
-                symbol=self.symbols.names_of(s.book[books, L.B_SYMBOL].astype(np.int64)),
+                account=self.accounts.names_of(s.book_pair[books, L.BP_ACCOUNT]),
+                symbol=self.symbols.names_of(s.book_pair[books, L.BP_SYMBOL]),
                 quantity=s.book[books, L.B_POS].copy(),
             )
         )
@@ -736,7 +759,7 @@ class Engine:
         sid = self._intern_all(self.symbols, symbol, "symbol")
         self._fit_symbols()
         set_prices(sid, px, self._s.sym)
-        recompute_position_exposure(self._s.acct, self._s.sym, self._s.book, self._s.ctr)
+        recompute_position_exposure(self._s.acct, self._s.sym, self._s.book, self._s.book_pair, self._s.ctr)
         self._state_version += 1
         if self.sink is not None and n:
             self._emit_marks(np.unique(sid))
@@ -760,8 +783,8 @@ class Engine:
         self._fit_books(n)
         books = np.empty(n, dtype=np.int64)
         s = self._s
-        load_positions(aid, sid, qty, s.book_ht, s.book, s.ctr, books)
-        recompute_position_exposure(s.acct, s.sym, s.book, s.ctr)
+        load_positions(aid, sid, qty, s.book_ht, s.book, s.book_pair, s.ctr, books)
+        recompute_position_exposure(s.acct, s.sym, s.book, s.book_pair, s.ctr)
         self._state_version += 1
         if self.sink is not None and n:
             self._emit_books(books)
@@ -880,7 +903,9 @@ class Engine:
                 self.load_positions(*zip(*snap.positions[i : i + step], strict=True))
             rows = [*snap.recent_closed, *snap.open_orders]
             self._restore_orders(rows, closed=len(snap.recent_closed))
-            recompute_position_exposure(self._s.acct, self._s.sym, self._s.book, self._s.ctr)
+            recompute_position_exposure(
+                self._s.acct, self._s.sym, self._s.book, self._s.book_pair, self._s.ctr
+            )
         finally:
             self.sink = sink
 
@@ -928,6 +953,7 @@ class Engine:
                 s.ring,
                 s.book_ht,
                 s.book,
+                s.book_pair,
                 s.acct,
                 s.ctr,
             )
@@ -981,9 +1007,11 @@ class Engine:
         if need <= s.book.shape[0] and 2 * need <= s.book_ht.shape[0]:
             return
         if need > s.book.shape[0]:
-            book = _book_rows(max(2 * s.book.shape[0], need))
+            rows = max(2 * s.book.shape[0], need)
+            book = _book_rows(rows)
             book[: s.book.shape[0]] = s.book
             s.book = book
+            s.book_pair = _grow_rows(s.book_pair, rows, 0)
         s.book_ht = ht_grow(s.book_ht, need)
         self._kernel_state = None
 
@@ -1008,11 +1036,9 @@ class Engine:
         """Enlarge the order arrays to max_slots (start-up only: recovery found more open orders)."""
         s = self._s
         used = int(s.ctr[L.C_SLOTS])
-        ordf = _resident((max_slots, L.OF_FIELDS), np.float64)
-        ordi = _resident((max_slots, L.OI_FIELDS), np.int64)
+        ordf, ordi = _order_slots(max_slots)
         free = _resident(max_slots, np.int64)
-        ordf[:used] = s.ordf[:used]
-        ordi[:used] = s.ordi[:used]
+        ordi[:used] = s.ordi[:used]  # both views: one buffer
         free[: int(s.ctr[L.C_FREE_TOP])] = s.free[: int(s.ctr[L.C_FREE_TOP])]
         s.ordf, s.ordi, s.free = ordf, ordi, free
         s.ord_ht = ht_grow(s.ord_ht, max_slots)

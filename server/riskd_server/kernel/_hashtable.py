@@ -39,6 +39,22 @@ def ht_find(table: np.ndarray, key: np.int64) -> np.int64:
 
 
 @njit(cache=True, nogil=True)
+def ht_slot(table: np.ndarray, key: np.int64) -> np.int64:
+    """The bucket holding key, or the empty bucket where ht_put would insert it.
+
+    Lets a caller test for a key and insert it later with one probe, provided nothing is inserted
+    into the table in between.
+    """
+    mask = table.shape[0] - 1
+    i = ht_bucket(key, mask)
+    while True:
+        k = table[i, 0]
+        if k == key or k == EMPTY:
+            return i
+        i = (i + 1) & mask
+
+
+@njit(cache=True, nogil=True)
 def ht_put(table: np.ndarray, key: np.int64, value: np.int64) -> None:
     """Insert or overwrite key."""
     mask = table.shape[0] - 1

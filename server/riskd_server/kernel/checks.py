@@ -9,10 +9,13 @@ Why it is shaped this way (see bench/kernel_bench.py for the figures):
 * Orders go through a software pipeline (``check_batch``): the hash buckets, book rows and order
   slots an order's check will touch are prefetched a few orders ahead, so their cache misses
   overlap instead of costing one DRAM round trip (~200 ns here) each; the checks run on cached rows.
-* The limit that applies to an (account, symbol) for each kind is resolved once per book and
-  limit-book version and cached in the book row (``B_LIM_TAG``): a check reads one row instead of
-  probing four tables per kind.
-* The row caches each kind's *report level* rather than the limit: the lowest observed value that
+* The limit that applies to an (account, symbol) for each kind is resolved once per limit-book
+  version and cached: the per-pair kinds (QTY, NOTIONAL, POSITION, COLLAR, RESTRICTED) in the book
+  row beside the position, the account-level kinds (GROSS, NET, ORDER_RATE, OPEN_ORDERS) in the
+  account row (``B_LIM_TAG``, ``A_LIM_TAG``). A book row is then exactly one cache line, and so is
+  an order slot: at 128-byte book rows and split order rows the kernel ran 12.3 M orders/s, at one
+  line each 15.2 M/s (bench/kernel_bench.py's kernel row, same run).
+* The rows cache each kind's *report level* rather than the limit: the lowest observed value that
   may breach or warn, i.e. min(threshold, warn_fraction * threshold), +inf when no limit of the
   kind applies, -inf for a restricted symbol. Almost every order breaches and warns on nothing, so
   the common path computes every kind's observed value unconditionally and ORs ``observed > level``
@@ -20,8 +23,12 @@ Why it is shaped this way (see bench/kernel_bench.py for the figures):
   per kind (each cost ~10 ns an order in mispredictions and dependent loads). Unevaluable kinds
   need no branch either: without a reference price p is NaN, so NOTIONAL/GROSS/NET observe NaN,
   which compares false, as does the collar's NaN when there is no mark or the order has no price.
-  Only a flagged order takes ``_report_limits``, which re-resolves its limits and emits the
-  violations in kind order with the exact thresholds and warn fractions of the limit table.
+  Only a flagged order takes ``_report_limits``, which re-resolves the limits of the kinds its
+  levels flag and emits the violations in kind order with the exact thresholds and warn fractions
+  of the limit table.
+* The duplicate-id test and the accepted order's insert share one probe of the order table
+  (``ht_slot``): that table is the one structure too large for any cache, so its line is the
+  costliest the kernel touches.
 * Helpers inlined into the order loop (``inline="always"``) that take arrays are straight-line:
   numba reference-counts an inlined helper's array arguments and prunes the counts only when the
   helper has no branches; left in, they are atomic (full memory barriers) and cost more than the
@@ -36,27 +43,34 @@ import math
 import numpy as np
 from numba import njit
 
-from ._hashtable import ht_bucket, ht_find, ht_put
+from ._hashtable import ht_bucket, ht_find, ht_put, ht_slot
 from ._prefetch import prefetch
 from .layout import (
     A_BUCKET_SET,
     A_LAST_TS,
+    A_LIM_TAG,
+    A_LVL_GROSS,
+    A_LVL_NET,
+    A_LVL_OPEN,
+    A_LVL_RATE,
     A_OPEN_COUNT,
     A_OPEN_GROSS,
     A_OPEN_NET,
     A_POS_GROSS,
     A_POS_NET,
+    A_RATE,
     A_TOKENS,
     A_TRADING,
-    B_ACCOUNT,
-    B_FIELDS,
-    B_LEVEL,
     B_LIM_TAG,
+    B_LVL_COLLAR,
+    B_LVL_NOTIONAL,
+    B_LVL_POSITION,
+    B_LVL_QTY,
     B_OPEN_BUY,
     B_OPEN_SELL,
     B_POS,
-    B_RATE,
-    B_SYMBOL,
+    BP_ACCOUNT,
+    BP_SYMBOL,
     C_BOOKS,
     C_FIRM_TRADING,
     C_FREE_TOP,
@@ -74,13 +88,11 @@ from .layout import (
     LIMIT_BUILTIN,
     LIMIT_CAPACITY,
     LT_ACCOUNTS,
-    OF_FIELDS,
     OF_OPEN,
     OF_PRICE,
     OF_QTY,
     OI_ACCOUNT,
     OI_BOOK,
-    OI_FIELDS,
     OI_KEY,
     OI_SIDE,
     OI_STATE,
@@ -114,7 +126,7 @@ _BUY = 1
 _SELL = 2
 _HALTED_STATE = 3
 _REDUCING_STATE = 2
-_AHEAD = 16  # pipeline distance in orders (see check_batch): ~3 x 16 rows in flight stay in L1
+_AHEAD = 16  # pipeline distance in orders (see check_batch); 8, 24 and 32 measured no better
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -180,13 +192,45 @@ def resolve_book_limits(
     lim_tab: np.ndarray,
     lim_f: np.ndarray,
 ) -> None:
-    """Cache in book[row] the report levels of the limits that apply to (a, s) under the limit book tag."""
-    for kind in range(1, 10):
-        li = find_limit(kind, a, s, lim_exact, lim_tab)
-        book[row, B_LEVEL - 1 + kind] = report_level(kind, li, lim_f)
-        if kind == _RATE:
-            book[row, B_RATE] = lim_f[li, L_THRESHOLD] if li >= 0 else -1.0
+    """Cache in book[row] the report levels of the per-pair limits of (a, s) under the limit book tag."""
+    level_qty = report_level(_QTY, find_limit(_QTY, a, s, lim_exact, lim_tab), lim_f)
+    if find_limit(_RESTRICTED, a, s, lim_exact, lim_tab) >= 0:
+        level_qty = -math.inf  # any order on a restricted symbol takes the exact path and rejects
+    book[row, B_LVL_QTY] = level_qty
+    book[row, B_LVL_NOTIONAL] = report_level(
+        _NOTIONAL, find_limit(_NOTIONAL, a, s, lim_exact, lim_tab), lim_f
+    )
+    book[row, B_LVL_POSITION] = report_level(
+        _POSITION, find_limit(_POSITION, a, s, lim_exact, lim_tab), lim_f
+    )
+    book[row, B_LVL_COLLAR] = report_level(_COLLAR, find_limit(_COLLAR, a, s, lim_exact, lim_tab), lim_f)
     book[row, B_LIM_TAG] = tag
+
+
+@njit(cache=True, nogil=True)
+def resolve_account_limits(
+    a: np.int64,
+    s: np.int64,
+    tag: float,
+    acct: np.ndarray,
+    lim_exact: np.ndarray,
+    lim_tab: np.ndarray,
+    lim_f: np.ndarray,
+) -> None:
+    """Cache in acct[a] the report levels of the account-level limits under the limit book tag.
+
+    These kinds take no symbol (LimitBook refuses one), so what find_limit resolves for them
+    depends on the account alone, whichever symbol s is passed.
+    """
+    acct[a, A_LVL_GROSS] = report_level(_GROSS, find_limit(_GROSS, a, s, lim_exact, lim_tab), lim_f)
+    acct[a, A_LVL_NET] = report_level(_NET, find_limit(_NET, a, s, lim_exact, lim_tab), lim_f)
+    acct[a, A_LVL_OPEN] = report_level(
+        _OPEN_ORDERS, find_limit(_OPEN_ORDERS, a, s, lim_exact, lim_tab), lim_f
+    )
+    li = find_limit(_RATE, a, s, lim_exact, lim_tab)
+    acct[a, A_LVL_RATE] = report_level(_RATE, li, lim_f)
+    acct[a, A_RATE] = lim_f[li, L_THRESHOLD] if li >= 0 else -1.0
+    acct[a, A_LIM_TAG] = tag
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -240,22 +284,15 @@ def _find_book(oi: np.ndarray, i: np.int64, book_ht: np.ndarray, book: np.ndarra
     An invalid order's key never matches (a real key is positive), so it finds no book (-1).
     """
     b = ht_find(book_ht, book_key(oi[i, IN_ACCOUNT], oi[i, IN_SYMBOL]))
-    # A 128-byte row: two lines as the engine aligns it (engine._book_rows), three if a caller's
-    # array is not; points <= 64 bytes apart cover either (the extra prefetch measured free).
-    prefetch(book, b, 0)
-    prefetch(book, b, 8)
-    prefetch(book, b, B_FIELDS - 1)
+    prefetch(book, b, 0)  # one line: the engine aligns the 64-byte rows (engine._aligned_rows)
     oi[i, IN_BOOK] = b
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _prefetch_slot(ordi: np.ndarray, ordf: np.ndarray, free: np.ndarray, ctr: np.ndarray) -> None:
+def _prefetch_slot(ordi: np.ndarray, free: np.ndarray, ctr: np.ndarray) -> None:
     """Start loading the order slot _AHEAD accepts from now (slots come off the free stack's top)."""
     slot = free[max(ctr[C_FREE_TOP] - 1 - _AHEAD, 0)]
-    prefetch(ordi, slot, 0)
-    prefetch(ordi, slot, OI_FIELDS - 1)
-    prefetch(ordf, slot, 0)
-    prefetch(ordf, slot, OF_FIELDS - 1)
+    prefetch(ordi, slot, 0)  # one aligned 64-byte line, shared by the ordf and ordi views
 
 
 @njit(cache=True, nogil=True)
@@ -270,6 +307,7 @@ def check_batch(
     sym: np.ndarray,
     book_ht: np.ndarray,
     book: np.ndarray,
+    book_pair: np.ndarray,
     ord_ht: np.ndarray,
     ordf: np.ndarray,
     ordi: np.ndarray,
@@ -298,7 +336,7 @@ def check_batch(
         i = k - 2 * _AHEAD
         if i < 0:
             continue
-        _prefetch_slot(ordi, ordf, free, ctr)
+        _prefetch_slot(ordi, free, ctr)
 
         # Check order i.
         a = oi[i, IN_ACCOUNT]
@@ -340,6 +378,8 @@ def check_batch(
             open_buy = 0.0
             open_sell = 0.0
             resolve_book_limits(row, a, s, tag, book, lim_exact, lim_tab, lim_f)
+        if acct[a, A_LIM_TAG] != tag:
+            resolve_account_limits(a, s, tag, acct, lim_exact, lim_tab, lim_f)
         signed = qty if side == _BUY else -qty
 
         # Every kind's observed value, unconditionally (NaN where the kind cannot be evaluated).
@@ -351,32 +391,32 @@ def check_batch(
         collar = abs(px - mark) / mark if px > 0.0 else math.nan
         open_count = acct[a, A_OPEN_COUNT] + 1.0
         rate, rate_breach = math.nan, False
-        rate_t = book[row, B_RATE]
+        rate_t = acct[a, A_RATE]
         if rate_t >= 0.0:  # the bucket only runs under a rate limit (per account: predictable)
             rate, rate_breach = _take_token(acct, a, rate_t, now)
         full = ctr[C_FREE_TOP] <= 0  # server capacity: no free order slot
         # Non-short-circuit | : one flag, no branch per kind.
         report = (
-            (qty > book[row, B_LEVEL - 1 + _QTY])
-            | (notional > book[row, B_LEVEL - 1 + _NOTIONAL])
-            | (position > book[row, B_LEVEL - 1 + _POSITION])
-            | (gross > book[row, B_LEVEL - 1 + _GROSS])
-            | (net_after > book[row, B_LEVEL - 1 + _NET])
-            | (collar > book[row, B_LEVEL - 1 + _COLLAR])
+            (qty > book[row, B_LVL_QTY])  # -inf on a restricted symbol
+            | (notional > book[row, B_LVL_NOTIONAL])
+            | (position > book[row, B_LVL_POSITION])
+            | (gross > acct[a, A_LVL_GROSS])
+            | (net_after > acct[a, A_LVL_NET])
+            | (collar > book[row, B_LVL_COLLAR])
             | rate_breach
-            | (rate > book[row, B_LEVEL - 1 + _RATE])
-            | (open_count > book[row, B_LEVEL - 1 + _OPEN_ORDERS])
-            | (book[row, B_LEVEL - 1 + _RESTRICTED] < 1.0)  # observes 1.0 (-inf when restricted)
+            | (rate > acct[a, A_LVL_RATE])
+            | (open_count > acct[a, A_LVL_OPEN])
             | full
         )
         mask = np.uint32(0)
         if report:
             nv, mask = _report_limits(
-                vi, vf, nv, i, a, s, lim_exact, lim_tab, lim_f, qty, notional, position, gross, net,
-                net_after, collar, rate, rate_breach, open_count, full, ctr[C_OPEN],
+                vi, vf, nv, i, a, s, book[row], acct[a], lim_exact, lim_tab, lim_f, qty, notional,
+                position, gross, net, net_after, collar, rate, rate_breach, open_count, full, ctr[C_OPEN],
             )  # fmt: skip
 
-        if ht_find(ord_ht, key) >= 0:
+        bucket = ht_slot(ord_ht, key)  # the id's bucket, or the empty one it would take
+        if ord_ht[bucket, 0] == key:
             mask |= np.uint32(1) << np.uint32(_DUPLICATE)
             nv = _emit(vi, vf, nv, i, _DUPLICATE, LIMIT_BUILTIN, 0.0, 0.0, False)
 
@@ -400,8 +440,8 @@ def check_batch(
         mask_out[i] = mask
         if mask == 0:
             if bidx < 0:
-                bidx = open_book(a, s, book_ht, book, ctr)
-            _open_order(a, side, key, qty, signed, p, bidx, acct, book, ord_ht, ordf, ordi, free, ctr)
+                bidx = open_book(a, s, book_ht, book, book_pair, ctr)
+            _open_order(a, side, key, bucket, qty, signed, p, bidx, acct, book, ord_ht, ordf, ordi, free, ctr)
     return nv
 
 
@@ -413,6 +453,8 @@ def _report_limits(
     order: np.int64,
     a: np.int64,
     s: np.int64,
+    book_row: np.ndarray,
+    acct_row: np.ndarray,
     lim_exact: np.ndarray,
     lim_tab: np.ndarray,
     lim_f: np.ndarray,
@@ -431,13 +473,36 @@ def _report_limits(
 ) -> tuple[np.int64, np.uint32]:
     """The slow path of a flagged order: its limit violations, kind 1..9 in order; (nv, mask).
 
-    A NaN observed value (an unevaluable kind) neither breaches nor warns, so it is skipped.
+    Only the kinds the cached report levels (book_row, acct_row) flag are resolved exactly: an
+    observed value at or below its kind's level neither breaches nor warns. A NaN observed value
+    (an unevaluable kind) compares false, so it is skipped too.
     """
     mask = np.uint32(0)
+    restricted = book_row[B_LVL_QTY] == -math.inf  # the quantity level is folded away (see layout)
     for kind in range(1, 10):
         if kind == _OPEN_ORDERS and full:  # the server's capacity, just before the configured limit
             mask |= np.uint32(1) << np.uint32(_OPEN_ORDERS)
             nv = _emit(vi, vf, nv, order, _OPEN_ORDERS, LIMIT_CAPACITY, float(open_total + 1), 0.0, False)
+        if kind == _QTY:
+            flagged = restricted or qty > book_row[B_LVL_QTY]
+        elif kind == _NOTIONAL:
+            flagged = notional > book_row[B_LVL_NOTIONAL]
+        elif kind == _POSITION:
+            flagged = position > book_row[B_LVL_POSITION]
+        elif kind == _GROSS:
+            flagged = gross > acct_row[A_LVL_GROSS]
+        elif kind == _NET:
+            flagged = net_after > acct_row[A_LVL_NET]
+        elif kind == _COLLAR:
+            flagged = collar > book_row[B_LVL_COLLAR]
+        elif kind == _RATE:
+            flagged = rate_breach or rate > acct_row[A_LVL_RATE]
+        elif kind == _OPEN_ORDERS:
+            flagged = open_count > acct_row[A_LVL_OPEN]
+        else:
+            flagged = restricted
+        if not flagged:
+            continue
         li = find_limit(kind, a, s, lim_exact, lim_tab)
         if li < 0:
             continue
@@ -473,7 +538,9 @@ def _report_limits(
 
 
 @njit(cache=True, nogil=True)
-def open_book(a: np.int64, s: np.int64, book_ht: np.ndarray, book: np.ndarray, ctr: np.ndarray) -> np.int64:
+def open_book(
+    a: np.int64, s: np.int64, book_ht: np.ndarray, book: np.ndarray, book_pair: np.ndarray, ctr: np.ndarray
+) -> np.int64:
     """Create the book of (a, s) in the next free row; its limit cache (B_LIM_TAG..) is left as is,
     because check_batch resolves an order's limits into that spare row before accepting it."""
     bidx = ctr[C_BOOKS]
@@ -482,8 +549,8 @@ def open_book(a: np.int64, s: np.int64, book_ht: np.ndarray, book: np.ndarray, c
     book[bidx, B_POS] = 0.0
     book[bidx, B_OPEN_BUY] = 0.0
     book[bidx, B_OPEN_SELL] = 0.0
-    book[bidx, B_ACCOUNT] = a
-    book[bidx, B_SYMBOL] = s
+    book_pair[bidx, BP_ACCOUNT] = a
+    book_pair[bidx, BP_SYMBOL] = s
     return bidx
 
 
@@ -492,6 +559,7 @@ def _open_order(
     a: np.int64,
     side: np.int64,
     key: np.int64,
+    bucket: np.int64,
     qty: float,
     signed: float,
     p: float,
@@ -517,7 +585,8 @@ def _open_order(
     top = ctr[C_FREE_TOP] - 1
     ctr[C_FREE_TOP] = top
     slot = free[top]
-    ht_put(ord_ht, key, slot)
+    ord_ht[bucket, 0] = key  # the empty bucket ht_slot found: no insert since
+    ord_ht[bucket, 1] = slot
     ordf[slot, OF_QTY] = qty
     ordf[slot, OF_OPEN] = qty
     ordf[slot, OF_PRICE] = p

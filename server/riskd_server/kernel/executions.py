@@ -27,23 +27,22 @@ from .layout import (
     A_OPEN_NET,
     A_POS_GROSS,
     A_POS_NET,
-    B_ACCOUNT,
     B_LIM_TAG,
     B_OPEN_BUY,
     B_OPEN_SELL,
     B_POS,
-    B_SYMBOL,
+    BP_ACCOUNT,
+    BP_SYMBOL,
     C_BOOKS,
     C_FREE_TOP,
     C_OPEN,
     C_RING_COUNT,
     C_RING_HEAD,
-    OF_FIELDS,
     OF_OPEN,
     OF_PRICE,
+    OF_QTY,
     OI_ACCOUNT,
     OI_BOOK,
-    OI_FIELDS,
     OI_KEY,
     OI_SIDE,
     OI_STATE,
@@ -93,7 +92,7 @@ def _retire(slot: np.int64, ordi: np.ndarray, ord_ht: np.ndarray, free: np.ndarr
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _prefetch_slot(keys, i, ord_ht, ordf, ordi, slot_out) -> None:
+def _prefetch_slot(keys, i, ord_ht, ordi, slot_out) -> None:
     """Stage 2 of report i: look up its slot (bucket cached) into slot_out, load its rows.
 
     Straight-line, as checks' inlined helpers (a branch would keep numba's atomic reference counting
@@ -101,18 +100,15 @@ def _prefetch_slot(keys, i, ord_ht, ordf, ordi, slot_out) -> None:
     """
     slot = max(ht_find(ord_ht, keys[i]), 0)
     slot_out[i] = slot
-    prefetch(ordi, slot, 0)
-    prefetch(ordi, slot, OI_FIELDS - 1)
-    prefetch(ordf, slot, 0)
-    prefetch(ordf, slot, OF_FIELDS - 1)
+    prefetch(ordi, slot, 0)  # one aligned 64-byte line, shared by the ordf and ordi views
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _prefetch_book(i, ordi, book, slot_out, last) -> None:
-    """Stage 3 of report i: load the book row of its looked-up slot (the fields a report touches)."""
+def _prefetch_book(i, ordi, book, book_pair, slot_out, last) -> None:
+    """Stage 3 of report i: load the book row of its looked-up slot, and the book's pair (fills)."""
     b = ordi[min(max(slot_out[i], 0), last), OI_BOOK]
     prefetch(book, b, B_POS)
-    prefetch(book, b, B_SYMBOL)
+    prefetch(book_pair, b, BP_SYMBOL)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -121,7 +117,7 @@ def _prefetch_eviction(ring, head, cap, ord_ht, ordi, last) -> None:
     far = ring[(head + 2 * _AHEAD) % cap]
     prefetch(ordi, min(max(far, 0), last), 0)
     near = min(max(ring[(head + _AHEAD) % cap], 0), last)
-    prefetch(ordi, near, OI_FIELDS - 1)
+    prefetch(ordi, near, OI_KEY)
     prefetch(ord_ht, ht_bucket(ordi[near, OI_KEY], ord_ht.shape[0] - 1), 0)
 
 
@@ -153,6 +149,7 @@ def apply_executions(
     free: np.ndarray,
     ring: np.ndarray,
     book: np.ndarray,
+    book_pair: np.ndarray,
     acct: np.ndarray,
     sym: np.ndarray,
     ctr: np.ndarray,
@@ -176,9 +173,9 @@ def apply_executions(
         if k < n:
             prefetch(ord_ht, ht_bucket(keys[k], omask), 0)
         if _AHEAD <= k < n + _AHEAD:
-            _prefetch_slot(keys, k - _AHEAD, ord_ht, ordf, ordi, slot_out)
+            _prefetch_slot(keys, k - _AHEAD, ord_ht, ordi, slot_out)
         if 2 * _AHEAD <= k < n + 2 * _AHEAD:
-            _prefetch_book(k - 2 * _AHEAD, ordi, book, slot_out, last)
+            _prefetch_book(k - 2 * _AHEAD, ordi, book, book_pair, slot_out, last)
         i = k - 3 * _AHEAD
         if i < 0:
             continue
@@ -213,7 +210,7 @@ def apply_executions(
             _release(slot, released, ordf, ordi, book, acct)
         b = ordi[slot, OI_BOOK]
         a = ordi[slot, OI_ACCOUNT]
-        s = np.int64(book[b, B_SYMBOL])
+        s = book_pair[b, BP_SYMBOL]
         old_pos = book[b, B_POS]
         new_pos = old_pos + f if ordi[slot, OI_SIDE] == _BUY else old_pos - f
         book[b, B_POS] = new_pos
@@ -244,7 +241,9 @@ def _close(slot, ordi, ord_ht, free, ring, acct, ctr) -> None:
 
 
 @njit(cache=True, nogil=True)
-def recompute_position_exposure(acct: np.ndarray, sym: np.ndarray, book: np.ndarray, ctr: np.ndarray) -> None:
+def recompute_position_exposure(
+    acct: np.ndarray, sym: np.ndarray, book: np.ndarray, book_pair: np.ndarray, ctr: np.ndarray
+) -> None:
     """Rebuild every account's sum |pos|*mark and sum pos*mark from the books (exact, no drift)."""
     acct[:, A_POS_GROSS] = 0.0
     acct[:, A_POS_NET] = 0.0
@@ -252,9 +251,9 @@ def recompute_position_exposure(acct: np.ndarray, sym: np.ndarray, book: np.ndar
         pos = book[b, B_POS]
         if pos == 0.0:
             continue
-        mark = mark_of(sym, np.int64(book[b, B_SYMBOL]))
+        mark = mark_of(sym, book_pair[b, BP_SYMBOL])
         if mark == mark:
-            a = np.int64(book[b, B_ACCOUNT])
+            a = book_pair[b, BP_ACCOUNT]
             acct[a, A_POS_GROSS] += abs(pos) * mark
             acct[a, A_POS_NET] += pos * mark
 
@@ -272,6 +271,7 @@ def load_positions(
     qty: np.ndarray,
     book_ht: np.ndarray,
     book: np.ndarray,
+    book_pair: np.ndarray,
     ctr: np.ndarray,
     book_out: np.ndarray,
 ) -> None:
@@ -280,7 +280,7 @@ def load_positions(
         key = book_key(accounts[i], symbols[i])
         b = ht_find(book_ht, key)
         if b < 0:
-            b = open_book(accounts[i], symbols[i], book_ht, book, ctr)
+            b = open_book(accounts[i], symbols[i], book_ht, book, book_pair, ctr)
             book[b, B_LIM_TAG] = 0.0  # the row may hold another pair's limits (check_batch's spare row)
         book[b, B_POS] = qty[i]
         book_out[i] = b
@@ -303,19 +303,20 @@ def restore_order(
     ring: np.ndarray,
     book_ht: np.ndarray,
     book: np.ndarray,
+    book_pair: np.ndarray,
     acct: np.ndarray,
     ctr: np.ndarray,
 ) -> None:
     """Re-open (or re-remember, when closed) one recovered order; used only at start-up."""
     b = ht_find(book_ht, book_key(account, symbol))
     if b < 0:
-        b = open_book(account, symbol, book_ht, book, ctr)
+        b = open_book(account, symbol, book_ht, book, book_pair, ctr)
         book[b, B_LIM_TAG] = 0.0  # the row may hold another pair's limits (check_batch's spare row)
     top = ctr[C_FREE_TOP] - 1
     ctr[C_FREE_TOP] = top
     slot = free[top]
     ht_put(ord_ht, key, slot)
-    ordf[slot, 0] = qty
+    ordf[slot, OF_QTY] = qty
     ordf[slot, OF_OPEN] = open_qty
     ordf[slot, OF_PRICE] = price
     ordi[slot, OI_SIDE] = side

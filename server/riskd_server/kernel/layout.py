@@ -16,42 +16,57 @@ A_LAST_TS = 5  # token bucket last refill time
 A_BUCKET_SET = 6  # 1 once the bucket has been used (starts full)
 A_OPEN_COUNT = 7  # open orders
 A_TRADING = 8  # TradingState of the account (0 = unset = active)
-A_FIELDS = 9
+# Resolved account-level limits (GROSS, NET, ORDER_RATE, OPEN_ORDERS take no symbol, so they depend
+# on the account alone), cached like the book's (see B_LIM_TAG): A_LIM_TAG the limit-book version
+# plus one they were resolved for (0 = never), A_LVL_* report levels, A_RATE the order-rate
+# threshold or -1 for none.
+A_LIM_TAG = 9
+A_LVL_GROSS = 10
+A_LVL_NET = 11
+A_LVL_RATE = 12
+A_LVL_OPEN = 13
+A_RATE = 14
+A_FIELDS = 15
 
 # sym: float64[symbols, S_FIELDS]; NaN = not set
 S_PRICE = 0  # last UpdatePrices price
 S_FILL = 1  # last fill price
 S_FIELDS = 2
 
-# book (one per account x symbol): float64[books, B_FIELDS]
+# book (one per account x symbol): float64[books, B_FIELDS], one 64-byte cache line per row (the
+# engine aligns the rows): a check reads exactly one line of its book.
 B_POS = 0
 B_OPEN_BUY = 1
 B_OPEN_SELL = 2
-B_ACCOUNT = 3  # dense account id (exact in float64 below 2**53)
-B_SYMBOL = 4
-# Resolved limits of the book, cached next to its position so a check reads one row (see
-# kernel.checks): B_LIM_TAG holds the limit-book version they were resolved for, plus one (0 = never
-# resolved); column B_LEVEL - 1 + kind the report level of the limit of that kind that applies (an
-# observed value above it may breach or warn: min(threshold, warn level), +inf for no limit, -inf
-# for a restricted symbol); B_RATE the threshold of the order-rate limit, or -1 for none.
-B_LIM_TAG = 5
-B_LEVEL = 6  # kinds 1..9 -> columns 6..14
-B_RATE = 15
-B_FIELDS = 16  # 128 bytes: two cache lines
+# Resolved per-pair limits cached next to the position (see kernel.checks): B_LIM_TAG the limit-book
+# version they were resolved for, plus one (0 = never resolved); B_LVL_* the report level of the
+# limit of that kind that applies (an observed value above it may breach or warn: min(threshold,
+# warn level), +inf for no limit). A restricted symbol sets B_LVL_QTY to -inf, so every order on it
+# takes the exact path.
+B_LIM_TAG = 3
+B_LVL_QTY = 4
+B_LVL_NOTIONAL = 5
+B_LVL_POSITION = 6
+B_LVL_COLLAR = 7
+B_FIELDS = 8
 
-# ordf: float64[slots, OF_FIELDS]
+# book_pair: int64[books, BP_FIELDS], the (account, symbol) of each book row, apart from the row
+# because only fills, position loads and persistence need it.
+BP_ACCOUNT = 0
+BP_SYMBOL = 1
+BP_FIELDS = 2
+
+# An order slot is one 64-byte row of one buffer seen through two views, ordf (float64) and ordi
+# (int64), each [slots, O_FIELDS]; every column is read through one view only.
 OF_QTY = 0  # original quantity
 OF_OPEN = 1  # open quantity
 OF_PRICE = 2  # reference price p fixed at acceptance
-OF_FIELDS = 3
-
-# ordi: int64[slots, OI_FIELDS]
-OI_STATE = 0  # ORDER_FREE / ORDER_OPEN / ORDER_CLOSED
-OI_SIDE = 1
-OI_BOOK = 2
-OI_ACCOUNT = 3
-OI_KEY = 4  # id hash, the key in the order table
-OI_FIELDS = 5
+OI_STATE = 3  # ORDER_FREE / ORDER_OPEN / ORDER_CLOSED
+OI_SIDE = 4
+OI_BOOK = 5
+OI_ACCOUNT = 6
+OI_KEY = 7  # id hash, the key in the order table
+O_FIELDS = 8
 ORDER_FREE = 0
 ORDER_OPEN = 1
 ORDER_CLOSED = 2
