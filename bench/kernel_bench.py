@@ -4,10 +4,12 @@
   symbols and 1,000 accounts (the workload's limits, marks and positions loaded); target >= 20 M/s.
 * ``kernel``: the same batches through the raw numba ``check_batch`` (inputs pre-translated, so only
   the jitted pass is timed).
-* ``server time``: one single-order CheckOrders the way the RPC handles it, minus the transport:
-  ``CheckOrdersRequest.FromString`` -> ``Engine.check_orders`` -> ``servicer.encode_result`` ->
-  ``CheckOrdersResponse.SerializeToString``; p50/p99 over ``--calls`` calls; target p50 <= 15 µs.
-  ``--breakdown`` also times each step and the pieces of ``Engine.check_orders`` separately.
+* ``server time``: one single-order CheckOrders the way the RPC handler does it, minus the
+  transport: request bytes -> ``RiskServicer._check_wire`` (numba parse of the bytes,
+  ``Engine.check_orders_wire``'s one-order path, reply encoded as bytes) -> reply bytes; p50/p99
+  over ``--calls`` calls; target p50 <= 15 µs. ``--breakdown`` also times the steps of the
+  protobuf fallback path (``FromString`` -> ``Engine.check_orders`` -> ``encode_result`` ->
+  ``SerializeToString``) and the pieces of ``Engine.check_orders`` separately.
 
 Between timed rounds every order is canceled (``Engine.report_executions``, untimed), so the open
 order count and the closed-order retention stay bounded as in a live session.
@@ -29,7 +31,7 @@ from riskd.v1 import risk_pb2 as pb
 from riskd_server.engine import Engine, _hash_ids, warm_up
 from riskd_server.kernel import layout as L
 from riskd_server.kernel.checks import check_batch
-from riskd_server.servicer import encode_result
+from riskd_server.servicer import RiskServicer, encode_result
 
 from .workload import EXEC_CANCELED, Columns, IdSource, RequestBuilder, Workload
 
@@ -158,29 +160,26 @@ def bench_kernel(
     )
 
 
-def _check(engine: Engine, request: bytes) -> bytes:
-    """What RiskServicer.CheckOrders does for one request, minus the transport."""
-    batch = pb.CheckOrdersRequest.FromString(request).orders
-    out = engine.check_orders(
-        batch.client_order_id, batch.account, batch.symbol, batch.side, batch.quantity, batch.price
-    )
-    return pb.CheckOrdersResponse(result=encode_result(out)).SerializeToString()
+def _check(servicer: RiskServicer, request: bytes) -> bytes:
+    """What RiskServicer.CheckOrdersRaw does for one request, minus the transport."""
+    return servicer._check_wire(request)
 
 
 def bench_server_time(
     engine: Engine, workload: Workload, calls: int = 20_000, breakdown: bool = False
 ) -> LatencyResult:
     builder = RequestBuilder(workload, 1, pool=4_096, seed=3)
+    servicer = RiskServicer(engine)
     warm = [builder.request() for _ in range(1_000)]
     for req, _ in warm:
-        _check(engine, req)
+        _check(servicer, req)
     requests = [builder.request() for _ in range(calls)]
     lat = np.empty(calls, dtype=np.int64)
     accepted = 0
     clock = time.perf_counter_ns
     for i, (req, _) in enumerate(requests):
         t0 = clock()
-        reply = _check(engine, req)
+        reply = _check(servicer, req)
         lat[i] = clock() - t0
         if i & 7 == 0:
             accepted += pb.CheckOrdersResponse.FromString(reply).result.accepted[0]
@@ -262,7 +261,7 @@ def server_time_breakdown(engine: Engine, builder: RequestBuilder, n: int) -> di
         oi[0, L.IN_KEY] = next(keys)  # fresh key: a new order each call, like the real path
         check_batch(oi, of, 1.0, mask, vi, vf, *state)
 
-    steps["  check_batch kernel call (17 array args, n=1)"] = _p50(kernel, n)
+    steps["  check_batch kernel call (state arrays, n=1)"] = _p50(kernel, n)
     steps["  _batch_len (6 len() + dict)"] = _p50(
         lambda: engine._batch_len(
             "orders",

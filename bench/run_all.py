@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from . import kernel_bench
+from . import kernel_bench, memory_bench
 from .loadgen import LoadConfig, LoadResult, run_load
 from .servers import RESULTS, ServerProcess, spawn_server
 
@@ -326,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         kernel_bench.print_report(krep)
         report.kernel = asdict(krep)
         rows += kernel_rows(krep)
+        print("\n== memory floor: one random cache line by table size (bench.memory_bench)", flush=True)
+        floor = memory_bench.run()
+        for mb, ns in floor.items():
+            print(f"    {mb:>4} MB table: {ns:5.1f} ns per random line", flush=True)
+        report.notes.append(f"memory floor, ns per random line by table MB: {floor}")
 
     scenarios = [Scenario("batch1000", "CheckOrders batch 1000 orders/s", "unary", 1_000, concurrency=2)]
     for rate in args.stream_rates:
