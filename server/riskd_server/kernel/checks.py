@@ -478,30 +478,31 @@ def _report_limits(
     (an unevaluable kind) compares false, so it is skipped too.
     """
     mask = np.uint32(0)
-    restricted = book_row[B_LVL_QTY] == -math.inf  # the quantity level is folded away (see layout)
+    # A restricted symbol's level is folded into the quantity level as -inf (see layout).
+    restricted_level = -math.inf if book_row[B_LVL_QTY] == -math.inf else math.inf
     for kind in range(1, 10):
         if kind == _OPEN_ORDERS and full:  # the server's capacity, just before the configured limit
             mask |= np.uint32(1) << np.uint32(_OPEN_ORDERS)
             nv = _emit(vi, vf, nv, order, _OPEN_ORDERS, LIMIT_CAPACITY, float(open_total + 1), 0.0, False)
         if kind == _QTY:
-            flagged = restricted or qty > book_row[B_LVL_QTY]
+            observed, level = qty, book_row[B_LVL_QTY]
         elif kind == _NOTIONAL:
-            flagged = notional > book_row[B_LVL_NOTIONAL]
+            observed, level = notional, book_row[B_LVL_NOTIONAL]
         elif kind == _POSITION:
-            flagged = position > book_row[B_LVL_POSITION]
+            observed, level = position, book_row[B_LVL_POSITION]
         elif kind == _GROSS:
-            flagged = gross > acct_row[A_LVL_GROSS]
+            observed, level = gross, acct_row[A_LVL_GROSS]
         elif kind == _NET:
-            flagged = net_after > acct_row[A_LVL_NET]
+            observed, level = net_after, acct_row[A_LVL_NET]
         elif kind == _COLLAR:
-            flagged = collar > book_row[B_LVL_COLLAR]
+            observed, level = collar, book_row[B_LVL_COLLAR]
         elif kind == _RATE:
-            flagged = rate_breach or rate > acct_row[A_LVL_RATE]
+            observed, level = rate, acct_row[A_LVL_RATE]
         elif kind == _OPEN_ORDERS:
-            flagged = open_count > acct_row[A_LVL_OPEN]
+            observed, level = open_count, acct_row[A_LVL_OPEN]
         else:
-            flagged = restricted
-        if not flagged:
+            observed, level = 1.0, restricted_level
+        if not (observed > level or (kind == _RATE and rate_breach)):
             continue
         li = find_limit(kind, a, s, lim_exact, lim_tab)
         if li < 0:
@@ -511,22 +512,6 @@ def _report_limits(
             mask |= np.uint32(1) << np.uint32(_RESTRICTED)
             nv = _emit(vi, vf, nv, order, _RESTRICTED, li, 1.0, t, False)
             continue
-        if kind == _QTY:
-            observed = qty
-        elif kind == _NOTIONAL:
-            observed = notional
-        elif kind == _POSITION:
-            observed = position
-        elif kind == _GROSS:
-            observed = gross
-        elif kind == _NET:
-            observed = net_after
-        elif kind == _COLLAR:
-            observed = collar
-        elif kind == _RATE:
-            observed = rate
-        else:
-            observed = open_count
         if kind == _RATE:
             breach = rate_breach
         elif kind == _NET:
