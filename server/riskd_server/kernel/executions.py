@@ -104,11 +104,14 @@ def _prefetch_slot(keys, i, ord_ht, ordi, slot_out) -> None:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _prefetch_book(i, ordi, book, book_pair, slot_out, last) -> None:
-    """Stage 3 of report i: load the book row of its looked-up slot, and the book's pair (fills)."""
+def _prefetch_book(i, types, ordi, book, book_pair, slot_out, last) -> None:
+    """Stage 3 of report i: load the book row of its looked-up slot, and for a fill the book's pair.
+
+    A cancel needs no pair: its prefetch goes to row 0 (a select, not a branch; see _prefetch_slot).
+    """
     b = ordi[min(max(slot_out[i], 0), last), OI_BOOK]
     prefetch(book, b, B_POS)
-    prefetch(book_pair, b, BP_SYMBOL)
+    prefetch(book_pair, b if types[i] == _FILL else 0, BP_SYMBOL)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -175,7 +178,7 @@ def apply_executions(
         if _AHEAD <= k < n + _AHEAD:
             _prefetch_slot(keys, k - _AHEAD, ord_ht, ordi, slot_out)
         if 2 * _AHEAD <= k < n + 2 * _AHEAD:
-            _prefetch_book(k - 2 * _AHEAD, ordi, book, book_pair, slot_out, last)
+            _prefetch_book(k - 2 * _AHEAD, types, ordi, book, book_pair, slot_out, last)
         i = k - 3 * _AHEAD
         if i < 0:
             continue
