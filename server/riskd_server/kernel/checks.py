@@ -567,15 +567,39 @@ def _open_order(
     acct[a, A_OPEN_GROSS] += qty * p
     acct[a, A_OPEN_COUNT] += 1.0
     ctr[C_OPEN] += 1
-    top = ctr[C_FREE_TOP] - 1
-    ctr[C_FREE_TOP] = top
-    slot = free[top]
+    slot = take_slot(free, ctr)
     ord_ht[bucket, 0] = key  # the empty bucket ht_slot found: no insert since
     ord_ht[bucket, 1] = slot
+    fill_slot(ordf, ordi, slot, qty, qty, p, ORDER_OPEN, side, bidx, a, key)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def take_slot(free: np.ndarray, ctr: np.ndarray) -> np.int64:
+    """Pop a free order slot (the engine guarantees one)."""
+    top = ctr[C_FREE_TOP] - 1
+    ctr[C_FREE_TOP] = top
+    return free[top]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def fill_slot(
+    ordf: np.ndarray,
+    ordi: np.ndarray,
+    slot: np.int64,
+    qty: float,
+    open_qty: float,
+    price: float,
+    state: np.int64,
+    side: np.int64,
+    bidx: np.int64,
+    a: np.int64,
+    key: np.int64,
+) -> None:
+    """Write an order's row (straight-line, see _open_order)."""
     ordf[slot, OF_QTY] = qty
-    ordf[slot, OF_OPEN] = qty
-    ordf[slot, OF_PRICE] = p
-    ordi[slot, OI_STATE] = ORDER_OPEN
+    ordf[slot, OF_OPEN] = open_qty
+    ordf[slot, OF_PRICE] = price
+    ordi[slot, OI_STATE] = state
     ordi[slot, OI_SIDE] = side
     ordi[slot, OI_BOOK] = bidx
     ordi[slot, OI_ACCOUNT] = a

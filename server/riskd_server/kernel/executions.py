@@ -20,7 +20,7 @@ from numba import njit
 
 from ._hashtable import ht_bucket, ht_delete, ht_find, ht_put
 from ._prefetch import prefetch
-from .checks import book_key, mark_of, open_book
+from .checks import book_key, fill_slot, mark_of, open_book, take_slot
 from .layout import (
     A_OPEN_COUNT,
     A_OPEN_GROSS,
@@ -40,7 +40,6 @@ from .layout import (
     C_RING_HEAD,
     OF_OPEN,
     OF_PRICE,
-    OF_QTY,
     OI_ACCOUNT,
     OI_BOOK,
     OI_KEY,
@@ -315,23 +314,13 @@ def restore_order(
     if b < 0:
         b = open_book(account, symbol, book_ht, book, book_pair, ctr)
         book[b, B_LIM_TAG] = 0.0  # the row may hold another pair's limits (check_batch's spare row)
-    top = ctr[C_FREE_TOP] - 1
-    ctr[C_FREE_TOP] = top
-    slot = free[top]
+    slot = take_slot(free, ctr)
     ht_put(ord_ht, key, slot)
-    ordf[slot, OF_QTY] = qty
-    ordf[slot, OF_OPEN] = open_qty
-    ordf[slot, OF_PRICE] = price
-    ordi[slot, OI_SIDE] = side
-    ordi[slot, OI_BOOK] = b
-    ordi[slot, OI_ACCOUNT] = account
-    ordi[slot, OI_KEY] = key
     if closed:
-        ordf[slot, OF_OPEN] = 0.0
-        ordi[slot, OI_STATE] = ORDER_CLOSED
+        fill_slot(ordf, ordi, slot, qty, 0.0, price, ORDER_CLOSED, side, b, account, key)
         _retire(slot, ordi, ord_ht, free, ring, ctr)
         return
-    ordi[slot, OI_STATE] = ORDER_OPEN
+    fill_slot(ordf, ordi, slot, qty, open_qty, price, ORDER_OPEN, side, b, account, key)
     if side == _BUY:
         book[b, B_OPEN_BUY] += open_qty
         acct[account, A_OPEN_NET] += open_qty * price
