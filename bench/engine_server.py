@@ -14,6 +14,7 @@ bench/results/. This path depends on the store module and is optional.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import shutil
@@ -40,6 +41,9 @@ async def start_engine_only(listen: str, workload: Workload) -> tuple[grpc.aio.S
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
+    # As riskd_server.server.start does: the start-up objects out of the collector's reach.
+    gc.collect()
+    gc.freeze()
     await server.start()
     return server, port, engine
 

@@ -4,6 +4,9 @@
   symbols and 1,000 accounts (the workload's limits, marks and positions loaded); target >= 20 M/s.
 * ``kernel``: the same batches through the raw numba ``check_batch`` (inputs pre-translated, so only
   the jitted pass is timed).
+* ``cancels``: the raw numba ``apply_executions`` pass over batches of 10,000 cancels of accepted
+  orders, with the closed-order retention ring full (each close then evicts the oldest closed id,
+  the steady state of a long session); informational, no target.
 * ``server time``: one single-order CheckOrders the way the RPC handler does it, minus the
   transport: request bytes -> ``RiskServicer._check_wire`` (numba parse of the bytes,
   ``Engine.check_orders_wire``'s one-order path, reply encoded as bytes) -> reply bytes; p50/p99
@@ -31,6 +34,7 @@ from riskd.v1 import risk_pb2 as pb
 from riskd_server.engine import Engine, _hash_ids, warm_up
 from riskd_server.kernel import layout as L
 from riskd_server.kernel.checks import check_batch
+from riskd_server.kernel.executions import apply_executions
 from riskd_server.servicer import RiskServicer, encode_result
 
 from .workload import EXEC_CANCELED, Columns, IdSource, RequestBuilder, Workload
@@ -157,6 +161,92 @@ def bench_kernel(
         max(per_round),
         per_round,
         accepted / total,
+    )
+
+
+class _DenseOrders:
+    """Kernel input rows for the workload's orders with random id keys (no strings: fast to make)."""
+
+    def __init__(self, engine: Engine, workload: Workload, seed: int) -> None:
+        self.engine = engine
+        self.workload = workload
+        self.rng = np.random.default_rng(seed)
+        self.account_ids = engine.accounts.lookup_many(workload.accounts)
+        self.symbol_ids = engine.symbols.lookup_many(workload.symbols)
+
+    def accept(self, n: int) -> np.ndarray:
+        """Check n orders through check_batch; the keys of the accepted ones."""
+        a, s, side, qty, price = self.workload.orders(n, self.rng)
+        oi = np.empty((n, L.IN_I_FIELDS), dtype=np.int64)
+        oi[:, L.IN_ACCOUNT] = self.account_ids[a]
+        oi[:, L.IN_SYMBOL] = self.symbol_ids[s]
+        oi[:, L.IN_SIDE] = side
+        oi[:, L.IN_KEY] = self.rng.integers(1, 1 << 62, n)
+        of = np.empty((n, L.IN_F_FIELDS), dtype=np.float64)
+        of[:, L.IN_QTY] = qty
+        of[:, L.IN_PRICE] = price
+        engine = self.engine
+        engine._fit_books(n)
+        engine._fit_slots(n)
+        mask = np.empty(n, dtype=np.uint32)
+        vi, vf = engine._violation_scratch(n)
+        check_batch(oi, of, time.monotonic(), mask, vi, vf, *engine._kernel_args())
+        return oi[mask == 0, L.IN_KEY].copy()
+
+    def cancel(self, keys: np.ndarray) -> tuple[float, int]:
+        """Cancel keys in one apply_executions pass; (seconds, cancels applied)."""
+        n = keys.shape[0]
+        s = self.engine._s
+        types = np.full(n, EXEC_CANCELED, dtype=np.int64)
+        xf = np.zeros((n, 2), dtype=np.float64)
+        status = np.empty(n, dtype=np.int64)
+        slots = np.empty(n, dtype=np.int64)
+        t0 = time.perf_counter()
+        apply_executions(
+            keys, types, xf, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book, s.book_pair, s.acct,
+            s.sym, s.ctr, status, slots,
+        )  # fmt: skip
+        dt = time.perf_counter() - t0
+        return dt, int((status == L.X_APPLIED).sum())
+
+
+def bench_cancels(
+    engine: Engine, workload: Workload, batch: int = 10_000, batches: int = 10, rounds: int = 7
+) -> ThroughputResult:
+    """The raw apply_executions pass on cancels, closed-order ring full (every close evicts one).
+
+    Orders are accepted through check_batch (untimed) with random id keys, then canceled in batches
+    of ``batch``; the ring is first filled the same way, so the rounds see the steady state.
+    """
+    orders = _DenseOrders(engine, workload, seed=4)
+    s = engine._s
+    while int(s.ctr[L.C_RING_COUNT]) < s.ring.shape[0]:
+        orders.cancel(orders.accept(batch))
+    per_round: list[float] = []
+    applied = total = 0
+    elapsed = 0.0
+    for _ in range(rounds):
+        gc.collect()
+        seconds = 0.0
+        n = 0
+        for _ in range(batches):
+            keys = orders.accept(batch)
+            dt, ok = orders.cancel(keys)
+            seconds += dt
+            n += keys.shape[0]
+            applied += ok
+        total += n
+        elapsed += seconds
+        per_round.append(n / seconds)
+    return ThroughputResult(
+        "kernel apply_executions",
+        batch,
+        total,
+        elapsed,
+        float(np.median(per_round)),
+        max(per_round),
+        per_round,
+        applied / total,
     )
 
 
@@ -314,6 +404,7 @@ def server_time_breakdown(engine: Engine, builder: RequestBuilder, n: int) -> di
 class KernelReport:
     engine: ThroughputResult
     kernel: ThroughputResult
+    cancels: ThroughputResult
     server_time: LatencyResult
     engine_batch1_per_s: float
 
@@ -324,10 +415,11 @@ def run(quick: bool = False, breakdown: bool = True, calls: int = 20_000) -> Ker
     rounds, batches = (3, 50) if quick else (7, 100)
     eng = bench_engine(engine, workload, batches=batches, rounds=rounds)
     ker = bench_kernel(engine, workload, batches=batches, rounds=rounds)
+    cx = bench_cancels(engine, workload, rounds=3 if quick else 7)
     one = bench_engine(engine, workload, batch=1, batches=5_000, rounds=1)
     # Last: the breakdown leaves up to 10,000 kernel-opened orders (keys without ids) open.
     st = bench_server_time(engine, workload, calls=5_000 if quick else calls, breakdown=breakdown)
-    return KernelReport(eng, ker, st, one.per_s)
+    return KernelReport(eng, ker, cx, st, one.per_s)
 
 
 def print_report(rep: KernelReport) -> None:
@@ -337,6 +429,12 @@ def print_report(rep: KernelReport) -> None:
             f"(best {t.best_per_s / 1e6:.2f}; target {KERNEL_TARGET_PER_S / 1e6:.0f}), "
             f"{t.orders:,} orders, accepted {t.accepted_fraction:.1%}"
         )
+    c = rep.cancels
+    print(
+        f"{c.name:<24} batch {c.batch:>5}: {c.per_s / 1e6:7.2f} M cancels/s median "
+        f"({1e9 / c.per_s:.0f} ns a cancel; best {c.best_per_s / 1e6:.2f}), closed-order ring full, "
+        f"applied {c.accepted_fraction:.1%}"
+    )
     print(f"engine.check_orders      batch     1: {rep.engine_batch1_per_s / 1e3:7.1f} k orders/s")
     s = rep.server_time
     print(

@@ -135,6 +135,18 @@ def kernel_rows(rep: kernel_bench.KernelReport) -> list[Row]:
                 f"best round {t.best_per_s / 1e6:.2f} M/s",
             )
         )
+    c = rep.cancels
+    rows.append(
+        Row(
+            f"{c.name}, cancels, batch {c.batch}, retention ring full (median)",
+            f"{c.per_s / 1e6:.2f} M cancels/s",
+            f"{1e9 / c.per_s:.0f} ns a cancel",
+            None,
+            "(info)",
+            None,
+            f"best round {c.best_per_s / 1e6:.2f} M/s",
+        )
+    )
     s = rep.server_time
     rows.append(
         Row(

@@ -327,7 +327,7 @@ class Engine:
             ordf=ordf,
             ordi=ordi,
             free=_resident(max_slots, np.int64),
-            ring=_resident(cfg.closed_order_retention, np.int64),
+            ring=_resident((cfg.closed_order_retention, L.RING_FIELDS), np.int64),
         )
         self._s = s
         self._fit_slots(min(cfg.initial_order_slots, max_slots))

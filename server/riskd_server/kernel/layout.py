@@ -67,9 +67,15 @@ OI_BOOK = 5
 OI_ACCOUNT = 6
 OI_KEY = 7  # id hash, the key in the order table
 O_FIELDS = 8
-ORDER_FREE = 0
+ORDER_FREE = 0  # never used (a slot freed from the retention ring keeps ORDER_CLOSED: no id finds it)
 ORDER_OPEN = 1
 ORDER_CLOSED = 2
+
+# ring: int64[closed_order_retention, RING_FIELDS], the retention ring of closed orders, oldest at
+# ctr[C_RING_HEAD]: the slot and the id key (the key too, so evicting needs no load of the slot).
+RING_SLOT = 0
+RING_KEY = 1
+RING_FIELDS = 2
 
 # ctr: int64[C_FIELDS] counters
 C_BOOKS = 0  # books in use
