@@ -31,6 +31,7 @@ from .kernel.executions import (
     restore_order,
     set_prices,
 )
+from .kernel.rows import order_rows, violation_columns
 from .limitbook import LimitBook, compile_limits
 from .limits import MAX_NAME_LEN, Limit, validate_limits
 
@@ -260,12 +261,6 @@ def _read_only(arr: np.ndarray) -> np.ndarray:
 # Write-behind rows one checked order can produce, at most: an accepted order is one OrdersAccepted
 # row plus a warning per kind (<= 9); a rejected one is a CheckEvents row per failing check (<= 13).
 _CHECK_ROWS_PER_ORDER = L.MAX_VIOLATIONS_PER_ORDER
-# kernel.layout's columns for wire.order_rows (oi: account, symbol, side, key; of: quantity, price)
-# and wire.violation_columns (order, check, limit, warning); unsigned, so numba need not wrap them.
-_IN_COLUMNS = np.array(
-    [L.IN_ACCOUNT, L.IN_SYMBOL, L.IN_SIDE, L.IN_KEY, L.IN_QTY, L.IN_PRICE], dtype=np.uint64
-)
-_V_COLUMNS = np.array([L.V_ORDER, L.V_CHECK, L.V_LIMIT, L.V_WARNING], dtype=np.uint64)
 # check_orders_wire tries the one-order parser on requests up to this size (one order with three
 # 128-character names is ~420 bytes).
 _ONE_ORDER_BYTES = 512
@@ -488,7 +483,7 @@ class Engine:
         oi = np.empty((n, L.IN_I_FIELDS), dtype=np.int64)
         of = np.empty((n, L.IN_F_FIELDS), dtype=np.float64)
         # ASCII only, so an id's length in bytes is its length in characters
-        wire.order_rows(oi, of, _IN_COLUMNS, aid, sid, side, keys, length[0], quantity, price, MAX_NAME_LEN)
+        order_rows(oi, of, aid, sid, side, keys, length[0], quantity, price, MAX_NAME_LEN)
         ids = accounts = symbols = None
         if self.sink is not None:
             ids = wire.Utf8Spans(data, off[0], length[0], keys)
@@ -597,8 +592,8 @@ class Engine:
 
     def _violations(self, vi: np.ndarray, vf: np.ndarray, nv: int) -> Violations:
         """Copy the kernel's first nv violation rows out of the (reused) buffers (one numba pass)."""
-        order, check, limit, observed, threshold, warning = wire.violation_columns(
-            vi, vf, nv, _V_COLUMNS, L.LIMIT_CAPACITY, float(self.config.max_open_orders)
+        order, check, limit, observed, threshold, warning = violation_columns(
+            vi, vf, nv, float(self.config.max_open_orders)
         )
         return Violations(order, check, self._limits.limit_ids(limit), observed, threshold, warning)
 

@@ -279,6 +279,23 @@ def set_prices(symbols: np.ndarray, prices: np.ndarray, sym: np.ndarray) -> None
 
 
 @njit(cache=True, nogil=True)
+def find_or_open_book(
+    a: np.int64, s: np.int64, book_ht: np.ndarray, book: np.ndarray, book_pair: np.ndarray, ctr: np.ndarray
+) -> np.int64:
+    """The book of (a, s), opened with an unresolved limit cache if new (the engine guarantees room).
+
+    Unlike check_batch, which resolves an order's limits into the spare row before opening a book
+    there, callers outside the check kernel find another pair's levels in that row: B_LIM_TAG = 0
+    makes the next check resolve them.
+    """
+    b = ht_find(book_ht, book_key(a, s))
+    if b < 0:
+        b = open_book(a, s, book_ht, book, book_pair, ctr)
+        book[b, B_LIM_TAG] = 0.0
+    return b
+
+
+@njit(cache=True, nogil=True)
 def load_positions(
     accounts: np.ndarray,
     symbols: np.ndarray,
@@ -291,11 +308,7 @@ def load_positions(
 ) -> None:
     """Replace positions, creating books as needed (the engine guarantees room)."""
     for i in range(accounts.shape[0]):
-        key = book_key(accounts[i], symbols[i])
-        b = ht_find(book_ht, key)
-        if b < 0:
-            b = open_book(accounts[i], symbols[i], book_ht, book, book_pair, ctr)
-            book[b, B_LIM_TAG] = 0.0  # the row may hold another pair's limits (check_batch's spare row)
+        b = find_or_open_book(accounts[i], symbols[i], book_ht, book, book_pair, ctr)
         book[b, B_POS] = qty[i]
         book_out[i] = b
 
@@ -322,10 +335,7 @@ def restore_order(
     ctr: np.ndarray,
 ) -> None:
     """Re-open (or re-remember, when closed) one recovered order; used only at start-up."""
-    b = ht_find(book_ht, book_key(account, symbol))
-    if b < 0:
-        b = open_book(account, symbol, book_ht, book, book_pair, ctr)
-        book[b, B_LIM_TAG] = 0.0  # the row may hold another pair's limits (check_batch's spare row)
+    b = find_or_open_book(account, symbol, book_ht, book, book_pair, ctr)
     slot = take_slot(free, ctr)
     ht_put(ord_ht, key, slot)
     if closed:

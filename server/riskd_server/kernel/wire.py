@@ -483,44 +483,6 @@ def parse_one(buf: bytes, seed: np.uint64):
     )  # fmt: skip
 
 
-@njit(cache=True, nogil=True)
-def order_rows(oi, of, at, aid, sid, side, keys, id_len, quantity, price, max_len) -> None:
-    """Fill the check kernel's input rows from parsed columns, in one pass instead of a numpy
-    pass per column: oi[i, at[0..3]] = account id (-1 when the id is empty or longer than
-    max_len: the kernel rejects the order as invalid), symbol id, side, key; of[i, at[4..5]] =
-    quantity, price (at holds kernel.layout's IN_* columns)."""
-    for i in range(oi.shape[0]):
-        ok = 0 < id_len[i] <= max_len
-        oi[i, at[0]] = aid[i] if ok else -1
-        oi[i, at[1]] = sid[i]
-        oi[i, at[2]] = side[i]
-        oi[i, at[3]] = keys[i]
-        of[i, at[4]] = quantity[i]
-        of[i, at[5]] = price[i]
-
-
-@njit(cache=True, nogil=True)
-def violation_columns(vi, vf, nv, at, capacity, capacity_threshold):
-    """The check kernel's first nv violation rows as columns (order uint32, check int32, limit
-    index, observed, threshold, warning bool), copied out of its reused buffers in one pass; a
-    row whose limit is ``capacity`` reports capacity_threshold (at: the V_ORDER, V_CHECK, V_LIMIT,
-    V_WARNING columns)."""
-    order = np.empty(nv, dtype=np.uint32)
-    check = np.empty(nv, dtype=np.int32)
-    limit = np.empty(nv, dtype=np.int64)
-    observed = np.empty(nv, dtype=np.float64)
-    threshold = np.empty(nv, dtype=np.float64)
-    warning = np.empty(nv, dtype=np.bool_)
-    for k in range(nv):
-        order[k] = vi[k, at[0]]
-        check[k] = vi[k, at[1]]
-        limit[k] = vi[k, at[2]]
-        warning[k] = vi[k, at[3]] != 0
-        observed[k] = vf[k, 0]
-        threshold[k] = capacity_threshold if limit[k] == capacity else vf[k, 1]
-    return order, check, limit, observed, threshold, warning
-
-
 # ---------------------------------------------------------------------------------------- names
 
 
