@@ -200,11 +200,12 @@ class _DenseOrders:
         types = np.full(n, EXEC_CANCELED, dtype=np.int64)
         xf = np.zeros((n, 2), dtype=np.float64)
         status = np.empty(n, dtype=np.int64)
-        slots = np.empty(n, dtype=np.int64)
+        books = np.empty(n, dtype=np.int64)
+        open_after = np.empty(n, dtype=np.float64)
         t0 = time.perf_counter()
         apply_executions(
             keys, types, xf, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book, s.book_pair, s.acct,
-            s.sym, s.ctr, status, slots,
+            s.sym, s.ctr, status, books, open_after,
         )  # fmt: skip
         dt = time.perf_counter() - t0
         return dt, int((status == L.X_APPLIED).sum())

@@ -8,6 +8,7 @@ from riskd_server.limitbook import CAPACITY_LIMIT_ID
 
 INVALID = 1 << 20
 OPEN_ORDERS = 1 << 8
+DUPLICATE = 1 << 21
 
 
 def test_accounts_and_symbols_past_capacity_are_invalid_orders() -> None:
@@ -42,3 +43,21 @@ def test_orders_past_the_open_order_bound_are_refused_on_capacity() -> None:
     again = engine.check_orders(["o9"], ["A"], ["S"], [1], [1.0], [0.0])
     assert again.accepted.tolist() == [True]
     assert engine.open_orders() == 3
+
+
+def test_the_open_order_bound_is_exact_whatever_the_retention() -> None:
+    """Retained closed ids hold no order slot, so they neither lend open orders room nor take it."""
+    engine = Engine(EngineConfig(max_open_orders=3, closed_order_retention=5, initial_order_slots=1))
+    engine.update_prices(["S"], [1.0])
+    out = engine.check_orders(
+        [f"o{i}" for i in range(5)], ["A"] * 5, ["S"] * 5, [1] * 5, [1.0] * 5, [0.0] * 5
+    )
+    assert out.accepted.tolist() == [True, True, True, False, False]
+    assert engine.open_orders() == 3
+    engine.report_executions(["o0", "o1", "o2"], [2] * 3, [0.0] * 3, [0.0] * 3)
+    assert engine.stats()["retained_closed_orders"] == 3
+    again = engine.check_orders(
+        [f"n{i}" for i in range(4)] + ["o1"], ["A"] * 5, ["S"] * 5, [1] * 5, [1.0] * 5, [0.0] * 5
+    )
+    assert again.accepted.tolist() == [True, True, True, False, False]
+    assert again.reject_mask.tolist()[3:] == [OPEN_ORDERS, OPEN_ORDERS | DUPLICATE]

@@ -47,7 +47,7 @@ def test_restore_keeps_open_orders_beyond_a_smaller_bound(caplog: pytest.LogCapt
     assert engine.open_orders() == 8
     assert [engine.open_quantity(f"o{i}") for i in range(8)] == [2.0] * 8
     stats = engine.stats()
-    assert stats["order_slots"] <= 8 + 2 and stats["retained_closed_orders"] == 2
+    assert stats["order_slots"] == 8 and stats["retained_closed_orders"] == 2  # closed orders: no slot
     # Every slot holds a recovered order: new orders are refused on capacity, known ids also as duplicates.
     out = engine.check_orders(["o102", "o103", "o100", "n1"], *_cols(4), now=0.0)
     assert out.accepted.tolist() == [False] * 4
@@ -55,7 +55,7 @@ def test_restore_keeps_open_orders_beyond_a_smaller_bound(caplog: pytest.LogCapt
     engine.report_executions([f"o{i}" for i in range(8)], [2] * 8, [0.0] * 8, [0.0] * 8)
     assert engine.open_orders() == 0
     out = engine.check_orders([f"n{i}" for i in range(9)], *_cols(9), now=0.0)
-    assert out.accepted.tolist() == [True] * 8 + [False]  # 10 slots, 2 hold retained closed ids
+    assert out.accepted.tolist() == [True] * 8 + [False]  # the 8 slots raised for the recovered orders
 
 
 def _cols(n: int) -> tuple:
@@ -121,3 +121,25 @@ def test_one_order_outcome_does_not_alias_the_next() -> None:
     with pytest.raises(ValueError):
         second.accepted[0] = False
     assert np.array_equal(first.reject_mask, [1 << 1])
+
+
+def test_recovered_closed_orders_keep_their_book_and_side_for_late_fills() -> None:
+    """A retained closed order holds no slot; its id still knows the book and side a late fill moves."""
+    engine = Engine(EngineConfig(max_open_orders=4, closed_order_retention=4, initial_order_slots=1))
+    closed = (
+        ch.OpenOrderRow("buy-a", "A", "X", 1, 0.0, 10.0),
+        ch.OpenOrderRow("sell-b", "B", "Y", 2, 0.0, 10.0),
+    )
+    engine.restore(_snapshot(open_orders=(_order(1, 3.0),), recent_closed=closed))
+    assert engine.stats()["order_slots"] == 1  # only the open order
+    out = engine.report_executions(
+        ["sell-b", "buy-a", "sell-b"], [1, 1, 2], [2.0, 5.0, 0.0], [11.0, 12.0, 0.0]
+    )
+    assert out.applied.tolist() == [True, True, False]
+    assert out.status.tolist() == [L.X_LATE_FILL, L.X_LATE_FILL, L.X_CLOSED]
+    assert (engine.position("B", "Y"), engine.position("A", "X")) == (-2.0, 5.0)
+    assert engine.open_quantity("o1") == 3.0 and engine.open_orders() == 1
+    dup = engine.check_orders(
+        ["buy-a", "sell-b"], ["A", "B"], ["X", "Y"], [1, 2], [1.0, 1.0], [10.0, 10.0], now=0.0
+    )
+    assert dup.reject_mask.tolist() == [1 << 21, 1 << 21]

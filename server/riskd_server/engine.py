@@ -159,7 +159,8 @@ class _Arrays:
     (``_resident``) so every page is mapped before the first order. Book rows and order slots are
     one 64-byte-aligned cache line each (``_aligned_rows``; ordf and ordi are two views of one
     buffer, ``_order_slots``). ``free`` is topped up from ``ctr[C_SLOTS]`` (slots handed out so
-    far) as the engine needs them.
+    far) as the engine needs them. Only open orders hold slots (max_open_orders of them); the
+    order table also keeps the retained closed ids (kernel.layout.ORDER_CLOSED_BASE).
     """
 
     acct: np.ndarray
@@ -310,7 +311,7 @@ class Engine:
         self._wall = wall_clock
         self.accounts = Interner("account", cfg.max_accounts)
         self.symbols = Interner("symbol", cfg.max_symbols)
-        self._max_slots = max_slots = cfg.max_open_orders + cfg.closed_order_retention
+        self._max_slots = max_slots = cfg.max_open_orders  # a closed order holds no slot (layout)
         ordf, ordi = _order_slots(max_slots)
         s = _Arrays(
             acct=np.zeros((cfg.initial_accounts, L.A_FIELDS), dtype=np.float64),
@@ -318,11 +319,11 @@ class Engine:
             book_ht=ht_new(cfg.initial_books + 1),
             book=_book_rows(cfg.initial_books + 1),
             book_pair=np.zeros((cfg.initial_books + 1, L.BP_FIELDS), dtype=np.int64),
-            ord_ht=ht_new(max_slots),
+            ord_ht=ht_new(max_slots + cfg.closed_order_retention),
             ordf=ordf,
             ordi=ordi,
             free=_resident(max_slots, np.int64),
-            ring=_resident((cfg.closed_order_retention, L.RING_FIELDS), np.int64),
+            ring=_resident(cfg.closed_order_retention, np.int64),
         )
         self._s = s
         self._fit_slots(min(cfg.initial_order_slots, max_slots))
@@ -351,7 +352,7 @@ class Engine:
 
     def open_quantity(self, client_order_id: str) -> float:
         slot = ht_find(self._s.ord_ht, _hash_ids([client_order_id])[0])
-        if slot < 0 or self._s.ordi[slot, L.OI_STATE] != L.ORDER_OPEN:
+        if slot < 0:  # unknown, or closed (layout.ORDER_CLOSED_BASE)
             return 0.0
         return float(self._s.ordf[slot, L.OF_OPEN])
 
@@ -657,7 +658,8 @@ class Engine:
         xf[:, 0] = quantity
         xf[:, 1] = price
         status = np.empty(n, dtype=np.int64)
-        slots = np.empty(n, dtype=np.int64)
+        books = np.empty(n, dtype=np.int64)
+        open_after = np.empty(n, dtype=np.float64)
         recompute = apply_executions(
             keys,
             types,
@@ -673,7 +675,8 @@ class Engine:
             s.sym,
             s.ctr,
             status,
-            slots,
+            books,
+            open_after,
         )
         if recompute:
             recompute_position_exposure(s.acct, s.sym, s.book, s.book_pair, s.ctr)
@@ -681,10 +684,11 @@ class Engine:
         errors = _EXEC_MESSAGES[status]
         self._state_version += 1
         if self.sink is not None:
-            self._emit_executions(client_order_id, types, xf, applied, errors, slots)
+            self._emit_executions(client_order_id, types, xf, applied, errors, books, open_after)
         return ExecOutcome(applied, errors.tolist(), self._state_version, status)
 
-    def _emit_executions(self, ids, types, xf, applied, errors, slots) -> None:
+    def _emit_executions(self, ids, types, xf, applied, errors, books, open_after) -> None:
+        """Record a batch of reports; books and open_after are apply_executions' per-report outputs."""
         sink = self.sink
         assert sink is not None
         s = self._s
@@ -703,21 +707,21 @@ class Engine:
         idx = np.flatnonzero(applied)
         if not idx.shape[0]:
             return
-        sl = slots[idx]
-        state = s.ordi[sl, L.OI_STATE]
+        remaining = open_after[idx]
+        still_open = remaining >= 0.0
         sink.put(
             ch.OrdersUpdated(
                 ts=ts,
                 client_order_id=_take(ids, idx),
-                open_quantity=np.where(state == L.ORDER_OPEN, s.ordf[sl, L.OF_OPEN], 0.0),
-                status=np.where(state == L.ORDER_OPEN, ch.ORDER_OPEN, ch.ORDER_CLOSED).astype(np.int8),
+                open_quantity=np.where(still_open, remaining, 0.0),
+                status=np.where(still_open, ch.ORDER_OPEN, ch.ORDER_CLOSED).astype(np.int8),
             )
         )
         fills = idx[types[idx] == 1]
         if fills.shape[0]:
-            books = s.ordi[slots[fills], L.OI_BOOK]
-            self._emit_books(books)
-            self._emit_marks(np.unique(s.book_pair[books, L.BP_SYMBOL]))
+            filled = books[fills]
+            self._emit_books(filled)
+            self._emit_marks(np.unique(s.book_pair[filled, L.BP_SYMBOL]))
 
     def _emit_books(self, books: np.ndarray) -> None:
         s = self._s
@@ -909,8 +913,8 @@ class Engine:
 
         Every recovered open order gets a slot, even past --max-open-orders (the server restarted
         with a smaller bound than it ran with): dropping one would understate exposure and refusing
-        to start would stop all trading, so the slot bound grows to the recovered open orders plus
-        the retention, once, at start-up, with a warning.
+        to start would stop all trading, so the slot bound grows to the recovered open orders, once,
+        at start-up, with a warning. Closed orders take no slot (kernel.layout).
         """
         s = self._s
         open_rows = len(rows) - closed
@@ -920,9 +924,9 @@ class Engine:
                 "(order slots raised to %d)",
                 open_rows,
                 self.config.max_open_orders,
-                open_rows + self.config.closed_order_retention,
+                open_rows,
             )
-            self._raise_slot_bound(open_rows + self.config.closed_order_retention)
+            self._raise_slot_bound(open_rows)
         for i, row in enumerate(rows):
             a = self.accounts.intern(row.account)
             sy = self.symbols.intern(row.symbol)
@@ -1036,7 +1040,7 @@ class Engine:
         ordi[:used] = s.ordi[:used]  # both views: one buffer
         free[: int(s.ctr[L.C_FREE_TOP])] = s.free[: int(s.ctr[L.C_FREE_TOP])]
         s.ordf, s.ordi, s.free = ordf, ordi, free
-        s.ord_ht = ht_grow(s.ord_ht, max_slots)
+        s.ord_ht = ht_grow(s.ord_ht, max_slots + self.config.closed_order_retention)
         self._max_slots = max_slots
         self._kernel_state = None
 

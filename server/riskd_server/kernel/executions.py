@@ -10,11 +10,15 @@ dependent DRAM round trips). Only prefetches run ahead: every report is still lo
 applied strictly in order, so a lookup made stale by an earlier report (the same id twice, a slot
 freed and reused) costs at most a wasted prefetch.
 
+A closed order gives its slot back at once and keeps only its id in the order table, with its
+book and side as the value (``closed_value``; see ``layout.ORDER_CLOSED_BASE``): enough for the
+duplicate test and for a late fill. The retention ring holds the ids alone, so evicting the
+oldest is one bucket delete, prefetched ahead, with no load of the order's slot.
+
 The helpers a cancel runs (``_release``, ``_close``, ``_retire``) are inlined: called, each one
 took and dropped a numba reference on every array argument, atomic operations that wait for the
-pending cache-missing stores; inlined into the loop the counts are pruned. With the ring keeping
-each id key beside its slot (an eviction no longer loads the evicted slot), a cancel with the ring
-full went from ~155 to ~110 ns (bench/kernel_bench.py's cancel row).
+pending cache-missing stores; inlined into the loop the counts are pruned. With both changes a
+cancel with the ring full went from ~155 to ~100 ns (bench/kernel_bench.py's apply_executions row).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._hashtable import ht_bucket, ht_delete, ht_find, ht_put
+from ._hashtable import ht_bucket, ht_delete, ht_find, ht_put, ht_slot
 from ._prefetch import prefetch
 from .checks import book_key, fill_slot, mark_of, open_book, take_slot
 from .layout import (
@@ -48,13 +52,11 @@ from .layout import (
     OF_PRICE,
     OI_ACCOUNT,
     OI_BOOK,
-    OI_KEY,
     OI_SIDE,
     OI_STATE,
-    ORDER_CLOSED,
+    ORDER_CLOSED_BASE,
+    ORDER_FREE,
     ORDER_OPEN,
-    RING_KEY,
-    RING_SLOT,
     S_FILL,
     S_PRICE,
     X_APPLIED,
@@ -79,30 +81,28 @@ def _wrap(i: np.int64, cap: np.int64) -> np.int64:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _retire(slot: np.int64, ordi: np.ndarray, ord_ht: np.ndarray, free: np.ndarray, ring: np.ndarray, ctr):
-    """Remember a closed order in the retention ring, evicting (and freeing) the oldest when full.
+def closed_value(book: np.int64, side: np.int64) -> np.int64:
+    """The order-table value of a closed order: its book and side, no slot (see layout.ORDER_CLOSED_BASE)."""
+    return ORDER_CLOSED_BASE - (2 * np.int64(book) + (np.int64(side) - _BUY))
 
-    A ring entry holds the order's id key beside its slot (RING_SLOT, RING_KEY), so an eviction
-    deletes the id from the order table without loading the evicted slot's line: that load and the
-    bucket it leads to were two dependent cache misses on every close once the ring was full (the
-    slot is loaded later anyway, when the check kernel reuses it, and prefetched there).
+
+@njit(cache=True, nogil=True, inline="always")
+def _retire(key: np.int64, ord_ht: np.ndarray, ring: np.ndarray, ctr: np.ndarray) -> None:
+    """Remember a closed order's id in the retention ring, forgetting the oldest id when full.
+
+    Deletes from the order table (backward shift): a caller holding a bucket index must be done
+    with it first.
     """
     cap = ring.shape[0]
     if cap == 0:
-        ht_delete(ord_ht, ordi[slot, OI_KEY])
-        free[ctr[C_FREE_TOP]] = slot
-        ctr[C_FREE_TOP] += 1
+        ht_delete(ord_ht, key)
         return
     if ctr[C_RING_COUNT] == cap:
         head = ctr[C_RING_HEAD]
-        ht_delete(ord_ht, ring[head, RING_KEY])
-        free[ctr[C_FREE_TOP]] = ring[head, RING_SLOT]
-        ctr[C_FREE_TOP] += 1
+        ht_delete(ord_ht, ring[head])
         ctr[C_RING_HEAD] = _wrap(head + 1, cap)
         ctr[C_RING_COUNT] -= 1
-    tail = _wrap(ctr[C_RING_HEAD] + ctr[C_RING_COUNT], cap)
-    ring[tail, RING_SLOT] = slot
-    ring[tail, RING_KEY] = ordi[slot, OI_KEY]
+    ring[_wrap(ctr[C_RING_HEAD] + ctr[C_RING_COUNT], cap)] = key
     ctr[C_RING_COUNT] += 1
 
 
@@ -111,7 +111,8 @@ def _prefetch_slot(keys, i, ord_ht, ordi, slot_out) -> None:
     """Stage 2 of report i: look up its slot (bucket cached) into slot_out, load its rows.
 
     Straight-line, as checks' inlined helpers (a branch would keep numba's atomic reference counting
-    of the array arguments in the loop); an unknown id (-1) prefetches slot 0, harmlessly.
+    of the array arguments in the loop); an unknown or closed id (a negative value) prefetches
+    slot 0, harmlessly.
     """
     slot = max(ht_find(ord_ht, keys[i]), 0)
     slot_out[i] = slot
@@ -132,7 +133,7 @@ def _prefetch_book(i, types, ordi, book, book_pair, slot_out, last) -> None:
 @njit(cache=True, nogil=True, inline="always")
 def _prefetch_eviction(ring, head, cap, ord_ht) -> None:
     """Load the order-table bucket of the id that the close 2 * _AHEAD closes from now will evict."""
-    prefetch(ord_ht, ht_bucket(ring[(head + 2 * _AHEAD) % cap, RING_KEY], ord_ht.shape[0] - 1), 0)
+    prefetch(ord_ht, ht_bucket(ring[(head + 2 * _AHEAD) % cap], ord_ht.shape[0] - 1), 0)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -168,15 +169,19 @@ def apply_executions(
     sym: np.ndarray,
     ctr: np.ndarray,
     status_out: np.ndarray,
-    slot_out: np.ndarray,
+    book_out: np.ndarray,
+    open_out: np.ndarray,
 ) -> bool:
     """Apply reports in order; returns True when a mark moved and position exposure needs a recompute.
 
+    Per report: status_out (layout.X_*), book_out the order's book (-1 when not applied), open_out
+    its open quantity afterwards (-1.0 once closed or when not applied).
+
     A software pipeline (prefetches only; see the module doc): step k prefetches the hash bucket of
-    report k, looks up report k - _AHEAD (bucket now cached) and prefetches its slot rows, reads the
+    report k, looks up report k - _AHEAD (bucket now cached) and prefetches its slot row, reads the
     book of report k - 2 * _AHEAD's slot and prefetches the book row, and applies report
-    k - 3 * _AHEAD with an authoritative lookup. slot_out holds the look-ahead slots until the apply
-    stage overwrites them.
+    k - 3 * _AHEAD with an authoritative lookup. book_out holds the look-ahead slots until the
+    apply stage overwrites them.
     """
     recompute = False
     n = keys.shape[0]
@@ -187,46 +192,59 @@ def apply_executions(
         if k < n:
             prefetch(ord_ht, ht_bucket(keys[k], omask), 0)
         if _AHEAD <= k < n + _AHEAD:
-            _prefetch_slot(keys, k - _AHEAD, ord_ht, ordi, slot_out)
+            _prefetch_slot(keys, k - _AHEAD, ord_ht, ordi, book_out)
         if 2 * _AHEAD <= k < n + 2 * _AHEAD:
-            _prefetch_book(k - 2 * _AHEAD, types, ordi, book, book_pair, slot_out, last)
+            _prefetch_book(k - 2 * _AHEAD, types, ordi, book, book_pair, book_out, last)
         i = k - 3 * _AHEAD
         if i < 0:
             continue
         if ctr[C_RING_COUNT] == cap and cap > 0:  # full: each close evicts the ring's oldest entry
             _prefetch_eviction(ring, ctr[C_RING_HEAD], cap, ord_ht)
-        slot = ht_find(ord_ht, keys[i])
-        slot_out[i] = slot
-        kind = types[i]
-        if slot < 0:
+        book_out[i] = -1
+        open_out[i] = -1.0
+        key = keys[i]
+        bucket = ht_slot(ord_ht, key)
+        if ord_ht[bucket, 0] != key:
             status_out[i] = X_UNKNOWN
             continue
+        kind = types[i]
         if kind < _FILL or kind > _EXPIRED:
             status_out[i] = X_BAD_TYPE
             continue
-        state = ordi[slot, OI_STATE]
+        slot = ord_ht[bucket, 1]
+        is_open = slot >= 0
+        if is_open:
+            b = ordi[slot, OI_BOOK]
+            a = ordi[slot, OI_ACCOUNT]
+            buy = ordi[slot, OI_SIDE] == _BUY
+        else:  # closed: the value holds the book and side (closed_value)
+            c = ORDER_CLOSED_BASE - slot
+            b = c >> 1
+            a = book_pair[b, BP_ACCOUNT]
+            buy = (c & 1) == 0
         if kind != _FILL:
-            if state != ORDER_OPEN:
+            if not is_open:
                 status_out[i] = X_CLOSED
                 continue
             _release(slot, ordf[slot, OF_OPEN], ordf, ordi, book, acct)
-            _close(slot, ordi, ord_ht, free, ring, acct, ctr)
+            _close(slot, bucket, ordi, ord_ht, free, ring, acct, ctr)
             status_out[i] = X_APPLIED
+            book_out[i] = b
             continue
         f = xf[i, 0]
         x = xf[i, 1]
         if not (math.isfinite(f) and f > 0.0 and math.isfinite(x) and x > 0.0):
             status_out[i] = X_BAD_FILL
             continue
-        open_qty = ordf[slot, OF_OPEN]
-        released = min(f, open_qty)
-        if released > 0.0:
-            _release(slot, released, ordf, ordi, book, acct)
-        b = ordi[slot, OI_BOOK]
-        a = ordi[slot, OI_ACCOUNT]
+        open_qty = 0.0
+        if is_open:
+            open_qty = ordf[slot, OF_OPEN]
+            released = min(f, open_qty)
+            if released > 0.0:
+                _release(slot, released, ordf, ordi, book, acct)
         s = book_pair[b, BP_SYMBOL]
         old_pos = book[b, B_POS]
-        new_pos = old_pos + f if ordi[slot, OI_SIDE] == _BUY else old_pos - f
+        new_pos = old_pos + f if buy else old_pos - f
         book[b, B_POS] = new_pos
         old_mark = mark_of(sym, s)
         sym[s, S_FILL] = x
@@ -236,22 +254,30 @@ def apply_executions(
         elif new_mark == new_mark:
             acct[a, A_POS_GROSS] += (abs(new_pos) - abs(old_pos)) * new_mark
             acct[a, A_POS_NET] += (new_pos - old_pos) * new_mark
-        if state == ORDER_OPEN and ordf[slot, OF_OPEN] <= 0.0:
-            ordf[slot, OF_OPEN] = 0.0
-            _close(slot, ordi, ord_ht, free, ring, acct, ctr)
-        if state != ORDER_OPEN:
+        book_out[i] = b
+        if not is_open:
             status_out[i] = X_LATE_FILL
+            continue
+        if ordf[slot, OF_OPEN] <= 0.0:
+            ordf[slot, OF_OPEN] = 0.0
+            _close(slot, bucket, ordi, ord_ht, free, ring, acct, ctr)
         else:
-            status_out[i] = X_OVERFILL if f > open_qty else X_APPLIED
+            open_out[i] = ordf[slot, OF_OPEN]
+        status_out[i] = X_OVERFILL if f > open_qty else X_APPLIED
     return recompute
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _close(slot, ordi, ord_ht, free, ring, acct, ctr) -> None:
-    ordi[slot, OI_STATE] = ORDER_CLOSED
+def _close(slot, bucket, ordi, ord_ht, free, ring, acct, ctr) -> None:
+    """Close the open order in slot (its id in ord_ht[bucket]): the id keeps its book and side in
+    the order table, the slot goes straight back to the free stack, the id to the retention ring."""
     acct[ordi[slot, OI_ACCOUNT], A_OPEN_COUNT] -= 1.0
     ctr[C_OPEN] -= 1
-    _retire(slot, ordi, ord_ht, free, ring, ctr)
+    ordi[slot, OI_STATE] = ORDER_FREE
+    ord_ht[bucket, 1] = closed_value(ordi[slot, OI_BOOK], ordi[slot, OI_SIDE])
+    free[ctr[C_FREE_TOP]] = slot
+    ctr[C_FREE_TOP] += 1
+    _retire(ord_ht[bucket, 0], ord_ht, ring, ctr)  # last: an eviction may shift buckets
 
 
 @njit(cache=True, nogil=True)
@@ -336,12 +362,12 @@ def restore_order(
 ) -> None:
     """Re-open (or re-remember, when closed) one recovered order; used only at start-up."""
     b = find_or_open_book(account, symbol, book_ht, book, book_pair, ctr)
+    if closed:
+        ht_put(ord_ht, key, closed_value(b, side))
+        _retire(key, ord_ht, ring, ctr)
+        return
     slot = take_slot(free, ctr)
     ht_put(ord_ht, key, slot)
-    if closed:
-        fill_slot(ordf, ordi, slot, qty, 0.0, price, ORDER_CLOSED, side, b, account, key)
-        _retire(slot, ordi, ord_ht, free, ring, ctr)
-        return
     fill_slot(ordf, ordi, slot, qty, open_qty, price, ORDER_OPEN, side, b, account, key)
     if side == _BUY:
         book[b, B_OPEN_BUY] += open_qty

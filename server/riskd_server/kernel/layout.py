@@ -61,21 +61,23 @@ BP_FIELDS = 2
 OF_QTY = 0  # original quantity
 OF_OPEN = 1  # open quantity
 OF_PRICE = 2  # reference price p fixed at acceptance
-OI_STATE = 3  # ORDER_FREE / ORDER_OPEN / ORDER_CLOSED
+OI_STATE = 3  # ORDER_FREE / ORDER_OPEN
 OI_SIDE = 4
 OI_BOOK = 5
 OI_ACCOUNT = 6
 OI_KEY = 7  # id hash, the key in the order table
 O_FIELDS = 8
-ORDER_FREE = 0  # never used (a slot freed from the retention ring keeps ORDER_CLOSED: no id finds it)
+ORDER_FREE = 0  # on the free stack (or never used)
 ORDER_OPEN = 1
-ORDER_CLOSED = 2
+# A closed order holds no slot: its slot goes back to the free stack at once (so the next accept
+# reuses a line still in cache), and its id stays in the order table, for the duplicate test and
+# late fills, with the value ORDER_CLOSED_BASE - (2 * book + (side - 1)) instead of a slot
+# (executions.closed_value). Order-table values: >= 0 an open order's slot, -1 never (ht_find's
+# "absent"), <= ORDER_CLOSED_BASE a closed order.
+ORDER_CLOSED_BASE = -2
 
-# ring: int64[closed_order_retention, RING_FIELDS], the retention ring of closed orders, oldest at
-# ctr[C_RING_HEAD]: the slot and the id key (the key too, so evicting needs no load of the slot).
-RING_SLOT = 0
-RING_KEY = 1
-RING_FIELDS = 2
+# ring: int64[closed_order_retention], the id keys of the retained closed orders, oldest at
+# ctr[C_RING_HEAD]; evicting one deletes its id from the order table.
 
 # ctr: int64[C_FIELDS] counters
 C_BOOKS = 0  # books in use
