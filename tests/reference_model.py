@@ -226,6 +226,9 @@ class Model:
         self.orders[cid].is_open = False
         self.orders[cid].open_qty = 0.0
         self.closed.append(cid)
+
+    def _forget_old_closed(self) -> None:
+        """After an execution batch, only the newest ``retention`` closed ids stay known."""
         while len(self.closed) > self.retention:
             del self.orders[self.closed.pop(0)]
 
@@ -263,6 +266,7 @@ class Model:
                 statuses.append("late_fill")
             else:
                 statuses.append("overfill" if f > open_before else "applied")
+        self._forget_old_closed()
         return statuses
 
     def update_prices(self, symbols: list[str], prices: list[float]) -> None:

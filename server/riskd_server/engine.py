@@ -323,9 +323,10 @@ class Engine:
             ordf=ordf,
             ordi=ordi,
             free=_resident(max_slots, np.int64),
-            ring=_resident(cfg.closed_order_retention, np.int64),
+            ring=_resident(cfg.closed_order_retention + cfg.max_batch, np.int64),
         )
         self._s = s
+        s.ctr[L.C_RING_KEEP] = cfg.closed_order_retention
         self._fit_slots(min(cfg.initial_order_slots, max_slots))
         self._state_version = 0
         self._limits = compile_limits({}, self.accounts.get, self.symbols.get, version=0)

@@ -76,8 +76,9 @@ ORDER_OPEN = 1
 # "absent"), <= ORDER_CLOSED_BASE a closed order.
 ORDER_CLOSED_BASE = -2
 
-# ring: int64[closed_order_retention], the id keys of the retained closed orders, oldest at
-# ctr[C_RING_HEAD]; evicting one deletes its id from the order table.
+# ring: int64[closed_order_retention + max_batch], the id keys of the retained closed orders, oldest
+# at ctr[C_RING_HEAD]. A batch's closes are appended and the oldest beyond ctr[C_RING_KEEP] are
+# evicted (their ids deleted from the order table) after the batch, in one pass (executions.trim_ring).
 
 # ctr: int64[C_FIELDS] counters
 C_BOOKS = 0  # books in use
@@ -87,7 +88,8 @@ C_RING_COUNT = 3  # entries in the closed-order ring
 C_OPEN = 4  # open orders, all accounts
 C_FIRM_TRADING = 5  # firm-wide TradingState (0 = unset)
 C_SLOTS = 6  # order slots allocated (capacity of ordf/ordi in use)
-C_FIELDS = 7
+C_RING_KEEP = 7  # closed ids the ring keeps between batches (closed_order_retention)
+C_FIELDS = 8
 
 # Order batch input: oi int64[n, IN_I_FIELDS], of float64[n, IN_F_FIELDS]
 IN_ACCOUNT = 0  # dense id, or -1 when the name is invalid
