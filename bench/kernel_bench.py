@@ -221,7 +221,7 @@ def bench_cancels(
     """
     orders = _DenseOrders(engine, workload, seed=4)
     s = engine._s
-    while int(s.ctr[L.C_RING_COUNT]) < s.ring.shape[0]:
+    while int(s.ctr[L.C_RING_COUNT]) < int(s.ctr[L.C_RING_KEEP]):
         orders.cancel(orders.accept(batch))
     per_round: list[float] = []
     applied = total = 0
