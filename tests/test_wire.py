@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from riskd.v1 import risk_pb2 as pb
 from riskd_server import changes as ch
 from riskd_server.engine import BatchError, Engine, EngineConfig
+from riskd_server.kernel import layout as L
 from riskd_server.kernel import wire
 from riskd_server.limits import Limit
 from riskd_server.servicer import RiskServicer, decode_batch, encode_result
@@ -114,9 +115,22 @@ def vars_of(obj) -> dict:
     return {name: getattr(obj, name) for name in names}
 
 
-def _engine(limits: int, sink: bool, clock: Callable[[], float] = time.monotonic) -> Engine:
+def _engine(
+    limits: int,
+    sink: bool,
+    clock: Callable[[], float] = time.monotonic,
+    slots: int = 4_096,
+    max_open: int = 64,
+) -> Engine:
     eng = Engine(
-        EngineConfig(max_open_orders=64, closed_order_retention=16, max_accounts=6, max_symbols=6),
+        EngineConfig(
+            max_open_orders=max_open,
+            closed_order_retention=16,
+            max_accounts=6,
+            max_symbols=6,
+            initial_order_slots=slots,
+            initial_books=1,
+        ),
         sink=_Sink() if sink else None,
         clock=clock,
         wall_clock=lambda: 0.0,
@@ -204,6 +218,68 @@ def test_raw_path_answers_like_the_protobuf_path(
     assert raw.stats() == ref.stats()
     if sink:
         assert [_canon(c) for c in raw.sink.changes] == [_canon(c) for c in ref.sink.changes]  # type: ignore[union-attr]
+
+
+@st.composite
+def _one_order(draw) -> dict:
+    """One order's columns (a one-order request takes kernel.single.check_one_wire)."""
+    return {
+        "client_order_id": [draw(st.one_of(st.sampled_from([f"o{i}" for i in range(40)]), _ascii_names))],
+        "account": [draw(st.one_of(st.sampled_from(["A", "B", "C"]), _ascii_names))],
+        "symbol": [draw(st.one_of(st.sampled_from(["S", "T", "U"]), _ascii_names))],
+        "side": [draw(st.one_of(st.sampled_from([1, 2]), _sides))],
+        "quantity": [draw(st.one_of(st.sampled_from([1.0, 5.0, 30.0]), _floats))],
+        "price": [draw(st.one_of(st.sampled_from([0.0, 7.5, 100.0, 101.0]), _floats))],
+    }
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    orders=st.lists(_one_order(), min_size=1, max_size=30),
+    packed=st.booleans(),
+    limits=st.sampled_from([0, 4]),
+    sink=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
+def test_one_order_requests_answer_like_the_protobuf_path(orders, packed, limits, sink, seed) -> None:
+    """Sequences of one-order requests: new names, new books and slot top-ups on the way."""
+    raw, ref = _engine(limits, sink, slots=1), _engine(limits, sink, slots=1)
+    for cols in orders:
+        data = _encode(cols, packed, 0, False, seed)
+        assert _outcome(_check_raw, raw, data) == _outcome(_check_pb, ref, data)
+    assert raw.stats() == ref.stats()
+    for account in ("A", "B", "C"):
+        for symbol in ("S", "T", "U"):
+            assert raw.position(account, symbol) == ref.position(account, symbol)
+    assert [raw.open_quantity(f"o{i}") for i in range(40)] == [ref.open_quantity(f"o{i}") for i in range(40)]
+    if sink:
+        assert [_canon(c) for c in raw.sink.changes] == [_canon(c) for c in ref.sink.changes]  # type: ignore[union-attr]
+
+
+def test_one_order_requests_fill_the_slots_up_to_the_bound() -> None:
+    """From one free slot the stack is topped up (by doubling) as one-order requests need, to the bound."""
+    eng = _engine(0, False, slots=1, max_open=3)
+    cols = {"account": ["A"], "symbol": ["S"], "side": [1], "quantity": [1.0], "price": [0.0]}
+    answers = []
+    for i in range(4):
+        out = eng.check_orders_wire(
+            _encode(dict(cols, client_order_id=[f"o{i}"]), True, 0, False, i), now=1.0
+        )
+        assert out is not None
+        answers.append((bool(out.accepted[0]), int(out.reject_mask[0])))
+    assert answers == [(True, 0)] * 3 + [(False, 1 << 8)]
+
+
+def test_one_order_requests_grow_the_book_table_first() -> None:
+    """Every new (account, symbol) pair opens a book: the rows grow before the kernel writes one."""
+    eng = _engine(0, False, max_open=64)
+    for i, (account, symbol) in enumerate((a, s) for a in "ABC" for s in "STU"):
+        cols = {"client_order_id": [f"o{i}"], "account": [account], "symbol": [symbol], "side": [1]}
+        data = _encode(dict(cols, quantity=[1.0], price=[5.0]), True, 0, False, i)
+        out = eng.check_orders_wire(data, now=1.0)
+        assert out is not None and out.accepted.tolist() == [True]
+        books = int(eng._s.ctr[L.C_BOOKS])
+        assert books == i + 1 and eng._s.book.shape[0] >= books + 1  # + check_batch's spare row
 
 
 def test_ascii_batches_take_the_raw_parser() -> None:

@@ -32,6 +32,7 @@ from .kernel.executions import (
     set_prices,
 )
 from .kernel.rows import order_rows, violation_columns
+from .kernel.single import check_one_wire
 from .limitbook import LimitBook, compile_limits
 from .limits import MAX_NAME_LEN, Limit, validate_limits
 
@@ -265,6 +266,8 @@ _CHECK_ROWS_PER_ORDER = L.MAX_VIOLATIONS_PER_ORDER
 # check_orders_wire tries the one-order parser on requests up to this size (one order with three
 # 128-character names is ~420 bytes).
 _ONE_ORDER_BYTES = 512
+# Engine._check_one_wire's answer for a request that is not exactly one order (the batch path).
+_MANY = object()
 # Free slots put on the free stack at a time (bounded so topping up never stalls the event loop).
 _SLOT_STEP = 65_536
 # Shared, read-only parts of the commonest outcome: one order accepted without warnings.
@@ -333,6 +336,7 @@ class Engine:
         self._limits_lock = asyncio.Lock()
         self._kernel_state: tuple | None = None  # check_batch's state arguments; None after a change
         self._one = _OneOrderScratch()
+        self._name_index: tuple | None = None  # the interners' byte indexes (_check_one_wire)
 
     # ------------------------------------------------------------------ queries
 
@@ -453,14 +457,9 @@ class Engine:
         message) is parsed to scalars and takes _check_one.
         """
         if len(data) <= _ONE_ORDER_BYTES:
-            status, key, io, il, ao, al, so, sl, side1, qty, px = wire.parse_one(data, wire.SEED)
-            if status == wire.OK:
-                text = data.decode("latin-1")  # ASCII spans: one decode, then str slices
-                return self._check_one(
-                    text[io : io + il], text[ao : ao + al], text[so : so + sl], side1, qty, px, now, key
-                )
-            if status == wire.FALLBACK:
-                return None
+            out = self._check_one_wire(data, now)
+            if out is not _MANY:
+                return out
         buf = np.frombuffer(data, dtype=np.uint8)
         status, counts, off, length, keys, side, quantity, price = wire.parse_check_orders(buf, wire.SEED)
         if status != wire.OK:
@@ -492,6 +491,39 @@ class Engine:
             accounts = wire.Utf8Spans(data, off[1], length[1])
             symbols = wire.Utf8Spans(data, off[2], length[2])
         return self._check_columns(oi, of, aid, sid, now, ids, accounts, symbols)
+
+    def _check_one_wire(self, data: bytes, now: float | None) -> CheckOutcome | object | None:
+        """A one-order request in one numba call (kernel.single.check_one_wire); _MANY when it
+        holds another number of orders, None when protobuf must parse it.
+
+        Past a name the byte index does not hold yet or arrays that must grow, the request takes
+        _check_one (which interns and grows), and the index is refreshed for the next one.
+        """
+        self._require_room(_CHECK_ROWS_PER_ORDER)
+        one = self._one
+        index = self._name_index
+        if index is None:
+            index = self._name_index = self.accounts.name_index() + self.symbols.name_index()
+        status, nv, a, sy, io, il, ao, al, so, sl = check_one_wire(
+            data, wire.SEED, *index, MAX_NAME_LEN, self._now(now), one.oi, one.of, one.mask, one.vi, one.vf,
+            *self._kernel_args(),
+        )  # fmt: skip
+        if status == wire.OK:
+            if self.sink is None:
+                return self._one_outcome(nv, a, sy)
+            text = data.decode("latin-1")  # ASCII spans: one decode, then str slices
+            return self._one_outcome(nv, a, sy, text[io : io + il], text[ao : ao + al], text[so : so + sl])
+        if status == wire.MANY:
+            return _MANY
+        if status == wire.FALLBACK:
+            return None
+        status, key, io, il, ao, al, so, sl, side, qty, px = wire.parse_one(data, wire.SEED)
+        text = data.decode("latin-1")
+        out = self._check_one(
+            text[io : io + il], text[ao : ao + al], text[so : so + sl], side, qty, px, now, key
+        )
+        self._name_index = None
+        return out
 
     def _wire_ids(self, interner: Interner, data: bytes, buf, off, length, n: int) -> np.ndarray:
         """Ids of the names at the spans; unknown ones are decoded and interned (the slow path)."""
@@ -557,6 +589,14 @@ class Engine:
         self._fit_books(1)
         self._fit_slots(1)
         nv = check_batch(oi, of, self._now(now), one.mask, one.vi, one.vf, *self._kernel_args())
+        return self._one_outcome(nv, a, sy, client_order_id, account, symbol)
+
+    def _one_outcome(
+        self, nv: int, a: int, sy: int, client_order_id: str = "", account: str = "", symbol: str = ""
+    ) -> CheckOutcome:
+        """The outcome of the one-order kernel call just made on self._one (nv violations), recorded
+        to the sink with the order's names (which callers pass whenever there is a sink)."""
+        one = self._one
         self._state_version += 1
         if nv == 0:  # accepted without warnings (every reject writes a violation)
             out = CheckOutcome(_ACCEPTED_ONE, _MASK_ZERO_ONE, _NO_VIOLATIONS, self._state_version)
@@ -564,9 +604,10 @@ class Engine:
             mask = one.mask.copy()
             out = CheckOutcome(mask == 0, mask, self._violations(one.vi, one.vf, nv), self._state_version)
         if self.sink is not None:
-            ids = [client_order_id]
             aid, sid = np.array([a], dtype=np.int64), np.array([sy], dtype=np.int64)
-            self._emit_checks(ids, [account], [symbol], aid, sid, oi, of, out.accepted, out.violations)
+            self._emit_checks(
+                [client_order_id], [account], [symbol], aid, sid, one.oi, one.of, out.accepted, out.violations
+            )
         return out
 
     def _now(self, now: float | None) -> float:
@@ -1054,15 +1095,17 @@ def _take(seq: Sequence[str], idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sample_request() -> bytes:
-    """A serialized CheckOrdersRequest of two orders (packed numeric columns) for warm_up."""
+def _sample_request(n: int = 2, first: int = 3) -> bytes:
+    """A serialized CheckOrdersRequest of n orders (ids w<first>.., accounts WA, WB, ..., symbol WS;
+    packed numeric columns) for warm_up."""
 
     def field(number: int, payload: bytes) -> bytes:
         return bytes((number << 3 | 2, len(payload))) + payload
 
-    ids, names = field(1, b"w3") + field(1, b"w4"), field(2, b"WA") + field(2, b"WB") + field(3, b"WS") * 2
-    numbers = field(5, struct.pack("<2d", 1.0, 1.0)) + field(6, struct.pack("<2d", 0.0, 1.0))
-    batch = ids + names + field(4, b"\x01\x02") + numbers
+    ids = b"".join(field(1, f"w{first + i}".encode()) for i in range(n))
+    names = b"".join(field(2, b"W" + bytes((65 + i,))) for i in range(n)) + field(3, b"WS") * n
+    numbers = field(5, struct.pack(f"<{n}d", *[1.0] * n)) + field(6, struct.pack(f"<{n}d", *[0.0, 1.0][:n]))
+    batch = ids + names + field(4, bytes(1 + i % 2 for i in range(n))) + numbers
     return field(1, batch)
 
 
@@ -1090,6 +1133,8 @@ def warm_up() -> float:
     )
     eng.report_executions(["w1", "w2", "w9"], [1, 2, 1], [1.0, 0.0, 1.0], [100.0, 0.0, 1.0])
     assert eng.check_orders_wire(_sample_request(), now=0.0) is not None  # the raw CheckOrders path
+    for first in (5, 6):  # one order: the general path (WA not in the byte index yet), then one call
+        assert eng.check_orders_wire(_sample_request(1, first), now=0.0) is not None
     eng.delete_limits(["w-any"])
     assert out.accepted.shape[0] == 3 and math.isfinite(eng.position("WA", "WS"))
     return time.perf_counter() - start

@@ -86,6 +86,13 @@ class Interner:
         misses = lookup_names(buf, off, length, n, self._table, self._arena, self._arena_off, SEED, ids)
         return ids, int(misses)
 
+    def name_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The byte index (table, arena, arena offsets) with every name interned so far, for
+        numba lookups (kernel.single.find_name). Arrays are replaced as the index grows: a copy
+        held since then misses the newer names, never maps a name to a wrong id."""
+        self._index_new()
+        return self._table, self._arena, self._arena_off
+
     def _index_new(self) -> None:
         """Add the names interned since the last call to the byte index (in one kernel call)."""
         first, last = self._indexed, len(self._ids)

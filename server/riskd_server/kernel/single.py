@@ -1,0 +1,118 @@
+"""One order from request bytes to verdict in one numba call: the single-order (stream) path.
+
+A one-order ``CheckOrders`` or stream message used to cross from Python into numba twice (parse,
+then check) with Python in between: a latin-1 decode and three slices, two dict lookups, seven
+numpy scalar stores and the capacity checks. In the running server, with grpc's work evicting
+the caches between messages, that glue cost about as much as the check (~8 of ~20 µs a message,
+bench/kernel_bench.py's server-time breakdown has the warm figures). Here the parse, the name
+lookups in the interners' byte indexes and the check kernel run in one call; anything unusual
+(a name not in the index yet, state arrays that must grow, not exactly one ASCII order) returns a
+status and the engine takes its general path, which gives the same answer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._hashtable import ht_find
+from .checks import check_batch
+from .layout import (
+    C_BOOKS,
+    C_FREE_TOP,
+    C_SLOTS,
+    IN_ACCOUNT,
+    IN_KEY,
+    IN_PRICE,
+    IN_QTY,
+    IN_SIDE,
+    IN_SYMBOL,
+)
+from .wire import OK, hash_span, parse_one
+
+NEEDS_PYTHON = 3  # a name the index does not hold yet, or arrays to grow: take the general path
+
+
+@njit(cache=True, nogil=True)
+def find_name(buf, off: np.int64, length: np.int64, table, arena, arena_off, seed: np.uint64) -> np.int64:
+    """Id of the name at buf[off:off+length] in an interner's byte index (wire.lookup_names's
+    table, arena and offsets), or -1; the bytes are compared, so a key collision only misses."""
+    v = ht_find(table, hash_span(buf, off, length, seed))
+    if v < 0:
+        return -1
+    start = arena_off[v]
+    if arena_off[v + 1] - start != length:
+        return -1
+    for j in range(length):
+        if arena[start + j] != buf[off + j]:
+            return -1
+    return v
+
+
+@njit(cache=True, nogil=True)
+def check_one_wire(
+    buf,
+    seed,
+    acct_table,
+    acct_arena,
+    acct_off,
+    sym_table,
+    sym_arena,
+    sym_off,
+    max_len,
+    now,
+    oi,
+    of,
+    mask,
+    vi,
+    vf,
+    acct,
+    sym,
+    book_ht,
+    book,
+    book_pair,
+    ord_ht,
+    ordf,
+    ordi,
+    free,
+    ctr,
+    lim_exact,
+    lim_tab,
+    lim_f,
+    lim_version,
+):
+    """Parse a one-order request and check it (checks.check_batch on the one-row oi, of).
+
+    Returns (status, violations written, account id, symbol id, id offset, id length, account
+    offset, account length, symbol offset, symbol length). status: wire.OK (checked), wire.MANY
+    (not exactly one order: the batch path), wire.FALLBACK (protobuf must parse it) or
+    NEEDS_PYTHON (nothing checked, nothing changed).
+    """
+    status, key, io, il, ao, al, so, sl, side, qty, px = parse_one(buf, seed)
+    if status != OK:
+        return status, 0, -1, -1, io, il, ao, al, so, sl
+    a = find_name(buf, ao, al, acct_table, acct_arena, acct_off, seed)
+    s = find_name(buf, so, sl, sym_table, sym_arena, sym_off, seed)
+    books = ctr[C_BOOKS] + 2  # a new book plus check_batch's spare row (engine._fit_books)
+    slots_ok = ctr[C_FREE_TOP] >= 1 or ctr[C_SLOTS] >= ordi.shape[0]  # at the bound: capacity reject
+    if (
+        a < 0
+        or s < 0
+        or a >= acct.shape[0]
+        or s >= sym.shape[0]
+        or books > book.shape[0]
+        or 2 * books > book_ht.shape[0]
+        or not slots_ok
+    ):
+        return NEEDS_PYTHON, 0, a, s, io, il, ao, al, so, sl
+    oi[0, IN_ACCOUNT] = a if 0 < il <= max_len else -1  # an empty or over-long id is invalid
+    oi[0, IN_SYMBOL] = s
+    oi[0, IN_SIDE] = side
+    oi[0, IN_KEY] = key
+    of[0, IN_QTY] = qty
+    of[0, IN_PRICE] = px
+    nv = check_batch(
+        oi, of, now, mask, vi, vf, acct, sym, book_ht, book, book_pair, ord_ht, ordf, ordi, free, ctr,
+        lim_exact, lim_tab, lim_f, lim_version,
+    )  # fmt: skip
+    return OK, nv, a, s, io, il, ao, al, so, sl
