@@ -25,18 +25,24 @@ from .layout import (
 )
 
 
+@njit(cache=True, nogil=True, inline="always")
+def put_order(oi, of, i, account, symbol, side, key, quantity, price) -> None:
+    """Write order i's input row (straight-line, so inlining keeps no reference counts)."""
+    oi[i, IN_ACCOUNT] = account
+    oi[i, IN_SYMBOL] = symbol
+    oi[i, IN_SIDE] = side
+    oi[i, IN_KEY] = key
+    of[i, IN_QTY] = quantity
+    of[i, IN_PRICE] = price
+
+
 @njit(cache=True, nogil=True)
 def order_rows(oi, of, aid, sid, side, keys, id_len, quantity, price, max_len) -> None:
     """Fill the input rows oi, of from parsed columns. An id that is empty or longer than max_len
     gets account -1, so the kernel rejects the order as invalid."""
     for i in range(oi.shape[0]):
-        ok = 0 < id_len[i] <= max_len
-        oi[i, IN_ACCOUNT] = aid[i] if ok else -1
-        oi[i, IN_SYMBOL] = sid[i]
-        oi[i, IN_SIDE] = side[i]
-        oi[i, IN_KEY] = keys[i]
-        of[i, IN_QTY] = quantity[i]
-        of[i, IN_PRICE] = price[i]
+        a = aid[i] if 0 < id_len[i] <= max_len else -1
+        put_order(oi, of, i, a, sid[i], side[i], keys[i], quantity[i], price[i])
 
 
 @njit(cache=True, nogil=True)

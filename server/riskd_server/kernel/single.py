@@ -17,17 +17,8 @@ from numba import njit
 
 from ._hashtable import ht_find
 from .checks import check_batch
-from .layout import (
-    C_BOOKS,
-    C_FREE_TOP,
-    C_SLOTS,
-    IN_ACCOUNT,
-    IN_KEY,
-    IN_PRICE,
-    IN_QTY,
-    IN_SIDE,
-    IN_SYMBOL,
-)
+from .layout import C_BOOKS, C_FREE_TOP, C_SLOTS
+from .rows import put_order
 from .wire import OK, hash_span, parse_one
 
 NEEDS_PYTHON = 3  # a name the index does not hold yet, or arrays to grow: take the general path
@@ -105,12 +96,8 @@ def check_one_wire(
         or not slots_ok
     ):
         return NEEDS_PYTHON, 0, a, s, io, il, ao, al, so, sl
-    oi[0, IN_ACCOUNT] = a if 0 < il <= max_len else -1  # an empty or over-long id is invalid
-    oi[0, IN_SYMBOL] = s
-    oi[0, IN_SIDE] = side
-    oi[0, IN_KEY] = key
-    of[0, IN_QTY] = qty
-    of[0, IN_PRICE] = px
+    valid_id = 0 < il <= max_len  # an empty or over-long id makes the order invalid
+    put_order(oi, of, 0, a if valid_id else -1, s, side, key, qty, px)
     nv = check_batch(
         oi, of, now, mask, vi, vf, acct, sym, book_ht, book, book_pair, ord_ht, ordf, ordi, free, ctr,
         lim_exact, lim_tab, lim_f, lim_version,
