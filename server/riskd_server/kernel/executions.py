@@ -116,13 +116,13 @@ def trim_ring(ord_ht: np.ndarray, ring: np.ndarray, ctr: np.ndarray) -> None:
         return
     head = ctr[C_RING_HEAD]
     mask = ord_ht.shape[0] - 1
-    for k in range(excess + _TRIM_AHEAD):
+    for k in range(excess + _TRIM_AHEAD):  # head + excess < 2 * cap: _wrap, not a division
         if k < excess:
-            prefetch(ord_ht, ht_bucket(ring[(head + k) % cap], mask), 0)
+            prefetch(ord_ht, ht_bucket(ring[_wrap(head + k, cap)], mask), 0)
         i = k - _TRIM_AHEAD
         if i >= 0:
-            ht_delete(ord_ht, ring[(head + i) % cap])
-    ctr[C_RING_HEAD] = (head + excess) % cap
+            ht_delete(ord_ht, ring[_wrap(head + i, cap)])
+    ctr[C_RING_HEAD] = _wrap(head + excess, cap)
     ctr[C_RING_COUNT] -= excess
 
 
