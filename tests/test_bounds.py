@@ -3,7 +3,12 @@ bound are rejected, never stored, and what is already known keeps working."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from riskd_server.engine import Engine, EngineConfig
+from riskd_server.kernel import layout as L
+from riskd_server.kernel import wire
+from riskd_server.kernel.executions import apply_executions
 from riskd_server.limitbook import CAPACITY_LIMIT_ID
 
 INVALID = 1 << 20
@@ -61,3 +66,29 @@ def test_the_open_order_bound_is_exact_whatever_the_retention() -> None:
     )
     assert again.accepted.tolist() == [True, True, True, False, False]
     assert again.reject_mask.tolist()[3:] == [OPEN_ORDERS, OPEN_ORDERS | DUPLICATE]
+
+
+def test_a_ring_without_headroom_evicts_on_the_spot_instead_of_overwriting() -> None:
+    """The engine gives the retention ring room for one batch; a kernel call past it stays exact."""
+    engine = Engine(EngineConfig(max_open_orders=8, closed_order_retention=2, max_batch=3))
+    engine.update_prices(["S"], [1.0])
+    ids = [f"o{i}" for i in range(8)]
+
+    def check(chunk: list[str]) -> list[bool]:
+        k = len(chunk)
+        return engine.check_orders(
+            chunk, ["A"] * k, ["S"] * k, [1] * k, [1.0] * k, [0.0] * k
+        ).accepted.tolist()
+
+    assert [ok for c in (ids[:3], ids[3:6], ids[6:]) for ok in check(c)] == [True] * 8
+    s = engine._s
+    n = len(ids)  # 8 closes in one kernel call, into a ring of 2 + 3
+    status, books, open_after = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64)
+    apply_executions(
+        wire.hash_strs(ids), np.full(n, 2), np.zeros((n, 2)), s.ord_ht, s.ordf, s.ordi, s.free, s.ring,
+        s.book, s.book_pair, s.acct, s.sym, s.ctr, status, books, open_after,
+    )  # fmt: skip
+    assert status.tolist() == [L.X_APPLIED] * n and engine.open_orders() == 0
+    assert engine.stats()["retained_closed_orders"] == 2
+    # Only the newest two ids are remembered: the others are new orders again.
+    assert [ok for c in (ids[:3], ids[3:6], ids[6:]) for ok in check(c)] == [True] * 6 + [False] * 2

@@ -95,11 +95,21 @@ def closed_value(book: np.int64, side: np.int64) -> np.int64:
 def _retire(key: np.int64, ring: np.ndarray, ctr: np.ndarray) -> None:
     """Append a closed order's id to the retention ring (trim_ring evicts past the bound later).
 
-    The ring has room for C_RING_KEEP ids plus a batch's closes (the engine sizes it), so the
-    appends of one batch never overflow it.
+    The caller makes room first: the ring holds C_RING_KEEP ids plus a batch's closes (the engine
+    sizes it for max_batch), and apply_executions evicts on the spot should it be full anyway.
+    Straight-line: see the module doc on inlined helpers.
     """
     ring[_wrap(ctr[C_RING_HEAD] + ctr[C_RING_COUNT], ring.shape[0])] = key
     ctr[C_RING_COUNT] += 1
+
+
+@njit(cache=True, nogil=True)
+def _evict_oldest(ord_ht: np.ndarray, ring: np.ndarray, ctr: np.ndarray) -> None:
+    """Forget the oldest retained id now (a ring without room for another close)."""
+    head = ctr[C_RING_HEAD]
+    ht_delete(ord_ht, ring[head])
+    ctr[C_RING_HEAD] = _wrap(head + 1, ring.shape[0])
+    ctr[C_RING_COUNT] -= 1
 
 
 @njit(cache=True, nogil=True)
@@ -211,6 +221,8 @@ def apply_executions(
         i = k - 3 * _AHEAD
         if i < 0:
             continue
+        if ctr[C_RING_COUNT] == ring.shape[0]:  # no room for a close: never with n <= max_batch
+            _evict_oldest(ord_ht, ring, ctr)  # before the lookup: it may move buckets
         book_out[i] = -1
         open_out[i] = -1.0
         key = keys[i]
