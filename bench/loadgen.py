@@ -3,11 +3,15 @@
 Each worker process has its own grpc.aio channel and event loop. Modes:
 
 * ``unary``: closed loop, ``--concurrency`` CheckOrders calls in flight per process, ``--batch`` orders
-  each. With large batches the worker cancels its orders (ReportExecutions, every ``--cancel-every``
-  orders, not counted) so the server's open-order count stays bounded, as an OMS would.
+  each.
 * ``stream``: ``--concurrency`` CheckOrderStream calls per process, ``--batch`` orders per message,
   paced open-loop to ``--rate`` orders/s in total (0: ping-pong, one message in flight per stream);
   latency is per message, from just before the write to the matching response.
+
+In both modes a worker cancels the orders it has had answered (one ReportExecutions every
+``--cancel-every`` orders: 10,000 for batches of 100 or more, 500 otherwise; not counted in the
+figures), so the server's open orders and exposure stay level through a run, as with an OMS. A
+stream worker sends its cancels from a side task, so they do not delay its paced sends.
 
 Workers start together after all connected, run ``--warmup`` seconds unmeasured, then measure for
 ``--duration`` seconds (or until ``--max-requests`` per process). Requests are built as bytes by
@@ -76,7 +80,7 @@ class LoadConfig:
     def cancel_orders(self) -> int:
         if self.cancel_every >= 0:
             return self.cancel_every
-        return 10_000 if self.mode == "unary" and self.batch >= 100 else 0
+        return 10_000 if self.batch >= 100 else 500
 
 
 @dataclass(slots=True)
@@ -190,7 +194,18 @@ async def _stream_worker(
     cfg: LoadConfig, builder: RequestBuilder, channel, t_measure: float, t_end: float, st, index: int
 ):
     call = channel.stream_stream(STREAM)(timeout=cfg.warmup + cfg.duration + 30)
-    sent: deque[int] = deque()
+    report = channel.unary_unary(REPORT)
+    sent: deque[tuple[int, bytes]] = deque()
+    answered: list[bytes] = []  # ids of answered orders, not yet canceled
+    cancels: set[asyncio.Task] = set()
+
+    async def cancel(ids_wire: list[bytes]) -> None:
+        try:
+            await report(builder.cancel_request(ids_wire), timeout=cfg.timeout)
+            st.cancels += 1
+        except grpc.aio.AioRpcError as exc:
+            st.error(exc)
+
     per_stream = cfg.rate / (cfg.procs * cfg.concurrency) if cfg.rate else 0.0
     interval = builder.k / per_stream if per_stream else 0.0
     ready = asyncio.Event()  # ping-pong: one message in flight
@@ -202,10 +217,17 @@ async def _stream_worker(
             if reply is grpc.aio.EOF:
                 return
             t1 = time.perf_counter_ns()
-            t0 = sent.popleft()
+            t0, ids = sent.popleft()
             if t0 / 1e9 >= t_measure and t1 / 1e9 <= t_end:
                 st.done(t0, t1, builder.k, reply, pb.CheckOrderStreamResponse)
             ready.set()
+            if cfg.cancel_orders:
+                answered.append(ids)
+                if len(answered) * builder.k >= cfg.cancel_orders:
+                    task = asyncio.create_task(cancel(answered[:]))
+                    cancels.add(task)
+                    task.add_done_callback(cancels.discard)
+                    answered.clear()
 
     reader = asyncio.create_task(receive())
     # Stagger the streams over one interval so paced sends do not all land on the same tick.
@@ -225,12 +247,14 @@ async def _stream_worker(
             else:
                 await ready.wait()
                 ready.clear()
-            request, _ = builder.request()
-            sent.append(time.perf_counter_ns())
+            request, ids = builder.request()
+            sent.append((time.perf_counter_ns(), ids))
             await call.write(request)
             m += 1
         await call.done_writing()
         await asyncio.wait_for(reader, timeout=cfg.timeout)
+        if cancels:
+            await asyncio.wait(cancels, timeout=cfg.timeout)
     except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError) as exc:
         st.error(exc)
     finally:
