@@ -36,6 +36,7 @@ async def start_engine_only(listen: str, workload: Workload) -> tuple[grpc.aio.S
     warm_up()
     engine = Engine()
     workload.load_into(engine)
+    engine.index_names()  # as restore() does in the real server
     server = grpc.aio.server(options=SERVER_OPTIONS)
     add_risk_service(RiskServicer(engine), server)
     port = server.add_insecure_port(listen)

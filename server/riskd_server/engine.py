@@ -949,6 +949,12 @@ class Engine:
             )
         finally:
             self.sink = sink
+        self.index_names()
+
+    def index_names(self) -> None:
+        """Build the interners' byte indexes for the single-order path now (start-up), so the
+        first one-order request does not pay for indexing every recovered name (~3 ms for 11,000)."""
+        self._name_index = self.accounts.name_index() + self.symbols.name_index()
 
     def _restore_orders(self, rows: Sequence[ch.OpenOrderRow], closed: int) -> None:
         """Re-open recovered orders (closed ones first, into the retention ring).
