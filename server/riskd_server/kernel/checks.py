@@ -93,10 +93,7 @@ from .layout import (
     OF_QTY,
     OI_ACCOUNT,
     OI_BOOK,
-    OI_KEY,
     OI_SIDE,
-    OI_STATE,
-    ORDER_OPEN,
     S_FILL,
     S_PRICE,
     SYMBOL_BITS,
@@ -570,7 +567,7 @@ def _open_order(
     slot = take_slot(free, ctr)
     ord_ht[bucket, 0] = key  # the empty bucket ht_slot found: no insert since
     ord_ht[bucket, 1] = slot
-    fill_slot(ordf, ordi, slot, qty, qty, p, ORDER_OPEN, side, bidx, a, key)
+    fill_slot(ordf, ordi, slot, qty, qty, p, side, bidx, a)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -589,21 +586,17 @@ def fill_slot(
     qty: float,
     open_qty: float,
     price: float,
-    state: np.int64,
     side: np.int64,
     bidx: np.int64,
     a: np.int64,
-    key: np.int64,
 ) -> None:
-    """Write an order's row (straight-line, see _open_order)."""
+    """Write an open order's row (straight-line, see _open_order)."""
     ordf[slot, OF_QTY] = qty
     ordf[slot, OF_OPEN] = open_qty
     ordf[slot, OF_PRICE] = price
-    ordi[slot, OI_STATE] = state
     ordi[slot, OI_SIDE] = side
     ordi[slot, OI_BOOK] = bidx
     ordi[slot, OI_ACCOUNT] = a
-    ordi[slot, OI_KEY] = key
 
 
 @njit(cache=True, nogil=True, inline="always")

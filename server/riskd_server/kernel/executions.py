@@ -57,10 +57,7 @@ from .layout import (
     OI_ACCOUNT,
     OI_BOOK,
     OI_SIDE,
-    OI_STATE,
     ORDER_CLOSED_BASE,
-    ORDER_FREE,
-    ORDER_OPEN,
     S_FILL,
     S_PRICE,
     X_APPLIED,
@@ -89,6 +86,13 @@ def _wrap(i: np.int64, cap: np.int64) -> np.int64:
 def closed_value(book: np.int64, side: np.int64) -> np.int64:
     """The order-table value of a closed order: its book and side, no slot (see layout.ORDER_CLOSED_BASE)."""
     return ORDER_CLOSED_BASE - (2 * np.int64(book) + (np.int64(side) - _BUY))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def closed_book_side(value: np.int64) -> tuple[np.int64, bool]:
+    """(book, is a buy) of a closed order's order-table value (the inverse of closed_value)."""
+    c = ORDER_CLOSED_BASE - value
+    return c >> 1, (c & 1) == 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -241,10 +245,8 @@ def apply_executions(
             a = ordi[slot, OI_ACCOUNT]
             buy = ordi[slot, OI_SIDE] == _BUY
         else:  # closed: the value holds the book and side (closed_value)
-            c = ORDER_CLOSED_BASE - slot
-            b = c >> 1
+            b, buy = closed_book_side(slot)
             a = book_pair[b, BP_ACCOUNT]
-            buy = (c & 1) == 0
         if kind != _FILL:
             if not is_open:
                 status_out[i] = X_CLOSED
@@ -297,7 +299,6 @@ def _close(slot, bucket, ordi, ord_ht, free, ring, acct, ctr) -> None:
     the order table, the slot goes straight back to the free stack, the id to the retention ring."""
     acct[ordi[slot, OI_ACCOUNT], A_OPEN_COUNT] -= 1.0
     ctr[C_OPEN] -= 1
-    ordi[slot, OI_STATE] = ORDER_FREE
     ord_ht[bucket, 1] = closed_value(ordi[slot, OI_BOOK], ordi[slot, OI_SIDE])
     free[ctr[C_FREE_TOP]] = slot
     ctr[C_FREE_TOP] += 1
@@ -393,7 +394,7 @@ def restore_order(
         return
     slot = take_slot(free, ctr)
     ht_put(ord_ht, key, slot)
-    fill_slot(ordf, ordi, slot, qty, open_qty, price, ORDER_OPEN, side, b, account, key)
+    fill_slot(ordf, ordi, slot, qty, open_qty, price, side, b, account)
     if side == _BUY:
         book[b, B_OPEN_BUY] += open_qty
         acct[account, A_OPEN_NET] += open_qty * price

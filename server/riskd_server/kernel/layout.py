@@ -58,17 +58,15 @@ BP_FIELDS = 2
 
 # An order slot is one 64-byte row of one buffer seen through two views, ordf (float64) and ordi
 # (int64), each [slots, O_FIELDS]; every column is read through one view only.
+# Only open orders hold slots, so a slot needs no state; columns 3 and 7 are spare (the row stays
+# one 64-byte line).
 OF_QTY = 0  # original quantity
 OF_OPEN = 1  # open quantity
 OF_PRICE = 2  # reference price p fixed at acceptance
-OI_STATE = 3  # ORDER_FREE / ORDER_OPEN
 OI_SIDE = 4
 OI_BOOK = 5
 OI_ACCOUNT = 6
-OI_KEY = 7  # id hash, the key in the order table
 O_FIELDS = 8
-ORDER_FREE = 0  # on the free stack (or never used)
-ORDER_OPEN = 1
 # A closed order holds no slot: its slot goes back to the free stack at once (so the next accept
 # reuses a line still in cache), and its id stays in the order table, for the duplicate test and
 # late fills, with the value ORDER_CLOSED_BASE - (2 * book + (side - 1)) instead of a slot
