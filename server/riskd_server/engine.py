@@ -501,27 +501,22 @@ class Engine:
         """
         self._require_room(_CHECK_ROWS_PER_ORDER)
         one = self._one
-        index = self._name_index
-        if index is None:
-            index = self._name_index = self.accounts.name_index() + self.symbols.name_index()
+        if self._name_index is None:
+            self.index_names()
         status, nv, a, sy, io, il, ao, al, so, sl = check_one_wire(
-            data, wire.SEED, *index, MAX_NAME_LEN, self._now(now), one.oi, one.of, one.mask, one.vi, one.vf,
+            data, wire.SEED, *self._name_index, MAX_NAME_LEN, self._now(now), one.oi, one.of, one.mask, one.vi, one.vf,
             *self._kernel_args(),
         )  # fmt: skip
         if status == wire.OK:
             if self.sink is None:
                 return self._one_outcome(nv, a, sy)
-            text = data.decode("latin-1")  # ASCII spans: one decode, then str slices
-            return self._one_outcome(nv, a, sy, text[io : io + il], text[ao : ao + al], text[so : so + sl])
+            return self._one_outcome(nv, a, sy, *_span_strs(data, io, il, ao, al, so, sl))
         if status == wire.MANY:
             return _MANY
         if status == wire.FALLBACK:
             return None
         status, key, io, il, ao, al, so, sl, side, qty, px = wire.parse_one(data, wire.SEED)
-        text = data.decode("latin-1")
-        out = self._check_one(
-            text[io : io + il], text[ao : ao + al], text[so : so + sl], side, qty, px, now, key
-        )
+        out = self._check_one(*_span_strs(data, io, il, ao, al, so, sl), side, qty, px, now, key)
         self._name_index = None
         return out
 
@@ -1091,6 +1086,12 @@ class Engine:
         s.ord_ht = ht_grow(s.ord_ht, max_slots + self.config.closed_order_retention)
         self._max_slots = max_slots
         self._kernel_state = None
+
+
+def _span_strs(data: bytes, *spans: int) -> list[str]:
+    """The strs at (offset, length) span pairs of an ASCII request (one decode, then slices)."""
+    text = data.decode("latin-1")
+    return [text[o : o + n] for o, n in zip(spans[::2], spans[1::2], strict=True)]
 
 
 def _take(seq: Sequence[str], idx: np.ndarray) -> np.ndarray:
