@@ -69,6 +69,21 @@ def _column_chunks(number: int, values: list, kind: str, packed: bool, rnd: rand
     return [_len_field(number, b"".join(part)) for part in (enc[:cut], enc[cut:]) if part]
 
 
+def _fields(spec: tuple, columns: dict, packed: bool, unknown: int, rnd: random.Random) -> list[bytes]:
+    """The columns of spec ((field number, name, kind), ...) as wire chunks, plus ``unknown``
+    unknown fields numbered past spec's, in a random interleaving that keeps each column's order."""
+    queues = [_column_chunks(num, columns[name], kind, packed, rnd) for num, name, kind in spec]
+    first_unknown = len(spec) + 1
+    queues.append(
+        [_unknown(rnd.randrange(first_unknown, 40), rnd.choice((0, 1, 2, 5)), rnd) for _ in range(unknown)]
+    )
+    chunks: list[bytes] = []
+    while any(queues):
+        q = rnd.choice([q for q in queues if q])
+        chunks.append(q.pop(0))
+    return chunks
+
+
 def _encode(columns: dict, packed: bool, unknown: int, split_top: bool, seed: int) -> bytes:
     rnd = random.Random(seed)
     spec = (
@@ -79,12 +94,7 @@ def _encode(columns: dict, packed: bool, unknown: int, split_top: bool, seed: in
         (5, "quantity", "double"),
         (6, "price", "double"),
     )
-    queues = [_column_chunks(num, columns[name], kind, packed, rnd) for num, name, kind in spec]
-    queues.append([_unknown(rnd.randrange(7, 40), rnd.choice((0, 1, 2, 5)), rnd) for _ in range(unknown)])
-    chunks: list[bytes] = []
-    while any(queues):  # a random interleaving that keeps each column's order
-        q = rnd.choice([q for q in queues if q])
-        chunks.append(q.pop(0))
+    chunks = _fields(spec, columns, packed, unknown, rnd)
     top = _unknown(rnd.randrange(2, 40), rnd.choice((0, 1, 2, 5)), rnd) if unknown else b""
     if split_top and len(chunks) > 1:  # two top-level `orders` fields: protobuf merges them
         cut = rnd.randrange(1, len(chunks))
@@ -575,13 +585,7 @@ def _encode_executions(cols: dict, packed: bool, unknown: int, seed: int) -> byt
         (3, "quantity", "double"),
         (4, "price", "double"),
     )
-    queues = [_column_chunks(num, cols[name], kind, packed, rnd) for num, name, kind in spec]
-    queues.append([_unknown(rnd.randrange(5, 40), rnd.choice((0, 1, 2, 5)), rnd) for _ in range(unknown)])
-    chunks: list[bytes] = []
-    while any(queues):
-        q = rnd.choice([q for q in queues if q])
-        chunks.append(q.pop(0))
-    return b"".join(chunks)
+    return b"".join(_fields(spec, cols, packed, unknown, rnd))
 
 
 def _report(servicer: RiskServicer, data: bytes, raw: bool) -> bytes | str:
