@@ -205,7 +205,7 @@ class _DenseOrders:
         t0 = time.perf_counter()
         apply_executions(
             keys, types, xf, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book, s.book_pair, s.acct,
-            s.sym, s.ctr, status, books, open_after,
+            s.sym, s.sym_books, s.ctr, 1e15, status, books, open_after,
         )  # fmt: skip
         dt = time.perf_counter() - t0
         return dt, int((status == L.X_APPLIED).sum())

@@ -15,6 +15,7 @@ QTY, NOTIONAL, POSITION, GROSS, NET, COLLAR, RATE, OPEN_ORDERS, RESTRICTED = ran
 INVALID, DUPLICATE, TRADING_HALTED, REDUCE_ONLY, NO_REF = 20, 21, 22, 23, 24
 FILL, CANCELED, REJECTED, EXPIRED = 1, 2, 3, 4
 MAX_NAME_LEN = 128
+MAX_ORDER_NOTIONAL = 1e15  # the server's default max_order_notional
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class MOrder:
 @dataclass(slots=True)
 class Model:
     retention: int = 1_000_000
+    max_notional: float = MAX_ORDER_NOTIONAL
     limits: dict[str, MLimit] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)  # UpdatePrices
     fills: dict[str, float] = field(default_factory=dict)  # last fill price
@@ -74,16 +76,24 @@ class Model:
         return sum(o.open_qty for o in self.open_orders(account) if o.symbol == symbol and o.side == side)
 
     def gross_net(self, account: str) -> tuple[float, float]:
-        gross = net = 0.0
-        for (a, s), pos in self.positions.items():
-            m = self.mark(s)
-            if a == account and m is not None:
-                gross += abs(pos) * m
-                net += pos * m
-        for o in self.open_orders(account):
-            gross += o.open_qty * o.price
-            net += (o.open_qty if o.side == BUY else -o.open_qty) * o.price
-        return gross, net
+        pos_gross, pos_net, open_gross, open_net = self.exposure(account)
+        return pos_gross + open_gross, pos_net + open_net
+
+    def exposure(self, account: str) -> tuple[float, float, float, float]:
+        """(position gross, position net, open gross, open net), each the correctly rounded sum of
+        its terms as they are now (|pos| * mark, pos * mark, open qty * p, +/- open qty * p)."""
+        held = [
+            (pos, m)
+            for (a, s), pos in self.positions.items()
+            if a == account and pos != 0 and (m := self.mark(s)) is not None
+        ]
+        terms = [(o.side, o.open_qty * o.price) for o in self.open_orders(account)]
+        return (
+            math.fsum(abs(pos) * m for pos, m in held),
+            math.fsum(pos * m for pos, m in held),
+            math.fsum(term for _, term in terms),
+            math.fsum(term if side == BUY else -term for side, term in terms),
+        )
 
     def find_limit(self, kind: int, account: str, symbol: str) -> MLimit | None:
         for want_a, want_s in ((account, symbol), (account, ""), ("", symbol), ("", "")):
@@ -135,10 +145,15 @@ class Model:
                 masks.append(1 << INVALID)
                 out.append(MViolation(i, INVALID, "", 0.0, 0.0, False))
                 continue
-            mask = 0
-            viol: list[MViolation] = []
             mark = self.mark(sym)
             p = px if px > 0 else mark
+            if p is not None and not qty * p <= self.max_notional:  # inf, or past the bound
+                accepted.append(False)
+                masks.append(1 << INVALID)
+                out.append(MViolation(i, INVALID, "", qty * p, self.max_notional, False))
+                continue
+            mask = 0
+            viol: list[MViolation] = []
             pos = self.positions.get((acc, sym), 0.0)
             open_buy = self.open_side(acc, sym, BUY)
             open_sell = self.open_side(acc, sym, SELL)
@@ -250,7 +265,7 @@ class Model:
                 self._close(cid)
                 statuses.append("applied")
                 continue
-            if not (math.isfinite(f) and f > 0 and math.isfinite(x) and x > 0):
+            if not (math.isfinite(f) and f > 0 and math.isfinite(x) and x > 0 and f * x <= self.max_notional):
                 statuses.append("bad_fill")
                 continue
             open_before = order.open_qty

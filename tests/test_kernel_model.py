@@ -183,6 +183,10 @@ def run_sequence(ops: list, retention: int = 1_000) -> None:
         for cid in IDS:
             assert engine.open_quantity(cid) == model.open_quantity(cid), (step, cid)
         assert engine.open_orders() == sum(1 for o in model.orders.values() if o.is_open)
+        for a in ACCOUNTS:  # small exact values: the sums agree to the bit
+            e = engine.exposure(a)
+            got = (e.position_gross, e.position_net, e.open_gross, e.open_net)
+            assert got == model.exposure(a), (step, a)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

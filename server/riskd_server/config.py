@@ -51,6 +51,14 @@ OPTIONS: tuple[Option, ...] = (
         "closed order ids remembered for duplicate detection and late fills (oldest forgotten first)",
         0,
     ),
+    Option(
+        "max_order_notional",
+        float,
+        1e15,
+        "largest reference notional (quantity x price) an order or a fill may have; also the largest "
+        "price and |position| accepted; past it an order is INVALID_ORDER",
+        1e-9,
+    ),
     Option("flush_interval_ms", float, 50.0, "write-behind flush interval (the most a kill -9 can lose)", 1),
     Option(
         "max_pending_rows",
@@ -83,6 +91,7 @@ class Settings:
     max_symbols: int = 1_000_000
     max_open_orders: int = 1_000_000
     closed_order_retention: int = 1_000_000
+    max_order_notional: float = 1e15
     flush_interval_ms: float = 50.0
     max_pending_rows: int = 1_000_000
     db_pool_min: int = 1

@@ -24,13 +24,8 @@ from .kernel import layout as L
 from .kernel import wire
 from .kernel._hashtable import ht_find, ht_grow, ht_new
 from .kernel.checks import book_key, check_batch
-from .kernel.executions import (
-    apply_executions,
-    load_positions,
-    recompute_position_exposure,
-    restore_order,
-    set_prices,
-)
+from .kernel.executions import apply_executions, load_positions, restore_order
+from .kernel.exposure import recompute_exposure, set_prices
 from .kernel.rows import order_rows, violation_columns
 from .kernel.single import check_one_wire
 from .limitbook import LimitBook, compile_limits
@@ -49,7 +44,7 @@ _EXEC_MESSAGES = np.array(
         "late fill: the order was already closed; the fill was applied to the position",
         "unknown client_order_id (never accepted, or forgotten after the retention window)",
         "invalid exec type",
-        "a fill needs a finite quantity > 0 and a finite price > 0",
+        "a fill needs a finite quantity > 0, a finite price > 0 and quantity x price <= max_order_notional",
         "order already closed",
     ],
     dtype=object,
@@ -87,6 +82,7 @@ class EngineConfig:
     max_symbols: int = 1_000_000
     max_open_orders: int = 1_000_000
     closed_order_retention: int = 1_000_000
+    max_order_notional: float = 1e15
     initial_accounts: int = 1_024
     initial_symbols: int = 4_096
     initial_books: int = 4_096
@@ -108,6 +104,8 @@ class EngineConfig:
             )
             if getattr(self, name) < low
         ]
+        if not (math.isfinite(self.max_order_notional) and self.max_order_notional > 0):
+            errors.append(f"max_order_notional must be finite and > 0, got {self.max_order_notional}")
         if self.max_accounts > L.MAX_ACCOUNTS:
             errors.append(f"max_accounts must be <= {L.MAX_ACCOUNTS}")
         if self.max_symbols > L.MAX_SYMBOLS:
@@ -129,6 +127,25 @@ class Violations:
 
     def __len__(self) -> int:
         return int(self.order_index.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class AccountExposure:
+    """An account's exposure: positions valued at their marks, open orders at their prices."""
+
+    position_gross: float
+    position_net: float
+    open_gross: float
+    open_net: float
+    open_orders: int
+
+    @property
+    def gross(self) -> float:
+        return self.position_gross + self.open_gross
+
+    @property
+    def net(self) -> float:
+        return self.position_net + self.open_net
 
 
 @dataclass(slots=True)
@@ -169,6 +186,7 @@ class _Arrays:
     book_ht: np.ndarray
     book: np.ndarray
     book_pair: np.ndarray
+    sym_books: np.ndarray
     ord_ht: np.ndarray
     ordf: np.ndarray
     ordi: np.ndarray
@@ -322,6 +340,7 @@ class Engine:
             book_ht=ht_new(cfg.initial_books + 1),
             book=_book_rows(cfg.initial_books + 1),
             book_pair=np.zeros((cfg.initial_books + 1, L.BP_FIELDS), dtype=np.int64),
+            sym_books=np.full(cfg.initial_symbols, -1, dtype=np.int64),
             ord_ht=ht_new(max_slots + cfg.closed_order_retention),
             ordf=ordf,
             ordi=ordi,
@@ -378,6 +397,26 @@ class Engine:
             and (not symbol or lim.symbol == symbol)
             and (not kind or lim.kind == kind)
         ]
+
+    def exposure(self, account: str) -> AccountExposure:
+        """The account's exposure sums as the checks read them (zeros for an unknown account)."""
+        a = self.accounts.get(account)
+        if a < 0 or a >= self._s.acct.shape[0]:
+            return AccountExposure(0.0, 0.0, 0.0, 0.0, 0)
+        row = self._s.acct[a]
+        return AccountExposure(
+            position_gross=float(row[L.A_POS_GROSS] + row[L.A_POS_GROSS_LO]),
+            position_net=float(row[L.A_POS_NET] + row[L.A_POS_NET_LO]),
+            open_gross=float(row[L.A_OPEN_GROSS] + row[L.A_OPEN_GROSS_LO]),
+            open_net=float(row[L.A_OPEN_NET] + row[L.A_OPEN_NET_LO]),
+            open_orders=int(row[L.A_OPEN_COUNT]),
+        )
+
+    def recompute_exposure(self) -> None:
+        """Rebuild every account's exposure sums from the open orders and positions (recovery; the
+        tests' oracle for the incremental sums)."""
+        s = self._s
+        recompute_exposure(s.acct, s.sym, s.book, s.book_pair, s.ord_ht, s.ordf, s.ordi, s.ctr)
 
     def stats(self) -> dict[str, int]:
         c = self._s.ctr
@@ -615,7 +654,7 @@ class Engine:
             s, lb = self._s, self._limits
             args = self._kernel_state = (
                 s.acct, s.sym, s.book_ht, s.book, s.book_pair, s.ord_ht, s.ordf, s.ordi, s.free, s.ctr,
-                lb.exact, lb.table, lb.values, lb.version,
+                lb.exact, lb.table, lb.values, lb.version, self.config.max_order_notional,
             )  # fmt: skip
         return args
 
@@ -697,26 +736,10 @@ class Engine:
         status = np.empty(n, dtype=np.int64)
         books = np.empty(n, dtype=np.int64)
         open_after = np.empty(n, dtype=np.float64)
-        recompute = apply_executions(
-            keys,
-            types,
-            xf,
-            s.ord_ht,
-            s.ordf,
-            s.ordi,
-            s.free,
-            s.ring,
-            s.book,
-            s.book_pair,
-            s.acct,
-            s.sym,
-            s.ctr,
-            status,
-            books,
-            open_after,
-        )
-        if recompute:
-            recompute_position_exposure(s.acct, s.sym, s.book, s.book_pair, s.ctr)
+        apply_executions(
+            keys, types, xf, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book, s.book_pair, s.acct, s.sym,
+            s.sym_books, s.ctr, self.config.max_order_notional, status, books, open_after,
+        )  # fmt: skip
         applied = status <= L.X_LATE_FILL
         errors = _EXEC_MESSAGES[status]
         self._state_version += 1
@@ -788,14 +811,15 @@ class Engine:
         n = self._batch_len("prices", symbol=symbol, price=price)
         self._require_room(n)
         px = _floats(price)
-        bad = ~np.isfinite(px) | (px <= 0)
+        bound = self.config.max_order_notional
+        bad = ~((px > 0) & (px <= bound))  # NaN and inf fail too
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise BatchError("price", f"must be finite and > 0, got {px[i]}", i)
+            raise BatchError("price", f"must be > 0 and <= max_order_notional {bound:g}, got {px[i]}", i)
         sid = self._intern_all(self.symbols, symbol, "symbol")
         self._fit_symbols()
-        set_prices(sid, px, self._s.sym)
-        recompute_position_exposure(self._s.acct, self._s.sym, self._s.book, self._s.book_pair, self._s.ctr)
+        s = self._s
+        set_prices(sid, px, s.sym, s.sym_books, s.book, s.book_pair, s.acct)
         self._state_version += 1
         if self.sink is not None and n:
             self._emit_marks(np.unique(sid))
@@ -808,10 +832,11 @@ class Engine:
         n = self._batch_len("positions", account=account, symbol=symbol, quantity=quantity)
         self._require_room(n)
         qty = _floats(quantity)
-        bad = ~np.isfinite(qty)
+        bound = self.config.max_order_notional
+        bad = ~(np.abs(qty) <= bound)  # NaN and inf fail too
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise BatchError("quantity", f"must be finite, got {qty[i]}", i)
+            raise BatchError("quantity", f"must be finite with |quantity| <= {bound:g}, got {qty[i]}", i)
         aid = self._intern_all(self.accounts, account, "account")
         sid = self._intern_all(self.symbols, symbol, "symbol")
         self._fit_accounts()
@@ -819,8 +844,7 @@ class Engine:
         self._fit_books(n)
         books = np.empty(n, dtype=np.int64)
         s = self._s
-        load_positions(aid, sid, qty, s.book_ht, s.book, s.book_pair, s.ctr, books)
-        recompute_position_exposure(s.acct, s.sym, s.book, s.book_pair, s.ctr)
+        load_positions(aid, sid, qty, s.book_ht, s.book, s.book_pair, s.sym_books, s.acct, s.sym, s.ctr, books)
         self._state_version += 1
         if self.sink is not None and n:
             self._emit_books(books)
@@ -939,9 +963,7 @@ class Engine:
                 self.load_positions(*zip(*snap.positions[i : i + step], strict=True))
             rows = [*snap.recent_closed, *snap.open_orders]
             self._restore_orders(rows, closed=len(snap.recent_closed))
-            recompute_position_exposure(
-                self._s.acct, self._s.sym, self._s.book, self._s.book_pair, self._s.ctr
-            )
+            self.recompute_exposure()
         finally:
             self.sink = sink
         self.index_names()
@@ -1039,7 +1061,9 @@ class Engine:
     def _fit_symbols(self) -> None:
         s = self._s
         if len(self.symbols) > s.sym.shape[0]:
-            s.sym = _grow_rows(s.sym, max(2 * s.sym.shape[0], len(self.symbols)), np.nan)
+            rows = max(2 * s.sym.shape[0], len(self.symbols))
+            s.sym = _grow_rows(s.sym, rows, np.nan)
+            s.sym_books = _grow_rows(s.sym_books, rows, -1)
             self._kernel_state = None
 
     def _fit_books(self, extra: int) -> None:

@@ -54,6 +54,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_symbols=settings.max_symbols,
         max_open_orders=settings.max_open_orders,
         closed_order_retention=settings.closed_order_retention,
+        max_order_notional=settings.max_order_notional,
     )
 
 

@@ -45,6 +45,7 @@ from numba import njit
 
 from ._hashtable import ht_bucket, ht_find, ht_put, ht_slot
 from ._prefetch import prefetch
+from .exposure import add_open_term, dd_value
 from .layout import (
     A_BUCKET_SET,
     A_LAST_TS,
@@ -55,9 +56,13 @@ from .layout import (
     A_LVL_RATE,
     A_OPEN_COUNT,
     A_OPEN_GROSS,
+    A_OPEN_GROSS_LO,
     A_OPEN_NET,
+    A_OPEN_NET_LO,
     A_POS_GROSS,
+    A_POS_GROSS_LO,
     A_POS_NET,
+    A_POS_NET_LO,
     A_RATE,
     A_TOKENS,
     A_TRADING,
@@ -70,7 +75,9 @@ from .layout import (
     B_OPEN_SELL,
     B_POS,
     BP_ACCOUNT,
+    BP_NEXT,
     BP_SYMBOL,
+    BP_UNLINKED,
     C_BOOKS,
     C_FIRM_TRADING,
     C_FREE_TOP,
@@ -91,6 +98,7 @@ from .layout import (
     OF_OPEN,
     OF_PRICE,
     OF_QTY,
+    OF_TERM,
     OI_ACCOUNT,
     OI_BOOK,
     OI_SIDE,
@@ -314,8 +322,12 @@ def check_batch(
     lim_tab: np.ndarray,
     lim_f: np.ndarray,
     lim_version: np.int64,
+    max_notional: float,
 ) -> np.int64:
     """Check orders in sequence, open the accepted ones; returns the number of violations written.
+
+    An order whose reference notional (qty * p) is not finite or exceeds max_notional is invalid:
+    the bound keeps every exposure term finite (kernel.exposure).
 
     A three-stage software pipeline: step k prefetches the hash buckets of order k, looks up the
     book of order k - _AHEAD (its bucket has arrived) and prefetches its row, and checks order
@@ -358,6 +370,11 @@ def check_batch(
         mark = mark_of(sym, s)
         p = px if px > 0.0 else mark  # the reference price: NaN when there is none
         has_p = p == p
+        notional = qty * p
+        if has_p and not notional <= max_notional:  # inf, or past the server's bound
+            mask_out[i] = np.uint32(1) << np.uint32(_INVALID)
+            nv = _emit(vi, vf, nv, i, _INVALID, LIMIT_BUILTIN, notional, max_notional, False)
+            continue
         bidx = oi[i, IN_BOOK]
         if bidx < 0:  # looked up before an earlier order of this batch opened the book?
             bidx = ht_find(book_ht, book_key(a, s))
@@ -380,10 +397,13 @@ def check_batch(
         signed = qty if side == _BUY else -qty
 
         # Every kind's observed value, unconditionally (NaN where the kind cannot be evaluated).
-        notional = qty * p
         position = pos + open_buy + qty if side == _BUY else -(pos - open_sell - qty)
-        gross = acct[a, A_POS_GROSS] + acct[a, A_OPEN_GROSS] + qty * p
-        net = acct[a, A_POS_NET] + acct[a, A_OPEN_NET]
+        gross = (
+            dd_value(acct, a, A_POS_GROSS, A_POS_GROSS_LO)
+            + dd_value(acct, a, A_OPEN_GROSS, A_OPEN_GROSS_LO)
+            + notional
+        )
+        net = dd_value(acct, a, A_POS_NET, A_POS_NET_LO) + dd_value(acct, a, A_OPEN_NET, A_OPEN_NET_LO)
         net_after = abs(net + signed * p)
         collar = abs(px - mark) / mark if px > 0.0 else math.nan
         open_count = acct[a, A_OPEN_COUNT] + 1.0
@@ -438,7 +458,7 @@ def check_batch(
         if mask == 0:
             if bidx < 0:
                 bidx = open_book(a, s, book_ht, book, book_pair, ctr)
-            _open_order(a, side, key, bucket, qty, signed, p, bidx, acct, book, ord_ht, ordf, ordi, free, ctr)
+            _open_order(a, side, key, bucket, qty, p, bidx, acct, book, ord_ht, ordf, ordi, free, ctr)
     return nv
 
 
@@ -533,6 +553,7 @@ def open_book(
     book[bidx, B_OPEN_SELL] = 0.0
     book_pair[bidx, BP_ACCOUNT] = a
     book_pair[bidx, BP_SYMBOL] = s
+    book_pair[bidx, BP_NEXT] = BP_UNLINKED  # linked to its symbol once it holds a position
     return bidx
 
 
@@ -543,7 +564,6 @@ def _open_order(
     key: np.int64,
     bucket: np.int64,
     qty: float,
-    signed: float,
     p: float,
     bidx: np.int64,
     acct: np.ndarray,
@@ -560,8 +580,7 @@ def _open_order(
     arguments (atomic, so a full memory barrier) on every accepted order.
     """
     book[bidx, B_OPEN_BUY if side == _BUY else B_OPEN_SELL] += qty
-    acct[a, A_OPEN_NET] += signed * p
-    acct[a, A_OPEN_GROSS] += qty * p
+    add_open_term(acct, a, side == _BUY, qty * p)
     acct[a, A_OPEN_COUNT] += 1.0
     ctr[C_OPEN] += 1
     slot = take_slot(free, ctr)
@@ -590,10 +609,11 @@ def fill_slot(
     bidx: np.int64,
     a: np.int64,
 ) -> None:
-    """Write an open order's row (straight-line, see _open_order)."""
+    """Write an open order's row (straight-line, see _open_order); its exposure term is open_qty * price."""
     ordf[slot, OF_QTY] = qty
     ordf[slot, OF_OPEN] = open_qty
     ordf[slot, OF_PRICE] = price
+    ordf[slot, OF_TERM] = open_qty * price
     ordi[slot, OI_SIDE] = side
     ordi[slot, OI_BOOK] = bidx
     ordi[slot, OI_ACCOUNT] = a

@@ -34,32 +34,25 @@ from numba import njit
 from ._hashtable import ht_bucket, ht_delete, ht_find, ht_put, ht_slot
 from ._prefetch import prefetch
 from .checks import book_key, fill_slot, mark_of, open_book, take_slot
+from .exposure import add_open_term, move_position, remark, reset_open_if_flat, reterm_open
 from .layout import (
     A_OPEN_COUNT,
-    A_OPEN_GROSS,
-    A_OPEN_NET,
-    A_POS_GROSS,
-    A_POS_NET,
     B_LIM_TAG,
     B_OPEN_BUY,
     B_OPEN_SELL,
     B_POS,
-    BP_ACCOUNT,
     BP_SYMBOL,
-    C_BOOKS,
     C_FREE_TOP,
     C_OPEN,
     C_RING_COUNT,
     C_RING_HEAD,
     C_RING_KEEP,
     OF_OPEN,
-    OF_PRICE,
     OI_ACCOUNT,
     OI_BOOK,
     OI_SIDE,
     ORDER_CLOSED_BASE,
     S_FILL,
-    S_PRICE,
     X_APPLIED,
     X_BAD_FILL,
     X_BAD_TYPE,
@@ -166,19 +159,12 @@ def _prefetch_book(i, types, ordi, book, book_pair, slot_out, last) -> None:
 
 @njit(cache=True, nogil=True, inline="always")
 def _release(slot, amount, ordf, ordi, book, acct) -> None:
-    """Take amount off an order's open quantity and off its book's and account's open totals."""
-    side = ordi[slot, OI_SIDE]
+    """Take amount off an order's open quantity and its book's; its term in the account's open
+    sums becomes the new open qty * p (kernel.exposure)."""
     b = ordi[slot, OI_BOOK]
-    a = ordi[slot, OI_ACCOUNT]
-    p = ordf[slot, OF_PRICE]
     ordf[slot, OF_OPEN] -= amount
-    if side == _BUY:
-        book[b, B_OPEN_BUY] -= amount
-        acct[a, A_OPEN_NET] -= amount * p
-    else:
-        book[b, B_OPEN_SELL] -= amount
-        acct[a, A_OPEN_NET] += amount * p
-    acct[a, A_OPEN_GROSS] -= amount * p
+    book[b, B_OPEN_BUY if ordi[slot, OI_SIDE] == _BUY else B_OPEN_SELL] -= amount
+    reterm_open(ordf, ordi, slot, acct)
 
 
 @njit(cache=True, nogil=True)
@@ -195,12 +181,19 @@ def apply_executions(
     book_pair: np.ndarray,
     acct: np.ndarray,
     sym: np.ndarray,
+    sym_books: np.ndarray,
     ctr: np.ndarray,
+    max_notional: float,
     status_out: np.ndarray,
     book_out: np.ndarray,
     open_out: np.ndarray,
-) -> bool:
-    """Apply reports in order; returns True when a mark moved and position exposure needs a recompute.
+) -> None:
+    """Apply reports in order.
+
+    A fill moves its book's position and sets its symbol's last fill price; when that price is the
+    symbol's mark (no UpdatePrices price) every position in the symbol is revalued
+    (kernel.exposure.remark). A fill whose quantity * price is not finite or exceeds max_notional
+    is refused (X_BAD_FILL): no single order may be that large, and it would overflow the sums.
 
     Per report: status_out (layout.X_*), book_out the order's book (-1 when not applied), open_out
     its open quantity afterwards (-1.0 once closed or when not applied).
@@ -211,7 +204,6 @@ def apply_executions(
     k - 3 * _AHEAD with an authoritative lookup. book_out holds the look-ahead slots until the
     apply stage overwrites them.
     """
-    recompute = False
     n = keys.shape[0]
     omask = ord_ht.shape[0] - 1
     last = ordi.shape[0] - 1
@@ -242,11 +234,9 @@ def apply_executions(
         is_open = slot >= 0
         if is_open:
             b = ordi[slot, OI_BOOK]
-            a = ordi[slot, OI_ACCOUNT]
             buy = ordi[slot, OI_SIDE] == _BUY
         else:  # closed: the value holds the book and side (closed_value)
             b, buy = closed_book_side(slot)
-            a = book_pair[b, BP_ACCOUNT]
         if kind != _FILL:
             if not is_open:
                 status_out[i] = X_CLOSED
@@ -258,7 +248,7 @@ def apply_executions(
             continue
         f = xf[i, 0]
         x = xf[i, 1]
-        if not (math.isfinite(f) and f > 0.0 and math.isfinite(x) and x > 0.0):
+        if not (math.isfinite(f) and f > 0.0 and math.isfinite(x) and x > 0.0 and f * x <= max_notional):
             status_out[i] = X_BAD_FILL
             continue
         open_qty = 0.0
@@ -269,16 +259,13 @@ def apply_executions(
                 _release(slot, released, ordf, ordi, book, acct)
         s = book_pair[b, BP_SYMBOL]
         old_pos = book[b, B_POS]
-        new_pos = old_pos + f if buy else old_pos - f
-        book[b, B_POS] = new_pos
         old_mark = mark_of(sym, s)
         sym[s, S_FILL] = x
         new_mark = mark_of(sym, s)
-        if old_mark != new_mark:  # the fill price is the mark (no UpdatePrices price): every holder moves
-            recompute = True
-        elif new_mark == new_mark:
-            acct[a, A_POS_GROSS] += (abs(new_pos) - abs(old_pos)) * new_mark
-            acct[a, A_POS_NET] += (new_pos - old_pos) * new_mark
+        # Revalue the other holders (only when the fill price is the mark), then book b at the new mark.
+        remark(s, old_mark, new_mark, b, acct, book, book_pair, sym_books)
+        new_pos = old_pos + f if buy else old_pos - f
+        move_position(b, new_pos, old_mark, new_mark, acct, book, book_pair, sym_books)
         book_out[i] = b
         if not is_open:
             status_out[i] = X_LATE_FILL
@@ -290,43 +277,20 @@ def apply_executions(
             open_out[i] = ordf[slot, OF_OPEN]
         status_out[i] = X_OVERFILL if f > open_qty else X_APPLIED
     trim_ring(ord_ht, ring, ctr)
-    return recompute
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _close(slot, bucket, ordi, ord_ht, free, ring, acct, ctr) -> None:
     """Close the open order in slot (its id in ord_ht[bucket]): the id keeps its book and side in
     the order table, the slot goes straight back to the free stack, the id to the retention ring."""
-    acct[ordi[slot, OI_ACCOUNT], A_OPEN_COUNT] -= 1.0
+    a = ordi[slot, OI_ACCOUNT]
+    acct[a, A_OPEN_COUNT] -= 1.0
+    reset_open_if_flat(acct, a)
     ctr[C_OPEN] -= 1
     ord_ht[bucket, 1] = closed_value(ordi[slot, OI_BOOK], ordi[slot, OI_SIDE])
     free[ctr[C_FREE_TOP]] = slot
     ctr[C_FREE_TOP] += 1
     _retire(ord_ht[bucket, 0], ring, ctr)
-
-
-@njit(cache=True, nogil=True)
-def recompute_position_exposure(
-    acct: np.ndarray, sym: np.ndarray, book: np.ndarray, book_pair: np.ndarray, ctr: np.ndarray
-) -> None:
-    """Rebuild every account's sum |pos|*mark and sum pos*mark from the books (exact, no drift)."""
-    acct[:, A_POS_GROSS] = 0.0
-    acct[:, A_POS_NET] = 0.0
-    for b in range(ctr[C_BOOKS]):
-        pos = book[b, B_POS]
-        if pos == 0.0:
-            continue
-        mark = mark_of(sym, book_pair[b, BP_SYMBOL])
-        if mark == mark:
-            a = book_pair[b, BP_ACCOUNT]
-            acct[a, A_POS_GROSS] += abs(pos) * mark
-            acct[a, A_POS_NET] += pos * mark
-
-
-@njit(cache=True, nogil=True)
-def set_prices(symbols: np.ndarray, prices: np.ndarray, sym: np.ndarray) -> None:
-    for i in range(symbols.shape[0]):
-        sym[symbols[i], S_PRICE] = prices[i]
 
 
 @njit(cache=True, nogil=True)
@@ -354,13 +318,17 @@ def load_positions(
     book_ht: np.ndarray,
     book: np.ndarray,
     book_pair: np.ndarray,
+    sym_books: np.ndarray,
+    acct: np.ndarray,
+    sym: np.ndarray,
     ctr: np.ndarray,
     book_out: np.ndarray,
 ) -> None:
     """Replace positions, creating books as needed (the engine guarantees room)."""
     for i in range(accounts.shape[0]):
         b = find_or_open_book(accounts[i], symbols[i], book_ht, book, book_pair, ctr)
-        book[b, B_POS] = qty[i]
+        mark = mark_of(sym, symbols[i])
+        move_position(b, qty[i], mark, mark, acct, book, book_pair, sym_books)
         book_out[i] = b
 
 
@@ -395,12 +363,7 @@ def restore_order(
     slot = take_slot(free, ctr)
     ht_put(ord_ht, key, slot)
     fill_slot(ordf, ordi, slot, qty, open_qty, price, side, b, account)
-    if side == _BUY:
-        book[b, B_OPEN_BUY] += open_qty
-        acct[account, A_OPEN_NET] += open_qty * price
-    else:
-        book[b, B_OPEN_SELL] += open_qty
-        acct[account, A_OPEN_NET] -= open_qty * price
-    acct[account, A_OPEN_GROSS] += open_qty * price
+    book[b, B_OPEN_BUY if side == _BUY else B_OPEN_SELL] += open_qty
+    add_open_term(acct, account, side == _BUY, open_qty * price)
     acct[account, A_OPEN_COUNT] += 1.0
     ctr[C_OPEN] += 1

@@ -7,10 +7,16 @@ column named here. Every value is a plain int so numba folds them as constants.
 from __future__ import annotations
 
 # acct: float64[accounts, A_FIELDS]
-A_OPEN_GROSS = 0  # sum of open qty * order p
-A_OPEN_NET = 1  # sum of +/- open qty * order p
-A_POS_GROSS = 2  # sum of |pos| * mark
-A_POS_NET = 3  # sum of pos * mark
+# The four exposure sums are compensated (double-double) sums: the value is hi + lo, kept exact to
+# ~2**-105 of the largest partial sum by kernel.exposure.dd_add, so a huge term added and taken out
+# again leaves the small ones as they were. Each is the sum of its terms as they are now (an open
+# order's term is its open qty * p, stored in its slot at OF_TERM; a book's is |pos| * mark or
+# pos * mark), not a history of increments, and the open (position) sums are reset to exactly 0
+# when the account's last open order closes (last non-zero position goes flat).
+A_OPEN_GROSS = 0  # sum of open qty * order p (hi)
+A_OPEN_NET = 1  # sum of +/- open qty * order p (hi)
+A_POS_GROSS = 2  # sum of |pos| * mark (hi)
+A_POS_NET = 3  # sum of pos * mark (hi)
 A_TOKENS = 4  # token bucket level
 A_LAST_TS = 5  # token bucket last refill time
 A_BUCKET_SET = 6  # 1 once the bucket has been used (starts full)
@@ -26,9 +32,14 @@ A_LVL_NET = 11
 A_LVL_RATE = 12
 A_LVL_OPEN = 13
 A_RATE = 14
-A_FIELDS = 15
+A_OPEN_GROSS_LO = 15  # the lo parts of the compensated sums above
+A_OPEN_NET_LO = 16
+A_POS_GROSS_LO = 17
+A_POS_NET_LO = 18
+A_POS_COUNT = 19  # books of the account with a non-zero position
+A_FIELDS = 20
 
-# sym: float64[symbols, S_FIELDS]; NaN = not set
+# sym: float64[symbols, S_FIELDS]; NaN = not set. sym_books: int64[symbols], see BP_NEXT.
 S_PRICE = 0  # last UpdatePrices price
 S_FILL = 1  # last fill price
 S_FIELDS = 2
@@ -51,18 +62,23 @@ B_LVL_COLLAR = 7
 B_FIELDS = 8
 
 # book_pair: int64[books, BP_FIELDS], the (account, symbol) of each book row, apart from the row
-# because only fills, position loads and persistence need it.
+# because only fills, position loads and persistence need it. BP_NEXT links the books of one
+# symbol that have ever held a position (head in sym_books[symbol], -1 ends the list; BP_UNLINKED
+# until the book first holds one), so a mark change visits only the books it revalues.
 BP_ACCOUNT = 0
 BP_SYMBOL = 1
-BP_FIELDS = 2
+BP_NEXT = 2
+BP_FIELDS = 3
+BP_UNLINKED = -2
 
 # An order slot is one 64-byte row of one buffer seen through two views, ordf (float64) and ordi
 # (int64), each [slots, O_FIELDS]; every column is read through one view only.
-# Only open orders hold slots, so a slot needs no state; columns 3 and 7 are spare (the row stays
-# one 64-byte line).
+# Only open orders hold slots, so a slot needs no state; column 7 is spare (the row stays one
+# 64-byte line).
 OF_QTY = 0  # original quantity
 OF_OPEN = 1  # open quantity
 OF_PRICE = 2  # reference price p fixed at acceptance
+OF_TERM = 3  # open quantity * p: the order's term in its account's open exposure sums
 OI_SIDE = 4
 OI_BOOK = 5
 OI_ACCOUNT = 6

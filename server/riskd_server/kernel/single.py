@@ -71,6 +71,7 @@ def check_one_wire(
     lim_tab,
     lim_f,
     lim_version,
+    max_notional,
 ):
     """Parse a one-order request and check it (checks.check_batch on the one-row oi, of).
 
@@ -100,6 +101,6 @@ def check_one_wire(
     put_order(oi, of, 0, a if valid_id else -1, s, side, key, qty, px)
     nv = check_batch(
         oi, of, now, mask, vi, vf, acct, sym, book_ht, book, book_pair, ord_ht, ordf, ordi, free, ctr,
-        lim_exact, lim_tab, lim_f, lim_version,
+        lim_exact, lim_tab, lim_f, lim_version, max_notional,
     )  # fmt: skip
     return OK, nv, a, s, io, il, ao, al, so, sl

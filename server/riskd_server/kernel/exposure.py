@@ -1,0 +1,283 @@
+"""Account exposure sums that stay exact whatever the history, and marks that move in O(holders).
+
+Why compensated sums. The account rows hold four running sums (open gross/net, position
+gross/net). Plain float increments lose what they absorb: a 1e20 order opened and cancelled wiped
+another order's 1,000.5 to 0, and an ``inf`` term left ``NaN`` behind, switching the exposure limits
+off for good. Each sum is now a double-double (``hi`` + ``lo``, ``dd_add``): Knuth's TwoSum keeps
+the rounding error of every add in ``lo``, so adding a term and later taking the same term out
+leaves the rest exactly as it was (to ~2**-105 of the largest partial sum, far below a cent).
+Terms are the current values, never increments: an open order's term is ``open qty * p``
+recomputed whenever its open quantity changes (``layout.OF_TERM``), a book's is ``|pos| * mark``
+and ``pos * mark``, so the sums equal a fresh recomputation from the open orders and positions
+(``recompute_exposure``) up to that residue. Each sum is reset to exactly 0 when the account's last
+open order closes (last position goes flat), so an account with nothing open has exactly 0. The
+inputs are bounded so no term is infinite (``max_order_notional``; see README).
+
+Fixed point was the other candidate: exact and order-independent, but int64 cannot span the
+terms riskd accepts (1e-12 to 1e15 a term, sums to 1e21) at a useful resolution, and 128-bit
+integers cost more in the check kernel than two extra adds of a row already in cache.
+
+Why a per-symbol list of books. A mark change revalues the positions in that symbol only: the
+books that have ever held a position in it are linked through ``book_pair[:, BP_NEXT]`` from
+``sym_books[symbol]`` (books are never removed, so a link is made once, when a book first holds a
+position). ``set_prices`` walks several symbols' lists at once, prefetching each list's next node
+so the cache misses of a batch overlap instead of being paid one after another.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._prefetch import prefetch
+from .layout import (
+    A_OPEN_COUNT,
+    A_OPEN_GROSS,
+    A_OPEN_GROSS_LO,
+    A_OPEN_NET,
+    A_OPEN_NET_LO,
+    A_POS_COUNT,
+    A_POS_GROSS,
+    A_POS_GROSS_LO,
+    A_POS_NET,
+    A_POS_NET_LO,
+    B_POS,
+    BP_ACCOUNT,
+    BP_NEXT,
+    BP_SYMBOL,
+    BP_UNLINKED,
+    C_BOOKS,
+    OF_OPEN,
+    OF_PRICE,
+    OF_TERM,
+    OI_ACCOUNT,
+    OI_SIDE,
+    S_FILL,
+    S_PRICE,
+)
+
+_BUY = 1
+_LANES = 16  # symbols' lists walked at once by set_prices
+
+
+@njit(cache=True, nogil=True, inline="always")
+def dd_add(acct: np.ndarray, a: np.int64, hi_col: np.int64, lo_col: np.int64, x: float) -> None:
+    """acct[a, hi_col] + acct[a, lo_col] += x, keeping the rounding error (TwoSum, then renormalise).
+
+    Straight-line (inlined into the kernels' loops; see checks' module doc on inlined helpers).
+    """
+    hi = acct[a, hi_col]
+    s = hi + x
+    bb = s - hi
+    err = (hi - (s - bb)) + (x - bb)
+    lo = acct[a, lo_col] + err
+    h = s + lo
+    acct[a, hi_col] = h
+    acct[a, lo_col] = lo - (h - s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def dd_value(acct: np.ndarray, a: np.int64, hi_col: np.int64, lo_col: np.int64) -> float:
+    return acct[a, hi_col] + acct[a, lo_col]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def add_open_term(acct: np.ndarray, a: np.int64, buy: bool, term: float) -> None:
+    """Add an open order's term (open qty * p, >= 0) to the account's open gross and net sums."""
+    dd_add(acct, a, A_OPEN_GROSS, A_OPEN_GROSS_LO, term)
+    dd_add(acct, a, A_OPEN_NET, A_OPEN_NET_LO, term if buy else -term)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def reterm_open(ordf: np.ndarray, ordi: np.ndarray, slot: np.int64, acct: np.ndarray) -> None:
+    """After the slot's open quantity changed: replace its old term in the sums by the new one."""
+    a = ordi[slot, OI_ACCOUNT]
+    buy = ordi[slot, OI_SIDE] == _BUY
+    old = ordf[slot, OF_TERM]
+    new = ordf[slot, OF_OPEN] * ordf[slot, OF_PRICE]
+    ordf[slot, OF_TERM] = new
+    add_open_term(acct, a, buy, new)
+    add_open_term(acct, a, buy, -old)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def reset_open_if_flat(acct: np.ndarray, a: np.int64) -> None:
+    """No open order left: the open sums are exactly 0, whatever rounding residue they carried."""
+    keep = np.float64(acct[a, A_OPEN_COUNT] > 0.0)
+    acct[a, A_OPEN_GROSS] *= keep
+    acct[a, A_OPEN_GROSS_LO] *= keep
+    acct[a, A_OPEN_NET] *= keep
+    acct[a, A_OPEN_NET_LO] *= keep
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_position_terms(acct: np.ndarray, a: np.int64, pos: float, mark: float, sign: float) -> None:
+    dd_add(acct, a, A_POS_GROSS, A_POS_GROSS_LO, sign * (abs(pos) * mark))
+    dd_add(acct, a, A_POS_NET, A_POS_NET_LO, sign * (pos * mark))
+
+
+@njit(cache=True, nogil=True)
+def move_position(
+    b: np.int64,
+    new_pos: float,
+    old_mark: float,
+    new_mark: float,
+    acct: np.ndarray,
+    book: np.ndarray,
+    book_pair: np.ndarray,
+    sym_books: np.ndarray,
+) -> None:
+    """Set book b's position to new_pos: its terms valued at old_mark leave its account's position
+    sums, the new ones valued at new_mark enter (NaN: unvalued); the account's non-zero-position
+    count and the symbol's list of books follow."""
+    old = book[b, B_POS]
+    a = book_pair[b, BP_ACCOUNT]
+    if old != 0.0 and old_mark == old_mark:
+        _add_position_terms(acct, a, old, old_mark, -1.0)
+    if new_pos != 0.0 and new_mark == new_mark:
+        _add_position_terms(acct, a, new_pos, new_mark, 1.0)
+    book[b, B_POS] = new_pos
+    change = np.float64(new_pos != 0.0) - np.float64(old != 0.0)
+    if change != 0.0:
+        count = acct[a, A_POS_COUNT] + change
+        acct[a, A_POS_COUNT] = count
+        if count <= 0.0:
+            acct[a, A_POS_GROSS] = 0.0
+            acct[a, A_POS_GROSS_LO] = 0.0
+            acct[a, A_POS_NET] = 0.0
+            acct[a, A_POS_NET_LO] = 0.0
+    if new_pos != 0.0 and book_pair[b, BP_NEXT] == BP_UNLINKED:
+        s = book_pair[b, BP_SYMBOL]
+        book_pair[b, BP_NEXT] = sym_books[s]
+        sym_books[s] = b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _revalue(b: np.int64, old: float, new: float, acct, book, book_pair) -> np.int64:
+    """Move book b's position terms from mark old to mark new (either NaN: none); returns the next
+    book of its symbol."""
+    pos = book[b, B_POS]
+    if pos != 0.0:
+        a = book_pair[b, BP_ACCOUNT]
+        if old == old:
+            _add_position_terms(acct, a, pos, old, -1.0)
+        if new == new:
+            _add_position_terms(acct, a, pos, new, 1.0)
+    return book_pair[b, BP_NEXT]
+
+
+@njit(cache=True, nogil=True)
+def remark(
+    s: np.int64,
+    old: float,
+    new: float,
+    skip: np.int64,
+    acct: np.ndarray,
+    book: np.ndarray,
+    book_pair: np.ndarray,
+    sym_books: np.ndarray,
+) -> None:
+    """Revalue every position in symbol s from mark old to mark new, except book skip (-1: none)."""
+    if old == new or (old != old and new != new):
+        return
+    b = sym_books[s]
+    while b >= 0:
+        if b == skip:
+            b = book_pair[b, BP_NEXT]
+        else:
+            b = _revalue(b, old, new, acct, book, book_pair)
+
+
+@njit(cache=True, nogil=True)
+def set_prices(
+    symbols: np.ndarray,
+    prices: np.ndarray,
+    sym: np.ndarray,
+    sym_books: np.ndarray,
+    book: np.ndarray,
+    book_pair: np.ndarray,
+    acct: np.ndarray,
+) -> None:
+    """Set marks and revalue the positions held in those symbols: O(books holding them).
+
+    Up to _LANES symbols' lists are walked round-robin, each step prefetching the lane's next book,
+    so a batch's cache misses overlap. Within one batch each symbol is revalued from its mark
+    before its update to its mark after it; a symbol named twice takes both steps (the sums do
+    not depend on the order of their terms beyond the double-double residue).
+    """
+    n = symbols.shape[0]
+    old = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        s = symbols[i]
+        px = sym[s, S_PRICE]
+        old[i] = px if px == px else sym[s, S_FILL]
+        sym[s, S_PRICE] = prices[i]
+    lane_book = np.full(_LANES, -1, dtype=np.int64)
+    lane_item = np.zeros(_LANES, dtype=np.int64)
+    nxt = 0  # next batch item to put in a free lane
+    busy = 0
+    while True:
+        for j in range(_LANES):
+            if lane_book[j] < 0:
+                while nxt < n:  # refill the lane with the next symbol whose mark moved
+                    i = nxt
+                    nxt += 1
+                    if old[i] != prices[i] and sym_books[symbols[i]] >= 0:
+                        lane_book[j] = sym_books[symbols[i]]
+                        lane_item[j] = i
+                        prefetch(book_pair, lane_book[j], 0)
+                        prefetch(book, lane_book[j], 0)
+                        busy += 1
+                        break
+                continue
+            i = lane_item[j]
+            b = _revalue(lane_book[j], old[i], prices[i], acct, book, book_pair)
+            lane_book[j] = b
+            if b >= 0:
+                prefetch(book_pair, b, 0)
+                prefetch(book, b, 0)
+            else:
+                busy -= 1
+        if busy == 0 and nxt >= n:
+            return
+
+
+@njit(cache=True, nogil=True)
+def recompute_exposure(
+    acct: np.ndarray,
+    sym: np.ndarray,
+    book: np.ndarray,
+    book_pair: np.ndarray,
+    ord_ht: np.ndarray,
+    ordf: np.ndarray,
+    ordi: np.ndarray,
+    ctr: np.ndarray,
+) -> None:
+    """Rebuild every account's four sums and position count from the books and open orders.
+
+    Recovery's rebuild, and the oracle the tests compare the incremental sums with. Open orders are
+    the order table's non-negative values (slots); their terms are recomputed as open qty * p.
+    """
+    for col in (
+        A_OPEN_GROSS, A_OPEN_GROSS_LO, A_OPEN_NET, A_OPEN_NET_LO,
+        A_POS_GROSS, A_POS_GROSS_LO, A_POS_NET, A_POS_NET_LO, A_POS_COUNT,
+    ):  # fmt: skip
+        acct[:, col] = 0.0
+    for b in range(ctr[C_BOOKS]):
+        pos = book[b, B_POS]
+        if pos == 0.0:
+            continue
+        a = book_pair[b, BP_ACCOUNT]
+        acct[a, A_POS_COUNT] += 1.0
+        s = book_pair[b, BP_SYMBOL]
+        px = sym[s, S_PRICE]
+        mark = px if px == px else sym[s, S_FILL]
+        if mark == mark:
+            _add_position_terms(acct, a, pos, mark, 1.0)
+    for k in range(ord_ht.shape[0]):
+        slot = ord_ht[k, 1]
+        if ord_ht[k, 0] == 0 or slot < 0:
+            continue
+        term = ordf[slot, OF_OPEN] * ordf[slot, OF_PRICE]
+        ordf[slot, OF_TERM] = term
+        add_open_term(acct, ordi[slot, OI_ACCOUNT], ordi[slot, OI_SIDE] == _BUY, term)
