@@ -844,7 +844,9 @@ class Engine:
         self._fit_books(n)
         books = np.empty(n, dtype=np.int64)
         s = self._s
-        load_positions(aid, sid, qty, s.book_ht, s.book, s.book_pair, s.sym_books, s.acct, s.sym, s.ctr, books)
+        load_positions(
+            aid, sid, qty, s.book_ht, s.book, s.book_pair, s.sym_books, s.acct, s.sym, s.ctr, books
+        )
         self._state_version += 1
         if self.sink is not None and n:
             self._emit_books(books)
