@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from . import kernel_bench, memory_bench
+from . import kernel_bench, memory_bench, prices_bench
 from .loadgen import LoadConfig, LoadResult, run_load
 from .servers import RESULTS, ServerProcess, spawn_server
 
@@ -169,6 +169,30 @@ def kernel_rows(rep: kernel_bench.KernelReport) -> list[Row]:
         )
     )
     return rows
+
+
+def prices_rows(rep: prices_bench.PricesReport) -> list[Row]:
+    one_t, batch_t = prices_bench.ONE_SYMBOL_TARGET_US, prices_bench.BATCH_TARGET_PER_S
+    return [
+        Row(
+            f"UpdatePrices server time p50, 1 symbol, {rep.books:,} books",
+            f"{rep.one_p50_us:.1f} µs",
+            f"target {one_t:.0f} µs",
+            rep.one_p50_us / one_t,
+            "<= 1.0",
+            rep.one_p50_us <= one_t,
+            f"p99 {rep.one_p99_us:.1f} µs",
+        ),
+        Row(
+            f"UpdatePrices, 1,000 symbols a call, {rep.books:,} books",
+            f"{rep.batch_per_s / 1e6:.2f} M symbols/s",
+            f"target {batch_t / 1e6:.0f} M/s",
+            rep.batch_per_s / batch_t,
+            ">= 1.0",
+            rep.batch_per_s >= batch_t,
+            f"all-books recompute (before) {rep.recompute_ms:.1f} ms a call",
+        ),
+    ]
 
 
 def e2e_rows(
@@ -338,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         kernel_bench.print_report(krep)
         report.kernel = asdict(krep)
         rows += kernel_rows(krep)
+        print("\n== UpdatePrices server time (bench.prices_bench, in-process, no database)", flush=True)
+        prep = prices_bench.run(quick=args.quick)
+        prices_bench.print_report(prep)
+        report.notes.append(f"prices: {asdict(prep)}")
+        rows += prices_rows(prep)
         print("\n== memory floor: one random cache line by table size (bench.memory_bench)", flush=True)
         floor = memory_bench.run()
         for mb, ns in floor.items():

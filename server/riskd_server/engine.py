@@ -25,7 +25,8 @@ from .kernel import wire
 from .kernel._hashtable import ht_find, ht_grow, ht_new
 from .kernel.checks import book_key, check_batch
 from .kernel.executions import apply_executions, load_positions, restore_order
-from .kernel.exposure import recompute_exposure, set_prices
+from .kernel.exposure import UNKNOWN_SYMBOL as _UNKNOWN_SYMBOL
+from .kernel.exposure import first_bad_price, recompute_exposure, set_prices
 from .kernel.rows import order_rows, violation_columns
 from .kernel.single import check_one_wire
 from .limitbook import LimitBook, compile_limits
@@ -807,19 +808,27 @@ class Engine:
     # ------------------------------------------------------------------ prices, positions
 
     def update_prices(self, symbol: Sequence[str], price: Sequence[float] | np.ndarray) -> int:
-        """Set marks; all-or-nothing (any bad symbol or price rejects the whole call)."""
+        """Set marks; all-or-nothing (any bad symbol or price rejects the whole call).
+
+        Known symbols (the common case) are validated and set in one kernel call; a call naming a
+        new symbol validates the prices first, so a rejected call interns nothing.
+        """
         n = self._batch_len("prices", symbol=symbol, price=price)
         self._require_room(n)
         px = _floats(price)
         bound = self.config.max_order_notional
-        bad = ~((px > 0) & (px <= bound))  # NaN and inf fail too
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise BatchError("price", f"must be > 0 and <= max_order_notional {bound:g}, got {px[i]}", i)
-        sid = self._intern_all(self.symbols, symbol, "symbol")
-        self._fit_symbols()
+        sid = self.symbols.lookup_many(symbol)
         s = self._s
-        set_prices(sid, px, s.sym, s.sym_books, s.book, s.book_pair, s.acct)
+        bad = set_prices(sid, px, bound, s.sym, s.sym_books, s.book, s.book_pair, s.acct)
+        if bad == _UNKNOWN_SYMBOL:
+            bad = first_bad_price(px, bound)
+            if bad < 0:
+                sid = self._intern_all(self.symbols, symbol, "symbol")
+                self._fit_symbols()
+                s = self._s
+                bad = set_prices(sid, px, bound, s.sym, s.sym_books, s.book, s.book_pair, s.acct)
+        if bad >= 0:
+            raise BatchError("price", f"must be > 0 and <= max_order_notional {bound:g}, got {px[bad]}", bad)
         self._state_version += 1
         if self.sink is not None and n:
             self._emit_marks(np.unique(sid))

@@ -155,14 +155,25 @@ def move_position(
 @njit(cache=True, nogil=True, inline="always")
 def _revalue(b: np.int64, old: float, new: float, acct, book, book_pair) -> np.int64:
     """Move book b's position terms from mark old to mark new (either NaN: none); returns the next
-    book of its symbol."""
+    book of its symbol.
+
+    The terms' difference is taken exactly (TwoSum: d + e == new term - old term) and added to
+    the sums once, the gross and net terms sharing it (|pos| * m and pos * m differ only in sign).
+    """
     pos = book[b, B_POS]
     if pos != 0.0:
         a = book_pair[b, BP_ACCOUNT]
-        if old == old:
-            _add_position_terms(acct, a, pos, old, -1.0)
-        if new == new:
-            _add_position_terms(acct, a, pos, new, 1.0)
+        size = abs(pos)
+        t_old = size * old if old == old else 0.0
+        t_new = size * new if new == new else 0.0
+        d = t_new - t_old
+        bb = d - t_new
+        e = (t_new - (d - bb)) + (-t_old - bb)
+        sign = 1.0 if pos > 0.0 else -1.0
+        dd_add(acct, a, A_POS_GROSS, A_POS_GROSS_LO, d)
+        acct[a, A_POS_GROSS_LO] += e
+        dd_add(acct, a, A_POS_NET, A_POS_NET_LO, sign * d)
+        acct[a, A_POS_NET_LO] += sign * e
     return book_pair[b, BP_NEXT]
 
 
@@ -188,17 +199,33 @@ def remark(
             b = _revalue(b, old, new, acct, book, book_pair)
 
 
+UNKNOWN_SYMBOL = -2  # set_prices: a symbol id is -1 (not interned yet); nothing was changed
+
+
+@njit(cache=True, nogil=True)
+def first_bad_price(prices: np.ndarray, bound: float) -> np.int64:
+    """Index of the first price that is not in (0, bound] (NaN and inf included), or -1."""
+    for i in range(prices.shape[0]):
+        if not (prices[i] > 0.0 and prices[i] <= bound):
+            return i
+    return -1
+
+
 @njit(cache=True, nogil=True)
 def set_prices(
     symbols: np.ndarray,
     prices: np.ndarray,
+    bound: float,
     sym: np.ndarray,
     sym_books: np.ndarray,
     book: np.ndarray,
     book_pair: np.ndarray,
     acct: np.ndarray,
-) -> None:
+) -> np.int64:
     """Set marks and revalue the positions held in those symbols: O(books holding them).
+
+    All-or-nothing: returns the index of the first price not in (0, bound], or UNKNOWN_SYMBOL when
+    a symbol id is negative, having changed nothing; -1 when every price was set.
 
     Up to _LANES symbols' lists are walked round-robin, each step prefetching the lane's next book,
     so a batch's cache misses overlap. Within one batch each symbol is revalued from its mark
@@ -206,6 +233,12 @@ def set_prices(
     not depend on the order of their terms beyond the double-double residue).
     """
     n = symbols.shape[0]
+    for i in range(n):
+        if symbols[i] < 0:
+            return UNKNOWN_SYMBOL
+    bad = first_bad_price(prices, bound)
+    if bad >= 0:
+        return bad
     old = np.empty(n, dtype=np.float64)
     for i in range(n):
         s = symbols[i]
@@ -239,7 +272,7 @@ def set_prices(
             else:
                 busy -= 1
         if busy == 0 and nxt >= n:
-            return
+            return -1
 
 
 @njit(cache=True, nogil=True)
