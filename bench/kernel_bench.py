@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from riskd.v1 import risk_pb2 as pb
-from riskd_server.engine import Engine, _hash_ids, warm_up
+from riskd_server.engine import _NO_ORIGIN, Engine, _hash_ids, warm_up
 from riskd_server.kernel import layout as L
 from riskd_server.kernel.checks import check_batch
 from riskd_server.kernel.executions import apply_executions
@@ -204,8 +204,8 @@ class _DenseOrders:
         open_after = np.empty(n, dtype=np.float64)
         t0 = time.perf_counter()
         apply_executions(
-            keys, types, xf, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book, s.book_pair, s.acct,
-            s.sym, s.sym_books, s.ctr, 1e15, status, books, open_after,
+            keys, types, xf, _NO_ORIGIN, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book_ht, s.book,
+            s.book_pair, s.acct, s.sym, s.sym_books, s.ctr, 1e15, status, books, open_after,
         )  # fmt: skip
         dt = time.perf_counter() - t0
         return dt, int((status == L.X_APPLIED).sum())

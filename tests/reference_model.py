@@ -247,13 +247,29 @@ class Model:
         while len(self.closed) > self.retention:
             del self.orders[self.closed.pop(0)]
 
-    def execute(self, ids: list[str], types: list[int], qtys: list[float], prices: list[float]) -> list[str]:
-        """Returns a status per report: applied, overfill, late_fill, unknown, bad_type, bad_fill, closed."""
+    def execute(
+        self,
+        ids: list[str],
+        types: list[int],
+        qtys: list[float],
+        prices: list[float],
+        accounts: list[str] | None = None,
+        symbols: list[str] | None = None,
+        sides: list[int] | None = None,
+    ) -> list[str]:
+        """Returns a status per report: applied, overfill, late_fill, unknown_filled, unknown,
+        bad_type, bad_fill, closed, bad_origin.
+
+        accounts, symbols and sides (all given or none) name each report's order; only a fill of
+        an unknown id uses them. Name capacity is not modelled (the tests stay below it).
+        """
+        n = len(ids)
+        origins = zip(accounts or [""] * n, symbols or [""] * n, sides or [0] * n, strict=True)
         statuses: list[str] = []
-        for cid, kind, f, x in zip(ids, types, qtys, prices, strict=True):
+        for cid, kind, f, x, (acc, sym, side) in zip(ids, types, qtys, prices, origins, strict=True):
             order = self.orders.get(cid)
             if order is None:
-                statuses.append("unknown")
+                statuses.append(self._unknown_fill(kind, f, x, acc, sym, side))
                 continue
             if kind not in (FILL, CANCELED, REJECTED, EXPIRED):
                 statuses.append("bad_type")
@@ -283,6 +299,19 @@ class Model:
                 statuses.append("overfill" if f > open_before else "applied")
         self._forget_old_closed()
         return statuses
+
+    def _unknown_fill(self, kind: int, f: float, x: float, acc: str, sym: str, side: int) -> str:
+        """A report for an id riskd does not know: a valid fill that names its account, symbol and
+        side moves that position (a new book if need be); anything else is not applied."""
+        if kind != FILL or (not acc and not sym and side == 0):
+            return "unknown"
+        if not acc or not sym or max(len(acc), len(sym)) > MAX_NAME_LEN or side not in (BUY, SELL):
+            return "bad_origin"
+        if not (math.isfinite(f) and f > 0 and math.isfinite(x) and x > 0 and f * x <= self.max_notional):
+            return "bad_fill"
+        self.positions[(acc, sym)] = self.positions.get((acc, sym), 0.0) + (f if side == BUY else -f)
+        self.fills[sym] = x
+        return "unknown_filled"
 
     def update_prices(self, symbols: list[str], prices: list[float]) -> None:
         self.marks.update(zip(symbols, prices, strict=True))

@@ -85,8 +85,9 @@ def test_a_ring_without_headroom_evicts_on_the_spot_instead_of_overwriting() -> 
     n = len(ids)  # 8 closes in one kernel call, into a ring of 2 + 3
     status, books, open_after = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64)
     apply_executions(
-        wire.hash_strs(ids), np.full(n, 2), np.zeros((n, 2)), s.ord_ht, s.ordf, s.ordi, s.free, s.ring,
-        s.book, s.book_pair, s.acct, s.sym, s.sym_books, s.ctr, 1e15, status, books, open_after,
+        wire.hash_strs(ids), np.full(n, 2), np.zeros((n, 2)), np.full((0, 3), -1), s.ord_ht, s.ordf,
+        s.ordi, s.free, s.ring, s.book_ht, s.book, s.book_pair, s.acct, s.sym, s.sym_books, s.ctr, 1e15,
+        status, books, open_after,
     )  # fmt: skip
     assert status.tolist() == [L.X_APPLIED] * n and engine.open_orders() == 0
     assert engine.stats()["retained_closed_orders"] == 2

@@ -28,6 +28,7 @@ from riskd_client import (
     RiskdError,
     ViolationInfo,
 )
+from riskd_client._columns import encode_executions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -462,6 +463,54 @@ def test_shared_channel_is_left_open(engine_server) -> None:
         channel.close()
 
 
+def test_fills_of_unknown_orders_name_their_account_symbol_and_side(
+    client: RiskClient, engine_server
+) -> None:
+    """Execution's keyword-only account, symbol and side reach the server only when some report
+    names its order; a named fill of an unknown id moves that position."""
+    eng = engine_server.engine
+    assert not encode_executions([Execution("a", "FILL", 1, 2.0)]).account  # none named: no columns
+    both = encode_executions([Execution("a", "FILL", 1, 2.0, account="V", side="b"), Execution("b", 2)])
+    assert (list(both.account), list(both.symbol), list(both.side)) == (["V", ""], ["", ""], [1, 0])
+    out = client.report_executions(
+        [
+            Execution("venue-1", "FILL", 3, 20.0, account="V", symbol="S", side="SELL"),
+            Execution("venue-2", "FILL", 1, 20.0),
+            Execution("venue-3", "FILL", 1, 20.0, account="V", symbol="S"),
+        ]
+    )
+    assert out.applied == (True, False, False)
+    assert out.errors[0] == "unknown order: position updated"
+    assert out.failed() == [(1, "venue-2", out.errors[1]), (2, "venue-3", out.errors[2])]
+    assert "unknown client_order_id" in out.errors[1] and "side BUY or SELL" in out.errors[2]
+    assert engine_server.call(eng.position, "V", "S") == -3.0
+    columns = client.report_executions(
+        {
+            "client_order_id": ["venue-4"],
+            "type": ["FILL"],
+            "quantity": np.array([5.0]),
+            "price": [20.0],
+            "account": np.array(["V"]),
+            "symbol": ["S"],
+            "side": [1],
+        }
+    )
+    assert columns.applied == (True,) and engine_server.call(eng.position, "V", "S") == 2.0
+    with pytest.raises(RiskdError) as info:
+        client.report_executions(
+            {
+                "client_order_id": ["a", "b"],
+                "type": [1, 1],
+                "account": ["V"],
+                "symbol": ["S", "S"],
+                "side": [1, 1],
+            }
+        )
+    assert info.value.code == "INVALID_ARGUMENT" and info.value.details.startswith("account:")
+    with pytest.raises(ValueError, match=r"executions.side\[0\]"):
+        client.report_executions([Execution("x1", "FILL", 1, 1.0, account="V", symbol="S", side="UP")])
+
+
 # ---------------------------------------------------------------------------------------- async client
 
 
@@ -503,6 +552,10 @@ def test_async_client_end_to_end(engine_server) -> None:
 
             out = await c.report_executions([Execution("a1", "FILL", 10, 10.0)])
             assert out.applied == (True,)
+            named = await c.report_executions(
+                Execution("gone", "FILL", 2, 10.0, account="Q", symbol="S", side=1)
+            )
+            assert named.errors == ("unknown order: position updated",)
             assert (await c.halt("A", "async")).previous == "ACTIVE"
             assert (await c.check(Order("a4", "A", "S", "BUY", 1)))[0].failed_checks == ("TRADING_HALTED",)
             assert (await c.reduce_only("A")).previous == "HALTED"
@@ -529,6 +582,7 @@ def test_async_client_end_to_end(engine_server) -> None:
 
     asyncio.run(scenario())
     assert engine_server.call(eng.position, "A", "S") == 13.0
+    assert engine_server.call(eng.position, "Q", "S") == 2.0
 
 
 # ---------------------------------------------------------------------------------------- packaging

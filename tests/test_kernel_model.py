@@ -25,11 +25,17 @@ STATUS = {
     "applied": L.X_APPLIED,
     "overfill": L.X_OVERFILL,
     "late_fill": L.X_LATE_FILL,
+    "unknown_filled": L.X_UNKNOWN_FILLED,
     "unknown": L.X_UNKNOWN,
     "bad_type": L.X_BAD_TYPE,
     "bad_fill": L.X_BAD_FILL,
     "closed": L.X_CLOSED,
+    "bad_origin": L.X_BAD_ORIGIN,
 }
+# Fills of unknown ids may name an account or symbol no order uses (a new book).
+ALL_ACCOUNTS = [*ACCOUNTS, "C"]
+ALL_SYMBOLS = [*SYMBOLS, "W"]
+UNKNOWN_IDS = ["nope", "u1"]
 
 quarters = st.integers(0, 40).map(lambda q: q / 4)
 valid_order = st.tuples(
@@ -49,6 +55,15 @@ invalid_order = st.tuples(
     st.sampled_from([-1.0, math.nan, math.inf, 0.0, 1.0]),
 )
 order = st.integers(0, 9).flatmap(lambda k: invalid_order if k == 0 else valid_order)
+# The (account, symbol, side) an execution report names: mostly a valid one, sometimes none or a
+# partial or invalid one.
+valid_origin = st.tuples(st.sampled_from(ALL_ACCOUNTS), st.sampled_from(ALL_SYMBOLS), st.sampled_from([1, 2]))
+odd_origin = st.tuples(
+    st.sampled_from([*ACCOUNTS, "", "x" * 129]), st.sampled_from([*SYMBOLS, ""]), st.sampled_from([0, 1, 7])
+)
+origin = st.integers(0, 4).flatmap(
+    lambda k: st.just(("", "", 0)) if k == 0 else odd_origin if k == 1 else valid_origin
+)
 
 
 @st.composite
@@ -76,14 +91,16 @@ ops = {
         st.just("exec"),
         st.lists(
             st.tuples(
-                st.integers(-1, 12),  # -1: an unknown id; k: the k-th most recently accepted id
+                st.integers(-2, 12),  # < 0: an unknown id; k: the k-th most recently accepted id
                 st.sampled_from([1, 1, 1, 2, 3, 4, 9]),
                 st.one_of(st.integers(1, 20).map(float), st.just(0.0)),
                 st.integers(1, 40).map(lambda q: q / 4),
+                origin,
             ),
             min_size=1,
             max_size=5,
         ),
+        st.booleans(),  # whether the batch carries the account, symbol and side columns
     ),
     "prices": st.tuples(
         st.just("prices"), st.dictionaries(st.sampled_from(SYMBOLS), quarters.filter(bool), min_size=1)
@@ -139,13 +156,22 @@ def run_sequence(ops: list, retention: int = 1_000) -> None:
             accepted_ids.extend(cid for cid, ok in zip(cols[0], want_acc, strict=True) if ok)
         elif kind == "exec":
             reports = [
-                ("nope" if ref < 0 or not accepted_ids else accepted_ids[-1 - ref % len(accepted_ids)], *rest)
-                for ref, *rest in item[1]
+                (
+                    UNKNOWN_IDS[ref % 2]
+                    if ref < 0 or not accepted_ids
+                    else accepted_ids[-1 - ref % len(accepted_ids)],
+                    *rest,
+                    *named,
+                )
+                for ref, *rest, named in item[1]
             ]
             cols = [list(c) for c in zip(*reports, strict=True)]
+            if not item[2]:
+                cols = cols[:4]
             statuses = model.execute(*cols)
-            got = engine.report_executions(*cols)
-            expect_applied = [s in ("applied", "overfill", "late_fill") for s in statuses]
+            named = {"account": cols[4], "symbol": cols[5], "side": cols[6]} if item[2] else {}
+            got = engine.report_executions(*cols[:4], **named)
+            expect_applied = [s in ("applied", "overfill", "late_fill", "unknown_filled") for s in statuses]
             assert got.applied.tolist() == expect_applied, (step, item, statuses, got.error)
             assert got.error == [_EXEC_MESSAGES[STATUS[s]] for s in statuses], (step, item)
         elif kind == "prices":
@@ -177,8 +203,8 @@ def run_sequence(ops: list, retention: int = 1_000) -> None:
         elif kind == "state":
             engine.set_trading_state(item[1], item[2])
             model.set_state(item[1], item[2])
-        for a in ACCOUNTS:
-            for s in SYMBOLS:
+        for a in ALL_ACCOUNTS:
+            for s in ALL_SYMBOLS:
                 assert engine.position(a, s) == model.positions.get((a, s), 0.0), (step, a, s)
         for cid in IDS:
             assert engine.open_quantity(cid) == model.open_quantity(cid), (step, cid)

@@ -222,6 +222,59 @@ def test_executions_prices_and_positions(client: RiskClient, riskd_server: Riskd
     assert info.value.code == "INVALID_ARGUMENT" and "price[0]" in info.value.details
 
 
+def test_fills_of_unknown_orders_move_named_positions_and_survive_a_restart(
+    riskd_server: RiskdServer, fresh_dsn: str
+) -> None:
+    """A fill for an order riskd never saw (entered around it) that names its account, symbol and
+    side moves that position, is persisted like any fill and is there after a restart; without
+    the names, or for a cancel, it stays "unknown" as before."""
+    with RiskClient(riskd_server.target, timeout=10.0) as client:
+        client.update_prices({"S": 10.0})
+        out = client.report_executions(
+            [
+                Execution("venue-1", "FILL", 4, 10.5, account="V", symbol="S", side="BUY"),
+                Execution("venue-2", "FILL", 1, 10.0),
+                Execution("venue-3", "FILL", 2, 11.0, account="V", symbol="NEW", side="SELL"),
+                Execution("venue-4", "CANCELED", account="V", symbol="S", side="BUY"),
+                Execution("venue-5", "FILL", 1, 10.0, account="V", side="BUY"),
+            ]
+        )
+        assert out.applied == (True, False, True, False, False)
+        assert out.errors[0] == out.errors[2] == "unknown order: position updated"
+        assert out.errors[1].startswith("unknown client_order_id")
+        assert out.errors[3].startswith("unknown client_order_id")
+        assert out.errors[4].startswith("unknown order: a fill needs all of account and symbol")
+        # The position feeds the checks at once: 4 held + 2 bought > 5.
+        client.upsert_limits(LimitSpec("vpos", "MAX_POSITION", 5, account="V"))
+        assert client.check(Order("v1", "V", "S", "BUY", 2, 10))[0].failed_checks == ("MAX_POSITION",)
+
+    riskd_server.restart()  # a graceful stop flushes everything first
+    with admin(fresh_dsn) as conn:
+        rows = conn.execute(
+            "SELECT client_order_id, applied, error FROM executions WHERE client_order_id LIKE 'venue-%'"
+            " ORDER BY id"
+        ).fetchall()
+        assert [(cid, ok) for cid, ok, _ in rows] == [
+            ("venue-1", True), ("venue-2", False), ("venue-3", True), ("venue-4", False), ("venue-5", False)
+        ]  # fmt: skip
+        assert rows[0][2] == "unknown order: position updated"
+        # No order row: an order forgotten past the retention must not come back to life.
+        assert conn.execute(
+            "SELECT count(*) FROM orders WHERE client_order_id LIKE 'venue-%'"
+        ).fetchone() == (0,)
+    eng = riskd_server.running.engine  # type: ignore[union-attr]
+    assert riskd_server.call(eng.position, "V", "S") == 4.0
+    assert riskd_server.call(eng.position, "V", "NEW") == -2.0
+    with RiskClient(riskd_server.target, timeout=10.0) as client:
+        # NEW's only price is the unknown fill's, kept as its last fill price: market orders work.
+        assert client.check(Order("v2", "V", "NEW", "BUY", 1)).all_accepted
+        # The id stays unknown (no order row was made): another named fill applies again.
+        again = client.report_executions(
+            Execution("venue-1", "FILL", 1, 10.0, account="V", symbol="S", side=1)
+        )
+        assert again.applied == (True,) and riskd_server.call(eng.position, "V", "S") == 5.0
+
+
 # ---------------------------------------------------------------------------------------- limits, trading state
 
 

@@ -564,14 +564,23 @@ _ids = st.one_of(st.sampled_from([f"o{i}" for i in range(12)] + ["", "é", "x\0y
 
 @st.composite
 def _executions(draw) -> dict:
+    """Columns of a ReportExecutionsRequest; in half of them the optional account, symbol and
+    side columns (the order of a fill riskd does not know), else those are empty."""
     n = draw(st.integers(0, 30))
+    named = draw(st.booleans())
     cols = {}
     for name, elem in (
         ("client_order_id", _ids),
-        ("type", st.one_of(st.sampled_from([0, 1, 2, 3, 4]), st.integers(-(2**31), 2**31 - 1))),
+        ("type", st.one_of(st.sampled_from([0, 1, 1, 2, 3, 4]), st.integers(-(2**31), 2**31 - 1))),
         ("quantity", _floats),
         ("price", _floats),
+        ("account", st.one_of(st.sampled_from(["A", "B", "N1", "N2"]), _unicode_names)),
+        ("symbol", st.one_of(st.sampled_from(["S", "T", "U"]), _unicode_names)),
+        ("side", _sides),
     ):
+        if name in ("account", "symbol", "side") and not named:
+            cols[name] = []
+            continue
         size = n if draw(st.integers(0, 9)) else draw(st.integers(0, 32))
         cols[name] = draw(st.lists(elem, min_size=size, max_size=size))
     return cols
@@ -584,6 +593,9 @@ def _encode_executions(cols: dict, packed: bool, unknown: int, seed: int) -> byt
         (2, "type", "enum"),
         (3, "quantity", "double"),
         (4, "price", "double"),
+        (5, "account", "str"),
+        (6, "symbol", "str"),
+        (7, "side", "enum"),
     )
     return b"".join(_fields(spec, cols, packed, unknown, rnd))
 
@@ -621,6 +633,33 @@ def test_raw_report_executions_answers_like_protobuf(reports, packed, unknown, s
     assert engines[0].stats() == engines[1].stats()
     if sink:
         assert [_canon(c) for c in engines[0].sink.changes] == [_canon(c) for c in engines[1].sink.changes]  # type: ignore[union-attr]
+
+
+def test_named_executions_take_protobuf_and_move_unknown_positions() -> None:
+    """The raw parser hands a request with account, symbol or side (fields 5-7) to protobuf
+    instead of skipping them, so an unknown order's fill moves the position on both paths."""
+    request = pb.ReportExecutionsRequest(
+        client_order_id=["gone", "o1"], type=[1, 2], quantity=[3.0, 0.0], price=[7.5, 0.0]
+    )
+    plain = request.SerializeToString()
+    assert wire.parse_executions(np.frombuffer(plain, np.uint8), wire.SEED)[0] == wire.OK
+    for field in ("account", "symbol", "side"):
+        one = pb.ReportExecutionsRequest()
+        one.CopyFrom(request)
+        getattr(one, field).extend([1, 0] if field == "side" else ["A", ""])
+        status = wire.parse_executions(np.frombuffer(one.SerializeToString(), np.uint8), wire.SEED)[0]
+        assert status == wire.FALLBACK, field
+    request.account.extend(["N1", ""])
+    request.symbol.extend(["T", ""])
+    request.side.extend([pb.SIDE_SELL, pb.SIDE_UNSPECIFIED])
+    eng = _engine(0, False)
+    eng.check_orders(["o1"], ["A"], ["T"], [1], [2.0], [0.0], now=1.0)
+    reply = pb.ReportExecutionsResponse.FromString(
+        _report(RiskServicer(eng), request.SerializeToString(), raw=True)  # type: ignore[arg-type]
+    )
+    assert list(reply.applied) == [True, True]
+    assert list(reply.error) == ["unknown order: position updated", ""]
+    assert eng.position("N1", "T") == -3.0 and eng.open_quantity("o1") == 0.0
 
 
 def test_raw_report_executions_malformed_is_invalid_argument() -> None:

@@ -16,10 +16,10 @@ from riskd.v1 import risk_pb2 as pb
 from ._types import Execution, LimitSpec, Order, Position, ViolationInfo
 
 ORDER_FIELDS = ("client_order_id", "account", "symbol", "side", "quantity", "price")
-EXECUTION_FIELDS = ("client_order_id", "type", "quantity", "price")
+EXECUTION_FIELDS = ("client_order_id", "type", "quantity", "price", "account", "symbol", "side")
 POSITION_FIELDS = ("account", "symbol", "quantity")
 _ORDER_DEFAULTS: dict[str, Any] = {"price": 0.0}
-_EXECUTION_DEFAULTS: dict[str, Any] = {"quantity": 0.0, "price": 0.0}
+_EXECUTION_DEFAULTS: dict[str, Any] = {"quantity": 0.0, "price": 0.0, "account": "", "symbol": "", "side": 0}
 
 # ---------------------------------------------------------------------------------------- enums
 
@@ -39,6 +39,8 @@ _ALIASES = {"B": "BUY", "S": "SELL", "CANCELLED": "CANCELED", "CANCEL": "CANCELE
 _FAST_SIDES: dict[Any, int] = {1: 1, 2: 2, "BUY": 1, "SELL": 2, "buy": 1, "sell": 2, "Buy": 1, "Sell": 2}
 
 _FAST_EXEC_TYPES: dict[Any, int] = {**EXEC_TYPES, **{n: n for n in EXEC_TYPES.values()}}
+# An execution's side may be left out: 0, None or "" (SIDE_UNSPECIFIED).
+_FAST_REPORT_SIDES: dict[Any, int] = {**_FAST_SIDES, 0: 0, None: 0, "": 0}
 
 
 def _parse_enum(value: Any, names: Mapping[str, int], prefix: str, what: str) -> int:
@@ -218,10 +220,21 @@ def encode_orders(orders: Any) -> tuple[pb.OrderBatch, list[str]]:
     return batch, columns["client_order_id"]
 
 
+def _report_side(value: Any, what: str) -> int:
+    return 0 if value is None or (isinstance(value, str) and not value.strip()) else parse_side(value, what)
+
+
 def encode_executions(executions: Any) -> pb.ReportExecutionsRequest:
+    """Executions -> request. The account, symbol and side columns are sent only when some report
+    names one (all empty means not given), so the common request stays on the server's fast parser."""
     columns = to_columns(executions, EXECUTION_FIELDS, _EXECUTION_DEFAULTS, "executions", Execution)
     columns["client_order_id"] = _strings(columns["client_order_id"])
     columns["type"] = _enum_column(columns["type"], _FAST_EXEC_TYPES, parse_exec_type, "executions.type")
+    columns["account"] = [v or "" for v in _strings(columns["account"])]
+    columns["symbol"] = [v or "" for v in _strings(columns["symbol"])]
+    columns["side"] = _enum_column(columns["side"], _FAST_REPORT_SIDES, _report_side, "executions.side")
+    if not (any(columns["account"]) or any(columns["symbol"]) or any(columns["side"])):
+        del columns["account"], columns["symbol"], columns["side"]
     request = pb.ReportExecutionsRequest()
     _fill(request, columns, "executions")
     return request

@@ -32,13 +32,20 @@ class Order:
 class Execution:
     """One execution report; type is "FILL", "CANCELED", "REJECTED", "EXPIRED" or the ExecType number.
 
-    quantity and price matter only for fills.
+    quantity and price matter only for fills. account, symbol and side (keyword-only, as an
+    execution report's FIX tags 1, 55, 54) name the order: the server uses them only for a fill of
+    an order it does not know (never checked through riskd, or forgotten), which then moves that
+    position instead of being dropped. Leave them empty (side 0) to send none.
     """
 
     client_order_id: str
     type: str | int
     quantity: float = 0.0
     price: float = 0.0
+    _: KW_ONLY
+    account: str = ""
+    symbol: str = ""
+    side: str | int = 0
 
 
 @dataclass(frozen=True, slots=True)

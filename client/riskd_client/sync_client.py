@@ -154,7 +154,11 @@ class RiskClient:
     # ------------------------------------------------------------------ executions, prices, positions
 
     def report_executions(self, executions: Any, *, timeout: float | None = None) -> ExecutionResults:
-        """Apply fills, cancels, venue rejects and expiries (Execution values, dicts or columns)."""
+        """Apply fills, cancels, venue rejects and expiries (Execution values, dicts or columns).
+
+        A fill that names its account, symbol and side moves that position even when the server
+        does not know the order (see Execution).
+        """
         request = col.encode_executions(executions)
         response = self._unary("ReportExecutions", request, timeout)
         return ExecutionResults(

@@ -24,7 +24,7 @@ from .kernel import layout as L
 from .kernel import wire
 from .kernel._hashtable import ht_find, ht_grow, ht_new
 from .kernel.checks import book_key, check_batch
-from .kernel.executions import apply_executions, load_positions, restore_order
+from .kernel.executions import apply_executions, load_positions, restore_order, unknown_ids
 from .kernel.exposure import UNKNOWN_SYMBOL as _UNKNOWN_SYMBOL
 from .kernel.exposure import first_bad_price, recompute_exposure, set_prices
 from .kernel.rows import order_rows, violation_columns
@@ -43,10 +43,14 @@ _EXEC_MESSAGES = np.array(
         "",
         "overfill: the fill exceeds the order's open quantity",
         "late fill: the order was already closed; the fill was applied to the position",
+        "unknown order: position updated",
         "unknown client_order_id (never accepted, or forgotten after the retention window)",
         "invalid exec type",
         "a fill needs a finite quantity > 0, a finite price > 0 and quantity x price <= max_order_notional",
         "order already closed",
+        f"unknown order: a fill needs all of account and symbol (1..{MAX_NAME_LEN} chars) and side "
+        "BUY or SELL to update the position",
+        "unknown order: account or symbol capacity reached; the fill was not applied",
     ],
     dtype=object,
 )
@@ -287,6 +291,10 @@ _CHECK_ROWS_PER_ORDER = L.MAX_VIOLATIONS_PER_ORDER
 _ONE_ORDER_BYTES = 512
 # Engine._check_one_wire's answer for a request that is not exactly one order (the batch path).
 _MANY = object()
+# apply_executions' origin when no report names its order (writable: a read-only array would be
+# another numba signature to compile), and no rows for Engine._origin's refusals.
+_NO_ORIGIN = np.full((0, 3), -1, dtype=np.int64)
+_NO_ROWS = np.empty(0, dtype=np.int64)
 # Free slots put on the free stack at a time (bounded so topping up never stalls the event loop).
 _SLOT_STEP = 65_536
 # Shared, read-only parts of the commonest outcome: one order accepted without warnings.
@@ -722,11 +730,20 @@ class Engine:
         quantity: Sequence[float] | np.ndarray,
         price: Sequence[float] | np.ndarray,
         now: float | None = None,
+        account: Sequence[str] = (),
+        symbol: Sequence[str] = (),
+        side: Sequence[int] | np.ndarray = (),
     ) -> ExecOutcome:
-        """Apply fills, cancels, venue rejects and expiries in order."""
-        n = self._batch_len(
-            "executions", client_order_id=client_order_id, type=exec_type, quantity=quantity, price=price
-        )
+        """Apply fills, cancels, venue rejects and expiries in order.
+
+        account, symbol and side are optional columns (all empty: not given) naming each report's
+        order; only a fill of an unknown id uses them, to move that position (see _origin).
+        """
+        columns = dict(client_order_id=client_order_id, type=exec_type, quantity=quantity, price=price)
+        named = bool(len(account) or len(symbol) or len(side))
+        if named:
+            columns.update(account=account, symbol=symbol, side=side)
+        n = self._batch_len("executions", **columns)
         self._require_room(n * 4)
         s = self._s
         keys = _hash_ids(client_order_id)
@@ -737,19 +754,71 @@ class Engine:
         status = np.empty(n, dtype=np.int64)
         books = np.empty(n, dtype=np.int64)
         open_after = np.empty(n, dtype=np.float64)
+        origin, refused, refusal = _NO_ORIGIN, _NO_ROWS, _NO_ROWS
+        if named:
+            origin, refused, refusal = self._origin(keys, types, xf, account, symbol, side)
         apply_executions(
-            keys, types, xf, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book, s.book_pair, s.acct, s.sym,
-            s.sym_books, s.ctr, self.config.max_order_notional, status, books, open_after,
+            keys, types, xf, origin, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book_ht, s.book,
+            s.book_pair, s.acct, s.sym, s.sym_books, s.ctr, self.config.max_order_notional, status, books,
+            open_after,
         )  # fmt: skip
-        applied = status <= L.X_LATE_FILL
+        status[refused] = refusal  # the kernel answered X_UNKNOWN: _origin gave them no account
+        applied = status <= L.X_UNKNOWN_FILLED
         errors = _EXEC_MESSAGES[status]
         self._state_version += 1
         if self.sink is not None:
-            self._emit_executions(client_order_id, types, xf, applied, errors, books, open_after)
+            self._emit_executions(client_order_id, types, xf, applied, errors, books, open_after, status)
         return ExecOutcome(applied, errors.tolist(), self._state_version, status)
 
-    def _emit_executions(self, ids, types, xf, applied, errors, books, open_after) -> None:
-        """Record a batch of reports; books and open_after are apply_executions' per-report outputs."""
+    def _origin(
+        self, keys: np.ndarray, types: np.ndarray, xf: np.ndarray, account, symbol, side
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """apply_executions' origin rows, and the rows it must refuse with their status.
+
+        Only fills of ids the order table lacks are looked at (a known order's own book wins over
+        what a report names), so a batch for known orders interns nothing. Of those, a report whose
+        account and symbol are empty and side unspecified names nothing and stays X_UNKNOWN; one
+        that names its order partly or with an invalid name or side is X_BAD_ORIGIN; then an invalid
+        quantity or price is X_BAD_FILL, and a name past the interner's capacity X_ORIGIN_FULL.
+        The rest get their account and symbol interned and room for a book each, here, so the
+        kernel only finds or opens books.
+        """
+        n = keys.shape[0]
+        fills = np.flatnonzero(types == 1)
+        rows = fills[unknown_ids(keys, fills, self._s.ord_ht)]
+        sides = np.asarray(side, dtype=np.int64)[rows]
+        acc, sym_ = _take(account, rows), _take(symbol, rows)
+        acc_len = np.fromiter(map(len, acc), dtype=np.int64, count=rows.shape[0])
+        sym_len = np.fromiter(map(len, sym_), dtype=np.int64, count=rows.shape[0])
+        named = (acc_len > 0) | (sym_len > 0) | (sides != 0)
+        valid = ~_bad_names(acc) & ~_bad_names(sym_) & ((sides == SIDE_BUY) | (sides == SIDE_SELL))
+        f, x = xf[rows, 0], xf[rows, 1]
+        valid_fill = (f > 0.0) & (x > 0.0) & (f * x <= self.config.max_order_notional)  # NaN, inf fail
+        code = np.where(valid, np.where(valid_fill, L.X_UNKNOWN_FILLED, L.X_BAD_FILL), L.X_BAD_ORIGIN)
+        use = np.flatnonzero(named & valid & valid_fill)
+        before = len(self.accounts), len(self.symbols)
+        aid = self.accounts.intern_many(acc[use])
+        sid = self.symbols.intern_many(sym_[use])
+        if (len(self.accounts), len(self.symbols)) != before:
+            self._fit_accounts()
+            self._fit_symbols()
+            self._name_index = None  # rebuilt with the new names on the next one-order request
+        refused_names = (aid < 0) | (sid < 0)
+        if refused_names.any():  # full, or a name the interner refuses for another reason
+            full = len(self.accounts) >= self.accounts.capacity or len(self.symbols) >= self.symbols.capacity
+            code[use[refused_names]] = L.X_ORIGIN_FULL if full else L.X_BAD_ORIGIN
+        ok = use[~refused_names]
+        origin = np.full((n, 3), -1, dtype=np.int64)
+        origin[rows[ok], 0] = aid[~refused_names]
+        origin[rows[ok], 1] = sid[~refused_names]
+        origin[rows[ok], 2] = sides[ok]
+        self._fit_books(ok.shape[0])
+        refused = np.flatnonzero(named & (code != L.X_UNKNOWN_FILLED))
+        return origin, rows[refused], code[refused]
+
+    def _emit_executions(self, ids, types, xf, applied, errors, books, open_after, status) -> None:
+        """Record a batch of reports; books, open_after and status are apply_executions' per-report
+        outputs. A fill of an unknown order moves a position but updates no order row."""
         sink = self.sink
         assert sink is not None
         s = self._s
@@ -768,16 +837,18 @@ class Engine:
         idx = np.flatnonzero(applied)
         if not idx.shape[0]:
             return
-        remaining = open_after[idx]
-        still_open = remaining >= 0.0
-        sink.put(
-            ch.OrdersUpdated(
-                ts=ts,
-                client_order_id=_take(ids, idx),
-                open_quantity=np.where(still_open, remaining, 0.0),
-                status=np.where(still_open, ch.ORDER_OPEN, ch.ORDER_CLOSED).astype(np.int8),
+        orders = idx[status[idx] != L.X_UNKNOWN_FILLED]
+        if orders.shape[0]:
+            remaining = open_after[orders]
+            still_open = remaining >= 0.0
+            sink.put(
+                ch.OrdersUpdated(
+                    ts=ts,
+                    client_order_id=_take(ids, orders),
+                    open_quantity=np.where(still_open, remaining, 0.0),
+                    status=np.where(still_open, ch.ORDER_OPEN, ch.ORDER_CLOSED).astype(np.int8),
+                )
             )
-        )
         fills = idx[types[idx] == 1]
         if fills.shape[0]:
             filled = books[fills]
@@ -1174,6 +1245,7 @@ def warm_up() -> float:
         [0.0, 101.0, 1.0],
     )
     eng.report_executions(["w1", "w2", "w9"], [1, 2, 1], [1.0, 0.0, 1.0], [100.0, 0.0, 1.0])
+    eng.report_executions(["w8"], [1], [1.0], [100.0], account=["WA"], symbol=["WS"], side=[2])  # unknown
     assert eng.check_orders_wire(_sample_request(), now=0.0) is not None  # the raw CheckOrders path
     for first in (5, 6):  # one order: the general path (WA not in the byte index yet), then one call
         assert eng.check_orders_wire(_sample_request(1, first), now=0.0) is not None

@@ -358,7 +358,15 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         ids = request.client_order_id
         # One list of strs, read by the hash and (with a store) again by the write-behind record.
         ids = list(ids) if len(ids) > _SMALL_BATCH else ids
-        return self._engine.report_executions(ids, request.type, request.quantity, request.price)
+        return self._engine.report_executions(
+            ids,
+            request.type,
+            request.quantity,
+            request.price,
+            account=request.account,
+            symbol=request.symbol,
+            side=request.side,
+        )
 
     async def ReportExecutions(self, request: pb.ReportExecutionsRequest, context: grpc.aio.ServicerContext):
         try:
@@ -370,7 +378,8 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     def _report_wire(self, request: bytes) -> ExecOutcome:
         """ReportExecutions on the serialized request: parsed in numba, the ids passed as spans of
         the request with their keys (no protobuf message, no Python strs unless a sink records
-        them); a request the parser hands back goes through protobuf (may raise DecodeError)."""
+        them); a request the parser hands back goes through protobuf (may raise DecodeError), as
+        does one with the optional account, symbol and side columns (kernel.wire)."""
         buf = np.frombuffer(request, dtype=np.uint8)
         status, _, off, length, keys, types, quantity, price = wire.parse_executions(buf, wire.SEED)
         if status != wire.OK:

@@ -144,16 +144,22 @@ class CheckOrderStreamResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[CheckResult, _Mapping]] = ...) -> None: ...
 
 class ReportExecutionsRequest(_message.Message):
-    __slots__ = ("client_order_id", "type", "quantity", "price")
+    __slots__ = ("client_order_id", "type", "quantity", "price", "account", "symbol", "side")
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
     client_order_id: _containers.RepeatedScalarFieldContainer[str]
     type: _containers.RepeatedScalarFieldContainer[ExecType]
     quantity: _containers.RepeatedScalarFieldContainer[float]
     price: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, client_order_id: _Optional[_Iterable[str]] = ..., type: _Optional[_Iterable[_Union[ExecType, str]]] = ..., quantity: _Optional[_Iterable[float]] = ..., price: _Optional[_Iterable[float]] = ...) -> None: ...
+    account: _containers.RepeatedScalarFieldContainer[str]
+    symbol: _containers.RepeatedScalarFieldContainer[str]
+    side: _containers.RepeatedScalarFieldContainer[Side]
+    def __init__(self, client_order_id: _Optional[_Iterable[str]] = ..., type: _Optional[_Iterable[_Union[ExecType, str]]] = ..., quantity: _Optional[_Iterable[float]] = ..., price: _Optional[_Iterable[float]] = ..., account: _Optional[_Iterable[str]] = ..., symbol: _Optional[_Iterable[str]] = ..., side: _Optional[_Iterable[_Union[Side, str]]] = ...) -> None: ...
 
 class ReportExecutionsResponse(_message.Message):
     __slots__ = ("applied", "error", "state_version")

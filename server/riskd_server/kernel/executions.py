@@ -60,6 +60,7 @@ from .layout import (
     X_LATE_FILL,
     X_OVERFILL,
     X_UNKNOWN,
+    X_UNKNOWN_FILLED,
 )
 
 _FILL = 1
@@ -172,11 +173,13 @@ def apply_executions(
     keys: np.ndarray,
     types: np.ndarray,
     xf: np.ndarray,
+    origin: np.ndarray,
     ord_ht: np.ndarray,
     ordf: np.ndarray,
     ordi: np.ndarray,
     free: np.ndarray,
     ring: np.ndarray,
+    book_ht: np.ndarray,
     book: np.ndarray,
     book_pair: np.ndarray,
     acct: np.ndarray,
@@ -197,6 +200,12 @@ def apply_executions(
 
     Per report: status_out (layout.X_*), book_out the order's book (-1 when not applied), open_out
     its open quantity afterwards (-1.0 once closed or when not applied).
+
+    origin int64[n, 3] (or [0, 3] when no report names one): the (account id, symbol id, side) a
+    report names, account -1 for none (the engine interned the names and made room for a book
+    each). A valid fill of an id the
+    order table does not hold moves the named book's position exactly like a late fill
+    (X_UNKNOWN_FILLED); any other report of an unknown id is X_UNKNOWN.
 
     A software pipeline (prefetches only; see the module doc): step k prefetches the hash bucket of
     report k, looks up report k - _AHEAD (bucket now cached) and prefetches its slot row, reads the
@@ -223,20 +232,24 @@ def apply_executions(
         open_out[i] = -1.0
         key = keys[i]
         bucket = ht_slot(ord_ht, key)
-        if ord_ht[bucket, 0] != key:
+        known = ord_ht[bucket, 0] == key
+        kind = types[i]
+        if not known and (kind != _FILL or i >= origin.shape[0] or origin[i, 0] < 0):
             status_out[i] = X_UNKNOWN
             continue
-        kind = types[i]
         if kind < _FILL or kind > _EXPIRED:
             status_out[i] = X_BAD_TYPE
             continue
         slot = ord_ht[bucket, 1]
-        is_open = slot >= 0
+        is_open = known and slot >= 0
         if is_open:
             b = ordi[slot, OI_BOOK]
             buy = ordi[slot, OI_SIDE] == _BUY
-        else:  # closed: the value holds the book and side (closed_value)
+        elif known:  # closed: the value holds the book and side (closed_value)
             b, buy = closed_book_side(slot)
+        else:  # unknown, a fill naming its account, symbol and side: the book once the fill is valid
+            b = np.int64(-1)
+            buy = origin[i, 2] == _BUY
         if kind != _FILL:
             if not is_open:
                 status_out[i] = X_CLOSED
@@ -251,6 +264,8 @@ def apply_executions(
         if not (math.isfinite(f) and f > 0.0 and math.isfinite(x) and x > 0.0 and f * x <= max_notional):
             status_out[i] = X_BAD_FILL
             continue
+        if not known:
+            b = find_or_open_book(origin[i, 0], origin[i, 1], book_ht, book, book_pair, ctr)
         open_qty = 0.0
         if is_open:
             open_qty = ordf[slot, OF_OPEN]
@@ -268,7 +283,7 @@ def apply_executions(
         move_position(b, new_pos, old_mark, new_mark, acct, book, book_pair, sym_books)
         book_out[i] = b
         if not is_open:
-            status_out[i] = X_LATE_FILL
+            status_out[i] = X_LATE_FILL if known else X_UNKNOWN_FILLED
             continue
         if ordf[slot, OF_OPEN] <= 0.0:
             ordf[slot, OF_OPEN] = 0.0
@@ -367,3 +382,13 @@ def restore_order(
     add_open_term(acct, account, side == _BUY, open_qty * price)
     acct[account, A_OPEN_COUNT] += 1.0
     ctr[C_OPEN] += 1
+
+
+@njit(cache=True, nogil=True)
+def unknown_ids(keys: np.ndarray, rows: np.ndarray, ord_ht: np.ndarray) -> np.ndarray:
+    """Whether the order table lacks each of keys[rows]: the fills whose account and symbol the
+    engine interns before apply_executions (a known order's own book wins over what a report names)."""
+    out = np.empty(rows.shape[0], dtype=np.bool_)
+    for j in range(rows.shape[0]):
+        out[j] = ht_find(ord_ht, keys[rows[j]]) == -1
+    return out

@@ -127,13 +127,17 @@ LIMIT_CAPACITY = -2  # the server's open-order capacity, not a configured limit
 MAX_VIOLATIONS_PER_ORDER = 14
 
 # Execution outcomes (exec kernel status column)
+# (engine: applied = status <= X_UNKNOWN_FILLED)
 X_APPLIED = 0
 X_OVERFILL = 1  # applied; the fill exceeded the open quantity
 X_LATE_FILL = 2  # applied to the position; the order was already closed (cancel raced the fill)
-X_UNKNOWN = 3  # statuses from here on are not applied
-X_BAD_TYPE = 4
-X_BAD_FILL = 5
-X_CLOSED = 6
+X_UNKNOWN_FILLED = 3  # applied to the position the report named; the order is unknown (last applied)
+X_UNKNOWN = 4  # statuses from here on are not applied
+X_BAD_TYPE = 5
+X_BAD_FILL = 6
+X_CLOSED = 7
+X_BAD_ORIGIN = 8  # unknown order: account, symbol and side given but not all valid (engine-set)
+X_ORIGIN_FULL = 9  # unknown order: the account or symbol capacity is reached (engine-set)
 
 # Limit tables: lim_f float64[limits, 2]
 L_THRESHOLD = 0

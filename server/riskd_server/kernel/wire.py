@@ -15,7 +15,9 @@ request with protobuf, which either handles it or raises the same error it alway
 Wire format (riskd.v1): CheckOrdersRequest.orders = 1 (OrderBatch; CheckOrderStreamRequest is the
 same). OrderBatch: client_order_id=1, account=2, symbol=3 (repeated string), side=4 (repeated
 enum), quantity=5, price=6 (repeated double). ReportExecutionsRequest: client_order_id=1, type=2,
-quantity=3, price=4. Numeric fields may come packed or unpacked (proto3 parsers accept both).
+quantity=3, price=4; its optional account=5, symbol=6, side=7 send the request to protobuf (they
+name the order of a fill riskd does not know, a rare report). Numeric fields may come packed or
+unpacked (proto3 parsers accept both).
 
 Loops here index with unsigned or loop-counter values and take array arguments only in their own
 body or in straight-line inlined helpers: numba wraps a signed index that may be negative (a compare
@@ -301,7 +303,7 @@ def _batch_span(buf: np.ndarray) -> tuple[np.int64, np.int64, np.int64]:
 
 
 @njit(cache=True, nogil=True)
-def _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num) -> np.int64:
+def _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num, known) -> np.int64:
     """One pass over buf[start:stop]: every column's length into counts, elements while they fit.
 
     The message's fields are s repeated strings (s = str_off.shape[0]), then a repeated enum and two
@@ -309,7 +311,9 @@ def _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num) -> 
     ReportExecutionsRequest (ids, types, quantities, prices; s = 1). counts: int64[s + 3]. Strings
     are checked to be ASCII (else FALLBACK) and stored as spans, field 1 also as its keys; the enum
     goes to side, the doubles to num[0], num[1]. Elements past the arrays' capacity are counted,
-    checked and dropped (the caller walks again with room). Returns the status.
+    checked and dropped (the caller walks again with room). Fields past the last column up to
+    ``known`` are the message's columns this walker does not parse: FALLBACK (protobuf parses them)
+    rather than dropped. Returns the status.
     """
     cap = keys.shape[0]
     ns = str_off.shape[0]
@@ -403,6 +407,8 @@ def _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num) -> 
                 counts[field - 1] = k + m
                 pos += ln
         else:
+            if ns + 3 < field <= known:
+                return FALLBACK
             pos = _skip(buf, pos, stop, wt)
             if pos < 0:
                 return FALLBACK
@@ -410,7 +416,7 @@ def _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num) -> 
 
 
 @njit(cache=True, nogil=True)
-def _parse(buf, seed, status, start, stop, ns, min_bytes):
+def _parse(buf, seed, status, start, stop, ns, min_bytes, known):
     """_walk over buf[start:stop] into arrays sized by a first guess, again if a column is longer.
 
     Returns (status, counts, str_off[ns, n], str_len[ns, n], keys, enum, doubles 0, doubles 1) with
@@ -426,7 +432,7 @@ def _parse(buf, seed, status, start, stop, ns, min_bytes):
         num = np.empty((2, cap), dtype=np.float64)
         if status == OK:
             counts[:] = 0
-            status = _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num)
+            status = _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num, known)
         if status != OK or counts.max() <= cap:
             break
         cap = counts.max()  # unequal columns longer than the guess: walk again with room
@@ -447,14 +453,15 @@ def parse_check_orders(buf: np.ndarray, seed: np.uint64):
     longest string column, keys[i] the hash_span key of id i.
     """
     status, start, stop = _batch_span(buf)
-    return _parse(buf, seed, status, start, stop, 3, _MIN_ORDER_BYTES)
+    return _parse(buf, seed, status, start, stop, 3, _MIN_ORDER_BYTES, 6)
 
 
 @njit(cache=True, nogil=True)
 def parse_executions(buf: np.ndarray, seed: np.uint64):
     """ReportExecutionsRequest bytes -> (status, counts[4], id_off[1, n], id_len[1, n], keys, type,
-    quantity, price): like parse_check_orders, for the top-level message."""
-    return _parse(buf, seed, OK, 0, buf.shape[0], 1, _MIN_EXECUTION_BYTES)
+    quantity, price): like parse_check_orders, for the top-level message. A request carrying the
+    optional account, symbol or side columns (fields 5 to 7) is FALLBACK."""
+    return _parse(buf, seed, OK, 0, buf.shape[0], 1, _MIN_EXECUTION_BYTES, 7)
 
 
 @njit(cache=True, nogil=True)
@@ -474,7 +481,7 @@ def parse_one(buf: bytes, seed: np.uint64):
     num = np.zeros((2, 1), dtype=np.float64)
     status, start, stop = _batch_span(buf)
     if status == OK:
-        status = _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num)
+        status = _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num, 6)
     if status == OK and (counts != 1).any():
         status = MANY
     return (
