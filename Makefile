@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m riskd_server.warm  # compile the numba kernels into their cache: the first start takes seconds
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -30,8 +30,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 async def start_engine_only(listen: str, workload: Workload) -> tuple[grpc.aio.Server, int, object]:
-    from riskd_server.engine import Engine, warm_up
+    from riskd_server.engine import Engine
     from riskd_server.servicer import RiskServicer, add_risk_service
+    from riskd_server.warm import warm_up
 
     warm_up()
     engine = Engine()

@@ -31,11 +31,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from riskd.v1 import risk_pb2 as pb
-from riskd_server.engine import _NO_ORIGIN, Engine, _hash_ids, warm_up
+from riskd_server.engine import _NO_ORIGIN, Engine, _hash_ids
 from riskd_server.kernel import layout as L
 from riskd_server.kernel.checks import check_batch
 from riskd_server.kernel.executions import apply_executions
 from riskd_server.servicer import RiskServicer, encode_result
+from riskd_server.warm import warm_up
 
 from .workload import EXEC_CANCELED, Columns, IdSource, RequestBuilder, Workload
 

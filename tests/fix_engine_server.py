@@ -1,7 +1,10 @@
 """pytest plugin: a real riskd gRPC server over an in-memory Engine (no database), on a loopback port.
 
 The server runs on its own event loop in a background thread, so tests can drive it with the
-blocking client from the test thread (and with asyncio.run for the async client).
+blocking client from the test thread (and with asyncio.run for the async client). It registers
+RiskService exactly as ``riskd serve`` does (``add_risk_service`` through a ``StreamCloser``
+registrar: the raw-bytes CheckOrders, CheckOrderStream and ReportExecutions handlers), not the
+generated protobuf handlers, so the client and CLI tests exercise the production path.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import grpc
 import pytest
 from fix_server import LoopThread
 
-from riskd.v1 import risk_pb2_grpc
-from riskd_server.engine import Engine, warm_up
-from riskd_server.servicer import RiskServicer
+from riskd_server.engine import Engine
+from riskd_server.server import StreamCloser
+from riskd_server.servicer import RiskServicer, add_risk_service
+from riskd_server.warm import warm_up
 
 T = TypeVar("T")
 
@@ -53,7 +57,7 @@ def engine_server(warm_kernels: None) -> Iterator[EngineServer]:
 
     async def start() -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server()
-        risk_pb2_grpc.add_RiskServiceServicer_to_server(RiskServicer(engine), server)
+        add_risk_service(RiskServicer(engine), StreamCloser().registrar(server))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         return server, port

@@ -26,7 +26,7 @@ def test_every_numba_module_is_part_of_the_key() -> None:
 def _configure(parent: Path, **env: str) -> str:
     code = "from riskd_server import _numba_cache; print(_numba_cache.configure())"
     environ = {k: v for k, v in os.environ.items() if "NUMBA" not in k}
-    environ |= {"RISKD_USER_NUMBA_CACHE_DIR": str(parent), **env}
+    environ |= {"NUMBA_CACHE_DIR": str(parent), **env}
     out = subprocess.run(
         [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
     )
@@ -45,3 +45,11 @@ def test_one_generation_per_flag_set_is_kept(tmp_path: Path) -> None:
     checked = Path(_configure(tmp_path, NUMBA_BOUNDSCHECK="1"))
     assert checked.name.startswith("numba-boundscheck-") and not stale_checked.exists()
     assert current.exists()  # the unchecked generation stays
+    # A child of a riskd process inherits its folder and uses it, instead of nesting a new one.
+    inherited = {"NUMBA_CACHE_DIR": str(current), "RISKD_NUMBA_CACHE_FOLDER": str(current)}
+    code = "from riskd_server import _numba_cache; print(_numba_cache.configure())"
+    environ = {k: v for k, v in os.environ.items() if "NUMBA" not in k} | inherited
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() != str(current / current.name)

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent
+_OURS = "RISKD_NUMBA_CACHE_FOLDER"
 
 
 _USES_NUMBA = re.compile(rb"^\s*(from|import) (numba|llvmlite)\b", re.MULTILINE)
@@ -64,8 +65,8 @@ def _writable(folder: Path) -> bool:
 
 
 def _parent() -> Path:
-    user = os.environ.get("RISKD_USER_NUMBA_CACHE_DIR") or os.environ.get("NUMBA_CACHE_DIR")
-    if user:
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    if user and user != os.environ.get(_OURS):  # not the folder a parent riskd process chose
         return Path(user)
     in_tree = _ROOT / "__pycache__"
     if _writable(in_tree):
@@ -73,14 +74,15 @@ def _parent() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "riskd"
 
 
+_configured: list[Path] = []  # the folder chosen by this process (configure is idempotent)
+
+
 def configure() -> Path:
     """Point numba's cache at this source generation's folder (before any kernel is decorated)."""
     from numba.core import config
 
-    # Remember a user's own NUMBA_CACHE_DIR: the variable is overwritten below, and a child process
-    # (tests start servers) must not nest folders.
-    if "NUMBA_CACHE_DIR" in os.environ and "RISKD_USER_NUMBA_CACHE_DIR" not in os.environ:
-        os.environ["RISKD_USER_NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
+    if _configured:
+        return _configured[0]
     parent = _parent()
     prefix = "numba-boundscheck-" if os.environ.get("NUMBA_BOUNDSCHECK", "") not in ("", "0") else "numba-"
     folder = parent / (prefix + cache_key())
@@ -89,6 +91,9 @@ def configure() -> Path:
         for old in parent.iterdir():
             if old != folder and generation.fullmatch(old.name) and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
-    os.environ["NUMBA_CACHE_DIR"] = str(folder)  # numba re-reads its config from the environment
+    # numba re-reads its config from the environment; _OURS tells a child process (tests start
+    # servers) that this NUMBA_CACHE_DIR is riskd's folder, not a user's parent folder to nest in.
+    os.environ["NUMBA_CACHE_DIR"] = os.environ[_OURS] = str(folder)
     config.CACHE_DIR = str(folder)
+    _configured.append(folder)
     return folder

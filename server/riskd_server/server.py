@@ -31,10 +31,11 @@ from psycopg.conninfo import conninfo_to_dict
 from riskd.v1 import risk_pb2
 
 from .config import Settings
-from .engine import Engine, EngineConfig, warm_up
+from .engine import Engine, EngineConfig
 from .reflection import enable_reflection
 from .servicer import RiskServicer, add_risk_service
 from .store import Store, WriteBehind
+from .warm import CompileLog, warm_up
 
 log = logging.getLogger("riskd.server")
 SERVICE_NAME = risk_pb2.DESCRIPTOR.services_by_name["RiskService"].full_name
@@ -323,6 +324,9 @@ async def start(settings: Settings) -> RunningServer:
             return False
         return True
 
+    # Kernels compile (first start, changed kernels) in the servicer, the recovery, the write-behind
+    # and warm_up: log it from the first to the last, else a minute passes without a word.
+    compiling = CompileLog(log).install()
     try:
         engine = Engine(engine_config(settings))
         streams = StreamCloser()
@@ -365,6 +369,7 @@ async def start(settings: Settings) -> RunningServer:
         cleanup.append(lambda: writer.stop(timeout=max(settings.db_timeout, 1.0)))
         engine.sink = writer
         seconds = await _in_thread(warm_up)
+        compiling.remove()
         log.info("kernels warm in %.3fs", seconds)
         # The recovered state and start-up objects live as long as the server: move them out of
         # the collector's reach so a full collection never walks them (measured: 40-44 ms for a
@@ -376,6 +381,7 @@ async def start(settings: Settings) -> RunningServer:
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
+        compiling.remove()
         with contextlib.suppress(Exception):
             await server.stop(None)
         await _run_cleanup(cleanup)
