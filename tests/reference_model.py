@@ -7,6 +7,7 @@ dicts and uses no numba, so a disagreement with the kernel points at the kernel'
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, field
 
 BUY, SELL = 1, 2
@@ -15,6 +16,11 @@ QTY, NOTIONAL, POSITION, GROSS, NET, COLLAR, RATE, OPEN_ORDERS, RESTRICTED = ran
 INVALID, DUPLICATE, TRADING_HALTED, REDUCE_ONLY, NO_REF = 20, 21, 22, 23, 24
 FILL, CANCELED, REJECTED, EXPIRED = 1, 2, 3, 4
 MAX_NAME_LEN = 128
+
+
+def has_control(name: str) -> bool:
+    """A character of Unicode category Cc makes a name invalid."""
+    return any(unicodedata.category(c) == "Cc" for c in name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,7 @@ class Model:
                 or not acc
                 or not sym
                 or max(len(cid), len(acc), len(sym)) > MAX_NAME_LEN
+                or has_control(cid + acc + sym)
                 or side not in (BUY, SELL)
                 or not math.isfinite(qty)
                 or qty <= 0
