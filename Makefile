@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 BUF    := .tools/node_modules/.bin/buf
 ARGS   ?=
 
-.PHONY: run test lint proto proto-check bench clean venv
+.PHONY: run test test-boundscheck lint proto proto-check bench clean venv
 
 venv: $(STAMP)
 
@@ -22,6 +22,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+# The kernel, wire, single-order, servicer and fuzz tests again with numba's bounds checking on:
+# an out-of-bounds index is then an IndexError, not a silent read. Its own numba cache: numba's
+# on-disk cache does not key on the flag and would load the unchecked machine code.
+BOUNDSCHECK_TESTS := tests/test_name_index.py tests/test_wire_fuzz.py tests/test_wire.py \
+	tests/test_wire_schema.py tests/test_names.py tests/test_servicer.py tests/test_kernel_model.py \
+	tests/test_bounds.py tests/test_engine_recovery.py
+test-boundscheck: $(STAMP)
+	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=.numba-boundscheck $(PY) -m pytest $(BOUNDSCHECK_TESTS) $(ARGS)
 
 $(BUF):
 	mkdir -p .tools
@@ -43,4 +52,4 @@ bench: $(STAMP)
 	$(PY) -m bench.run_all $(ARGS)
 
 clean:
-	rm -rf $(VENV) .tools .riskd .pytest_cache
+	rm -rf $(VENV) .tools .riskd .pytest_cache .numba-boundscheck

@@ -1,7 +1,8 @@
 """pytest plugin: a real PostgreSQL for the tests.
 
 ``pg_server_dsn`` (session) is ``RISKD_TEST_DSN`` when set, otherwise an embedded cluster started
-once per session; ``fresh_dsn`` (function) is a brand-new empty database on it, dropped afterwards.
+once per session; ``fresh_dsn`` (function) is a brand-new empty UTF8 database on it, dropped
+afterwards.
 ``run(coro)`` runs a coroutine to completion for tests (no pytest-asyncio here).
 """
 
@@ -71,7 +72,10 @@ def pg_server_dsn() -> Iterator[str]:
 def fresh_dsn(pg_server_dsn: str) -> Iterator[str]:
     name = f"riskd_t_{uuid.uuid4().hex}"
     with admin(pg_server_dsn, dbname="postgres") as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        # UTF8 whatever the server's default (RISKD_TEST_DSN): names round-trip byte for byte.
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(sql.Identifier(name))
+        )
     try:
         yield make_conninfo(pg_server_dsn, dbname=name)
     finally:

@@ -7,6 +7,7 @@ dicts and uses no numba, so a disagreement with the kernel points at the kernel'
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, field
 
 BUY, SELL = 1, 2
@@ -16,6 +17,11 @@ INVALID, DUPLICATE, TRADING_HALTED, REDUCE_ONLY, NO_REF = 20, 21, 22, 23, 24
 FILL, CANCELED, REJECTED, EXPIRED = 1, 2, 3, 4
 MAX_NAME_LEN = 128
 MAX_ORDER_NOTIONAL = 1e15  # the server's default max_order_notional
+
+
+def has_control(name: str) -> bool:
+    """A character of Unicode category Cc makes a name invalid."""
+    return any(unicodedata.category(c) == "Cc" for c in name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,7 @@ class Model:
                 or not acc
                 or not sym
                 or max(len(cid), len(acc), len(sym)) > MAX_NAME_LEN
+                or has_control(cid + acc + sym)
                 or side not in (BUY, SELL)
                 or not math.isfinite(qty)
                 or qty <= 0
@@ -305,7 +312,14 @@ class Model:
         side moves that position (a new book if need be); anything else is not applied."""
         if kind != FILL or (not acc and not sym and side == 0):
             return "unknown"
-        if not acc or not sym or max(len(acc), len(sym)) > MAX_NAME_LEN or side not in (BUY, SELL):
+        if (
+            not acc
+            or not sym
+            or max(len(acc), len(sym)) > MAX_NAME_LEN
+            or has_control(acc)
+            or has_control(sym)
+            or side not in (BUY, SELL)
+        ):
             return "bad_origin"
         if not (math.isfinite(f) and f > 0 and math.isfinite(x) and x > 0 and f * x <= self.max_notional):
             return "bad_fill"

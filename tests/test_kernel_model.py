@@ -49,19 +49,27 @@ valid_order = st.tuples(
     st.one_of(st.just(0.0), st.integers(1, 40).map(lambda q: q / 4)),
 )
 invalid_order = st.tuples(
-    st.sampled_from([*IDS, ""]),
-    st.sampled_from([*ACCOUNTS, "", "x" * 129]),
-    st.sampled_from([*SYMBOLS, ""]),
+    st.sampled_from([*IDS, "", "o1\x00", "\x7f"]),  # control characters (Unicode Cc) are invalid
+    st.sampled_from([*ACCOUNTS, "", "x" * 129, "A\t", "\x85"]),
+    st.sampled_from([*SYMBOLS, "", "X\x1f", "\x9fX"]),
     st.sampled_from([0, 1, 2, 7]),
     st.sampled_from([0.0, -1.0, math.nan, math.inf, 1.0]),
     st.sampled_from([-1.0, math.nan, math.inf, 0.0, 1.0]),
 )
-order = st.integers(0, 9).flatmap(lambda k: invalid_order if k == 0 else valid_order)
+# A valid order but for one name holding a control character: INVALID_ORDER and nothing else.
+control_order = st.tuples(
+    valid_order, st.integers(0, 2), st.sampled_from(["\x00", "\x1f", "\x7f", "\x85", "\x9f"])
+).map(lambda t: tuple(v + t[2] if i == t[1] else v for i, v in enumerate(t[0])))
+order = st.integers(0, 11).flatmap(
+    lambda k: invalid_order if k == 0 else control_order if k == 1 else valid_order
+)
 # The (account, symbol, side) an execution report names: mostly a valid one, sometimes none or a
 # partial or invalid one.
 valid_origin = st.tuples(st.sampled_from(ALL_ACCOUNTS), st.sampled_from(ALL_SYMBOLS), st.sampled_from([1, 2]))
 odd_origin = st.tuples(
-    st.sampled_from([*ACCOUNTS, "", "x" * 129]), st.sampled_from([*SYMBOLS, ""]), st.sampled_from([0, 1, 7])
+    st.sampled_from([*ACCOUNTS, "", "x" * 129, "A\x00"]),
+    st.sampled_from([*SYMBOLS, "", "\x85X"]),
+    st.sampled_from([0, 1, 7]),
 )
 origin = st.integers(0, 4).flatmap(
     lambda k: st.just(("", "", 0)) if k == 0 else odd_origin if k == 1 else valid_origin

@@ -175,12 +175,12 @@ def _outcome(fn, eng: Engine, data: bytes) -> bytes | str:
 
 
 _ascii_names = st.one_of(
-    st.sampled_from(["A", "B", "S", "T", "", "x" * 128, "x" * 129]),
+    st.sampled_from(["A", "B", "S", "T", "", "x" * 128, "x" * 129, "A\x00", "\x1fS", "T\x7f"]),
     st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=6),
 )
 _unicode_names = st.one_of(
     _ascii_names,
-    st.sampled_from(["é", "ÅÅ", "é" * 128, "é" * 129]),
+    st.sampled_from(["é", "ÅÅ", "é" * 128, "é" * 129, "é\x85", "\x9fA"]),
     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6),
 )
 _floats = st.one_of(

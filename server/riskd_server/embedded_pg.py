@@ -133,5 +133,8 @@ def _ensure_database(admin_dsn: str, name: str, *, timeout: float) -> None:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             return
         with contextlib.suppress(errors.DuplicateDatabase):  # another process won the race
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            # UTF8 explicitly (the wheel's initdb uses it too): names must round-trip byte for byte.
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(sql.Identifier(name))
+            )
             log.info("created database %s", name)

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from . import changes as ch
-from .interning import Interner
+from .interning import Interner, NameIndex
 from .kernel import layout as L
 from .kernel import wire
 from .kernel._hashtable import ht_find, ht_grow, ht_new
@@ -31,6 +31,7 @@ from .kernel.rows import order_rows, violation_columns
 from .kernel.single import check_one_wire
 from .limitbook import LimitBook, compile_limits
 from .limits import MAX_NAME_LEN, Limit, validate_limits
+from .names import control_flags, has_control
 
 log = logging.getLogger("riskd.engine")
 
@@ -215,8 +216,11 @@ def _hash_id(client_order_id: str) -> int:
 
 
 def _bad_names(names: Sequence[str]) -> np.ndarray:
+    """Invalid ids: empty, longer than MAX_NAME_LEN or holding a control character (names.py)."""
     lengths = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
-    return (lengths == 0) | (lengths > MAX_NAME_LEN)
+    bad = (lengths == 0) | (lengths > MAX_NAME_LEN)
+    control = control_flags(names)
+    return bad if control is None else bad | control
 
 
 def _floats(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -364,7 +368,9 @@ class Engine:
         self._limits_lock = asyncio.Lock()
         self._kernel_state: tuple | None = None  # check_batch's state arguments; None after a change
         self._one = _OneOrderScratch()
-        self._name_index: tuple | None = None  # the interners' byte indexes (_check_one_wire)
+        # The interners' byte indexes (accounts, symbols) for _check_one_wire; snapshots, so a
+        # stale pair only misses names added since (interning.NameIndex).
+        self._name_index: tuple[NameIndex, NameIndex] | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -551,8 +557,9 @@ class Engine:
         one = self._one
         if self._name_index is None:
             self.index_names()
+        accounts, symbols = self._name_index  # type: ignore[misc]
         status, nv, a, sy, io, il, ao, al, so, sl = check_one_wire(
-            data, wire.SEED, *self._name_index, MAX_NAME_LEN, self._now(now), one.oi, one.of, one.mask, one.vi, one.vf,
+            data, wire.SEED, *accounts, *symbols, MAX_NAME_LEN, self._now(now), one.oi, one.of, one.mask, one.vi, one.vf,
             *self._kernel_args(),
         )  # fmt: skip
         if status == wire.OK:
@@ -618,7 +625,7 @@ class Engine:
         if sy < 0:
             sy = self.symbols.intern(symbol)
             self._fit_symbols()
-        if not client_order_id or len(client_order_id) > MAX_NAME_LEN:
+        if not client_order_id or len(client_order_id) > MAX_NAME_LEN or has_control(client_order_id):
             a = -1
         one = self._one
         oi = one.oi
@@ -793,7 +800,8 @@ class Engine:
         named = (acc_len > 0) | (sym_len > 0) | (sides != 0)
         valid = ~_bad_names(acc) & ~_bad_names(sym_) & ((sides == SIDE_BUY) | (sides == SIDE_SELL))
         f, x = xf[rows, 0], xf[rows, 1]
-        valid_fill = (f > 0.0) & (x > 0.0) & (f * x <= self.config.max_order_notional)  # NaN, inf fail
+        with np.errstate(over="ignore", invalid="ignore"):  # inf * 0 and overflows fail the bound
+            valid_fill = (f > 0.0) & (x > 0.0) & (f * x <= self.config.max_order_notional)
         code = np.where(valid, np.where(valid_fill, L.X_UNKNOWN_FILLED, L.X_BAD_FILL), L.X_BAD_ORIGIN)
         use = np.flatnonzero(named & valid & valid_fill)
         before = len(self.accounts), len(self.symbols)
@@ -1013,7 +1021,7 @@ class Engine:
         if account:
             a = self.accounts.intern(account)
             if a < 0:
-                raise BatchError("account", "invalid name or account capacity reached")
+                raise BatchError("account", _name_problem(account, self.accounts))
             self._fit_accounts()
             self._s.acct[a, L.A_TRADING] = state
         else:
@@ -1053,7 +1061,7 @@ class Engine:
     def index_names(self) -> None:
         """Build the interners' byte indexes for the single-order path now (start-up), so the
         first one-order request does not pay for indexing every recovered name (~3 ms for 11,000)."""
-        self._name_index = self.accounts.name_index() + self.symbols.name_index()
+        self._name_index = (self.accounts.name_index(), self.symbols.name_index())
 
     def _restore_orders(self, rows: Sequence[ch.OpenOrderRow], closed: int) -> None:
         """Re-open recovered orders (closed ones first, into the retention ring).
@@ -1123,15 +1131,14 @@ class Engine:
             raise Backpressure("persistence backlog is full; refusing new work until it drains")
 
     def _intern_all(self, interner: Interner, names: Sequence[str], label: str) -> np.ndarray:
+        control = control_flags(names)
+        if control is not None:  # before interning any: a rejected request interns no name
+            i = int(np.flatnonzero(control)[0])
+            raise BatchError(label, _name_problem(names[i], interner), i)
         ids = interner.intern_many(names)
         if ids.shape[0] and ids.min() < 0:
             i = int(np.flatnonzero(ids < 0)[0])
-            raise BatchError(
-                label,
-                f"invalid name {names[i]!r} (1..{MAX_NAME_LEN} chars) or {interner.kind} "
-                f"capacity {interner.capacity} reached",
-                i,
-            )
+            raise BatchError(label, _name_problem(names[i], interner), i)
         return ids
 
     def _fit_accounts(self) -> None:
@@ -1192,6 +1199,15 @@ class Engine:
         s.ord_ht = ht_grow(s.ord_ht, max_slots + self.config.closed_order_retention)
         self._max_slots = max_slots
         self._kernel_state = None
+
+
+def _name_problem(name: str, interner: Interner) -> str:
+    """Why interner.intern(name) gave -1, for a BatchError."""
+    if not name or len(name) > MAX_NAME_LEN:
+        return f"invalid name {name!r}: must be 1..{MAX_NAME_LEN} characters"
+    if has_control(name):
+        return f"invalid name {name!r}: holds a control character (U+0000-U+001F, U+007F-U+009F)"
+    return f"{interner.kind} capacity {interner.capacity} reached"
 
 
 def _span_strs(data: bytes, *spans: int) -> list[str]:

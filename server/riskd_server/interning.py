@@ -4,16 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import repeat
+from typing import NamedTuple
 
 import numpy as np
 
 from .kernel._hashtable import ht_grow, ht_new
 from .kernel.wire import SEED, insert_names, lookup_names
 from .limits import MAX_NAME_LEN
+from .names import has_control
 
 
 class CapacityError(RuntimeError):
     """An interner is full: the name cannot get an id."""
+
+
+class NameIndex(NamedTuple):
+    """An interner's byte index as of ``count`` names, for numba lookups (wire.lookup_names,
+    single.find_name): ``table`` maps the key of a name's UTF-8 bytes (wire.hash_span) to its id,
+    and id v's bytes are ``arena[offsets[v]:offsets[v + 1]]``.
+
+    Published whole and never changed within what it covers: the interner appends later names past
+    ``count`` (ids >= count, offsets past count, arena bytes past offsets[count]) and allocates new
+    arrays when one must grow, so a snapshot held across any number of additions still answers
+    exactly as when it was taken. Readers treat an id >= count as a miss: the table is shared with
+    later snapshots until it is rehashed, so it may hold their ids, whose offsets this snapshot's
+    arrays may not reach. (Copying the arrays at every addition would keep even the table
+    untouched, at ~50 MB copied per new name at 1 M symbols.)
+    """
+
+    table: np.ndarray  # int64[cap, 2]
+    arena: np.ndarray  # uint8
+    offsets: np.ndarray  # int64, at least count + 1
+    count: int
 
 
 class Interner:
@@ -23,19 +45,15 @@ class Interner:
     rejected as invalid, so a client sending random names cannot grow memory without limit.
     """
 
-    __slots__ = ("_arena", "_arena_off", "_ids", "_indexed", "_names", "_table", "capacity", "kind")
+    __slots__ = ("_ids", "_index", "_names", "capacity", "kind")
 
     def __init__(self, kind: str, capacity: int) -> None:
         self.kind = kind
         self.capacity = capacity
         self._ids: dict[str, int] = {}
         self._names = np.empty(64, dtype=object)  # id -> name, grows by doubling
-        # The byte index beside the dict (see lookup_spans): key of a name's UTF-8 bytes -> id, and
-        # every indexed name's bytes (id v is arena[arena_off[v]:arena_off[v + 1]]).
-        self._table = ht_new(64)
-        self._arena = np.empty(1024, dtype=np.uint8)
-        self._arena_off = np.zeros(65, dtype=np.int64)
-        self._indexed = 0  # ids below this are in the byte index
+        # The byte index beside the dict (see lookup_spans), of the ids below its count.
+        self._index = NameIndex(ht_new(64), np.empty(1024, dtype=np.uint8), np.zeros(65, dtype=np.int64), 0)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -45,11 +63,12 @@ class Interner:
         return self._ids.get(name, -1)
 
     def intern(self, name: str) -> int:
-        """Id of name, assigning the next one if new; -1 if invalid or the interner is full."""
+        """Id of name, assigning the next one if new; -1 if invalid (empty, longer than
+        MAX_NAME_LEN, holding a control character) or the interner is full."""
         found = self._ids.get(name)
         if found is not None:
             return found
-        if not name or len(name) > MAX_NAME_LEN or len(self._ids) >= self.capacity:
+        if not name or len(name) > MAX_NAME_LEN or len(self._ids) >= self.capacity or has_control(name):
             return -1
         new_id = len(self._ids)
         if new_id >= self._names.shape[0]:
@@ -81,41 +100,36 @@ class Interner:
 
         Runs in numba on the byte index; names interned since the last call are indexed first.
         """
-        self._index_new()
+        index = self.name_index()
         ids = np.empty(n, dtype=np.int64)
-        misses = lookup_names(buf, off, length, n, self._table, self._arena, self._arena_off, SEED, ids)
+        misses = lookup_names(buf, off, length, n, *index, SEED, ids)
         return ids, int(misses)
 
-    def name_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The byte index (table, arena, arena offsets) with every name interned so far, for
-        numba lookups (kernel.single.find_name). Arrays are replaced as the index grows: a copy
-        held since then misses the newer names, never maps a name to a wrong id."""
-        self._index_new()
-        return self._table, self._arena, self._arena_off
-
-    def _index_new(self) -> None:
-        """Add the names interned since the last call to the byte index (in one kernel call)."""
-        first, last = self._indexed, len(self._ids)
+    def name_index(self) -> NameIndex:
+        """The byte index of every name interned so far (names interned since the last call are
+        indexed first, in one kernel call); a snapshot, valid for good (see NameIndex)."""
+        index = self._index
+        first, last = index.count, len(self._ids)
         if first == last:
-            return
+            return index
         enc = [s.encode("utf-8", "surrogatepass") for s in self._names[first:last].tolist()]
         lengths = np.fromiter(map(len, enc), dtype=np.int64, count=len(enc))
-        if self._arena_off.shape[0] < last + 1:
-            grown = np.zeros(max(2 * self._arena_off.shape[0], last + 1), dtype=np.int64)
-            grown[: first + 1] = self._arena_off[: first + 1]
-            self._arena_off = grown
-        start = int(self._arena_off[first])
-        np.cumsum(lengths, out=self._arena_off[first + 1 : last + 1])
-        self._arena_off[first + 1 : last + 1] += start
-        end = int(self._arena_off[last])
-        if self._arena.shape[0] < end:
-            grown_arena = np.empty(max(2 * self._arena.shape[0], end), dtype=np.uint8)
-            grown_arena[:start] = self._arena[:start]
-            self._arena = grown_arena
-        self._arena[start:end] = np.frombuffer(b"".join(enc), dtype=np.uint8)
-        self._table = ht_grow(self._table, last)
-        insert_names(self._table, self._arena, self._arena_off, first, last, SEED)
-        self._indexed = last
+        offsets, arena = index.offsets, index.arena
+        if offsets.shape[0] < last + 1:
+            offsets = np.zeros(max(2 * offsets.shape[0], last + 1), dtype=np.int64)
+            offsets[: first + 1] = index.offsets[: first + 1]
+        start = int(offsets[first])
+        np.cumsum(lengths, out=offsets[first + 1 : last + 1])  # past the published count only
+        offsets[first + 1 : last + 1] += start
+        end = int(offsets[last])
+        if arena.shape[0] < end:
+            arena = np.empty(max(2 * arena.shape[0], end), dtype=np.uint8)
+            arena[:start] = index.arena[:start]
+        arena[start:end] = np.frombuffer(b"".join(enc), dtype=np.uint8)
+        table = ht_grow(index.table, last)
+        insert_names(table, arena, offsets, first, last, SEED)
+        self._index = index = NameIndex(table, arena, offsets, last)
+        return index
 
     def names_of(self, ids: np.ndarray) -> np.ndarray:
         """Names of ids as an object array (vectorised id -> name)."""

@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .names import has_control
+
 # riskd.v1.RiskCheck values (kept as plain ints so this module needs no protobuf import).
 MAX_ORDER_QUANTITY = 1
 MAX_ORDER_NOTIONAL = 2
@@ -84,6 +86,9 @@ def limit_errors(limit: Limit, index: int) -> list[str]:
     for name in ("account", "symbol"):
         if len(getattr(limit, name)) > MAX_NAME_LEN:
             errors.append(f"{where}.{name}: longer than {MAX_NAME_LEN} characters")
+    for name in ("limit_id", "account", "symbol"):
+        if has_control(getattr(limit, name)):
+            errors.append(f"{where}.{name}: holds a control character (U+0000-U+001F, U+007F-U+009F)")
     if not math.isfinite(limit.threshold) or limit.threshold < 0:
         errors.append(f"{where}.threshold: must be finite and >= 0, got {limit.threshold}")
     if not math.isfinite(limit.warn_fraction) or not 0 <= limit.warn_fraction < 1:

@@ -25,14 +25,18 @@ NEEDS_PYTHON = 3  # a name the index does not hold yet, or arrays to grow: take 
 
 
 @njit(cache=True, nogil=True)
-def find_name(buf, off: np.int64, length: np.int64, table, arena, arena_off, seed: np.uint64) -> np.int64:
-    """Id of the name at buf[off:off+length] in an interner's byte index (wire.lookup_names's
-    table, arena and offsets), or -1; the bytes are compared, so a key collision only misses."""
+def find_name(
+    buf, off: np.int64, length: np.int64, table, arena, offsets, count, seed: np.uint64
+) -> np.int64:
+    """Id of the name at buf[off:off+length] in an interner's byte index (interning.NameIndex:
+    table, arena, offsets, count), or -1; the bytes are compared, so a key collision only misses.
+    An id >= count is a name indexed after this snapshot was taken (its bytes may lie past these
+    arrays): a miss too."""
     v = ht_find(table, hash_span(buf, off, length, seed))
-    if v < 0:
+    if v < 0 or v >= count:
         return -1
-    start = arena_off[v]
-    if arena_off[v + 1] - start != length:
+    start = offsets[v]
+    if offsets[v + 1] - start != length:
         return -1
     for j in range(length):
         if arena[start + j] != buf[off + j]:
@@ -47,9 +51,11 @@ def check_one_wire(
     acct_table,
     acct_arena,
     acct_off,
+    acct_count,
     sym_table,
     sym_arena,
     sym_off,
+    sym_count,
     max_len,
     now,
     oi,
@@ -75,6 +81,10 @@ def check_one_wire(
 ):
     """Parse a one-order request and check it (checks.check_batch on the one-row oi, of).
 
+    The names are looked up in the interners' NameIndex snapshots (table, arena, offsets, count
+    each: acct_*, sym_*), passed as separate arguments because numba types a NamedTuple argument
+    in Python on every call (~2.5 us).
+
     Returns (status, violations written, account id, symbol id, id offset, id length, account
     offset, account length, symbol offset, symbol length). status: wire.OK (checked), wire.MANY
     (not exactly one order: the batch path), wire.FALLBACK (protobuf must parse it) or
@@ -83,8 +93,8 @@ def check_one_wire(
     status, key, io, il, ao, al, so, sl, side, qty, px = parse_one(buf, seed)
     if status != OK:
         return status, 0, -1, -1, io, il, ao, al, so, sl
-    a = find_name(buf, ao, al, acct_table, acct_arena, acct_off, seed)
-    s = find_name(buf, so, sl, sym_table, sym_arena, sym_off, seed)
+    a = find_name(buf, ao, al, acct_table, acct_arena, acct_off, acct_count, seed)
+    s = find_name(buf, so, sl, sym_table, sym_arena, sym_off, sym_count, seed)
     books = ctr[C_BOOKS] + 2  # a new book plus check_batch's spare row (engine._fit_books)
     slots_ok = ctr[C_FREE_TOP] >= 1 or ctr[C_SLOTS] >= ordi.shape[0]  # at the bound: capacity reject
     if (

@@ -8,7 +8,8 @@ beside each Interner. A one-order request (a stream message) parses to scalars (
 Replies are encoded here too (``encode_check_response``, ``join_pieces``).
 
 Anything the parser does not handle exactly like upb (a non-ASCII string, which upb must
-UTF-8-validate; a repeated top-level ``orders`` field, which protobuf merges; groups, a bad field
+UTF-8-validate; a string holding a control character, which makes its order invalid (names.py)
+and is rare enough to leave to the str path; a repeated top-level ``orders`` field, which protobuf merges; groups, a bad field
 number, a truncated or overlong field) makes it return ``FALLBACK``: the caller then parses the
 request with protobuf, which either handles it or raises the same error it always did.
 
@@ -222,12 +223,53 @@ def hash_strs(names) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- parser
 
 MANY = 2  # parse_one: a well-formed request that is not exactly one ASCII order
+
+# The fields the parser reads, as (name, number, wire type) per message. _walk takes a message's
+# fields by position: s repeated strings numbered 1..s, then a repeated enum (s + 1) and two
+# repeated doubles (s + 2, s + 3), packed or not; any other field is skipped like an unknown one,
+# as protobuf does. tests/test_wire_schema.py holds these equal to riskd.v1's descriptors, so a
+# field added to or renumbered in the proto fails a test instead of being skipped here unseen.
+WT_VARINT, WT_I64, WT_LEN = 0, 1, 2
+CHECK_ORDERS_FIELDS = (("orders", 1, WT_LEN),)  # CheckOrdersRequest and CheckOrderStreamRequest
+ORDER_BATCH_FIELDS = (
+    ("client_order_id", 1, WT_LEN), ("account", 2, WT_LEN), ("symbol", 3, WT_LEN),
+    ("side", 4, WT_VARINT), ("quantity", 5, WT_I64), ("price", 6, WT_I64),
+)  # fmt: skip
+EXECUTIONS_FIELDS = (
+    ("client_order_id", 1, WT_LEN), ("type", 2, WT_VARINT), ("quantity", 3, WT_I64), ("price", 4, WT_I64),
+)  # fmt: skip
+# Fields of the message the walker does not read: a request carrying any of them is FALLBACK, so
+# protobuf parses it (ReportExecutions' optional columns naming the order of an unknown fill).
+EXECUTIONS_FALLBACK_FIELDS = (("account", 5, WT_LEN), ("symbol", 6, WT_LEN), ("side", 7, WT_VARINT))
+
+
+def _string_columns(fields: tuple[tuple[str, int, int], ...]) -> int:
+    """s for a message _walk reads (its string columns), after checking fields have its layout."""
+    kinds = [wt for _, _, wt in fields]
+    s = kinds.count(WT_LEN)
+    if [n for _, n, _ in fields] != list(range(1, len(fields) + 1)) or kinds != [WT_LEN] * s + [
+        WT_VARINT,
+        WT_I64,
+        WT_I64,
+    ]:
+        raise ValueError(f"_walk cannot read fields {fields}")
+    return s
+
+
+_ORDERS_FIELD = CHECK_ORDERS_FIELDS[0][1]
+_ORDER_STRINGS = _string_columns(ORDER_BATCH_FIELDS)
+_EXECUTION_STRINGS = _string_columns(EXECUTIONS_FIELDS)
+# _walk's ``known``: field numbers up to it that it does not read are FALLBACK, not skipped.
+_ORDER_KNOWN = len(ORDER_BATCH_FIELDS)
+_EXECUTION_KNOWN = max(n for _, n, _ in EXECUTIONS_FIELDS + EXECUTIONS_FALLBACK_FIELDS)
 # No order (execution) takes fewer bytes: six (four) fields, empty strings, packed numbers. The
 # first guess at the column lengths, right for any request whose columns are equally long, so it is
 # walked once.
 _MIN_ORDER_BYTES = 23
 _MIN_EXECUTION_BYTES = 19
 _HIGH = np.uint64(0x8080808080808080)
+_ONES = np.uint64(0x0101010101010101)
+_SPACES = np.uint64(0x2020202020202020)
 _TAG_MAX = np.uint64(0xFFFFFFFF)
 
 
@@ -285,7 +327,7 @@ def _batch_span(buf: np.ndarray) -> tuple[np.int64, np.int64, np.int64]:
             return FALLBACK, start, stop
         field = np.int64(tag >> np.uint64(3))
         wt = np.int64(tag & np.uint64(7))
-        if field == 1 and wt == 2:
+        if field == _ORDERS_FIELD and wt == 2:
             ln, pos = _varint(buf, pos, end)
             if pos < 0 or ln > np.uint64(end - pos):
                 return FALLBACK, start, stop
@@ -349,12 +391,16 @@ def _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num, kno
             k = counts[field - 1]
             if field <= ns:
                 high = _U0
+                ctl = _U0
                 h = seed ^ (np.uint64(ln) * _P1)
                 p = pos
                 e = pos + ln
-                while p + 8 <= e:  # hash_span's loop, plus the ASCII check (ids are hashed here)
+                while p + 8 <= e:  # hash_span's loop, plus the ASCII and control checks
                     w = _word(buf, p)
                     high |= w
+                    # If every byte is ASCII, a byte's high bit is set here iff it is < 0x20
+                    # (first term: "hasless" of Bit Twiddling Hacks) or 0x7F (second: no carries).
+                    ctl |= ((w - _SPACES) & ~w) | (w + _ONES)
                     if field == 1:
                         h = _mix(h, w)
                     p += 8
@@ -363,10 +409,14 @@ def _walk(buf, start, stop, seed, counts, str_off, str_len, keys, side, num, kno
                     for j in range(e - p):
                         w |= np.uint64(buf[np.uint64(p + j)]) << np.uint64(8 * j)
                     high |= w
+                    wc = w | (_SPACES << np.uint64(8 * (e - p)))  # the unused bytes pass as spaces
+                    ctl |= ((wc - _SPACES) & ~wc) | (wc + _ONES)
                     if field == 1:
                         h = _mix_tail(h, w)
-                if high & _HIGH:
-                    return FALLBACK  # non-ASCII: let upb validate the UTF-8
+                if (high | ctl) & _HIGH:
+                    # non-ASCII: let upb validate the UTF-8; a control character: the order is
+                    # invalid (names.py), which the str path decides
+                    return FALLBACK
                 if k < cap:
                     str_off[field - 1, k] = pos
                     str_len[field - 1, k] = ln
@@ -453,15 +503,15 @@ def parse_check_orders(buf: np.ndarray, seed: np.uint64):
     longest string column, keys[i] the hash_span key of id i.
     """
     status, start, stop = _batch_span(buf)
-    return _parse(buf, seed, status, start, stop, 3, _MIN_ORDER_BYTES, 6)
+    return _parse(buf, seed, status, start, stop, _ORDER_STRINGS, _MIN_ORDER_BYTES, _ORDER_KNOWN)
 
 
 @njit(cache=True, nogil=True)
 def parse_executions(buf: np.ndarray, seed: np.uint64):
     """ReportExecutionsRequest bytes -> (status, counts[4], id_off[1, n], id_len[1, n], keys, type,
-    quantity, price): like parse_check_orders, for the top-level message. A request carrying the
-    optional account, symbol or side columns (fields 5 to 7) is FALLBACK."""
-    return _parse(buf, seed, OK, 0, buf.shape[0], 1, _MIN_EXECUTION_BYTES, 7)
+    quantity, price): like parse_check_orders, for the top-level message. A request carrying one
+    of EXECUTIONS_FALLBACK_FIELDS (the optional account, symbol, side columns) is FALLBACK."""
+    return _parse(buf, seed, OK, 0, buf.shape[0], _EXECUTION_STRINGS, _MIN_EXECUTION_BYTES, _EXECUTION_KNOWN)
 
 
 @njit(cache=True, nogil=True)
@@ -473,9 +523,9 @@ def parse_one(buf: bytes, seed: np.uint64):
     The single-order stream path: scalars, not seven arrays to box and index from Python, and the
     bytes themselves (a uint8 array view costs as much as the parse).
     """
-    counts = np.zeros(6, dtype=np.int64)
-    str_off = np.zeros((3, 1), dtype=np.int64)
-    str_len = np.zeros((3, 1), dtype=np.int64)
+    counts = np.zeros(_ORDER_STRINGS + 3, dtype=np.int64)
+    str_off = np.zeros((_ORDER_STRINGS, 1), dtype=np.int64)
+    str_len = np.zeros((_ORDER_STRINGS, 1), dtype=np.int64)
     keys = np.zeros(1, dtype=np.int64)
     side = np.zeros(1, dtype=np.int64)
     num = np.zeros((2, 1), dtype=np.float64)
@@ -494,11 +544,12 @@ def parse_one(buf: bytes, seed: np.uint64):
 
 
 @njit(cache=True, nogil=True)
-def lookup_names(buf, off, length, n, table, arena, arena_off, seed, out) -> np.int64:
+def lookup_names(buf, off, length, n, table, arena, arena_off, count, seed, out) -> np.int64:
     """out[i] = id of the name at buf[off[i]:off[i]+length[i]], or -1; returns the -1 count.
 
-    The table maps a name's key to its id; the id's bytes in the arena are compared before the id
-    is used, so a key collision can only send a name to the slow path, never to another id.
+    (table, arena, arena_off, count) is an interning.NameIndex. The table maps a name's key to its
+    id; the id's bytes in the arena are compared before the id is used, so a key collision can only
+    send a name to the slow path, never to another id. An id >= count is a miss (NameIndex).
     Each step runs over all names and prefetches what the next step reads (bucket, then the id's
     arena offset, then its bytes), so a batch waits for its cache misses in parallel, not one by
     one: 1,000 of 10,000 symbols with the tables out of cache 108 -> 28 us.
@@ -527,8 +578,9 @@ def lookup_names(buf, off, length, n, table, arena, arena_off, seed, out) -> np.
         v = np.int64(-1)
         while table[b, 0] != EMPTY:
             if table[b, 0] == key:
-                v = table[b, 1]
-                prefetch(offsets, v, 0)
+                if table[b, 1] < count:
+                    v = table[b, 1]
+                    prefetch(offsets, v, 0)
                 break
             b = (b + 1) & mask
         out[i] = v

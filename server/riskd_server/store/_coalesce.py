@@ -105,7 +105,13 @@ def coalesce(changes: Iterable[ch.Change]) -> Coalesced:
 
 
 def text(col: np.ndarray | Sequence[str]) -> list[str]:
-    """PostgreSQL text cannot hold NUL: replace it rather than let one odd id block every flush."""
+    """PostgreSQL text cannot hold NUL: replace it rather than let one odd id block every flush.
+
+    Only audit rows (check_events, executions: the names of rejected orders and of reports for
+    unknown ids) and free text (limit descriptions, trading-state reasons) can hold NUL: a name
+    with a control character is never accepted (riskd_server.names), so the names in state tables
+    (orders, positions, marks, limits, trading states) pass through unchanged and come back from
+    recovery byte for byte."""
     values = col.tolist() if isinstance(col, np.ndarray) else list(col)
     if any(_NUL in "".join(values[i : i + CHUNK]) for i in range(0, len(values), CHUNK)):
         values = [v.replace(_NUL, "\ufffd") for v in values]

@@ -6,6 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
+import psycopg
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from .. import changes as ch
@@ -37,6 +39,7 @@ class Store:
         """Connect (waiting up to ``timeout`` for min_size connections) and bring the schema up to date."""
         pool = AsyncConnectionPool(
             dsn,
+            kwargs={"client_encoding": "UTF8"},  # binary COPY sends text as UTF-8 bytes (_copybin)
             min_size=min_size,
             max_size=max(min_size, max_size),
             timeout=timeout,
@@ -47,6 +50,7 @@ class Store:
         try:
             await pool.open(wait=True, timeout=timeout)
             async with asyncio.timeout(migrate_timeout or max(timeout, 60.0)), pool.connection() as conn:
+                await _require_utf8(conn)
                 applied = await apply_migrations(conn)
         except BaseException:
             await pool.close(timeout=timeout)
@@ -83,3 +87,15 @@ class Store:
     def get_stats(self) -> dict[str, int]:
         """The pool's counters (psycopg_pool ``get_stats``)."""
         return self._pool.get_stats()
+
+
+async def _require_utf8(conn: AsyncConnection) -> None:
+    """Refuse a database that cannot store every name byte for byte (riskd_server.names): in
+    SQL_ASCII or a single-byte encoding a non-ASCII id would be refused or come back altered."""
+    row = await (await conn.execute("SHOW server_encoding")).fetchone()
+    encoding = row[0] if row else "?"
+    if encoding.upper() not in ("UTF8", "UTF-8"):
+        raise psycopg.NotSupportedError(
+            f"database encoding is {encoding}; riskd needs UTF8 so names round-trip byte for byte "
+            "(CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)"
+        )
