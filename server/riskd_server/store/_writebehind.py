@@ -185,7 +185,7 @@ class WriteBehind:
                 "write-behind stopped after %.1fs with %d rows (%d changes) not written: %s",
                 timeout,
                 self._pending_rows,
-                len(self._queue),
+                self.stats().pending_changes,
                 self._last_error or "timeout",
             )
         finally:
@@ -242,7 +242,10 @@ class WriteBehind:
                 await asyncio.sleep(min(self._interval * 2**self._consecutive, self._max_backoff))
 
     async def _flush_once(self) -> bool:
-        """Write one batch from the front of the queue; False (batch re-queued) on failure."""
+        """Write one batch from the front of the queue, or take one step resolving a refused batch.
+
+        False on failure: the batch goes back to the queue (or the refused batch keeps its part).
+        """
         if self._resolving is not None:
             return await self._resolve_step(self._resolving)
         if not self._queue:
