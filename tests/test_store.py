@@ -10,13 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import hypothesis.strategies as st
 import numpy as np
 import psutil
 import psycopg
 import pytest
 from fix_pg import admin, embedded_dir, run
+from hypothesis import given, settings
 from psycopg import sql
 
 from riskd_server import changes as ch
@@ -667,4 +670,302 @@ def test_binary_copy_keeps_odd_text_and_many_flushes_keep_order(fresh_dsn: str) 
     ]
     assert [r[0] for r in query(fresh_dsn, "SELECT client_order_id FROM executions ORDER BY id")] == clean[
         :10
+    ]
+
+
+# ---------------------------------------------------------------------- refused rows: the dead letter
+
+
+def refuse(dsn: str, *statements: str) -> None:
+    """Make PostgreSQL itself refuse some rows (constraints; nothing is mocked)."""
+    with admin(dsn) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def test_data_errors_are_told_from_transient_ones() -> None:
+    from psycopg import errors
+    from psycopg_pool import PoolTimeout
+
+    from riskd_server.store._errors import is_data_error, needs_operator
+
+    data = ["22003", "22008", "22021", "22P02", "23502", "23505", "23514", "23503", "54000"]
+    transient = [
+        "08006",
+        "08001",
+        "40001",
+        "40P01",
+        "53100",
+        "53200",
+        "53300",
+        "55P03",
+        "57014",
+        "57P01",
+        "58030",
+    ]
+    operator = ["42P01", "42703", "42501", "0A000", "XX001"]
+    for state in data:
+        assert is_data_error(errors.lookup(state)("refused")), state
+    for state in transient + operator:
+        assert not is_data_error(errors.lookup(state)("retry")), state
+    assert all(needs_operator(errors.lookup(s)("x")) for s in operator)
+    assert not any(needs_operator(errors.lookup(s)("x")) for s in transient + data)
+    # Without a SQLSTATE: psycopg's own DataError (raised before sending) and a string UTF-8
+    # cannot hold are the data's fault; a lost connection, a timeout or a pool timeout are not.
+    assert is_data_error(psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"))
+    assert is_data_error(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))
+    for exc in (
+        psycopg.OperationalError("server closed the connection"),
+        TimeoutError(),
+        PoolTimeout("x"),
+        OSError(),
+    ):
+        assert not is_data_error(exc)
+
+
+def _coalesced_from(sizes: list[int]) -> tuple[object, list[tuple[str, str, object]]]:
+    """A flush with ``sizes[k]`` rows in segment k, and its rows in write order (plain Python)."""
+    from riskd_server.limits import Limit
+    from riskd_server.store._coalesce import Coalesced
+
+    b = Coalesced(seqs=np.arange(100, 200, dtype=np.int64))
+    expected: list[tuple[str, str, object]] = []
+
+    def cols(names: tuple[str, ...], n: int, prefix: str, ranks: list[int]) -> dict[str, np.ndarray]:
+        out = {name: np.full(n, 1.0) for name in names}
+        out["client_order_id"] = objs(*[f"{prefix}{i}" for i in range(n)])
+        if "close_rank" in out:
+            out["close_rank"] = np.asarray(ranks, dtype=np.int64)
+        for name in ("account", "symbol", "limit_id", "error"):
+            if name in out:
+                out[name] = objs(*["x"] * n)
+        return out
+
+    from riskd_server.store import _coalesce as c
+
+    ranks = iter(range(100))
+    n = sizes[0]
+    if n:
+        r = [next(ranks) if i % 2 else -1 for i in range(n)]
+        b.orders = cols(c.ORDER_COLUMNS, n, "o", r)
+        expected += [("orders", "insert", (f"o{i}", 100 + r[i] if r[i] >= 0 else None)) for i in range(n)]
+    n = sizes[1]
+    if n:
+        r = [next(ranks) if i % 3 == 0 else -1 for i in range(n)]
+        b.order_updates = cols(c.UPDATE_COLUMNS, n, "u", r)
+        expected += [("orders", "update", (f"u{i}", 100 + r[i] if r[i] >= 0 else None)) for i in range(n)]
+    b.positions = {(f"a{i}", "s"): float(i) for i in range(sizes[2])}
+    expected += [("positions", "upsert", f"a{i}") for i in range(sizes[2])]
+    b.marks = {f"m{i}": (1.0, None) for i in range(sizes[3])}
+    expected += [("marks", "upsert", f"m{i}") for i in range(sizes[3])]
+    b.limits = {
+        f"l{i}": (None if i % 2 else Limit(limit_id=f"l{i}", kind=1, threshold=1.0)) for i in range(sizes[4])
+    }
+    expected += [("limits", "delete" if i % 2 else "upsert", f"l{i}") for i in range(sizes[4])]
+    b.trading_states = {f"t{i}": (1, "", datetime.now(UTC)) for i in range(sizes[5])}
+    expected += [("trading_states", "upsert", f"t{i}") for i in range(sizes[5])]
+    if sizes[6]:
+        b.executions = cols(c.EXECUTION_COLUMNS, sizes[6], "e", [])
+        expected += [("executions", "insert", f"e{i}") for i in range(sizes[6])]
+    if sizes[7]:
+        b.check_events = cols(c.CHECK_EVENT_COLUMNS, sizes[7], "c", [])
+        expected += [("check_events", "insert", f"c{i}") for i in range(sizes[7])]
+    b.closes = sum(1 for t in expected if t[0] == "orders" and t[2][1] is not None)  # type: ignore[index]
+    return b, expected
+
+
+def _key(table: str, action: str, row: dict) -> tuple[str, str, object]:
+    if table == "orders":
+        return table, action, (row["client_order_id"], row["closed_seq"])
+    field = {"positions": "account", "marks": "symbol", "limits": "limit_id", "trading_states": "account"}
+    return table, action, row[field.get(table, "client_order_id")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=8, max_size=8), st.data())
+def test_cutting_a_flush_keeps_every_row_once_in_write_order(sizes: list[int], data: st.DataObject) -> None:
+    from riskd_server.store import _split
+
+    b, expected = _coalesced_from(sizes)
+    n = _split.size(b)  # type: ignore[arg-type]
+    assert n == len(expected)
+    if n == 0:
+        return
+    start = data.draw(st.integers(0, n - 1))
+    stop = data.draw(st.integers(start + 1, n))
+    part = _split.take(b, start, stop)  # type: ignore[arg-type]
+    assert _split.size(part) == stop - start and part.seqs is b.seqs  # type: ignore[attr-defined]
+    # Cut down to single rows, first half first, as the write-behind does: every row once, in order,
+    # each close still naming the closed_seq its rank had in the whole flush.
+    singles, stack = [], [part]
+    while stack:
+        p = stack.pop()
+        if _split.size(p) == 1:
+            singles.append(_key(*_split.only_row(p)))
+        else:
+            left, right = _split.halves(p)
+            assert _split.size(left) >= 1 and _split.size(right) >= 1
+            assert _split.size(left) + _split.size(right) == _split.size(p)
+            assert left.closes + right.closes == p.closes
+            stack += [right, left]
+    assert singles == expected[start:stop]
+
+
+def test_dead_letter_file_rotates_and_keeps_its_bound(tmp_path: Path) -> None:
+    from riskd_server.store._deadletter import DeadLetterFile, DeadRow
+
+    path = tmp_path / "dl" / "dead.jsonl"
+    sink = DeadLetterFile(path, max_bytes=600, backups=2)
+    for i in range(40):
+        sink.append(
+            [
+                DeadRow(
+                    "orders", "insert", {"client_order_id": f"id{i}\x00", "q": float("inf")}, "23514", "no"
+                )
+            ],
+            "down",
+        )
+    files = sorted(tmp_path.joinpath("dl").iterdir())
+    assert [f.name for f in files] == ["dead.jsonl", "dead.jsonl.1", "dead.jsonl.2"]
+    assert all(f.stat().st_size <= 600 for f in files)
+    newest = [json.loads(line) for line in path.read_text().splitlines()]
+    assert newest[-1]["row"] == {"client_order_id": "id39\x00", "q": "Infinity"}
+    assert newest[-1]["sqlstate"] == "23514" and newest[-1]["dead_letter_error"] == "down"
+    kept = [
+        json.loads(line)["row"]["client_order_id"]
+        for f in reversed(files)
+        for line in f.read_text().splitlines()
+    ]
+    assert kept == [f"id{i}\x00" for i in range(40 - len(kept), 40)]  # the newest, in order, oldest dropped
+
+
+def test_a_refused_row_is_dead_lettered_and_the_rest_is_written(fresh_dsn: str) -> None:
+    """One order PostgreSQL refuses (a CHECK constraint) no longer blocks every write."""
+    bound = 40 * 14 + 10  # the engine asks room for 14 rows an order checked
+
+    async def main() -> WriteBehind:
+        store = await open_store(fresh_dsn)
+        refuse(fresh_dsn, "ALTER TABLE orders ADD CONSTRAINT no_bad_account CHECK (account <> 'BAD')")
+        try:
+            writer = store.write_behind(max_pending_rows=bound, flush_interval=60.0)  # no flush until start
+            eng = Engine(sink=writer)
+            eng.update_prices(["S"], [100.0])
+            ids = [f"o{i}" for i in range(40)]
+            accounts = ["BAD" if i == 0 else "A" for i in range(40)]
+            out = eng.check_orders(ids, accounts, ["S"] * 40, [1] * 40, [2.0] * 40, [0.0] * 40, now=NOW)
+            assert out.accepted.all()
+            # o12, o3, o15 close in that order; the refused o0 is partly filled. o0 comes first in the
+            # flush: the first five writes (cut after seq allocation) are all refused and must not
+            # open the breaker.
+            eng.report_executions(["o12", "o3", "o0", "o15"], [FILL] * 4, [2, 2, 1, 2], [100.0] * 4)
+            more = [f"X{i}" for i in range(bound - writer.stats().pending_rows + 1)]
+            with pytest.raises(Backpressure):
+                eng.update_prices(more, [1.0] * len(more))
+            await writer.start()
+            await writer.barrier(20.0)
+            stats = writer.stats()
+            assert (stats.pending_rows, stats.dead_letter_rows, stats.dead_letter_file_rows) == (0, 1, 0)
+            assert not stats.resolving and stats.failures == 0 and stats.breaker_state == "closed"
+            assert writer.has_room(bound)
+            eng.update_prices(more, [1.0] * len(more))  # mutating work is accepted again
+            # A later close of the refused order finds no row to update: dead-lettered too, not lost.
+            eng.report_executions(["o0"], [FILL], [1], [100.0])
+            await writer.barrier(10.0)
+            assert writer.stats().dead_letter_rows == 2
+            await writer.stop(5.0)
+            return writer
+        finally:
+            await store.close()
+
+    run(main())
+    orders = [r[0] for r in query(fresh_dsn, "SELECT client_order_id FROM orders ORDER BY 1")]
+    assert orders == sorted(f"o{i}" for i in range(40) if i != 0)
+    closed = query(fresh_dsn, "SELECT client_order_id FROM orders WHERE status = 2 ORDER BY closed_seq")
+    assert [r[0] for r in closed] == ["o12", "o3", "o15"]  # the flush's close order, across its parts
+    assert [r[0] for r in query(fresh_dsn, "SELECT client_order_id FROM executions ORDER BY id")] == [
+        "o12", "o3", "o0", "o15", "o0"
+    ]  # fmt: skip
+    assert query(fresh_dsn, "SELECT account, quantity FROM positions ORDER BY 1") == [
+        ("A", 6.0),
+        ("BAD", 2.0),
+    ]
+    dead = query(
+        fresh_dsn,
+        "SELECT table_name, action, row_data->>'client_order_id', row_data->>'account',"
+        " (row_data->>'open_quantity')::float8, sqlstate, error FROM dead_letter ORDER BY id",
+    )
+    assert [d[:6] for d in dead] == [
+        ("orders", "insert", "o0", "BAD", 1.0, "23514"),
+        ("orders", "update", "o0", None, 0.0, None),
+    ]
+    assert "no_bad_account" in dead[0][6] and "no such order" in dead[1][6]
+
+
+def test_dead_letter_falls_back_to_a_file_when_its_table_refuses_too(fresh_dsn: str, tmp_path: Path) -> None:
+    path = tmp_path / "state" / "dead.jsonl"
+
+    async def main() -> WriteBehind:
+        store = await open_store(fresh_dsn)
+        refuse(
+            fresh_dsn,
+            "ALTER TABLE orders ADD CONSTRAINT no_bad_account CHECK (account <> 'BAD')",
+            "ALTER TABLE dead_letter ADD CONSTRAINT refuse_all CHECK (false) NOT VALID",
+        )
+        try:
+            writer = store.write_behind(max_pending_rows=100, flush_interval=60.0, dead_letter_path=path)
+            writer.put(accepted(["g1", "g2"]))
+            writer.put(accepted(["b1"], account="BAD", qty=3.0))
+            writer.put(executions(["g1", "b1"]))
+            await writer.start()
+            await writer.barrier(20.0)
+            await writer.stop(5.0)
+            return writer
+        finally:
+            await store.close()
+
+    writer = run(main())
+    stats = writer.stats()
+    assert (stats.pending_rows, stats.dead_letter_rows, stats.dead_letter_file_rows) == (0, 1, 1)
+    assert query(fresh_dsn, "SELECT client_order_id FROM orders ORDER BY 1") == [("g1",), ("g2",)]
+    assert query(fresh_dsn, "SELECT count(*) FROM executions") == [(2,)]
+    assert query(fresh_dsn, "SELECT count(*) FROM dead_letter") == [(0,)]
+    (line,) = path.read_text().splitlines()
+    record = json.loads(line)
+    assert (record["table"], record["action"], record["sqlstate"]) == ("orders", "insert", "23514")
+    assert record["row"]["client_order_id"] == "b1" and record["row"]["quantity"] == 3.0
+    assert "no_bad_account" in record["error"] and "refuse_all" in record["dead_letter_error"]
+
+
+def test_an_outage_while_resolving_a_refused_flush_loses_and_repeats_nothing(fresh_dsn: str) -> None:
+    async def main(lock: psycopg.Connection) -> WriteBehind:
+        store = await open_store(fresh_dsn)
+        refuse(fresh_dsn, "ALTER TABLE orders ADD CONSTRAINT no_bad_account CHECK (account <> 'BAD')")
+        try:
+            writer = store.write_behind(max_pending_rows=1_000, flush_interval=0.01, write_timeout=0.2)
+            # The orders COPY is refused before the executions COPY waits for the lock; the parts
+            # holding executions then time out (transient) until the lock goes.
+            lock.execute("LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
+            writer.put(accepted([f"g{i}" for i in range(10)]))
+            writer.put(accepted(["b1"], account="BAD"))
+            writer.put(executions([f"e{i}" for i in range(10)]))
+            await writer.start()
+            await wait_for(lambda: writer.stats().failures >= 2)
+            assert writer.stats().resolving and writer.stats().pending_rows == 21
+            assert "Timeout" in writer.stats().last_error
+            lock.rollback()
+            await writer.barrier(20.0)
+            await writer.stop(5.0)
+            return writer
+        finally:
+            await store.close()
+
+    with psycopg.connect(fresh_dsn) as lock:
+        writer = run(main(lock))
+    assert writer.stats().dead_letter_rows == 1 and writer.stats().consecutive_failures == 0
+    assert query(fresh_dsn, "SELECT count(*), count(DISTINCT client_order_id) FROM orders") == [(10, 10)]
+    assert [r[0] for r in query(fresh_dsn, "SELECT client_order_id FROM executions ORDER BY id")] == [
+        f"e{i}" for i in range(10)
+    ]
+    assert query(fresh_dsn, "SELECT row_data->>'client_order_id', sqlstate FROM dead_letter") == [
+        ("b1", "23514")
     ]

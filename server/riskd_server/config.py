@@ -29,6 +29,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("listen", str, "127.0.0.1:50051", "gRPC listen address HOST:PORT (port 0 picks a free one)"),
     Option("dsn", str, "", "PostgreSQL DSN; empty starts an embedded PostgreSQL under --data-dir"),
     Option("data_dir", str, ".riskd", "folder for the embedded PostgreSQL cluster and local state"),
+    Option(
+        "dead_letter_file",
+        str,
+        "",
+        "JSON-lines file for rows PostgreSQL refuses when its dead_letter table refuses them too "
+        "(empty: DATA_DIR/dead-letter.jsonl)",
+    ),
     Option("max_batch", int, 10_000, "largest batch (orders, executions, prices, positions) per request", 1),
     Option(
         "max_accounts", int, 100_000, "distinct accounts kept; orders for more are rejected as invalid", 1
@@ -86,6 +93,7 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     dsn: str = ""
     data_dir: str = ".riskd"
+    dead_letter_file: str = ""
     max_batch: int = 10_000
     max_accounts: int = 100_000
     max_symbols: int = 1_000_000

@@ -309,6 +309,15 @@ class RunningServer:
         log.info("stopped")
 
 
+def dead_letter_path(settings: Settings) -> Path:
+    """Where refused rows go when the dead_letter table refuses them too."""
+    return (
+        Path(settings.dead_letter_file or Path(settings.data_dir) / "dead-letter.jsonl")
+        .expanduser()
+        .resolve()
+    )
+
+
 async def start(settings: Settings) -> RunningServer:
     """Start riskd and return once it is SERVING; on failure or cancellation release what was built."""
     cleanup: list[Cleanup] = []
@@ -364,6 +373,7 @@ async def start(settings: Settings) -> RunningServer:
             max_pending_rows=settings.max_pending_rows,
             flush_interval=settings.flush_interval_ms / 1000.0,
             write_timeout=settings.db_timeout,
+            dead_letter_path=dead_letter_path(settings),
         )
         await writer.start()
         cleanup.append(lambda: writer.stop(timeout=max(settings.db_timeout, 1.0)))

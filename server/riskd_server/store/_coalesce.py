@@ -68,6 +68,9 @@ class Coalesced:
     trading_states: dict[str, tuple[int, str, datetime]] = field(default_factory=dict)
     executions: Columns | None = None  # EXECUTION_COLUMNS, in report order
     check_events: Columns | None = None  # CHECK_EVENT_COLUMNS, in check order
+    # closed_seq per close rank, when fixed before the write (a split flush: every part keeps the
+    # flush's close order); None = the write takes ``closes`` new values.
+    seqs: np.ndarray | None = None
 
     def __bool__(self) -> bool:
         return bool(

@@ -21,6 +21,7 @@ from ._coalesce import (
     Coalesced,
     Columns,
     rows_of,
+    text,
 )
 from ._copybin import encode
 
@@ -51,6 +52,12 @@ ON CONFLICT (client_order_id) DO UPDATE SET
     quantity = EXCLUDED.quantity, open_quantity = EXCLUDED.open_quantity, price = EXCLUDED.price,
     status = EXCLUDED.status, accepted_at = EXCLUDED.accepted_at, updated_at = EXCLUDED.updated_at,
     closed_seq = EXCLUDED.closed_seq
+"""
+# Updates whose order is not in the table (its insert was dead-lettered): found only when the
+# UPDATE's row count says some exist.
+_MISSING_ORDERS = """
+SELECT u.client_order_id FROM riskd_order_updates_in AS u
+WHERE NOT EXISTS (SELECT 1 FROM orders AS o WHERE o.client_order_id = u.client_order_id)
 """
 # The staging tables are never analyzed, so the planner would hash the whole (ever growing) orders
 # table to join a flush's updates; an index probe per updated order is what scales.
@@ -109,21 +116,26 @@ async def prepare(conn: AsyncConnection) -> None:
             await conn.execute(ddl)
 
 
-async def write(conn: AsyncConnection, b: Coalesced) -> None:
+async def write(conn: AsyncConnection, b: Coalesced) -> np.ndarray | None:
     """Write everything in ``b`` atomically (the caller bounds it with a timeout).
 
     The big COPY buffers are built in a worker thread (they need this flush's closed_seq values
     first), so the event loop only forwards bytes. Nothing is locked while they are built.
+    Returns, when some order updates found no order to update, a mask over ``b.order_updates``
+    of those rows (written nowhere: the caller dead-letters them); None otherwise.
     """
+    missing = None
     async with conn.transaction():
-        seqs = await _closed_seqs(conn, b.closes)
+        seqs = b.seqs if b.seqs is not None else await closed_seqs(conn, b.closes)
         orders, updates, executions, events = await asyncio.to_thread(_encode_all, b, seqs)
         if orders is not None:
             await _write_orders(conn, orders, rows_of(b.orders))
         if updates is not None:
             await _copy_bytes(conn, "riskd_order_updates_in", updates)
             await conn.execute(_NO_HASH_JOIN.encode())
-            await conn.execute(_UPDATE_ORDERS)
+            cur = await conn.execute(_UPDATE_ORDERS)
+            if cur.rowcount < rows_of(b.order_updates):
+                missing = await _missing_orders(conn, b)
         if b.positions:
             rows = ((a, s, q) for (a, s), q in b.positions.items())
             await _copy(conn, "riskd_positions_in", ("text", "text", "float8"), rows)
@@ -142,6 +154,15 @@ async def write(conn: AsyncConnection, b: Coalesced) -> None:
             await _copy_bytes(conn, _EXECUTIONS, executions)
         if events is not None:
             await _copy_bytes(conn, _CHECK_EVENTS, events)
+    return missing
+
+
+async def _missing_orders(conn: AsyncConnection, b: Coalesced) -> np.ndarray:
+    assert b.order_updates is not None
+    cur = await conn.execute(_MISSING_ORDERS)
+    missing = {row[0] for row in await cur.fetchall()}
+    ids = text(b.order_updates["client_order_id"])  # as the COPY wrote them
+    return np.fromiter((i in missing for i in ids), dtype=bool, count=len(ids))
 
 
 def _encode_all(b: Coalesced, seqs: np.ndarray) -> tuple[bytes | None, ...]:
@@ -190,7 +211,7 @@ async def _write_orders(conn: AsyncConnection, data: bytes, n: int) -> None:
     await conn.execute(_UPSERT_ORDERS)
 
 
-async def _closed_seqs(conn: AsyncConnection, count: int) -> np.ndarray:
+async def closed_seqs(conn: AsyncConnection, count: int) -> np.ndarray:
     """``count`` closed_seq values, increasing: the i-th close of this flush gets the i-th.
 
     Sequences are not transactional: a failed flush only leaves a gap, and its retry takes new,

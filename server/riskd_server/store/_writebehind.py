@@ -7,6 +7,14 @@ a timeout. A failed batch goes back to the front of the queue and is retried wit
 never dropped, so a long outage ends in backpressure (``has_room`` false), not in lost state.
 A commit whose outcome is unknown (timeout during COMMIT) is retried too: state rows are upserts
 and come out the same, audit rows may then appear twice (at-least-once).
+
+A batch PostgreSQL refuses for its data (``_errors.is_data_error``) would fail forever, so it is
+resolved instead: cut in halves (``_split``), each written in its own transaction, a refused half
+cut again, until each refused row is alone; that row goes to the dead letter (``_deadletter``)
+and everything else is written. One step (one transaction) per turn of the flush task, so the
+event loop runs between steps; a transient failure mid-way retries the current part with backoff
+and loses nothing. The batch counts as committed (barrier, backlog) once every part is written
+or dead-lettered.
 """
 
 from __future__ import annotations
@@ -16,21 +24,28 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from aiobreaker import CircuitBreaker
 from psycopg_pool import AsyncConnectionPool
 
 from .. import changes as ch
-from . import _copybin, _write
+from . import _copybin, _deadletter, _split, _write
 from ._coalesce import Coalesced, change_rows, coalesce
+from ._deadletter import DeadLetterFile, DeadRow
+from ._errors import describe, is_data_error, needs_operator, sqlstate
 
 log = logging.getLogger("riskd.store")
 
 # Coalesce in a worker thread above this many rows, so a big flush does not stall the event loop.
 _THREAD_ROWS = 2_000
+# Where refused rows go when the dead_letter table refuses them too (the default data_dir's).
+DEFAULT_DEAD_LETTER_FILE = Path(".riskd") / "dead-letter.jsonl"
+_NO_ORDER = "no such order: its insert was refused or lost, so this update was not applied"
 
 
 class _Item(NamedTuple):
@@ -51,6 +66,21 @@ class WriteBehindStats:
     breaker_state: str  # "closed", "open" or "half_open"
     last_flush_seconds: float
     last_error: str
+    dead_letter_rows: int = 0  # rows refused by the database: dead_letter table, file or log
+    dead_letter_file_rows: int = 0  # of which the dead_letter table refused too (in the file)
+    resolving: bool = False  # a refused batch is being cut down to its refused rows
+
+
+@dataclass(slots=True)
+class _Resolving:
+    """A refused batch being written part by part (front part first)."""
+
+    batch: list[_Item]
+    rows: int
+    started: float
+    parts: deque[tuple[Coalesced, Exception | None]] = field(default_factory=deque)  # error: known refused
+    transactions: int = 0
+    dead: int = 0
 
 
 class WriteBehind:
@@ -67,6 +97,9 @@ class WriteBehind:
         fail_max: int = 5,
         reset_timeout: float = 5.0,
         max_backoff: float = 1.0,
+        dead_letter_path: Path | str | None = None,
+        dead_letter_max_bytes: int = _deadletter.DEFAULT_MAX_BYTES,
+        dead_letter_backups: int = _deadletter.DEFAULT_BACKUPS,
     ) -> None:
         if max_pending_rows < 1 or flush_interval <= 0 or write_timeout <= 0 or max_flush_rows < 1:
             raise ValueError("max_pending_rows, flush_interval, write_timeout and max_flush_rows must be > 0")
@@ -76,9 +109,18 @@ class WriteBehind:
         self._write_timeout = write_timeout
         self._max_flush_rows = max_flush_rows
         self._max_backoff = max(max_backoff, flush_interval)
+        # A refused row proves the database is up: data errors do not count toward opening.
         self._breaker = CircuitBreaker(
-            fail_max=fail_max, timeout_duration=timedelta(seconds=reset_timeout), name="riskd.store"
+            fail_max=fail_max,
+            timeout_duration=timedelta(seconds=reset_timeout),
+            exclude=[is_data_error],
+            name="riskd.store",
         )
+        path = Path(dead_letter_path or DEFAULT_DEAD_LETTER_FILE).expanduser().resolve()
+        self._dead_file = DeadLetterFile(path, max_bytes=dead_letter_max_bytes, backups=dead_letter_backups)
+        self._resolving: _Resolving | None = None
+        self._dead_rows = 0
+        self._dead_file_rows = 0
         self._queue: deque[_Item] = deque()
         self._pending_rows = 0  # queued + in flight
         self._inflight_rows = 0
@@ -143,7 +185,7 @@ class WriteBehind:
                 "write-behind stopped after %.1fs with %d rows (%d changes) not written: %s",
                 timeout,
                 self._pending_rows,
-                len(self._queue),
+                self.stats().pending_changes,
                 self._last_error or "timeout",
             )
         finally:
@@ -166,7 +208,7 @@ class WriteBehind:
     def stats(self) -> WriteBehindStats:
         return WriteBehindStats(
             pending_rows=self._pending_rows,
-            pending_changes=len(self._queue),
+            pending_changes=len(self._queue) + (len(self._resolving.batch) if self._resolving else 0),
             flushed_rows=self._flushed_rows,
             flushed_changes=self._flushed_changes,
             flushes=self._flushes,
@@ -175,6 +217,9 @@ class WriteBehind:
             breaker_state=self._breaker.current_state.name.lower(),
             last_flush_seconds=self._last_flush_seconds,
             last_error=self._last_error,
+            dead_letter_rows=self._dead_rows,
+            dead_letter_file_rows=self._dead_file_rows,
+            resolving=self._resolving is not None,
         )
 
     # ------------------------------------------------------------------ the flush task
@@ -183,10 +228,11 @@ class WriteBehind:
         while True:
             ok = await self._flush_once()
             queued = self._pending_rows - self._inflight_rows
-            if ok and self._stopping and not self._queue:
+            resolving = self._resolving is not None
+            if ok and self._stopping and not self._queue and not resolving:
                 return
-            if ok and (self._stopping or queued >= self._max_flush_rows):
-                continue  # draining a backlog: no pause between flushes
+            if ok and (self._stopping or resolving or queued >= self._max_flush_rows):
+                continue  # draining a backlog or resolving a refused batch: no pause between steps
             if ok and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._interval):
@@ -196,7 +242,12 @@ class WriteBehind:
                 await asyncio.sleep(min(self._interval * 2**self._consecutive, self._max_backoff))
 
     async def _flush_once(self) -> bool:
-        """Write one batch from the front of the queue; False (batch re-queued) on failure."""
+        """Write one batch from the front of the queue, or take one step resolving a refused batch.
+
+        False on failure: the batch goes back to the queue (or the refused batch keeps its part).
+        """
+        if self._resolving is not None:
+            return await self._resolve_step(self._resolving)
         if not self._queue:
             return True
         batch: list[_Item] = []
@@ -207,17 +258,27 @@ class WriteBehind:
             rows += item.rows
         self._inflight_rows = rows
         started = time.perf_counter()
+        data: Coalesced | None = None
         try:
             changes = [item.change for item in batch]
             data = await asyncio.to_thread(coalesce, changes) if rows > _THREAD_ROWS else coalesce(changes)
-            await self._breaker.call_async(self._write, data)
+            missing = await self._breaker.call_async(self._write, data)
         except BaseException as exc:
+            if data is not None and isinstance(exc, Exception) and is_data_error(exc):
+                self._resolve(batch, rows, started, data, exc)
+                return True
             self._queue.extendleft(reversed(batch))
             self._inflight_rows = 0
             if not isinstance(exc, Exception):
                 raise  # cancelled: the batch stays queued for whoever looks next
             self._failed(exc, rows)
             return False
+        if missing:
+            await self._dead_letter(missing)
+        self._committed(batch, rows, started)
+        return True
+
+    def _committed(self, batch: list[_Item], rows: int, started: float) -> None:
         self._inflight_rows = 0
         self._pending_rows -= rows
         self._committed_seq = batch[-1].seq
@@ -229,19 +290,125 @@ class WriteBehind:
             log.info("flushing again after %d failed attempts", self._consecutive)
             self._consecutive = 0
         self._release_waiters()
+
+    async def _write(self, data: Coalesced) -> list[DeadRow]:
+        """Write ``data`` in one transaction; returns the order updates that found no order."""
+        if not data:
+            return []
+        async with asyncio.timeout(self._write_timeout), self._pool.connection(self._write_timeout) as conn:
+            missing = await _write.write(conn, data)
+        if missing is None:
+            return []
+        return [
+            DeadRow(*_split.update_row(data, int(i)), None, _NO_ORDER) for i in missing.nonzero()[0].tolist()
+        ]
+
+    # ------------------------------------------------------------------ a refused batch
+
+    def _resolve(
+        self, batch: list[_Item], rows: int, started: float, data: Coalesced, exc: Exception
+    ) -> None:
+        """Start resolving a refused batch: it stays in flight, cut down part by part."""
+        self._resolving = _Resolving(batch, rows, started, deque([(data, exc)]))
+        self._inflight_rows = rows
+        log.error(
+            "flush of %d rows refused by the database (%s); cutting it down to the refused rows",
+            _split.size(data),
+            describe(exc),
+        )
+
+    async def _resolve_step(self, res: _Resolving) -> bool:
+        """One step: cut the refused front part, dead-letter it if it is one row, or write it."""
+        part, refused = res.parts[0]
+        if refused is not None and _split.size(part) == 1:
+            await self._dead_letter([DeadRow(*_split.only_row(part), sqlstate(refused), describe(refused))])
+            res.parts.popleft()
+            res.dead += 1
+        elif refused is not None:
+            if part.seqs is None and part.closes:
+                # Fix the closed_seq values once, so every part keeps the batch's close order.
+                try:
+                    part.seqs = await self._breaker.call_async(self._allocate_seqs, part.closes)
+                except Exception as exc:
+                    self._failed(exc, res.rows)
+                    return False
+            n = _split.size(part)
+            left, right = (
+                await asyncio.to_thread(_split.halves, part) if n > _THREAD_ROWS else _split.halves(part)
+            )
+            res.parts.popleft()
+            res.parts.extendleft([(right, None), (left, None)])
+        else:
+            res.transactions += 1
+            try:
+                missing = await self._breaker.call_async(self._write, part)
+            except Exception as exc:
+                if not is_data_error(exc):
+                    self._failed(exc, res.rows)
+                    return False
+                res.parts[0] = (part, exc)
+                return True
+            res.parts.popleft()
+            if missing:
+                await self._dead_letter(missing)
+        if not res.parts:
+            self._resolving = None
+            log.error(
+                "refused flush of %d rows resolved in %d transactions and %.3fs: %d rows dead-lettered",
+                res.rows,
+                res.transactions,
+                time.perf_counter() - res.started,
+                res.dead,
+            )
+            self._committed(res.batch, res.rows, res.started)
         return True
 
-    async def _write(self, data: Coalesced) -> None:
-        if not data:
-            return
+    async def _allocate_seqs(self, count: int) -> np.ndarray:
         async with asyncio.timeout(self._write_timeout), self._pool.connection(self._write_timeout) as conn:
-            await _write.write(conn, data)
+            return await _write.closed_seqs(conn, count)
+
+    async def _dead_letter(self, rows: list[DeadRow]) -> None:
+        """Record refused rows: the dead_letter table, else the file, and always the log at ERROR.
+
+        Never raises and never waits for a database that is down: a refused row must not block the
+        rows behind it.
+        """
+        self._dead_rows += len(rows)
+        for r in rows:
+            log.error("dead letter: %s %s refused (%s): %s", r.action, r.table, r.error, r.row_json())
+        try:
+            async with (
+                asyncio.timeout(self._write_timeout),
+                self._pool.connection(self._write_timeout) as conn,
+            ):
+                await _deadletter.insert(conn, rows)
+            return
+        except Exception as exc:
+            why = describe(exc)
+        log.error(
+            "dead_letter table refused %d rows (%s); appending them to %s",
+            len(rows),
+            why,
+            self._dead_file.path,
+        )
+        try:
+            await asyncio.to_thread(self._dead_file.append, rows, why)
+        except OSError as exc:
+            log.error(
+                "cannot write %s (%s): the rows above are recorded only in this log",
+                self._dead_file.path,
+                exc,
+            )
+            return
+        self._dead_file_rows += len(rows)
 
     def _failed(self, exc: Exception, rows: int) -> None:
         self._failures += 1
         self._consecutive += 1
         self._last_error = f"{type(exc).__name__}: {exc}"
         level = logging.WARNING if self._consecutive == 1 or self._consecutive % 10 == 0 else logging.DEBUG
+        if needs_operator(exc) and level == logging.WARNING:
+            level = logging.ERROR  # the schema or the privileges are wrong: retrying will not end it
         log.log(
             level,
             "flush of %d rows failed (attempt %d, breaker %s, %d rows pending): %s",
