@@ -52,6 +52,7 @@ from .layout import (
     C_RING_COUNT,
     C_RING_HEAD,
     C_RING_KEEP,
+    C_SLOTS,
     OF_OPEN,
     OF_PRICE,
     OI_ACCOUNT,
@@ -364,16 +365,19 @@ def load_positions(
         book_out[i] = b
 
 
+_RESTORE_AHEAD = 16  # prefetch distance in rows (restore_orders)
+
+
 @njit(cache=True, nogil=True)
-def restore_order(
-    key: np.int64,
-    account: np.int64,
-    symbol: np.int64,
-    side: np.int64,
-    qty: float,
-    open_qty: float,
-    price: float,
-    closed: bool,
+def restore_orders(
+    keys: np.ndarray,
+    accounts: np.ndarray,
+    symbols: np.ndarray,
+    sides: np.ndarray,
+    open_qty: np.ndarray,
+    prices: np.ndarray,
+    closed: np.int64,
+    start: np.int64,
     ord_ht: np.ndarray,
     ordf: np.ndarray,
     ordi: np.ndarray,
@@ -384,23 +388,69 @@ def restore_order(
     book_pair: np.ndarray,
     acct: np.ndarray,
     ctr: np.ndarray,
+) -> np.int64:
+    """Re-remember recovered closed orders (rows < closed, oldest first) and re-open the open ones,
+    from row start on; returns the row it stopped at (all rows: keys.shape[0]).
+
+    Start-up only. It stops early when the book table has no room for another new book: the
+    engine grows it and calls again from there. The engine guarantees a free slot per open row.
+    Open exposure (A_OPEN_GROSS, A_OPEN_NET) is left to recompute_open_exposure, run once after.
+    The order-table and book-table buckets are prefetched _RESTORE_AHEAD rows ahead.
+    """
+    n = keys.shape[0]
+    omask = ord_ht.shape[0] - 1
+    bmask = book_ht.shape[0] - 1
+    for i in range(start, n):
+        j = i + _RESTORE_AHEAD
+        if j < n:
+            prefetch(ord_ht, ht_bucket(keys[j], omask), 0)
+            prefetch(book_ht, ht_bucket(book_key(accounts[j], symbols[j]), bmask), 0)
+        need = ctr[C_BOOKS] + 2  # a new book plus check_batch's spare row (Engine._fit_books)
+        if need > book.shape[0] or 2 * need > book_ht.shape[0]:
+            return i
+        a = accounts[i]
+        side = sides[i]
+        b = find_or_open_book(a, symbols[i], book_ht, book, book_pair, ctr)
+        if i < closed:
+            if ctr[C_RING_COUNT] == ring.shape[0]:
+                trim_ring(ord_ht, ring, ctr)
+            ht_put(ord_ht, keys[i], closed_value(b, side))
+            _retire(keys[i], ring, ctr)
+            continue
+        q = open_qty[i]
+        slot = take_slot(free, ctr)
+        ht_put(ord_ht, keys[i], slot)
+        fill_slot(ordf, ordi, slot, q, q, prices[i], side, b, a)
+        if side == _BUY:
+            book[b, B_OPEN_BUY] += q
+        else:
+            book[b, B_OPEN_SELL] += q
+        acct[a, A_OPEN_COUNT] += 1.0
+        ctr[C_OPEN] += 1
+    trim_ring(ord_ht, ring, ctr)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def recompute_open_exposure(
+    acct: np.ndarray, ordf: np.ndarray, ordi: np.ndarray, free: np.ndarray, ctr: np.ndarray
 ) -> None:
-    """Re-open (or re-remember, when closed) one recovered order; used only at start-up."""
-    b = find_or_open_book(account, symbol, book_ht, book, book_pair, ctr)
-    if closed:
-        ht_put(ord_ht, key, closed_value(b, side))
-        _retire(key, ring, ctr)
-        trim_ring(ord_ht, ring, ctr)
-        return
-    slot = take_slot(free, ctr)
-    ht_put(ord_ht, key, slot)
-    fill_slot(ordf, ordi, slot, qty, open_qty, price, side, b, account)
-    if side == _BUY:
-        book[b, B_OPEN_BUY] += open_qty
-        acct[account, A_OPEN_NET] += open_qty * price
-    else:
-        book[b, B_OPEN_SELL] += open_qty
-        acct[account, A_OPEN_NET] -= open_qty * price
-    acct[account, A_OPEN_GROSS] += open_qty * price
-    acct[account, A_OPEN_COUNT] += 1.0
-    ctr[C_OPEN] += 1
+    """Rebuild every account's sum open*p and sum +/-open*p from the open orders' slots (exact).
+
+    The slots in use are those handed out (ctr[C_SLOTS]) and not on the free stack.
+    """
+    acct[:, A_OPEN_GROSS] = 0.0
+    acct[:, A_OPEN_NET] = 0.0
+    used = np.ones(ctr[C_SLOTS], dtype=np.bool_)
+    for k in range(ctr[C_FREE_TOP]):
+        used[free[k]] = False
+    for slot in range(ctr[C_SLOTS]):
+        if not used[slot]:
+            continue
+        a = ordi[slot, OI_ACCOUNT]
+        notional = ordf[slot, OF_OPEN] * ordf[slot, OF_PRICE]
+        acct[a, A_OPEN_GROSS] += notional
+        if ordi[slot, OI_SIDE] == _BUY:
+            acct[a, A_OPEN_NET] += notional
+        else:
+            acct[a, A_OPEN_NET] -= notional
