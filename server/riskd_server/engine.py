@@ -1156,8 +1156,8 @@ def warm_up() -> float:
     start = time.perf_counter()
     eng = Engine(EngineConfig(max_open_orders=8, closed_order_retention=2, initial_order_slots=2))
     recovered = (
-        ch.OpenOrderRow("w0", "WA", "WS", 1, 1.0, 100.0),
-        ch.OpenOrderRow("w1", "WB", "WS", 2, 1.0, 100.0),
+        ch.OpenOrderRow("r0", "WA", "WS", 1, 1.0, 100.0),
+        ch.OpenOrderRow("r1", "WB", "WS", 2, 1.0, 100.0),
     )
     eng.restore(  # the recovery kernels, for a process that builds the kernel cache
         ch.Snapshot(
