@@ -7,6 +7,8 @@
    - CheckOrders batch 1,000: orders/s ratio real/echo (target >= 0.7);
    - CheckOrderStream 1 order per message at each --stream-rates rate: p99 ratio real/echo (<= 1.3);
    - CheckOrders batch 1: RPS ratio real/echo (reported).
+4. Restart: `riskd serve` from process start to SERVING on 1 M open + 1 M retained closed orders
+   (bench/recovery_bench.py; target <= 10 s; --quick: 100 k + 100 k).
 
 The real server is engine-only by default (RiskServicer(Engine()), no database: the write-behind is a
 side exit) unless --full/--dsn start the complete server. Results are written to bench/results/.
@@ -28,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from . import kernel_bench, memory_bench, prices_bench
+from . import kernel_bench, memory_bench, prices_bench, recovery_bench
 from .loadgen import LoadConfig, LoadResult, run_load
 from .servers import RESULTS, ServerProcess, spawn_server
 
@@ -63,6 +65,7 @@ class Report:
     env: dict
     settings: dict
     kernel: dict | None = None
+    recovery: dict | None = None
     e2e: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -331,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-kernel", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument(
         "--no-uvloop", action="store_true", help="default asyncio loop in servers and clients"
     )
@@ -372,6 +376,26 @@ def main(argv: list[str] | None = None) -> int:
         for mb, ns in floor.items():
             print(f"    {mb:>4} MB table: {ns:5.1f} ns per random line", flush=True)
         report.notes.append(f"memory floor, ns per random line by table MB: {floor}")
+
+    if not args.skip_recovery:
+        orders = 100_000 if args.quick else 1_000_000
+        print(
+            f"\n== restart: riskd serve to SERVING (bench.recovery_bench, {orders:,} + {orders:,})",
+            flush=True,
+        )
+        rrep = recovery_bench.run(orders, runs=1 if args.quick else 2)
+        recovery_bench.print_report(rrep)
+        report.recovery = asdict(rrep)
+        rows.append(
+            Row(
+                metric=f"restart to SERVING, {orders:,} open + {orders:,} closed orders",
+                measured=f"{rrep.serving_median:.2f} s",
+                baseline="",
+                ratio=None,
+                target=f"<= {recovery_bench.TARGET_S:g} s at 1 M + 1 M",
+                ok=rrep.serving_median <= recovery_bench.TARGET_S if not args.quick else None,
+            )
+        )
 
     scenarios = [Scenario("batch1000", "CheckOrders batch 1000 orders/s", "unary", 1_000, concurrency=2)]
     for rate in args.stream_rates:

@@ -17,3 +17,14 @@ def test_cancel_bench_fills_the_retention_ring_then_measures_its_steady_state() 
     assert result.accepted_fraction == 1.0  # every cancel found its open order
     assert int(engine._s.ctr[L.C_RING_COUNT]) == 12_000  # full, and trimmed back to the retention
     assert engine.open_orders() == 0
+
+
+def test_recovery_bench_times_a_real_restart(fresh_dsn: str) -> None:
+    """bench.recovery_bench fills the database, and the riskd serve it times recovers all of it."""
+    from bench import recovery_bench
+
+    rep = recovery_bench.run(orders=2_000, runs=1, dsn=fresh_dsn)
+    (start,) = rep.starts
+    assert 0 < start.serving < 120 and start.read >= 0 and start.restore >= 0 and start.warm_up >= 0
+    assert "'open_orders': 2000" in start.stats and "'retained_closed_orders': 2000" in start.stats
+    assert rep.positions == 400

@@ -20,9 +20,8 @@ def _snapshot(
         limits=limits,
         trading_states=(),
         marks=(("X", 10.0, float("nan")),),
-        positions=positions,
-        open_orders=open_orders,
-        recent_closed=recent_closed,
+        positions=ch.RecoveredPositions.of(positions),
+        orders=ch.RecoveredOrders.of(recent_closed, open_orders),
     )
 
 

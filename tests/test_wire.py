@@ -337,16 +337,12 @@ def test_wire_key_matches_the_str_paths_and_survives_restore() -> None:
     got = eng.report_executions(["ord-3", "ord-4"], [1, 1], [1.0, 2.0], [7.5, 7.5])
     assert got.applied.tolist() == [True, True] and got.error == ["", ""]
     assert eng.open_quantity("ord-3") == 1.0 and eng.open_quantity("ord-4") == 0.0
-    # Recovery rebuilds keys from strs: a raw-path duplicate of a recovered id is found.
+    # Recovery rebuilds keys from the ids' bytes: a raw-path duplicate of a recovered id is found.
     restored = _engine(0, False)
     row = ch.OpenOrderRow(
         client_order_id="ord-3", account="A", symbol="T", side=1, open_quantity=1.0, price=7.5
     )
-    restored.restore(
-        ch.Snapshot(
-            limits=(), trading_states=(), marks=(), positions=(), open_orders=(row,), recent_closed=()
-        )
-    )
+    restored.restore(ch.Snapshot(orders=ch.RecoveredOrders.of(open_=(row,))))
     again = restored.check_orders_wire(req.SerializeToString(), now=2.0)
     assert again is not None
     assert again.accepted.tolist() == [i != 3 for i in range(20)]

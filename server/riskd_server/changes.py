@@ -7,7 +7,8 @@ object arrays; numeric columns are numpy arrays of the dtype named in each field
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -119,7 +120,7 @@ Change = (
 
 @dataclass(frozen=True, slots=True)
 class OpenOrderRow:
-    """An order as recovered from the database."""
+    """An order as recovered from the database (one row of RecoveredOrders, for tests and logs)."""
 
     client_order_id: str
     account: str
@@ -130,12 +131,132 @@ class OpenOrderRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TextColumn:
+    """Strings kept as UTF-8 byte spans of one buffer: value i is buf[off[i]:off[i] + length[i]].
+
+    Recovery hashes and looks up millions of names straight from the bytes PostgreSQL sent,
+    without a Python str per row; ``[i]`` decodes one value when a str is needed.
+    """
+
+    buf: np.ndarray  # uint8
+    off: np.ndarray  # int64
+    length: np.ndarray  # int64
+
+    @classmethod
+    def of(cls, values: Sequence[str]) -> TextColumn:
+        """A column holding values (encoded as the engine encodes names: UTF-8, surrogatepass)."""
+        enc = [v.encode("utf-8", "surrogatepass") for v in values]
+        length = np.fromiter(map(len, enc), dtype=np.int64, count=len(enc))
+        off = np.zeros(len(enc), dtype=np.int64)
+        np.cumsum(length[:-1], out=off[1:])
+        return cls(np.frombuffer(b"".join(enc), dtype=np.uint8), off, length)
+
+    def __len__(self) -> int:
+        return int(self.off.shape[0])
+
+    def __getitem__(self, i: int) -> str:
+        o = int(self.off[i])
+        return self.buf[o : o + int(self.length[i])].tobytes().decode("utf-8", "surrogatepass")
+
+    def take(self, idx: np.ndarray) -> TextColumn:
+        """The values at idx (same buffer)."""
+        return TextColumn(self.buf, self.off[idx], self.length[idx])
+
+    def tolist(self) -> list[str]:
+        return [self[i] for i in range(len(self))]
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredOrders:
+    """Orders read back at start-up, as columns: rows [0, closed) are the retained closed orders,
+    oldest close first; rows [closed, n) are the open orders."""
+
+    client_order_id: TextColumn
+    account: TextColumn
+    symbol: TextColumn
+    side: np.ndarray  # int64: 1 buy, 2 sell
+    open_quantity: np.ndarray  # float64
+    price: np.ndarray  # float64
+    closed: int
+
+    @classmethod
+    def of(cls, closed: Sequence[OpenOrderRow] = (), open_: Sequence[OpenOrderRow] = ()) -> RecoveredOrders:
+        """Columns of row values (tests, small snapshots)."""
+        rows = [*closed, *open_]
+        return cls(
+            TextColumn.of([r.client_order_id for r in rows]),
+            TextColumn.of([r.account for r in rows]),
+            TextColumn.of([r.symbol for r in rows]),
+            np.array([r.side for r in rows], dtype=np.int64),
+            np.array([r.open_quantity for r in rows], dtype=np.float64),
+            np.array([r.price for r in rows], dtype=np.float64),
+            len(closed),
+        )
+
+    def __len__(self) -> int:
+        return len(self.client_order_id)
+
+    def rows(self, start: int = 0, stop: int | None = None) -> tuple[OpenOrderRow, ...]:
+        """Rows start..stop as values (tests, small snapshots)."""
+        return tuple(
+            OpenOrderRow(
+                self.client_order_id[i],
+                self.account[i],
+                self.symbol[i],
+                int(self.side[i]),
+                float(self.open_quantity[i]),
+                float(self.price[i]),
+            )
+            for i in range(start, len(self) if stop is None else stop)
+        )
+
+    @property
+    def recent_closed(self) -> tuple[OpenOrderRow, ...]:
+        return self.rows(0, self.closed)
+
+    @property
+    def open_orders(self) -> tuple[OpenOrderRow, ...]:
+        return self.rows(self.closed)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredPositions:
+    """Non-zero positions read back at start-up, as columns."""
+
+    account: TextColumn
+    symbol: TextColumn
+    quantity: np.ndarray  # float64, signed
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[str, str, float]] = ()) -> RecoveredPositions:
+        return cls(
+            TextColumn.of([r[0] for r in rows]),
+            TextColumn.of([r[1] for r in rows]),
+            np.array([r[2] for r in rows], dtype=np.float64),
+        )
+
+    def __len__(self) -> int:
+        return int(self.quantity.shape[0])
+
+    def rows(self) -> tuple[tuple[str, str, float], ...]:
+        return tuple((self.account[i], self.symbol[i], float(self.quantity[i])) for i in range(len(self)))
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the engine needs to rebuild its state at start-up."""
 
-    limits: tuple[Limit, ...]
-    trading_states: tuple[tuple[str, int], ...]  # (account or "" for firm, TradingState)
-    marks: tuple[tuple[str, float, float], ...]  # (symbol, price or NaN, last_fill_price or NaN)
-    positions: tuple[tuple[str, str, float], ...]  # (account, symbol, quantity)
-    open_orders: tuple[OpenOrderRow, ...]
-    recent_closed: tuple[OpenOrderRow, ...]  # newest last, at most the retention count
+    limits: tuple[Limit, ...] = ()
+    trading_states: tuple[tuple[str, int], ...] = ()  # (account or "" for firm, TradingState)
+    marks: tuple[tuple[str, float, float], ...] = ()  # (symbol, price or NaN, last_fill_price or NaN)
+    positions: RecoveredPositions = field(default_factory=RecoveredPositions.of)
+    orders: RecoveredOrders = field(default_factory=RecoveredOrders.of)
+
+    @property
+    def open_orders(self) -> tuple[OpenOrderRow, ...]:
+        return self.orders.open_orders
+
+    @property
+    def recent_closed(self) -> tuple[OpenOrderRow, ...]:
+        """The retained closed orders, newest last."""
+        return self.orders.recent_closed

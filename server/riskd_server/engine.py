@@ -24,7 +24,8 @@ from .kernel import layout as L
 from .kernel import wire
 from .kernel._hashtable import ht_find, ht_grow, ht_new
 from .kernel.checks import book_key, check_batch
-from .kernel.executions import apply_executions, load_positions, restore_order, unknown_ids
+from .kernel.distinct import distinct_spans
+from .kernel.executions import apply_executions, load_positions, restore_orders, unknown_ids
 from .kernel.exposure import UNKNOWN_SYMBOL as _UNKNOWN_SYMBOL
 from .kernel.exposure import first_bad_price, recompute_exposure, set_prices
 from .kernel.rows import order_rows, violation_columns
@@ -1036,7 +1037,12 @@ class Engine:
     # ------------------------------------------------------------------ recovery
 
     def restore(self, snap: ch.Snapshot) -> None:
-        """Rebuild state from a database snapshot; emits nothing to the sink."""
+        """Rebuild state from a database snapshot; emits nothing to the sink.
+
+        Orders and positions arrive as columns of UTF-8 spans (ch.TextColumn) and are rebuilt in
+        a few numba passes: ids hashed from their bytes, names looked up in the interners' byte
+        indexes (only distinct new names become strs), one kernel call for all orders.
+        """
         sink, self.sink = self.sink, None
         try:
             if snap.limits:
@@ -1048,11 +1054,8 @@ class Engine:
                 self._fit_symbols()
                 self._s.sym[sid, L.S_PRICE] = [m[1] for m in snap.marks]
                 self._s.sym[sid, L.S_FILL] = [m[2] for m in snap.marks]
-            step = self.config.max_batch  # load_positions takes at most one batch at a time
-            for i in range(0, len(snap.positions), step):
-                self.load_positions(*zip(*snap.positions[i : i + step], strict=True))
-            rows = [*snap.recent_closed, *snap.open_orders]
-            self._restore_orders(rows, closed=len(snap.recent_closed))
+            self._restore_positions(snap.positions)
+            self._restore_orders(snap.orders)
             self.recompute_exposure()
         finally:
             self.sink = sink
@@ -1063,16 +1066,36 @@ class Engine:
         first one-order request does not pay for indexing every recovered name (~3 ms for 11,000)."""
         self._name_index = (self.accounts.name_index(), self.symbols.name_index())
 
-    def _restore_orders(self, rows: Sequence[ch.OpenOrderRow], closed: int) -> None:
-        """Re-open recovered orders (closed ones first, into the retention ring).
+    def _restore_positions(self, pos: ch.RecoveredPositions) -> None:
+        n = len(pos)
+        if not n:
+            return
+        qty = np.asarray(pos.quantity, dtype=np.float64)
+        bad = ~np.isfinite(qty)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BatchError("positions.quantity", f"must be finite, got {qty[i]}", i)
+        aid = self._intern_spans(self.accounts, pos.account, "positions.account")
+        sid = self._intern_spans(self.symbols, pos.symbol, "positions.symbol")
+        self._fit_books(n)
+        s = self._s
+        load_positions(
+            aid, sid, qty, s.book_ht, s.book, s.book_pair, s.sym_books, s.acct, s.sym, s.ctr,
+            np.empty(n, dtype=np.int64),
+        )  # fmt: skip
+
+    def _restore_orders(self, orders: ch.RecoveredOrders) -> None:
+        """Re-open recovered orders (closed ones first, into the retention ring) in one kernel pass.
 
         Every recovered open order gets a slot, even past --max-open-orders (the server restarted
         with a smaller bound than it ran with): dropping one would understate exposure and refusing
         to start would stop all trading, so the slot bound grows to the recovered open orders, once,
         at start-up, with a warning. Closed orders take no slot (kernel.layout).
         """
-        s = self._s
-        open_rows = len(rows) - closed
+        n, closed = len(orders), orders.closed
+        if not n:
+            return
+        open_rows = n - closed
         if open_rows > self.config.max_open_orders:
             log.warning(
                 "recovered %d open orders, more than --max-open-orders %d: keeping them all "
@@ -1082,35 +1105,49 @@ class Engine:
                 open_rows,
             )
             self._raise_slot_bound(open_rows)
-        for i, row in enumerate(rows):
-            a = self.accounts.intern(row.account)
-            sy = self.symbols.intern(row.symbol)
-            if a < 0 or sy < 0:
-                raise BatchError("orders", f"cannot intern {row.account!r}/{row.symbol!r} on recovery", i)
-            self._fit_accounts()
-            self._fit_symbols()
-            self._fit_books(1)
-            self._fit_slots(1)
-            restore_order(
-                _hash_ids([row.client_order_id])[0],
-                a,
-                sy,
-                row.side,
-                row.open_quantity,
-                row.open_quantity,
-                row.price,
-                i < closed,
-                s.ord_ht,
-                s.ordf,
-                s.ordi,
-                s.free,
-                s.ring,
-                s.book_ht,
-                s.book,
-                s.book_pair,
-                s.acct,
-                s.ctr,
+        ids = orders.client_order_id
+        keys = wire.hash_spans(ids.buf, ids.off, ids.length, wire.SEED)  # as _hash_ids: same bytes
+        aid = self._intern_spans(self.accounts, orders.account, "orders.account")
+        sid = self._intern_spans(self.symbols, orders.symbol, "orders.symbol")
+        side = np.asarray(orders.side, dtype=np.int64)
+        qty = np.asarray(orders.open_quantity, dtype=np.float64)
+        price = np.asarray(orders.price, dtype=np.float64)
+        self._fit_slots(open_rows)
+        s = self._s
+        done = 0
+        while done < n:
+            self._fit_books(1)  # the kernel returns when the book table is full; grow and go on
+            done = int(
+                restore_orders(
+                    keys, aid, sid, side, qty, price, closed, done,
+                    s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book_ht, s.book, s.book_pair, s.acct, s.ctr,
+                )
+            )  # fmt: skip
+
+    def _intern_spans(self, interner: Interner, names: ch.TextColumn, label: str) -> np.ndarray:
+        """Ids of the names of a column, interning new ones: the distinct names are found in one
+        numba pass and looked up in the byte index; only new distinct names become strs."""
+        first, inverse = distinct_spans(names.buf, names.off, names.length, wire.SEED)
+        d = first.shape[0]
+        ids, misses = interner.lookup_spans(names.buf, names.off[first], names.length[first], d)
+        if misses:
+            for k in np.flatnonzero(ids < 0).tolist():
+                ids[k] = self._intern_row(interner, names, int(first[k]), label)
+        self._fit_accounts()
+        self._fit_symbols()
+        return ids[inverse]
+
+    def _intern_row(self, interner: Interner, names: ch.TextColumn, i: int, label: str) -> int:
+        name = names[i]
+        got = interner.intern(name)
+        if got < 0:
+            raise BatchError(
+                label,
+                f"cannot intern {name!r} on recovery (1..{MAX_NAME_LEN} chars, at most "
+                f"{interner.capacity} {interner.kind}s)",
+                i,
             )
+        return got
 
     # ------------------------------------------------------------------ capacity
 
@@ -1242,6 +1279,17 @@ def warm_up() -> float:
     """Compile (or load from cache) every kernel with the production signatures; returns seconds."""
     start = time.perf_counter()
     eng = Engine(EngineConfig(max_open_orders=8, closed_order_retention=2, initial_order_slots=2))
+    recovered = (
+        ch.OpenOrderRow("r0", "WA", "WS", 1, 1.0, 100.0),
+        ch.OpenOrderRow("r1", "WB", "WS", 2, 1.0, 100.0),
+    )
+    eng.restore(  # the recovery kernels, for a process that builds the kernel cache
+        ch.Snapshot(
+            positions=ch.RecoveredPositions.of([("WA", "WS", 0.0)]),
+            orders=ch.RecoveredOrders.of(recovered[:1], recovered[1:]),
+        )
+    )
+    eng.report_executions(["r1"], [2], [0.0], [0.0])
     eng.upsert_limits(
         [
             Limit(limit_id="w-exact", kind=1, account="WA", symbol="WS", threshold=10),

@@ -34,7 +34,7 @@ from numba import njit
 from ._hashtable import ht_bucket, ht_delete, ht_find, ht_put, ht_slot
 from ._prefetch import prefetch
 from .checks import book_key, fill_slot, mark_of, open_book, take_slot
-from .exposure import add_open_term, move_position, remark, reset_open_if_flat, reterm_open
+from .exposure import move_position, remark, reset_open_if_flat, reterm_open
 from .layout import (
     A_OPEN_COUNT,
     B_LIM_TAG,
@@ -42,6 +42,7 @@ from .layout import (
     B_OPEN_SELL,
     B_POS,
     BP_SYMBOL,
+    C_BOOKS,
     C_FREE_TOP,
     C_OPEN,
     C_RING_COUNT,
@@ -347,16 +348,19 @@ def load_positions(
         book_out[i] = b
 
 
+_RESTORE_AHEAD = 16  # prefetch distance in rows (restore_orders)
+
+
 @njit(cache=True, nogil=True)
-def restore_order(
-    key: np.int64,
-    account: np.int64,
-    symbol: np.int64,
-    side: np.int64,
-    qty: float,
-    open_qty: float,
-    price: float,
-    closed: bool,
+def restore_orders(
+    keys: np.ndarray,
+    accounts: np.ndarray,
+    symbols: np.ndarray,
+    sides: np.ndarray,
+    open_qty: np.ndarray,
+    prices: np.ndarray,
+    closed: np.int64,
+    start: np.int64,
     ord_ht: np.ndarray,
     ordf: np.ndarray,
     ordi: np.ndarray,
@@ -367,21 +371,47 @@ def restore_order(
     book_pair: np.ndarray,
     acct: np.ndarray,
     ctr: np.ndarray,
-) -> None:
-    """Re-open (or re-remember, when closed) one recovered order; used only at start-up."""
-    b = find_or_open_book(account, symbol, book_ht, book, book_pair, ctr)
-    if closed:
-        ht_put(ord_ht, key, closed_value(b, side))
-        _retire(key, ring, ctr)
-        trim_ring(ord_ht, ring, ctr)
-        return
-    slot = take_slot(free, ctr)
-    ht_put(ord_ht, key, slot)
-    fill_slot(ordf, ordi, slot, qty, open_qty, price, side, b, account)
-    book[b, B_OPEN_BUY if side == _BUY else B_OPEN_SELL] += open_qty
-    add_open_term(acct, account, side == _BUY, open_qty * price)
-    acct[account, A_OPEN_COUNT] += 1.0
-    ctr[C_OPEN] += 1
+) -> np.int64:
+    """Re-remember recovered closed orders (rows < closed, oldest first) and re-open the open ones,
+    from row start on; returns the row it stopped at (all rows: keys.shape[0]).
+
+    Start-up only. It stops early when the book table has no room for another new book: the
+    engine grows it and calls again from there. The engine guarantees a free slot per open row.
+    The exposure sums are left to exposure.recompute_exposure, run once after.
+    The order-table and book-table buckets are prefetched _RESTORE_AHEAD rows ahead.
+    """
+    n = keys.shape[0]
+    omask = ord_ht.shape[0] - 1
+    bmask = book_ht.shape[0] - 1
+    for i in range(start, n):
+        j = i + _RESTORE_AHEAD
+        if j < n:
+            prefetch(ord_ht, ht_bucket(keys[j], omask), 0)
+            prefetch(book_ht, ht_bucket(book_key(accounts[j], symbols[j]), bmask), 0)
+        need = ctr[C_BOOKS] + 2  # a new book plus check_batch's spare row (Engine._fit_books)
+        if need > book.shape[0] or 2 * need > book_ht.shape[0]:
+            return i
+        a = accounts[i]
+        side = sides[i]
+        b = find_or_open_book(a, symbols[i], book_ht, book, book_pair, ctr)
+        if i < closed:
+            if ctr[C_RING_COUNT] == ring.shape[0]:
+                trim_ring(ord_ht, ring, ctr)
+            ht_put(ord_ht, keys[i], closed_value(b, side))
+            _retire(keys[i], ring, ctr)
+            continue
+        q = open_qty[i]
+        slot = take_slot(free, ctr)
+        ht_put(ord_ht, keys[i], slot)
+        fill_slot(ordf, ordi, slot, q, q, prices[i], side, b, a)
+        if side == _BUY:
+            book[b, B_OPEN_BUY] += q
+        else:
+            book[b, B_OPEN_SELL] += q
+        acct[a, A_OPEN_COUNT] += 1.0
+        ctr[C_OPEN] += 1
+    trim_ring(ord_ht, ring, ctr)
+    return n
 
 
 @njit(cache=True, nogil=True)

@@ -1,15 +1,34 @@
-"""Read the state the engine restores at start-up, in one consistent read-only snapshot."""
+"""Read the state the engine restores at start-up, in one consistent read-only snapshot.
+
+Orders and positions, which can number millions, are read with binary COPY and parsed into
+columns in numba (``_copyparse``); limits, trading states and marks are few and read as rows.
+
+Which orders: every open one, and the newest ``closed_order_retention`` closed ones, oldest close
+first. ``orders`` has no index on ``closed_seq`` (a close would no longer be a HOT update, see
+migration 002), so nothing can hand PostgreSQL the newest N without a sort of every closed row.
+Instead one sequential scan returns the open orders and the closed ones with
+``closed_seq > last_value - 2 * N`` (closed_seq comes from a sequence, so that is about the newest
+2 N closes), and numpy picks the newest N and orders them. Sequence values lost to rolled-back
+flushes leave gaps; if fewer than N closed orders come back although older ones may exist, the
+scan is repeated without the bound (it then returns every closed order), so the result is exact.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import LiteralString
 
-from psycopg import AsyncConnection, IsolationLevel
+import numpy as np
+from psycopg import AsyncConnection, IsolationLevel, sql
 from psycopg.rows import dict_row, tuple_row
 
 from .. import changes as ch
 from ..limits import Limit
+from ._copyparse import FLOAT, INT, INT_NULL, TEXT, CopyColumns, copy_out, parse_copy
+
+log = logging.getLogger("riskd.store")
 
 _LIMITS = """
 SELECT limit_id, kind, account, symbol, threshold, warn_fraction, disabled, description
@@ -17,18 +36,19 @@ FROM limits ORDER BY limit_id
 """
 _TRADING_STATES = "SELECT account, state FROM trading_states ORDER BY account"
 _MARKS = "SELECT symbol, price, last_fill_price FROM marks ORDER BY symbol"
-_POSITIONS = "SELECT account, symbol, quantity FROM positions WHERE quantity <> 0 ORDER BY account, symbol"
-_OPEN_ORDERS = """
-SELECT client_order_id, account, symbol, side, open_quantity, price
-FROM orders WHERE status = 1 ORDER BY accepted_at, client_order_id
+_POSITIONS = (
+    "COPY (SELECT account, symbol, quantity FROM positions WHERE quantity <> 0) TO STDOUT (FORMAT BINARY)"
+)
+_POSITION_KINDS = (TEXT, TEXT, FLOAT)
+_CLOSED_SEQ = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM orders_closed_seq"
+# Open orders and the closed ones closed after closed_seq {floor}, in table order (no sort).
+_ORDERS = """
+COPY (
+    SELECT client_order_id, account, symbol, side, open_quantity, price, closed_seq FROM orders
+    WHERE status = 1 OR closed_seq > {floor}
+) TO STDOUT (FORMAT BINARY)
 """
-# The newest `retention` closed orders, returned oldest first (the engine's ring order).
-_RECENT_CLOSED = """
-SELECT client_order_id, account, symbol, side, open_quantity, price FROM (
-    SELECT client_order_id, account, symbol, side, open_quantity, price, closed_seq
-    FROM orders WHERE closed_seq IS NOT NULL ORDER BY closed_seq DESC LIMIT %s
-) AS recent ORDER BY closed_seq
-"""
+_ORDER_KINDS = (TEXT, TEXT, TEXT, INT, FLOAT, FLOAT, INT)
 
 
 def _nan_null(x: float | None) -> float:
@@ -40,29 +60,92 @@ async def load_snapshot(conn: AsyncConnection, closed_retention: int) -> ch.Snap
     saved = conn.isolation_level, conn.read_only
     await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
     await conn.set_read_only(True)
+    retention = max(0, closed_retention)
+    read = parse = 0.0
     try:
         async with conn.transaction():
+            start = time.perf_counter()
+            # Text arrives in the client encoding: the engine keys names by their UTF-8 bytes.
+            await conn.execute("SET LOCAL client_encoding TO 'UTF8'")
             limits = tuple(Limit(**row) for row in await _fetch(conn, _LIMITS, as_dict=True))
             states = tuple((acct, int(state)) for acct, state in await _fetch(conn, _TRADING_STATES))
             marks = tuple(
                 (sym, _nan_null(px), _nan_null(fill)) for sym, px, fill in await _fetch(conn, _MARKS)
             )
-            positions = tuple(tuple(row) for row in await _fetch(conn, _POSITIONS))
-            open_orders = tuple(ch.OpenOrderRow(*row) for row in await _fetch(conn, _OPEN_ORDERS))
-            recent = tuple(
-                ch.OpenOrderRow(*row)
-                for row in await _fetch(conn, _RECENT_CLOSED, (max(0, closed_retention),))
-            )
+            position_bytes = await copy_out(conn, _POSITIONS)
+            ((last_seq,),) = await _fetch(conn, _CLOSED_SEQ)
+            floor = max(0, int(last_seq) - 2 * retention) if retention else int(last_seq)
+            order_bytes = await copy_out(conn, _orders_query(floor))
+            read += time.perf_counter() - start
+            start = time.perf_counter()
+            positions = _positions(parse_copy(position_bytes, _POSITION_KINDS))
+            cols = parse_copy(order_bytes, _ORDER_KINDS)
+            closed_rows = int(np.count_nonzero(cols.ints[1] != INT_NULL))
+            parse += time.perf_counter() - start
+            if retention and floor > 0 and closed_rows < retention:  # gaps: read every closed order
+                log.info("fewer than %d closed orders after closed_seq %d: reading all", retention, floor)
+                start = time.perf_counter()
+                order_bytes = await copy_out(conn, _orders_query(0))
+                read += time.perf_counter() - start
+                start = time.perf_counter()
+                cols = parse_copy(order_bytes, _ORDER_KINDS)
+                parse += time.perf_counter() - start
+            start = time.perf_counter()
+            orders = _orders(cols, retention)
+            parse += time.perf_counter() - start
     finally:
         await conn.set_isolation_level(saved[0])
         await conn.set_read_only(saved[1])
+    log.info(
+        "snapshot read in %.3fs, parsed in %.3fs: %d open and %d closed orders, %d positions",
+        read,
+        parse,
+        len(orders) - orders.closed,
+        orders.closed,
+        len(positions),
+    )
     return ch.Snapshot(
         limits=limits,
         trading_states=states,
         marks=marks,
-        positions=positions,  # type: ignore[arg-type]
-        open_orders=open_orders,
-        recent_closed=recent,
+        positions=positions,
+        orders=orders,
+    )
+
+
+def _orders_query(floor: int) -> sql.Composed:
+    return sql.SQL(_ORDERS).format(floor=sql.Literal(floor))
+
+
+def _positions(cols: CopyColumns) -> ch.RecoveredPositions:
+    return ch.RecoveredPositions(
+        ch.TextColumn(cols.buf, cols.text_off[0], cols.text_len[0]),
+        ch.TextColumn(cols.buf, cols.text_off[1], cols.text_len[1]),
+        cols.floats[0],
+    )
+
+
+def _orders(cols: CopyColumns, retention: int) -> ch.RecoveredOrders:
+    """Rows in the engine's order: the newest ``retention`` closed ones oldest first, then the open."""
+    seq = cols.ints[1]
+    closed = np.flatnonzero(seq != INT_NULL)
+    drop = closed.shape[0] - retention
+    if drop > 0:  # keep the newest retention
+        closed = closed[np.argpartition(seq[closed], drop)[drop:]] if retention else closed[:0]
+    closed = closed[np.argsort(seq[closed])]  # closed_seq values are unique
+    order = np.concatenate([closed, np.flatnonzero(seq == INT_NULL)])
+
+    def text(k: int) -> ch.TextColumn:
+        return ch.TextColumn(cols.buf, cols.text_off[k][order], cols.text_len[k][order])
+
+    return ch.RecoveredOrders(
+        text(0),
+        text(1),
+        text(2),
+        cols.ints[0][order],
+        cols.floats[0][order],
+        cols.floats[1][order],
+        int(closed.shape[0]),
     )
 
 
