@@ -33,18 +33,21 @@ def _configure(parent: Path, **env: str) -> str:
     return out.stdout.strip()
 
 
-def test_one_generation_per_flag_set_is_kept(tmp_path: Path) -> None:
+def test_two_generations_per_flag_set_are_kept(tmp_path: Path) -> None:
     stale = tmp_path / "numba-0123456789abcdef"
+    previous = tmp_path / "numba-1123456789abcdef"
     stale_checked = tmp_path / "numba-boundscheck-0123456789abcdef"
     mine = tmp_path / "numba-notmine"
-    for folder in (stale, stale_checked, mine):
+    for age, folder in enumerate((stale, stale_checked, previous, mine)):
         folder.mkdir()
+        os.utime(folder, (1_000_000 + age, 1_000_000 + age))
     current = Path(_configure(tmp_path))
     assert current.parent == tmp_path and current.name.startswith("numba-") and current.is_dir()
-    assert not stale.exists() and stale_checked.exists() and mine.exists()
+    assert previous.exists() and not stale.exists()  # the newest older generation stays
+    assert stale_checked.exists() and mine.exists()
     checked = Path(_configure(tmp_path, NUMBA_BOUNDSCHECK="1"))
-    assert checked.name.startswith("numba-boundscheck-") and not stale_checked.exists()
-    assert current.exists()  # the unchecked generation stays
+    assert checked.name.startswith("numba-boundscheck-") and stale_checked.exists()
+    assert current.exists()  # the unchecked generations stay
     # A child of a riskd process inherits its folder and uses it, instead of nesting a new one.
     inherited = {"NUMBA_CACHE_DIR": str(current), "RISKD_NUMBA_CACHE_FOLDER": str(current)}
     code = "from riskd_server import _numba_cache; print(_numba_cache.configure())"

@@ -8,8 +8,9 @@ folder named by a hash of the sources of every module compiled code can come fro
 ``kernel/``, whose ``layout`` constants are folded into the machine code, and any module importing
 numba), of numba's, llvmlite's and
 Python's versions and of the flags that change the generated code (``NUMBA_BOUNDSCHECK``); any
-change starts a fresh folder, and the older folders beside it with the same flags are removed (the
-cache is bounded: one generation per set of flags, so ``make test-boundscheck`` keeps its own).
+change starts a fresh folder, and older folders beside it with the same flags are removed but for
+the newest one (the cache is bounded: two generations per set of flags, so a process still running
+the previous sources keeps its folder, and ``make test-boundscheck`` keeps its own).
 
 The folder is ``riskd_server/__pycache__/numba-<hash>`` when the package folder is writable (an
 editable install, ``make venv`` fills it), else ``$XDG_CACHE_HOME/riskd`` (``~/.cache/riskd``). A
@@ -27,6 +28,14 @@ from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent
 _OURS = "RISKD_NUMBA_CACHE_FOLDER"
+KEEP = 2  # generations kept per flag set: this one and the one before it
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 _USES_NUMBA = re.compile(rb"^\s*(from|import) (numba|llvmlite)\b", re.MULTILINE)
@@ -87,10 +96,12 @@ def configure() -> Path:
     prefix = "numba-boundscheck-" if os.environ.get("NUMBA_BOUNDSCHECK", "") not in ("", "0") else "numba-"
     folder = parent / (prefix + cache_key())
     if _writable(folder):
+        folder.touch()  # newest generation by mtime
         generation = re.compile(re.escape(prefix) + "[0-9a-f]{16}")
-        for old in parent.iterdir():
-            if old != folder and generation.fullmatch(old.name) and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
+        others = [p for p in parent.iterdir() if p != folder and generation.fullmatch(p.name) and p.is_dir()]
+        others.sort(key=_mtime, reverse=True)
+        for old in others[KEEP - 1 :]:  # a process still running older sources keeps its folder
+            shutil.rmtree(old, ignore_errors=True)
     # numba re-reads its config from the environment; _OURS tells a child process (tests start
     # servers) that this NUMBA_CACHE_DIR is riskd's folder, not a user's parent folder to nest in.
     os.environ["NUMBA_CACHE_DIR"] = os.environ[_OURS] = str(folder)

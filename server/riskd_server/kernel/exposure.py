@@ -26,6 +26,8 @@ so the cache misses of a batch overlap instead of being paid one after another.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -154,27 +156,33 @@ def move_position(
 
 @njit(cache=True, nogil=True, inline="always")
 def _revalue(b: np.int64, old: float, new: float, acct, book, book_pair) -> np.int64:
-    """Move book b's position terms from mark old to mark new (either NaN: none); returns the next
-    book of its symbol.
+    """Move book b's position terms from mark old to mark new (0.0 for no mark: callers map NaN to
+    0.0); returns the next book of its symbol.
 
     The terms' difference is taken exactly (TwoSum: d + e == new term - old term) and added to
     the sums once, the gross and net terms sharing it (|pos| * m and pos * m differ only in sign).
+    Straight-line (a flat position adds exact zeros): inlined into set_prices' lane loop, a branch
+    would keep numba's atomic reference counting of the array arguments on every book.
     """
     pos = book[b, B_POS]
-    if pos != 0.0:
-        a = book_pair[b, BP_ACCOUNT]
-        size = abs(pos)
-        t_old = size * old if old == old else 0.0
-        t_new = size * new if new == new else 0.0
-        d = t_new - t_old
-        bb = d - t_new
-        e = (t_new - (d - bb)) + (-t_old - bb)
-        sign = 1.0 if pos > 0.0 else -1.0
-        dd_add(acct, a, A_POS_GROSS, A_POS_GROSS_LO, d)
-        acct[a, A_POS_GROSS_LO] += e
-        dd_add(acct, a, A_POS_NET, A_POS_NET_LO, sign * d)
-        acct[a, A_POS_NET_LO] += sign * e
+    a = book_pair[b, BP_ACCOUNT]
+    size = abs(pos)
+    t_old = size * old
+    t_new = size * new
+    d = t_new - t_old
+    bb = d - t_new
+    e = (t_new - (d - bb)) + (-t_old - bb)
+    sign = math.copysign(1.0, pos)
+    dd_add(acct, a, A_POS_GROSS, A_POS_GROSS_LO, d)
+    acct[a, A_POS_GROSS_LO] += e
+    dd_add(acct, a, A_POS_NET, A_POS_NET_LO, sign * d)
+    acct[a, A_POS_NET_LO] += sign * e
     return book_pair[b, BP_NEXT]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _or_zero(mark: float) -> float:
+    return mark if mark == mark else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -191,12 +199,13 @@ def remark(
     """Revalue every position in symbol s from mark old to mark new, except book skip (-1: none)."""
     if old == new or (old != old and new != new):
         return
+    old0, new0 = _or_zero(old), _or_zero(new)
     b = sym_books[s]
     while b >= 0:
         if b == skip:
             b = book_pair[b, BP_NEXT]
         else:
-            b = _revalue(b, old, new, acct, book, book_pair)
+            b = _revalue(b, old0, new0, acct, book, book_pair)
 
 
 UNKNOWN_SYMBOL = -2  # set_prices: a symbol id is -1 (not interned yet); nothing was changed
@@ -243,7 +252,7 @@ def set_prices(
     for i in range(n):
         s = symbols[i]
         px = sym[s, S_PRICE]
-        old[i] = px if px == px else sym[s, S_FILL]
+        old[i] = _or_zero(px if px == px else sym[s, S_FILL])  # no mark before: its terms were 0
         sym[s, S_PRICE] = prices[i]
     lane_book = np.full(_LANES, -1, dtype=np.int64)
     lane_item = np.zeros(_LANES, dtype=np.int64)
@@ -264,7 +273,7 @@ def set_prices(
                         break
                 continue
             i = lane_item[j]
-            b = _revalue(lane_book[j], old[i], prices[i], acct, book, book_pair)
+            b = _revalue(lane_book[j], old[i], prices[i], acct, book, book_pair)  # old: NaN -> 0.0
             lane_book[j] = b
             if b >= 0:
                 prefetch(book_pair, b, 0)
