@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from recording_sink import RecordingSink
 
 from riskd_server import changes as ch
 from riskd_server.engine import BatchError, Engine, EngineConfig
@@ -12,22 +13,8 @@ from riskd_server.kernel import layout as L
 from riskd_server.limits import Limit
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.changes: list[ch.Change] = []
-
-    def has_room(self, rows: int = 0) -> bool:
-        return True
-
-    def put(self, change: ch.Change) -> None:
-        self.changes.append(change)
-
-    def of(self, kind: type) -> list:
-        return [c for c in self.changes if isinstance(c, kind)]
-
-
 def _engine(**config) -> Engine:
-    eng = Engine(EngineConfig(**config), sink=_Sink(), wall_clock=lambda: 0.0)
+    eng = Engine(EngineConfig(**config), sink=RecordingSink(), wall_clock=lambda: 0.0)
     eng.update_prices(["S"], [10.0])
     return eng
 
@@ -43,7 +30,7 @@ def test_a_forgotten_order_fill_moves_the_named_book_and_records_no_order_update
     eng.report_executions(["o1"], [2], [0.0], [0.0])
     eng.report_executions(["o2"], [2], [0.0], [0.0])  # o1 leaves the retention
     sink = eng.sink
-    assert isinstance(sink, _Sink)
+    assert isinstance(sink, RecordingSink)
     sink.changes.clear()
     out = eng.report_executions(
         ["o1", "o2"], [1, 1], [4.0, 1.0], [12.0, 12.0], account=["A", "B"], symbol=["S", "T"], side=[2, 1]

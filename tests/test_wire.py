@@ -14,6 +14,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from recording_sink import RecordingSink
 
 from riskd.v1 import risk_pb2 as pb
 from riskd_server import changes as ch
@@ -105,17 +106,6 @@ def _encode(columns: dict, packed: bool, unknown: int, split_top: bool, seed: in
 # ------------------------------------------------------------------ engines
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.changes: list[ch.Change] = []
-
-    def has_room(self, rows: int = 0) -> bool:
-        return True
-
-    def put(self, change: ch.Change) -> None:
-        self.changes.append(change)
-
-
 def _canon(change: ch.Change) -> tuple:
     return (type(change).__name__, repr({k: np.asarray(v).tolist() for k, v in vars_of(change).items()}))
 
@@ -141,7 +131,7 @@ def _engine(
             initial_order_slots=slots,
             initial_books=1,
         ),
-        sink=_Sink() if sink else None,
+        sink=RecordingSink() if sink else None,
         clock=clock,
         wall_clock=lambda: 0.0,
     )
