@@ -82,14 +82,14 @@ def test_a_snapshot_answers_as_when_taken(steps: list[list[str]]) -> None:
         for name in names:
             assert interner.intern(name) >= 0
         index = interner.name_index()
-        assert index.count == len(interner)
-        known = {interner.name(i): i for i in range(index.count)}
-        covered = index.offsets[: index.count + 1]
+        assert index.size == len(interner)
+        known = {interner.name(i): i for i in range(index.size)}
+        covered = index.offsets[: index.size + 1]
         frozen = (covered.tobytes(), index.arena[: int(covered[-1])].tobytes(), index.table.tobytes())
         taken.append((index, known, frozen))
     everything = {interner.name(i) for i in range(len(interner))}
     for index, known, (offsets, arena, table) in taken:
-        covered = index.offsets[: index.count + 1]
+        covered = index.offsets[: index.size + 1]
         assert covered.tobytes() == offsets and index.arena[: int(covered[-1])].tobytes() == arena
         # The table may gain entries for later ids (shared until rehashed), never lose or move one.
         before = np.frombuffer(table, dtype=np.int64).reshape(-1, 2)

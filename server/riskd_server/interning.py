@@ -19,14 +19,14 @@ class CapacityError(RuntimeError):
 
 
 class NameIndex(NamedTuple):
-    """An interner's byte index as of ``count`` names, for numba lookups (wire.lookup_names,
+    """An interner's byte index as of ``size`` names, for numba lookups (wire.lookup_names,
     single.find_name): ``table`` maps the key of a name's UTF-8 bytes (wire.hash_span) to its id,
     and id v's bytes are ``arena[offsets[v]:offsets[v + 1]]``.
 
     Published whole and never changed within what it covers: the interner appends later names past
-    ``count`` (ids >= count, offsets past count, arena bytes past offsets[count]) and allocates new
+    ``size`` (ids >= size, offsets past size, arena bytes past offsets[size]) and allocates new
     arrays when one must grow, so a snapshot held across any number of additions still answers
-    exactly as when it was taken. Readers treat an id >= count as a miss: the table is shared with
+    exactly as when it was taken. Readers treat an id >= size as a miss: the table is shared with
     later snapshots until it is rehashed, so it may hold their ids, whose offsets this snapshot's
     arrays may not reach. (Copying the arrays at every addition would keep even the table
     untouched, at ~50 MB copied per new name at 1 M symbols.)
@@ -34,8 +34,8 @@ class NameIndex(NamedTuple):
 
     table: np.ndarray  # int64[cap, 2]
     arena: np.ndarray  # uint8
-    offsets: np.ndarray  # int64, at least count + 1
-    count: int
+    offsets: np.ndarray  # int64, at least size + 1
+    size: int  # names indexed (ids below it)
 
 
 class Interner:
@@ -109,7 +109,7 @@ class Interner:
         """The byte index of every name interned so far (names interned since the last call are
         indexed first, in one kernel call); a snapshot, valid for good (see NameIndex)."""
         index = self._index
-        first, last = index.count, len(self._ids)
+        first, last = index.size, len(self._ids)
         if first == last:
             return index
         enc = [s.encode("utf-8", "surrogatepass") for s in self._names[first:last].tolist()]

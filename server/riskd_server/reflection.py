@@ -14,12 +14,13 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from grpc_reflection.v1alpha._async import ReflectionServicer
 from grpc_reflection.v1alpha._base import _file_descriptor_response
 
 
-def method_file(pool: descriptor_pool.DescriptorPool, symbol: str):
+def method_file(pool: descriptor_pool.DescriptorPool, symbol: str) -> FileDescriptor | None:
     """The file descriptor declaring ``symbol`` when it names a service method, else None."""
     service_name, _, method = symbol.rpartition(".")
     if not service_name:

@@ -11,10 +11,11 @@ Python code per row and no single call holds the GIL for long (the event loop ke
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 
@@ -256,8 +257,14 @@ def _marks(out: Coalesced, c: ch.MarksChanged) -> None:
 
 def _limits(out: Coalesced, c: ch.LimitsChanged) -> None:
     for lim in c.upserted:
-        clean = {name: _str(getattr(lim, name)) for name in ("limit_id", "account", "symbol", "description")}
-        out.limits[clean["limit_id"]] = replace(lim, **clean)
+        clean = replace(
+            lim,
+            limit_id=_str(lim.limit_id),
+            account=_str(lim.account),
+            symbol=_str(lim.symbol),
+            description=_str(lim.description),
+        )
+        out.limits[clean.limit_id] = clean
     for limit_id in c.deleted:
         out.limits[_str(limit_id)] = None
 
@@ -266,7 +273,7 @@ def _trading_state(out: Coalesced, c: ch.TradingStateChanged) -> None:
     out.trading_states[_str(c.account)] = (c.state, _str(c.reason), _ts(c.ts))
 
 
-_APPLY = {
+_APPLY: dict[type, Callable[[Coalesced, Any], None]] = {
     ch.PositionsChanged: _positions,
     ch.MarksChanged: _marks,
     ch.LimitsChanged: _limits,

@@ -141,8 +141,8 @@ async def write(conn: AsyncConnection, b: Coalesced) -> np.ndarray | None:
             await _copy(conn, "riskd_positions_in", ("text", "text", "float8"), rows)
             await conn.execute(_UPSERT_POSITIONS)
         if b.marks:
-            rows = ((sym, px, fill) for sym, (px, fill) in b.marks.items())
-            await _copy(conn, "riskd_marks_in", ("text", "float8", "float8"), rows)
+            marks = ((sym, px, fill) for sym, (px, fill) in b.marks.items())
+            await _copy(conn, "riskd_marks_in", ("text", "float8", "float8"), marks)
             await conn.execute(_UPSERT_MARKS)
         await _write_limits(conn, b)
         if b.trading_states:
