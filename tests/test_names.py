@@ -40,6 +40,10 @@ def test_the_rule_is_unicode_category_cc() -> None:
         assert has_control(f"a{ch}b") == (unicodedata.category(ch) == "Cc"), hex(cp)
     assert control_flags(["a", "b"]) is None and control_flags([]) is None
     assert control_flags(["a", "b\x7f", "", "\x85"]).tolist() == [False, True, False, True]  # type: ignore[union-attr]
+    for c in map(chr, range(0x100)):  # the ASCII fast path and the regex agree with has_control
+        for names in (["ok", f"x{c}"], ["ok", f"\u00e9{c}"]):
+            flags = control_flags(names)
+            assert (flags is not None and bool(flags[1])) == has_control(c), repr(c)
 
 
 def test_the_interner_refuses_them() -> None:

@@ -13,31 +13,34 @@ from __future__ import annotations
 # order's term is its open qty * p, stored in its slot at OF_TERM; a book's is |pos| * mark or
 # pos * mark), not a history of increments, and the open (position) sums are reset to exactly 0
 # when the account's last open order closes (last non-zero position goes flat).
+# A row is three 64-byte lines: the eight sum words, then what every check reads (open count,
+# trading state, cached limit levels), then the token bucket and the position count, so a check
+# loads two lines of its account (a third only under a rate limit).
 A_OPEN_GROSS = 0  # sum of open qty * order p (hi)
-A_OPEN_NET = 1  # sum of +/- open qty * order p (hi)
-A_POS_GROSS = 2  # sum of |pos| * mark (hi)
-A_POS_NET = 3  # sum of pos * mark (hi)
-A_TOKENS = 4  # token bucket level
-A_LAST_TS = 5  # token bucket last refill time
-A_BUCKET_SET = 6  # 1 once the bucket has been used (starts full)
-A_OPEN_COUNT = 7  # open orders
-A_TRADING = 8  # TradingState of the account (0 = unset = active)
+A_OPEN_GROSS_LO = 1  # (lo)
+A_OPEN_NET = 2  # sum of +/- open qty * order p (hi)
+A_OPEN_NET_LO = 3
+A_POS_GROSS = 4  # sum of |pos| * mark (hi)
+A_POS_GROSS_LO = 5
+A_POS_NET = 6  # sum of pos * mark (hi)
+A_POS_NET_LO = 7
+A_OPEN_COUNT = 8  # open orders
+A_TRADING = 9  # TradingState of the account (0 = unset = active)
 # Resolved account-level limits (GROSS, NET, ORDER_RATE, OPEN_ORDERS take no symbol, so they depend
 # on the account alone), cached like the book's (see B_LIM_TAG): A_LIM_TAG the limit-book version
 # plus one they were resolved for (0 = never), A_LVL_* report levels, A_RATE the order-rate
 # threshold or -1 for none.
-A_LIM_TAG = 9
-A_LVL_GROSS = 10
-A_LVL_NET = 11
-A_LVL_RATE = 12
-A_LVL_OPEN = 13
-A_RATE = 14
-A_OPEN_GROSS_LO = 15  # the lo parts of the compensated sums above
-A_OPEN_NET_LO = 16
-A_POS_GROSS_LO = 17
-A_POS_NET_LO = 18
+A_LIM_TAG = 10
+A_LVL_GROSS = 11
+A_LVL_NET = 12
+A_LVL_RATE = 13
+A_LVL_OPEN = 14
+A_RATE = 15
+A_TOKENS = 16  # token bucket level
+A_LAST_TS = 17  # token bucket last refill time
+A_BUCKET_SET = 18  # 1 once the bucket has been used (starts full)
 A_POS_COUNT = 19  # books of the account with a non-zero position
-A_FIELDS = 20
+A_FIELDS = 24  # three lines (20 used)
 
 # sym: float64[symbols, S_FIELDS]; NaN = not set. sym_books: int64[symbols], see BP_NEXT.
 S_PRICE = 0  # last UpdatePrices price
