@@ -49,10 +49,10 @@ def test_two_generations_per_flag_set_are_kept(tmp_path: Path) -> None:
     assert checked.name.startswith("numba-boundscheck-") and stale_checked.exists()
     assert current.exists()  # the unchecked generations stay
     # A child of a riskd process inherits its folder and uses it, instead of nesting a new one.
-    inherited = {"NUMBA_CACHE_DIR": str(current), "RISKD_NUMBA_CACHE_FOLDER": str(current)}
+    inherited = {"NUMBA_CACHE_DIR": str(current)}
     code = "from riskd_server import _numba_cache; print(_numba_cache.configure())"
     environ = {k: v for k, v in os.environ.items() if "NUMBA" not in k} | inherited
     out = subprocess.run(
         [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() != str(current / current.name)
+    assert out.stdout.strip() == str(current)

@@ -295,6 +295,9 @@ def test_sigterm_while_waiting_for_the_database_exits_promptly(serve) -> None:
 
 
 def test_embedded_postgres_serves_and_stops_with_the_server(serve) -> None:
+    """Also: after `python -m riskd_server.warm` (what make venv runs) a start compiles nothing, a
+    fresh one or one that recovers state, so every kernel the server calls is in the warm-up."""
+    subprocess.run([sys.executable, "-m", "riskd_server.warm"], check=True, capture_output=True, timeout=600)
     data_dir = embedded_dir("riskd-serve-")
     try:
         first = serve("--data-dir", str(data_dir))
@@ -317,6 +320,8 @@ def test_embedded_postgres_serves_and_stops_with_the_server(serve) -> None:
         second.signal(signal.SIGTERM)
         assert second.wait(30) == 0, second.stderr
         assert postgres_processes(data_dir) == []
+        for proc in (first, second):
+            assert "compiling kernels" not in proc.stderr, proc.stderr
     finally:
         for proc in postgres_processes(data_dir):
             proc.kill()

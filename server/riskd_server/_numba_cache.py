@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent
-_OURS = "RISKD_NUMBA_CACHE_FOLDER"
+_GENERATION = re.compile("numba-(boundscheck-)?[0-9a-f]{16}")
 KEEP = 2  # generations kept per flag set: this one and the one before it
 
 
@@ -75,8 +75,10 @@ def _writable(folder: Path) -> bool:
 
 def _parent() -> Path:
     user = os.environ.get("NUMBA_CACHE_DIR")
-    if user and user != os.environ.get(_OURS):  # not the folder a parent riskd process chose
-        return Path(user)
+    if user:
+        # A generation folder is one a parent riskd process chose (tests start servers, the
+        # servers inherit the variable): its parent is the parent, not a folder to nest in.
+        return Path(user).parent if _GENERATION.fullmatch(Path(user).name) else Path(user)
     in_tree = _ROOT / "__pycache__"
     if _writable(in_tree):
         return in_tree
@@ -102,9 +104,7 @@ def configure() -> Path:
         others.sort(key=_mtime, reverse=True)
         for old in others[KEEP - 1 :]:  # a process still running older sources keeps its folder
             shutil.rmtree(old, ignore_errors=True)
-    # numba re-reads its config from the environment; _OURS tells a child process (tests start
-    # servers) that this NUMBA_CACHE_DIR is riskd's folder, not a user's parent folder to nest in.
-    os.environ["NUMBA_CACHE_DIR"] = os.environ[_OURS] = str(folder)
+    os.environ["NUMBA_CACHE_DIR"] = str(folder)  # numba re-reads its config from the environment
     config.CACHE_DIR = str(folder)
     _configured.append(folder)
     return folder

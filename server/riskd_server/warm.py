@@ -26,7 +26,13 @@ from numba.core import event
 log = logging.getLogger("riskd.warm")
 PACKAGE = "riskd_server"
 # The modules whose warm_up functions together call every kernel the server runs.
-WARM_MODULES = ("riskd_server.servicer", "riskd_server.store._copybin", "riskd_server.engine")
+WARM_MODULES = (
+    "riskd_server.servicer",
+    "riskd_server.store._copybin",
+    "riskd_server.store._copyparse",
+    "riskd_server.store._snapshot",
+    "riskd_server.engine",
+)
 
 
 class CompileLog(event.Listener):

@@ -195,3 +195,9 @@ async def copy_out(conn: AsyncConnection, query: Query) -> np.ndarray:
         if await copy.read():  # the end of the COPY (nothing follows the trailer)
             raise ValueError("binary COPY stream: data after the trailer")
     return np.frombuffer(out, dtype=np.uint8)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the parser before recovery needs it (riskd_server.warm)."""
+    empty = np.concatenate([_SIGNATURE, np.zeros(8, dtype=np.uint8), np.frombuffer(_TRAILER, np.uint8)])
+    assert parse_copy(empty, (TEXT, INT, FLOAT)).rows == 0

@@ -155,3 +155,32 @@ async def _fetch(
     async with conn.cursor(row_factory=dict_row if as_dict else tuple_row) as cur:
         await cur.execute(query, params or None)
         return await cur.fetchall()
+
+
+def warm_up() -> None:
+    """Compile (or load) the whole recovery path with the types a restart has: binary COPY bytes as
+    copy_out returns them -> parse_copy -> the snapshot's columns -> Engine.restore (name lookups,
+    distinct names, the restore kernel). A Snapshot built from Python values types some of these
+    arrays differently, and a restart would then compile them (tests/test_serve_process.py)."""
+    from ..engine import Engine, EngineConfig
+    from ._copybin import encode
+
+    def stream(types: tuple[str, ...], columns: tuple, nulls: tuple) -> np.ndarray:
+        return np.frombuffer(bytearray(encode(types, columns, nulls)), dtype=np.uint8)
+
+    names = np.array(["WA", "WB", "WC"], dtype=object)
+    positions = stream(
+        ("text", "text", "float8"), (names[:2], names[1:], np.array([1.0, -2.0])), (None, None, None)
+    )
+    seq = np.array([0, 7, 8], dtype=np.int64)
+    orders = stream(
+        ("text", "text", "text", "int2", "float8", "float8", "int8"),
+        (names, names, names, np.array([1, 2, 1], np.int16), np.ones(3), np.full(3, 10.0), seq),
+        (None, None, None, None, None, None, seq == 0),
+    )
+    snap = ch.Snapshot(
+        marks=(("WB", 10.0, math.nan),),
+        positions=_positions(parse_copy(positions, _POSITION_KINDS)),
+        orders=_orders(parse_copy(orders, _ORDER_KINDS), 1),
+    )
+    Engine(EngineConfig(max_open_orders=8, closed_order_retention=1, initial_order_slots=2)).restore(snap)
