@@ -222,7 +222,7 @@ def test_server_side_invalid_argument_exits_3(riskd) -> None:
     assert "limits[0].symbol" in err and "limits[0].warn_fraction" in err
     assert out == ""
     code, _, err = riskd("prices", "set", "S=-1")
-    assert code == 3 and "price[0]: must be finite and > 0" in err
+    assert code == 3 and "price[0]: must be > 0 and <= max_order_notional" in err
 
 
 # ---------------------------------------------------------------------------------------- admin commands
