@@ -153,10 +153,8 @@ class OrderChecks:
             self.index_names()
         accounts, symbols = self._name_index  # type: ignore[misc]
         status, nv, a, sy = check_one_order(
-            order.data, SEED, order.key, order.id_len, order.account_off, order.account_len,
-            order.symbol_off, order.symbol_len, order.side, order.quantity, order.price,
-            *accounts, *symbols, MAX_NAME_LEN, self._now(now), one.oi, one.of, one.mask, one.vi, one.vf,
-            *self._kernel_args(),
+            order.data, order.fields, SEED, *accounts, *symbols, MAX_NAME_LEN, self._now(now),
+            one.oi, one.of, one.mask, one.vi, one.vf, *self._kernel_args(),
         )  # fmt: skip
         if status != NEEDS_PYTHON:
             out = self._one_outcome(nv)

@@ -48,16 +48,8 @@ def find_name(
 @njit(cache=True, nogil=True)
 def check_one_order(
     buf,
+    fields,
     seed,
-    key,
-    id_len,
-    ao,
-    al,
-    so,
-    sl,
-    side,
-    qty,
-    px,
     acct_table,
     acct_arena,
     acct_off,
@@ -91,14 +83,15 @@ def check_one_order(
 ):
     """Look up a parsed order's names and check it (checks.check_batch on the one-row oi, of).
 
-    buf is the request (bytes) holding the account and symbol at (ao, al) and (so, sl); key and
-    id_len are its id's key and length (wire.parse_one). The names are looked up in the interners'
+    buf is the request (bytes) and fields wire.parse_one's tuple for it (status, id key, id,
+    account and symbol spans, side, quantity, price). The names are looked up in the interners'
     NameIndex snapshots (table, arena, offsets, count each: acct_*, sym_*), passed as separate
     arguments because numba types a NamedTuple argument in Python on every call (~2.5 us).
 
     Returns (status, violations written, account id, symbol id); status OK (checked) or
     NEEDS_PYTHON (nothing checked, nothing changed).
     """
+    _, key, _, id_len, ao, al, so, sl, side, qty, px = fields
     a = find_name(buf, ao, al, acct_table, acct_arena, acct_off, acct_count, seed)
     s = find_name(buf, so, sl, sym_table, sym_arena, sym_off, sym_count, seed)
     books = ctr[C_BOOKS] + 2  # a new book plus check_batch's spare row (engine._fit_books)

@@ -11,7 +11,6 @@ A request becomes one of three values, so the engine never sees bytes it must ha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -28,21 +27,35 @@ SMALL_BATCH = 8
 ONE_ORDER_BYTES = 512
 
 
-class OneOrder(NamedTuple):
-    """One ASCII order: its id key, (offset, length) spans of id, account and symbol in ``data``,
-    side, quantity and price (a tuple: built once per stream message, cheaper than a dataclass)."""
+class OneOrder:
+    """One ASCII order: the request and parse_one's tuple ``fields`` (status OK, id key, (offset,
+    length) spans of id, account and symbol in ``data``, side, quantity, price).
 
-    data: bytes
-    key: int
-    id_off: int
-    id_len: int
-    account_off: int
-    account_len: int
-    symbol_off: int
-    symbol_len: int
-    side: int
-    quantity: float
-    price: float
+    The tuple is passed to the check kernel whole: numba types a plain tuple of scalars in C, where
+    eleven separate arguments or a NamedTuple cost more (measured ~1.5 us on the one-order path).
+    """
+
+    __slots__ = ("data", "fields")
+
+    def __init__(self, data: bytes, fields: tuple) -> None:
+        self.data = data
+        self.fields = fields
+
+    @property
+    def key(self) -> int:
+        return self.fields[1]
+
+    @property
+    def side(self) -> int:
+        return self.fields[8]
+
+    @property
+    def quantity(self) -> float:
+        return self.fields[9]
+
+    @property
+    def price(self) -> float:
+        return self.fields[10]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +114,7 @@ def parse_check_request(data: bytes) -> Orders:
         parsed = parse_one(data, SEED)
         status = parsed[0]
         if status == OK:
-            return OneOrder(data, *parsed[1:])
+            return OneOrder(data, parsed)
         if status == FALLBACK:
             return StrOrders(decode_batch(pb.CheckOrdersRequest.FromString(data).orders))
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -114,11 +127,8 @@ def parse_check_request(data: bytes) -> Orders:
 def one_order_strs(order: OneOrder) -> tuple[str, str, str]:
     """(client_order_id, account, symbol) of a OneOrder (ASCII: one decode, then slices)."""
     text = order.data.decode("latin-1")
-    return (
-        text[order.id_off : order.id_off + order.id_len],
-        text[order.account_off : order.account_off + order.account_len],
-        text[order.symbol_off : order.symbol_off + order.symbol_len],
-    )
+    _, _, io, il, ao, al, so, sl, _, _, _ = order.fields
+    return text[io : io + il], text[ao : ao + al], text[so : so + sl]
 
 
 @dataclass(frozen=True, slots=True)
