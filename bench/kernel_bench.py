@@ -9,7 +9,7 @@
   the steady state of a long session); informational, no target.
 * ``server time``: one single-order CheckOrders the way the RPC handler does it, minus the
   transport: request bytes -> ``RiskServicer._check_wire`` (numba parse of the bytes,
-  ``Engine.check_orders_wire``'s one-order path, reply encoded as bytes) -> reply bytes; p50/p99
+  ``wire.request``'s one-order parse, ``Engine.check_parsed``, reply encoded as bytes) -> reply bytes; p50/p99
   over ``--calls`` calls; target p50 <= 15 µs. ``--breakdown`` also times the steps of the
   protobuf fallback path (``FromString`` -> ``Engine.check_orders`` -> ``encode_result`` ->
   ``SerializeToString``) and the pieces of ``Engine.check_orders`` separately.
@@ -31,12 +31,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from riskd.v1 import risk_pb2 as pb
-from riskd_server.engine import _NO_ORIGIN, Engine, _hash_ids
+from riskd_server.engine import NO_ORIGIN, Engine
+from riskd_server.engine.names import bad_names, hash_ids
 from riskd_server.kernel import layout as L
 from riskd_server.kernel.checks import check_batch
 from riskd_server.kernel.executions import apply_executions
-from riskd_server.servicer import RiskServicer, encode_result
+from riskd_server.servicer import RiskServicer
 from riskd_server.warm import warm_up
+from riskd_server.wire.encode import encode_result
 
 from .workload import EXEC_CANCELED, Columns, IdSource, RequestBuilder, Workload
 
@@ -134,7 +136,7 @@ def bench_kernel(
             oi[:, L.IN_ACCOUNT] = engine.accounts.lookup_many(c.account)
             oi[:, L.IN_SYMBOL] = engine.symbols.lookup_many(c.symbol)
             oi[:, L.IN_SIDE] = c.side
-            oi[:, L.IN_KEY] = _hash_ids(c.client_order_id)
+            oi[:, L.IN_KEY] = hash_ids(c.client_order_id)
             of = np.empty((batch, L.IN_F_FIELDS), dtype=np.float64)
             of[:, L.IN_QTY] = c.quantity
             of[:, L.IN_PRICE] = c.price
@@ -205,7 +207,7 @@ class _DenseOrders:
         open_after = np.empty(n, dtype=np.float64)
         t0 = time.perf_counter()
         apply_executions(
-            keys, types, xf, _NO_ORIGIN, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book_ht, s.book,
+            keys, types, xf, NO_ORIGIN, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book_ht, s.book,
             s.book_pair, s.acct, s.sym, s.sym_books, s.ctr, 1e15, status, books, open_after,
         )  # fmt: skip
         dt = time.perf_counter() - t0
@@ -307,8 +309,6 @@ def _p50(fn, n: int) -> float:
 
 def server_time_breakdown(engine: Engine, builder: RequestBuilder, n: int) -> dict[str, float]:
     """p50 of each step of the single-order path, and of the pieces inside Engine.check_orders."""
-    from riskd_server.engine import _bad_names
-
     steps: dict[str, float] = {}
     reqs = [builder.request()[0] for _ in range(n)]
     msgs = [pb.CheckOrdersRequest.FromString(r) for r in reqs]
@@ -326,7 +326,7 @@ def server_time_breakdown(engine: Engine, builder: RequestBuilder, n: int) -> di
     steps["Engine.check_orders (whole)"] = _p50(check, n)
     it_o = iter(outs)
     results: list[pb.CheckResult] = []
-    steps["servicer.encode_result"] = _p50(lambda: results.append(encode_result(next(it_o))), n)
+    steps["wire.encode.encode_result"] = _p50(lambda: results.append(encode_result(next(it_o))), n)
     it_r = iter(results)
     steps["CheckOrdersResponse(...).SerializeToString"] = _p50(
         lambda: pb.CheckOrdersResponse(result=next(it_r)).SerializeToString(), n
@@ -369,7 +369,7 @@ def server_time_breakdown(engine: Engine, builder: RequestBuilder, n: int) -> di
     steps["  accounts+symbols lookup_many"] = _p50(
         lambda: (engine.accounts.lookup_many(acc), engine.symbols.lookup_many(sym)), n
     )
-    steps["  _hash_ids + _bad_names"] = _p50(lambda: (_hash_ids(ids), _bad_names(ids)), n)
+    steps["  hash_ids + bad_names"] = _p50(lambda: (hash_ids(ids), bad_names(ids)), n)
     steps["  _fit_books + _fit_slots (ht_grow numba call)"] = _p50(
         lambda: (engine._fit_books(1), engine._fit_slots(1)), n
     )

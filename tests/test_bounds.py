@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from riskd_server import wire
 from riskd_server.engine import Engine, EngineConfig
 from riskd_server.kernel import layout as L
-from riskd_server.kernel import wire
 from riskd_server.kernel.executions import apply_executions
 from riskd_server.limitbook import CAPACITY_LIMIT_ID
 

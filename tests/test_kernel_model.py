@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from reference_model import MLimit, Model, MViolation
 
-from riskd_server.engine import _EXEC_MESSAGES, Engine, EngineConfig
+from riskd_server.engine import EXEC_MESSAGES as _EXEC_MESSAGES
+from riskd_server.engine import Engine, EngineConfig
 from riskd_server.kernel import layout as L
 from riskd_server.limits import ACCOUNT_LEVEL_KINDS, Limit
 

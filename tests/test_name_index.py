@@ -13,11 +13,12 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from oracle_servicer import check_wire
 
 from riskd.v1 import risk_pb2 as pb
+from riskd_server import wire
 from riskd_server.engine import Engine
 from riskd_server.interning import Interner, NameIndex
-from riskd_server.kernel import wire
 from riskd_server.kernel.single import find_name
 
 
@@ -41,16 +42,16 @@ def test_one_order_request_after_a_batch_grew_the_index() -> None:
     under NUMBA_BOUNDSCHECK=1, an unchecked read of client-chosen offsets without)."""
     eng = Engine()
     eng.update_prices(["S"], [10.0])
-    for cid in ("a0", "a1"):  # the second one runs check_one_wire on the cached index
-        out = eng.check_orders_wire(_request([cid], ["A0"]), now=1.0)
+    for cid in ("a0", "a1"):  # the second one runs check_one_order on the cached index
+        out = check_wire(eng, _request([cid], ["A0"]), now=1.0)
         assert out is not None and out.accepted.tolist() == [True]
     long_names = [f"N{i:0>100}" for i in range(40)]  # 4 KB of names: the arena (1 KB) must grow
-    out = eng.check_orders_wire(_request([f"b{i}" for i in range(40)], long_names), now=1.0)
+    out = check_wire(eng, _request([f"b{i}" for i in range(40)], long_names), now=1.0)
     assert out is not None and out.accepted.all()  # interns the names
-    out = eng.check_orders_wire(_request(["d0", "d1"], ["A0", "A0"]), now=1.0)
+    out = check_wire(eng, _request(["d0", "d1"], ["A0", "A0"]), now=1.0)
     assert out is not None and out.accepted.all()  # indexes them (table grown in place)
     for i, name in enumerate(reversed(long_names)):
-        out = eng.check_orders_wire(_request([f"c{i}"], [name]), now=1.0)
+        out = check_wire(eng, _request([f"c{i}"], [name]), now=1.0)
         assert out is not None and out.accepted.tolist() == [True]
     assert eng.stats()["open_orders"] == 2 + 40 + 2 + 40
 

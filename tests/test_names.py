@@ -16,13 +16,14 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from oracle_servicer import check_wire
 from test_wire import _Aborted, _Context, _encode, _engine
 
 from riskd.v1 import risk_pb2 as pb
+from riskd_server import wire
 from riskd_server.engine import BatchError
 from riskd_server.interning import Interner
 from riskd_server.kernel import layout as L
-from riskd_server.kernel import wire
 from riskd_server.limits import Limit, LimitValidationError
 from riskd_server.names import control_flags, has_control
 from riskd_server.servicer import RiskServicer
@@ -82,7 +83,7 @@ def test_an_order_naming_one_is_invalid_on_every_path(field: str, control: str) 
     paths = {
         "strs": lambda eng: eng.check_orders(*cols.values(), now=1.0),
         "wire": lambda eng: (
-            eng.check_orders_wire(_encode(cols, True, 1, False, 3), now=1.0)
+            check_wire(eng, _encode(cols, True, 1, False, 3), now=1.0)
             or eng.check_orders(*pb_columns(_encode(cols, True, 1, False, 3)), now=1.0)
         ),
     }
@@ -123,7 +124,7 @@ _ascii = st.text(alphabet=st.characters(max_codepoint=127), max_size=40)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ids=st.lists(_ascii, min_size=1, max_size=3), account=_ascii, symbol=_ascii)
 def test_the_parser_leaves_exactly_the_control_bytes_to_the_str_path(ids, account, symbol) -> None:
-    """kernel.wire checks 8 bytes at a time: it falls back iff some ASCII byte is < 0x20 or 0x7F,
+    """wire.parse checks 8 bytes at a time: it falls back iff some ASCII byte is < 0x20 or 0x7F,
     at any position of a string of any length, in any string column."""
     n = len(ids)
     cols = {

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskd_server import changes as ch
+from riskd_server import wire
 from riskd_server.engine import Engine, EngineConfig
 from riskd_server.kernel import layout as L
-from riskd_server.kernel import wire
 from riskd_server.kernel.distinct import distinct_spans
 from riskd_server.limits import DUPLICATE_ORDER_ID
 from riskd_server.store import Store, _copybin
@@ -344,7 +344,7 @@ NAME = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_s
 def test_restore_finds_unicode_ids_and_names_exactly_as_the_check_path(
     rows: list[tuple], closed: int
 ) -> None:
-    """Ids are keyed from their bytes as _hash_ids keys strs; names intern to the ids the str paths use."""
+    """Ids are keyed from their bytes as engine.names.hash_ids keys strs; names intern to the ids the str paths use."""
     closed = min(closed, len(rows))
     orders = [ch.OpenOrderRow(i, a, s, 1 + k % 2, 1.0 + k, 2.0) for k, (i, a, s) in enumerate(rows)]
     eng = Engine(EngineConfig(max_open_orders=64, closed_order_retention=64, initial_order_slots=1))

@@ -7,7 +7,8 @@ import pytest
 
 from riskd.v1 import risk_pb2 as pb
 from riskd_server.engine import Engine
-from riskd_server.servicer import decode_batch, encode_into, encode_result
+from riskd_server.wire.encode import encode_into, encode_result
+from riskd_server.wire.request import decode_batch
 
 
 @pytest.mark.parametrize("n", [1, 8, 9, 40])
@@ -58,7 +59,8 @@ def _plain_result(out) -> pb.CheckResult:
 @pytest.mark.parametrize("version", [0, 1, 300, 2**40])
 def test_wire_encoded_result_equals_the_plain_one(n: int, big_mask: bool, version: int) -> None:
     """encode_result's numpy wire path (>= 16 orders) gives the same message and bytes as the plain one."""
-    from riskd_server.engine import _NO_VIOLATIONS, CheckOutcome
+    from riskd_server.outcomes import NO_VIOLATIONS as _NO_VIOLATIONS
+    from riskd_server.outcomes import CheckOutcome
 
     rng = np.random.default_rng(n)
     accepted = rng.random(n) < 0.7
@@ -93,7 +95,7 @@ def test_wire_encoded_result_keeps_violations() -> None:
 @pytest.mark.parametrize("n", [1, 15, 16, 10_000])
 @pytest.mark.parametrize("errors", ["none", "some"])
 def test_encode_executions_equals_the_plain_response(n: int, errors: str) -> None:
-    from riskd_server.servicer import encode_executions
+    from riskd_server.wire.encode import encode_executions
 
     rng = np.random.default_rng(n)
     applied = rng.random(n) < 0.9
@@ -108,7 +110,7 @@ def test_encode_executions_equals_the_plain_response(n: int, errors: str) -> Non
 @pytest.mark.parametrize("n", [3, 40])
 def test_encode_executions_from_engine_statuses_equals_the_plain_response(n: int) -> None:
     """The engine's status codes select prepared error bytes: same response as the error strings."""
-    from riskd_server.servicer import encode_executions
+    from riskd_server.wire.encode import encode_executions
 
     eng = Engine()
     eng.update_prices(["S"], [10.0])
@@ -132,8 +134,9 @@ def test_encode_executions_from_engine_statuses_equals_the_plain_response(n: int
 def test_encode_response_is_the_serialized_message(seed: int) -> None:
     """The numba reply encoder gives the bytes upb gives for encode_into's message: zero fields left
     out, negative enums, -0.0 and NaN doubles, empty, unicode and NUL-holding limit ids."""
-    from riskd_server.engine import _NO_VIOLATIONS, CheckOutcome, Violations
-    from riskd_server.servicer import encode_response
+    from riskd_server.outcomes import NO_VIOLATIONS as _NO_VIOLATIONS
+    from riskd_server.outcomes import CheckOutcome, Violations
+    from riskd_server.wire.encode import encode_response
 
     rng = np.random.default_rng(seed)
     n = int(rng.choice([0, 1, 2, 17, 300]))
@@ -164,7 +167,7 @@ def test_encode_response_is_the_serialized_message(seed: int) -> None:
 
 
 def test_encode_response_of_one_accepted_order_is_the_serialized_message() -> None:
-    from riskd_server.servicer import encode_response
+    from riskd_server.wire.encode import encode_response
 
     eng = Engine()
     eng.update_prices(["S"], [10.0])
@@ -177,8 +180,8 @@ def test_encode_response_of_one_accepted_order_is_the_serialized_message() -> No
 
 @pytest.mark.parametrize("n", [1, 15, 16, 10_000])
 def test_executions_wire_is_the_serialized_message(n: int) -> None:
-    from riskd_server.engine import _EXEC_MESSAGES
-    from riskd_server.servicer import executions_wire
+    from riskd_server.outcomes import EXEC_MESSAGES as _EXEC_MESSAGES
+    from riskd_server.wire.encode import executions_wire
 
     rng = np.random.default_rng(n)
     for some in (False, True):

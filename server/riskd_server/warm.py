@@ -27,11 +27,11 @@ log = logging.getLogger("riskd.warm")
 PACKAGE = "riskd_server"
 # The modules whose warm_up functions together call every kernel the server runs.
 WARM_MODULES = (
-    "riskd_server.servicer",
+    "riskd_server.wire.encode",
     "riskd_server.store._copybin",
     "riskd_server.store._copyparse",
     "riskd_server.store._snapshot",
-    "riskd_server.engine",
+    "riskd_server.warm_engine",
 )
 
 
@@ -102,7 +102,7 @@ def _name(dispatcher: object) -> str:
 
 
 def warm_up() -> float:
-    """Compile or load every kernel the server calls (servicer codecs, the COPY layout, the engine);
+    """Compile or load every kernel the server calls (reply codecs, the COPY layout, the engine);
     returns the seconds taken."""
     started = time.perf_counter()
     for name in WARM_MODULES:

@@ -23,7 +23,7 @@ Why it is shaped this way (see bench/kernel_bench.py for the figures):
   per kind (each cost ~10 ns an order in mispredictions and dependent loads). Unevaluable kinds
   need no branch either: without a reference price p is NaN, so NOTIONAL/GROSS/NET observe NaN,
   which compares false, as does the collar's NaN when there is no mark or the order has no price.
-  Only a flagged order takes ``_report_limits``, which re-resolves the limits of the kinds its
+  Only a flagged order takes ``levels.report_limits``, which re-resolves the limits of the kinds its
   levels flag and emits the violations in kind order with the exact thresholds and warn fractions
   of the limit table.
 * The duplicate-id test and the accepted order's insert share one probe of the order table
@@ -33,7 +33,7 @@ Why it is shaped this way (see bench/kernel_bench.py for the figures):
   numba reference-counts an inlined helper's array arguments and prunes the counts only when the
   helper has no branches; left in, they are atomic (full memory barriers) and cost more than the
   checks themselves once stores miss the cache (the accept path once spent a third of its time
-  there). Branchy work goes in plain ``njit`` calls (``open_book``, ``_report_limits``).
+  there). Branchy work goes in plain ``njit`` calls (``open_book``, ``levels.report_limits``).
 """
 
 from __future__ import annotations
@@ -90,11 +90,7 @@ from .layout import (
     IN_SIDE,
     IN_SYMBOL,
     KEY_TAG,
-    L_THRESHOLD,
-    L_WARN,
     LIMIT_BUILTIN,
-    LIMIT_CAPACITY,
-    LT_ACCOUNTS,
     OF_OPEN,
     OF_PRICE,
     OF_QTY,
@@ -105,27 +101,18 @@ from .layout import (
     S_FILL,
     S_PRICE,
     SYMBOL_BITS,
-    V_CHECK,
-    V_LIMIT,
-    V_ORDER,
-    V_WARNING,
 )
-
-# RiskCheck values
-_QTY = 1
-_NOTIONAL = 2
-_POSITION = 3
-_GROSS = 4
-_NET = 5
-_COLLAR = 6
-_RATE = 7
-_OPEN_ORDERS = 8
-_RESTRICTED = 9
-_INVALID = 20
-_DUPLICATE = 21
-_HALTED = 22
-_REDUCE_ONLY = 23
-_NO_REF = 24
+from .levels import (
+    _DUPLICATE,
+    _HALTED,
+    _INVALID,
+    _NO_REF,
+    _REDUCE_ONLY,
+    _emit,
+    report_limits,
+    resolve_account_limits,
+    resolve_book_limits,
+)
 
 _BUY = 1
 _SELL = 2
@@ -140,134 +127,12 @@ def book_key(account: np.int64, symbol: np.int64) -> np.int64:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def exact_limit_key(account: np.int64, symbol: np.int64, kind: np.int64) -> np.int64:
-    return KEY_TAG | (((np.int64(account) << SYMBOL_BITS) | np.int64(symbol)) << 4) | np.int64(kind)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def mark_of(sym: np.ndarray, s: np.int64) -> float:
     """Last UpdatePrices price, else last fill price, else NaN."""
     px = sym[s, S_PRICE]
     if px == px:
         return px
     return sym[s, S_FILL]
-
-
-@njit(cache=True, nogil=True)
-def find_limit(
-    kind: np.int64, a: np.int64, s: np.int64, lim_exact: np.ndarray, lim_tab: np.ndarray
-) -> np.int64:
-    """Index of the most specific enabled limit of kind for (a, s), or -1."""
-    found = ht_find(lim_exact, exact_limit_key(a, s, kind))
-    if found >= 0:
-        return found
-    n_acct = lim_tab[0, LT_ACCOUNTS]
-    if a < n_acct:
-        v = lim_tab[1 + a, kind]
-        if v >= 0:
-            return v
-    r = 1 + n_acct + s
-    if r < lim_tab.shape[0]:
-        v = lim_tab[r, kind]
-        if v >= 0:
-            return v
-    return lim_tab[0, kind]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def report_level(kind: np.int64, li: np.int64, lim_f: np.ndarray) -> float:
-    """Lowest observed value at which limit li (of kind, -1 none) may breach or warn (see module doc)."""
-    if li < 0:
-        return math.inf
-    if kind == _RESTRICTED:
-        return -math.inf  # any order on a restricted symbol rejects
-    t = lim_f[li, L_THRESHOLD]
-    warn = lim_f[li, L_WARN]
-    return min(t, warn * t) if warn > 0.0 else t
-
-
-@njit(cache=True, nogil=True)
-def resolve_book_limits(
-    row: np.int64,
-    a: np.int64,
-    s: np.int64,
-    tag: float,
-    book: np.ndarray,
-    lim_exact: np.ndarray,
-    lim_tab: np.ndarray,
-    lim_f: np.ndarray,
-) -> None:
-    """Cache in book[row] the report levels of the per-pair limits of (a, s) under the limit book tag."""
-    level_qty = report_level(_QTY, find_limit(_QTY, a, s, lim_exact, lim_tab), lim_f)
-    if find_limit(_RESTRICTED, a, s, lim_exact, lim_tab) >= 0:
-        level_qty = -math.inf  # any order on a restricted symbol takes the exact path and rejects
-    book[row, B_LVL_QTY] = level_qty
-    book[row, B_LVL_NOTIONAL] = report_level(
-        _NOTIONAL, find_limit(_NOTIONAL, a, s, lim_exact, lim_tab), lim_f
-    )
-    book[row, B_LVL_POSITION] = report_level(
-        _POSITION, find_limit(_POSITION, a, s, lim_exact, lim_tab), lim_f
-    )
-    book[row, B_LVL_COLLAR] = report_level(_COLLAR, find_limit(_COLLAR, a, s, lim_exact, lim_tab), lim_f)
-    book[row, B_LIM_TAG] = tag
-
-
-@njit(cache=True, nogil=True)
-def resolve_account_limits(
-    a: np.int64,
-    s: np.int64,
-    tag: float,
-    acct: np.ndarray,
-    lim_exact: np.ndarray,
-    lim_tab: np.ndarray,
-    lim_f: np.ndarray,
-) -> None:
-    """Cache in acct[a] the report levels of the account-level limits under the limit book tag.
-
-    These kinds take no symbol (LimitBook refuses one), so what find_limit resolves for them
-    depends on the account alone, whichever symbol s is passed.
-    """
-    acct[a, A_LVL_GROSS] = report_level(_GROSS, find_limit(_GROSS, a, s, lim_exact, lim_tab), lim_f)
-    acct[a, A_LVL_NET] = report_level(_NET, find_limit(_NET, a, s, lim_exact, lim_tab), lim_f)
-    acct[a, A_LVL_OPEN] = report_level(
-        _OPEN_ORDERS, find_limit(_OPEN_ORDERS, a, s, lim_exact, lim_tab), lim_f
-    )
-    li = find_limit(_RATE, a, s, lim_exact, lim_tab)
-    acct[a, A_LVL_RATE] = report_level(_RATE, li, lim_f)
-    acct[a, A_RATE] = lim_f[li, L_THRESHOLD] if li >= 0 else -1.0
-    acct[a, A_LIM_TAG] = tag
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _emit(
-    vi: np.ndarray,
-    vf: np.ndarray,
-    nv: np.int64,
-    order: np.int64,
-    check: np.int64,
-    limit: np.int64,
-    observed: float,
-    threshold: float,
-    warning: bool,
-) -> np.int64:
-    vi[nv, V_ORDER] = order
-    vi[nv, V_CHECK] = check
-    vi[nv, V_LIMIT] = limit
-    vi[nv, V_WARNING] = 1 if warning else 0
-    vf[nv, 0] = observed
-    vf[nv, 1] = threshold
-    return nv + 1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _judge(vi, vf, nv, mask, order, kind, li, observed, breach, threshold, warn):
-    """Record an evaluated limit: a reject on breach, else a warning past warn * threshold."""
-    if breach:
-        mask |= np.uint32(1) << np.uint32(kind)
-        nv = _emit(vi, vf, nv, order, kind, li, observed, threshold, False)
-    elif warn > 0.0 and observed > warn * threshold:
-        nv = _emit(vi, vf, nv, order, kind, li, observed, threshold, True)
-    return nv, mask
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -289,7 +154,7 @@ def _find_book(oi: np.ndarray, i: np.int64, book_ht: np.ndarray, book: np.ndarra
     An invalid order's key never matches (a real key is positive), so it finds no book (-1).
     """
     b = ht_find(book_ht, book_key(oi[i, IN_ACCOUNT], oi[i, IN_SYMBOL]))
-    prefetch(book, b, 0)  # one line: the engine aligns the 64-byte rows (engine._aligned_rows)
+    prefetch(book, b, 0)  # one line: the engine aligns the 64-byte rows (engine.state.aligned_rows)
     oi[i, IN_BOOK] = b
 
 
@@ -427,7 +292,7 @@ def check_batch(
         )
         mask = np.uint32(0)
         if report:
-            nv, mask = _report_limits(
+            nv, mask = report_limits(
                 vi, vf, nv, i, a, s, book[row], acct[a], lim_exact, lim_tab, lim_f, qty, notional,
                 position, gross, net, net_after, collar, rate, rate_breach, open_count, full, ctr[C_OPEN],
             )  # fmt: skip
@@ -460,83 +325,6 @@ def check_batch(
                 bidx = open_book(a, s, book_ht, book, book_pair, ctr)
             _open_order(a, side, key, bucket, qty, p, bidx, acct, book, ord_ht, ordf, ordi, free, ctr)
     return nv
-
-
-@njit(cache=True, nogil=True)
-def _report_limits(
-    vi: np.ndarray,
-    vf: np.ndarray,
-    nv: np.int64,
-    order: np.int64,
-    a: np.int64,
-    s: np.int64,
-    book_row: np.ndarray,
-    acct_row: np.ndarray,
-    lim_exact: np.ndarray,
-    lim_tab: np.ndarray,
-    lim_f: np.ndarray,
-    qty: float,
-    notional: float,
-    position: float,
-    gross: float,
-    net: float,
-    net_after: float,
-    collar: float,
-    rate: float,
-    rate_breach: bool,
-    open_count: float,
-    full: bool,
-    open_total: np.int64,
-) -> tuple[np.int64, np.uint32]:
-    """The slow path of a flagged order: its limit violations, kind 1..9 in order; (nv, mask).
-
-    Only the kinds the cached report levels (book_row, acct_row) flag are resolved exactly: an
-    observed value at or below its kind's level neither breaches nor warns. A NaN observed value
-    (an unevaluable kind) compares false, so it is skipped too.
-    """
-    mask = np.uint32(0)
-    # A restricted symbol's level is folded into the quantity level as -inf (see layout).
-    restricted_level = -math.inf if book_row[B_LVL_QTY] == -math.inf else math.inf
-    for kind in range(1, 10):
-        if kind == _OPEN_ORDERS and full:  # the server's capacity, just before the configured limit
-            mask |= np.uint32(1) << np.uint32(_OPEN_ORDERS)
-            nv = _emit(vi, vf, nv, order, _OPEN_ORDERS, LIMIT_CAPACITY, float(open_total + 1), 0.0, False)
-        if kind == _QTY:
-            observed, level = qty, book_row[B_LVL_QTY]
-        elif kind == _NOTIONAL:
-            observed, level = notional, book_row[B_LVL_NOTIONAL]
-        elif kind == _POSITION:
-            observed, level = position, book_row[B_LVL_POSITION]
-        elif kind == _GROSS:
-            observed, level = gross, acct_row[A_LVL_GROSS]
-        elif kind == _NET:
-            observed, level = net_after, acct_row[A_LVL_NET]
-        elif kind == _COLLAR:
-            observed, level = collar, book_row[B_LVL_COLLAR]
-        elif kind == _RATE:
-            observed, level = rate, acct_row[A_LVL_RATE]
-        elif kind == _OPEN_ORDERS:
-            observed, level = open_count, acct_row[A_LVL_OPEN]
-        else:
-            observed, level = 1.0, restricted_level
-        if not (observed > level or (kind == _RATE and rate_breach)):
-            continue
-        li = find_limit(kind, a, s, lim_exact, lim_tab)
-        if li < 0:
-            continue
-        t = lim_f[li, L_THRESHOLD]
-        if kind == _RESTRICTED:  # any matching enabled limit rejects
-            mask |= np.uint32(1) << np.uint32(_RESTRICTED)
-            nv = _emit(vi, vf, nv, order, _RESTRICTED, li, 1.0, t, False)
-            continue
-        if kind == _RATE:
-            breach = rate_breach
-        elif kind == _NET:
-            breach = observed > t and observed > abs(net)  # a reducing order never breaches
-        else:
-            breach = observed > t
-        nv, mask = _judge(vi, vf, nv, mask, order, kind, li, observed, breach, t, lim_f[li, L_WARN])
-    return nv, mask
 
 
 @njit(cache=True, nogil=True)

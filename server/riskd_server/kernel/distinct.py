@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..wire._hash import hash_span
 from ._hashtable import EMPTY, ht_bucket
-from .wire import hash_span
 
 _FIRST_TABLE = 1024  # buckets of the first table; doubled at load one half
 

@@ -1,13 +1,13 @@
-"""One order from request bytes to verdict in one numba call: the single-order (stream) path.
+"""One parsed order to verdict in one numba call: the single-order (stream) path.
 
-A one-order ``CheckOrders`` or stream message used to cross from Python into numba twice (parse,
-then check) with Python in between: a latin-1 decode and three slices, two dict lookups, seven
-numpy scalar stores and the capacity checks. In the running server, with grpc's work evicting
-the caches between messages, that glue cost about as much as the check (~8 of ~20 µs a message,
-bench/kernel_bench.py's server-time breakdown has the warm figures). Here the parse, the name
-lookups in the interners' byte indexes and the check kernel run in one call; anything unusual
-(a name not in the index yet, state arrays that must grow, not exactly one ASCII order) returns a
-status and the engine takes its general path, which gives the same answer.
+A one-order ``CheckOrders`` or stream message once went from its parse to the check through Python
+glue: a latin-1 decode and three slices, two dict lookups, seven numpy scalar stores and the
+capacity checks. In the running server, with grpc's work evicting the caches between messages,
+that glue cost about as much as the check (~8 of ~20 µs a message, bench/kernel_bench.py's
+server-time breakdown has the warm figures). The wire layer parses the order to scalars and spans
+(wire.parse_one); here the name lookups in the interners' byte indexes and the check kernel run in
+one call. Anything unusual (a name not in the index yet, state arrays that must grow) returns
+NEEDS_PYTHON and the engine takes its general path, which gives the same answer.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..wire._hash import hash_span
 from ._hashtable import ht_find
 from .checks import check_batch
 from .layout import C_BOOKS, C_FREE_TOP, C_SLOTS
 from .rows import put_order
-from .wire import OK, hash_span, parse_one
 
+OK = 0
 NEEDS_PYTHON = 3  # a name the index does not hold yet, or arrays to grow: take the general path
 
 
@@ -45,8 +46,9 @@ def find_name(
 
 
 @njit(cache=True, nogil=True)
-def check_one_wire(
+def check_one_order(
     buf,
+    fields,
     seed,
     acct_table,
     acct_arena,
@@ -79,20 +81,17 @@ def check_one_wire(
     lim_version,
     max_notional,
 ):
-    """Parse a one-order request and check it (checks.check_batch on the one-row oi, of).
+    """Look up a parsed order's names and check it (checks.check_batch on the one-row oi, of).
 
-    The names are looked up in the interners' NameIndex snapshots (table, arena, offsets, count
-    each: acct_*, sym_*), passed as separate arguments because numba types a NamedTuple argument
-    in Python on every call (~2.5 us).
+    buf is the request (bytes) and fields wire.parse_one's tuple for it (status, id key, id,
+    account and symbol spans, side, quantity, price). The names are looked up in the interners'
+    NameIndex snapshots (table, arena, offsets, count each: acct_*, sym_*), passed as separate
+    arguments because numba types a NamedTuple argument in Python on every call (~2.5 us).
 
-    Returns (status, violations written, account id, symbol id, id offset, id length, account
-    offset, account length, symbol offset, symbol length). status: wire.OK (checked), wire.MANY
-    (not exactly one order: the batch path), wire.FALLBACK (protobuf must parse it) or
+    Returns (status, violations written, account id, symbol id); status OK (checked) or
     NEEDS_PYTHON (nothing checked, nothing changed).
     """
-    status, key, io, il, ao, al, so, sl, side, qty, px = parse_one(buf, seed)
-    if status != OK:
-        return status, 0, -1, -1, io, il, ao, al, so, sl
+    _, key, _, id_len, ao, al, so, sl, side, qty, px = fields
     a = find_name(buf, ao, al, acct_table, acct_arena, acct_off, acct_count, seed)
     s = find_name(buf, so, sl, sym_table, sym_arena, sym_off, sym_count, seed)
     books = ctr[C_BOOKS] + 2  # a new book plus check_batch's spare row (engine._fit_books)
@@ -106,11 +105,11 @@ def check_one_wire(
         or 2 * books > book_ht.shape[0]
         or not slots_ok
     ):
-        return NEEDS_PYTHON, 0, a, s, io, il, ao, al, so, sl
-    valid_id = 0 < il <= max_len  # an empty or over-long id makes the order invalid
+        return NEEDS_PYTHON, 0, a, s
+    valid_id = 0 < id_len <= max_len  # an empty or over-long id makes the order invalid
     put_order(oi, of, 0, a if valid_id else -1, s, side, key, qty, px)
     nv = check_batch(
         oi, of, now, mask, vi, vf, acct, sym, book_ht, book, book_pair, ord_ht, ordf, ordi, free, ctr,
         lim_exact, lim_tab, lim_f, lim_version, max_notional,
     )  # fmt: skip
-    return OK, nv, a, s, io, il, ao, al, so, sl
+    return OK, nv, a, s

@@ -1,0 +1,429 @@
+"""The risk engine: owns the columnar state and applies batches to it through the kernels.
+
+Every public method is synchronous and runs to completion without awaiting, so concurrent RPCs on
+one event loop are serialised on the state (linearizable). Persistence leaves through the recorder
+(engine.recorder) as immutable change records for ``sink`` (a bounded write-behind queue); the
+engine never touches a database. The pre-trade checks are in engine.checking, recovery in
+engine.recovery, the state arrays and their growth in engine.state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .. import changes as ch
+from ..interning import Interner, NameIndex
+from ..kernel import layout as L
+from ..kernel._hashtable import ht_find
+from ..kernel.checks import book_key
+from ..kernel.executions import apply_executions, load_positions, unknown_ids
+from ..kernel.exposure import UNKNOWN_SYMBOL as _UNKNOWN_SYMBOL
+from ..kernel.exposure import first_bad_price, recompute_exposure, set_prices
+from ..limitbook import LimitBook, compile_limits
+from ..limits import Limit, validate_limits
+from ..names import control_flags
+from ..outcomes import EXEC_MESSAGES, AccountExposure, BatchError, ExecOutcome
+from .checking import OrderChecks, _OneOrderScratch
+from .config import EngineConfig
+from .names import bad_names, hash_ids, name_problem
+from .recorder import NULL_RECORDER, ChangeSink, NullRecorder, Recorder, take
+from .recovery import restore
+from .state import State
+
+SIDE_BUY = 1
+SIDE_SELL = 2
+STATE_ACTIVE = 1
+STATE_HALTED = 3
+# apply_executions' origin when no report names its order (writable: a read-only array would be
+# another numba signature to compile), and no rows for Engine._origin's refusals.
+NO_ORIGIN = np.full((0, 3), -1, dtype=np.int64)
+_NO_ROWS = np.empty(0, dtype=np.int64)
+
+
+def _floats(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+class Engine(OrderChecks):
+    """Risk state plus the operations on it; see the README for the exact check semantics."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        sink: ChangeSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = cfg = config or EngineConfig()
+        self._clock = clock
+        self._wall = wall_clock
+        self.accounts = Interner("account", cfg.max_accounts)
+        self.symbols = Interner("symbol", cfg.max_symbols)
+        self._s = State.allocate(cfg)
+        self._rec: NullRecorder = NULL_RECORDER
+        self.sink = sink
+        self._state_version = 0
+        self._limits = compile_limits({}, self.accounts.get, self.symbols.get, version=0)
+        self._one = _OneOrderScratch()
+        # The interners' byte indexes (accounts, symbols) for _check_one_order; snapshots, so a
+        # stale pair only misses names added since (interning.NameIndex).
+        self._name_index: tuple[NameIndex, NameIndex] | None = None
+
+    @property
+    def sink(self) -> ChangeSink | None:
+        """Where changes go (the store's write-behind); None records nothing (NullRecorder)."""
+        return self._rec.sink
+
+    @sink.setter
+    def sink(self, sink: ChangeSink | None) -> None:
+        self._rec = (
+            NULL_RECORDER
+            if sink is None
+            else Recorder(sink, self._s, self.accounts, self.symbols, self._wall)
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def state_version(self) -> int:
+        return self._state_version
+
+    @property
+    def limits(self) -> LimitBook:
+        return self._limits
+
+    def position(self, account: str, symbol: str) -> float:
+        a, s_ = self.accounts.get(account), self.symbols.get(symbol)
+        if a < 0 or s_ < 0:
+            return 0.0
+        b = ht_find(self._s.book_ht, book_key(a, s_))
+        return float(self._s.book[b, L.B_POS]) if b >= 0 else 0.0
+
+    def open_quantity(self, client_order_id: str) -> float:
+        slot = ht_find(self._s.ord_ht, hash_ids([client_order_id])[0])
+        if slot < 0:  # unknown, or closed (layout.ORDER_CLOSED_BASE)
+            return 0.0
+        return float(self._s.ordf[slot, L.OF_OPEN])
+
+    def open_orders(self) -> int:
+        return int(self._s.ctr[L.C_OPEN])
+
+    def trading_state(self, account: str = "") -> int:
+        if not account:
+            return int(self._s.ctr[L.C_FIRM_TRADING]) or STATE_ACTIVE
+        a = self.accounts.get(account)
+        return int(self._s.acct[a, L.A_TRADING]) or STATE_ACTIVE if a >= 0 else STATE_ACTIVE
+
+    def list_limits(self, account: str = "", symbol: str = "", kind: int = 0) -> list[Limit]:
+        return [
+            lim
+            for _, lim in sorted(self._limits.limits.items())
+            if (not account or lim.account == account)
+            and (not symbol or lim.symbol == symbol)
+            and (not kind or lim.kind == kind)
+        ]
+
+    def exposure(self, account: str) -> AccountExposure:
+        """The account's exposure sums as the checks read them (zeros for an unknown account)."""
+        a = self.accounts.get(account)
+        if a < 0 or a >= self._s.acct.shape[0]:
+            return AccountExposure(0.0, 0.0, 0.0, 0.0, 0)
+        row = self._s.acct[a]
+        return AccountExposure(
+            position_gross=float(row[L.A_POS_GROSS] + row[L.A_POS_GROSS_LO]),
+            position_net=float(row[L.A_POS_NET] + row[L.A_POS_NET_LO]),
+            open_gross=float(row[L.A_OPEN_GROSS] + row[L.A_OPEN_GROSS_LO]),
+            open_net=float(row[L.A_OPEN_NET] + row[L.A_OPEN_NET_LO]),
+            open_orders=int(row[L.A_OPEN_COUNT]),
+        )
+
+    def recompute_exposure(self) -> None:
+        """Rebuild every account's exposure sums from the open orders and positions (recovery; the
+        tests' oracle for the incremental sums)."""
+        s = self._s
+        recompute_exposure(s.acct, s.sym, s.book, s.book_pair, s.ord_ht, s.ordf, s.ordi, s.ctr)
+
+    def stats(self) -> dict[str, int]:
+        c = self._s.ctr
+        return {
+            "accounts": len(self.accounts),
+            "symbols": len(self.symbols),
+            "books": int(c[L.C_BOOKS]),
+            "open_orders": int(c[L.C_OPEN]),
+            "retained_closed_orders": int(c[L.C_RING_COUNT]),
+            "order_slots": int(c[L.C_SLOTS]),
+            "limits": len(self._limits.limits),
+            "limits_version": self._limits.version,
+            "state_version": self._state_version,
+        }
+
+    # ------------------------------------------------------------------ executions
+
+    def report_executions(
+        self,
+        client_order_id: Sequence[str],
+        exec_type: Sequence[int] | np.ndarray,
+        quantity: Sequence[float] | np.ndarray,
+        price: Sequence[float] | np.ndarray,
+        now: float | None = None,
+        account: Sequence[str] = (),
+        symbol: Sequence[str] = (),
+        side: Sequence[int] | np.ndarray = (),
+    ) -> ExecOutcome:
+        """Apply fills, cancels, venue rejects and expiries in order.
+
+        account, symbol and side are optional columns (all empty: not given) naming each report's
+        order; only a fill of an unknown id uses them, to move that position (see _origin).
+        """
+        columns = dict(client_order_id=client_order_id, type=exec_type, quantity=quantity, price=price)
+        named = bool(len(account) or len(symbol) or len(side))
+        if named:
+            columns.update(account=account, symbol=symbol, side=side)
+        n = self._batch_len("executions", **columns)
+        self._rec.require_room(n * 4)
+        s = self._s
+        keys = hash_ids(client_order_id)
+        types = np.asarray(exec_type, dtype=np.int64)
+        xf = np.empty((n, 2), dtype=np.float64)
+        xf[:, 0] = quantity
+        xf[:, 1] = price
+        status = np.empty(n, dtype=np.int64)
+        books = np.empty(n, dtype=np.int64)
+        open_after = np.empty(n, dtype=np.float64)
+        origin, refused, refusal = NO_ORIGIN, _NO_ROWS, _NO_ROWS
+        if named:
+            origin, refused, refusal = self._origin(keys, types, xf, account, symbol, side)
+        apply_executions(
+            keys, types, xf, origin, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book_ht, s.book,
+            s.book_pair, s.acct, s.sym, s.sym_books, s.ctr, self.config.max_order_notional, status, books,
+            open_after,
+        )  # fmt: skip
+        status[refused] = refusal  # the kernel answered X_UNKNOWN: _origin gave them no account
+        applied = status <= L.X_UNKNOWN_FILLED
+        errors = EXEC_MESSAGES[status]
+        self._state_version += 1
+        self._rec.executions(client_order_id, types, xf, applied, errors, books, open_after, status)
+        return ExecOutcome(applied, errors.tolist(), self._state_version, status)
+
+    def _origin(
+        self, keys: np.ndarray, types: np.ndarray, xf: np.ndarray, account, symbol, side
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """apply_executions' origin rows, and the rows it must refuse with their status.
+
+        Only fills of ids the order table lacks are looked at (a known order's own book wins over
+        what a report names), so a batch for known orders interns nothing. Of those, a report whose
+        account and symbol are empty and side unspecified names nothing and stays X_UNKNOWN; one
+        that names its order partly or with an invalid name or side is X_BAD_ORIGIN; then an invalid
+        quantity or price is X_BAD_FILL, and a name past the interner's capacity X_ORIGIN_FULL.
+        The rest get their account and symbol interned and room for a book each, here, so the
+        kernel only finds or opens books.
+        """
+        n = keys.shape[0]
+        fills = np.flatnonzero(types == 1)
+        rows = fills[unknown_ids(keys, fills, self._s.ord_ht)]
+        sides = np.asarray(side, dtype=np.int64)[rows]
+        acc, sym_ = take(account, rows), take(symbol, rows)
+        acc_len = np.fromiter(map(len, acc), dtype=np.int64, count=rows.shape[0])
+        sym_len = np.fromiter(map(len, sym_), dtype=np.int64, count=rows.shape[0])
+        named = (acc_len > 0) | (sym_len > 0) | (sides != 0)
+        valid = ~bad_names(acc) & ~bad_names(sym_) & ((sides == SIDE_BUY) | (sides == SIDE_SELL))
+        f, x = xf[rows, 0], xf[rows, 1]
+        with np.errstate(over="ignore", invalid="ignore"):  # inf * 0 and overflows fail the bound
+            valid_fill = (f > 0.0) & (x > 0.0) & (f * x <= self.config.max_order_notional)
+        code = np.where(valid, np.where(valid_fill, L.X_UNKNOWN_FILLED, L.X_BAD_FILL), L.X_BAD_ORIGIN)
+        use = np.flatnonzero(named & valid & valid_fill)
+        before = len(self.accounts), len(self.symbols)
+        aid = self.accounts.intern_many(acc[use])
+        sid = self.symbols.intern_many(sym_[use])
+        if (len(self.accounts), len(self.symbols)) != before:
+            self._fit_accounts()
+            self._fit_symbols()
+            self._name_index = None  # rebuilt with the new names on the next one-order request
+        refused_names = (aid < 0) | (sid < 0)
+        if refused_names.any():  # full, or a name the interner refuses for another reason
+            full = len(self.accounts) >= self.accounts.capacity or len(self.symbols) >= self.symbols.capacity
+            code[use[refused_names]] = L.X_ORIGIN_FULL if full else L.X_BAD_ORIGIN
+        ok = use[~refused_names]
+        origin = np.full((n, 3), -1, dtype=np.int64)
+        origin[rows[ok], 0] = aid[~refused_names]
+        origin[rows[ok], 1] = sid[~refused_names]
+        origin[rows[ok], 2] = sides[ok]
+        self._fit_books(ok.shape[0])
+        refused = np.flatnonzero(named & (code != L.X_UNKNOWN_FILLED))
+        return origin, rows[refused], code[refused]
+
+    # ------------------------------------------------------------------ prices, positions
+
+    def update_prices(self, symbol: Sequence[str], price: Sequence[float] | np.ndarray) -> int:
+        """Set marks; all-or-nothing (any bad symbol or price rejects the whole call).
+
+        Known symbols (the common case) are validated and set in one kernel call; a call naming a
+        new symbol validates the prices first, so a rejected call interns nothing.
+        """
+        n = self._batch_len("prices", symbol=symbol, price=price)
+        self._rec.require_room(n)
+        px = _floats(price)
+        bound = self.config.max_order_notional
+        sid = self.symbols.lookup_many(symbol)
+        s = self._s
+        bad = set_prices(sid, px, bound, s.sym, s.sym_books, s.book, s.book_pair, s.acct)
+        if bad == _UNKNOWN_SYMBOL:
+            bad = first_bad_price(px, bound)
+            if bad < 0:
+                sid = self._intern_all(self.symbols, symbol, "symbol")
+                self._fit_symbols()
+                s = self._s
+                bad = set_prices(sid, px, bound, s.sym, s.sym_books, s.book, s.book_pair, s.acct)
+        if bad >= 0:
+            raise BatchError("price", f"must be > 0 and <= max_order_notional {bound:g}, got {px[bad]}", bad)
+        self._state_version += 1
+        self._rec.marks(np.unique(sid))
+        return n
+
+    def load_positions(
+        self, account: Sequence[str], symbol: Sequence[str], quantity: Sequence[float] | np.ndarray
+    ) -> int:
+        """Replace positions; all-or-nothing."""
+        n = self._batch_len("positions", account=account, symbol=symbol, quantity=quantity)
+        self._rec.require_room(n)
+        qty = _floats(quantity)
+        bound = self.config.max_order_notional
+        bad = ~(np.abs(qty) <= bound)  # NaN and inf fail too
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BatchError("quantity", f"must be finite with |quantity| <= {bound:g}, got {qty[i]}", i)
+        aid = self._intern_all(self.accounts, account, "account")
+        sid = self._intern_all(self.symbols, symbol, "symbol")
+        self._fit_accounts()
+        self._fit_symbols()
+        self._fit_books(n)
+        books = np.empty(n, dtype=np.int64)
+        s = self._s
+        load_positions(
+            aid, sid, qty, s.book_ht, s.book, s.book_pair, s.sym_books, s.acct, s.sym, s.ctr, books
+        )
+        self._state_version += 1
+        self._rec.books(books)
+        return n
+
+    # ------------------------------------------------------------------ limits
+
+    def upsert_limits(self, limits: Sequence[Limit]) -> int:
+        """Validate all, then swap in a new limit book; returns its version."""
+        merged, version = self.stage_upsert(limits)
+        return self.install_limits(self.compile_limits(merged, version), ch.LimitsChanged(tuple(limits), ()))
+
+    def delete_limits(self, limit_ids: Iterable[str]) -> tuple[int, list[str], int]:
+        merged, deleted, missing = self.stage_delete(limit_ids)
+        if not deleted:
+            return 0, missing, self._limits.version
+        version = self.install_limits(
+            self.compile_limits(merged, self._limits.version + 1), ch.LimitsChanged((), tuple(deleted))
+        )
+        return len(deleted), missing, version
+
+    def stage_upsert(self, limits: Sequence[Limit]) -> tuple[dict[str, Limit], int]:
+        validate_limits(limits)
+        self._rec.require_room(len(limits))
+        for lim in limits:  # intern on the caller's thread; compiling only reads the ids
+            for interner, name, label in (
+                (self.accounts, lim.account, "account"),
+                (self.symbols, lim.symbol, "symbol"),
+            ):
+                if name and interner.intern(name) < 0:
+                    raise BatchError(
+                        f"limits.{label}", f"{interner.kind} capacity {interner.capacity} reached"
+                    )
+        self._fit_accounts()
+        self._fit_symbols()
+        merged = dict(self._limits.limits)
+        merged.update((lim.limit_id, lim) for lim in limits)
+        return merged, self._limits.version + 1
+
+    def stage_delete(self, limit_ids: Iterable[str]) -> tuple[dict[str, Limit], list[str], list[str]]:
+        merged = dict(self._limits.limits)
+        deleted: list[str] = []
+        missing: list[str] = []
+        for limit_id in dict.fromkeys(limit_ids):
+            (deleted if merged.pop(limit_id, None) is not None else missing).append(limit_id)
+        if deleted:
+            self._rec.require_room(len(deleted))
+        return merged, deleted, missing
+
+    def compile_limits(self, merged: dict[str, Limit], version: int) -> LimitBook:
+        return compile_limits(merged, self.accounts.get, self.symbols.get, version)
+
+    def install_limits(self, book: LimitBook, change: ch.LimitsChanged) -> int:
+        self._limits = book
+        self._s.kernel_args = None
+        self._state_version += 1
+        self._rec.limits(change)
+        return book.version
+
+    # ------------------------------------------------------------------ trading state
+
+    def set_trading_state(self, account: str, state: int, reason: str = "") -> int:
+        """Set an account's (or, for "", the firm's) trading state; returns the previous one."""
+        if state not in (1, 2, 3):
+            raise BatchError("state", f"must be ACTIVE, REDUCING or HALTED, got {state}")
+        self._rec.require_room(1)
+        previous = self.trading_state(account)
+        if account:
+            a = self.accounts.intern(account)
+            if a < 0:
+                raise BatchError("account", name_problem(account, self.accounts))
+            self._fit_accounts()
+            self._s.acct[a, L.A_TRADING] = state
+        else:
+            self._s.ctr[L.C_FIRM_TRADING] = state
+        self._state_version += 1
+        self._rec.trading_state(account, state, reason)
+        return previous
+
+    # ------------------------------------------------------------------ capacity
+
+    def _batch_len(self, what: str, **columns: Sequence) -> int:
+        return self._check_lengths(what, {name: len(col) for name, col in columns.items()})
+
+    def _check_lengths(self, what: str, lengths: dict[str, int]) -> int:
+        n = next(iter(lengths.values()))
+        for name, length in lengths.items():
+            if length != n:
+                raise BatchError(name, f"has {length} entries, expected {n} like every column of {what}")
+        if n > self.config.max_batch:
+            raise BatchError(what, f"batch of {n} exceeds --max-batch {self.config.max_batch}")
+        return n
+
+    def _intern_all(self, interner: Interner, names: Sequence[str], label: str) -> np.ndarray:
+        control = control_flags(names)
+        if control is not None:  # before interning any: a rejected request interns no name
+            i = int(np.flatnonzero(control)[0])
+            raise BatchError(label, name_problem(names[i], interner), i)
+        ids = interner.intern_many(names)
+        if ids.shape[0] and ids.min() < 0:
+            i = int(np.flatnonzero(ids < 0)[0])
+            raise BatchError(label, name_problem(names[i], interner), i)
+        return ids
+
+    # ------------------------------------------------------------------ recovery
+
+    def restore(self, snap: ch.Snapshot) -> None:
+        """Rebuild state from a database snapshot; records nothing (see engine.recovery)."""
+        restore(self, snap)
+
+    # ------------------------------------------------------------------ growth (engine.state)
+
+    def _fit_accounts(self) -> None:
+        self._s.fit_accounts(len(self.accounts))
+
+    def _fit_symbols(self) -> None:
+        self._s.fit_symbols(len(self.symbols))
+
+    def _fit_books(self, extra: int) -> None:
+        self._s.fit_books(extra)
+
+    def _fit_slots(self, n: int) -> None:
+        self._s.fit_slots(n)
