@@ -39,6 +39,7 @@ $(BUF):
 lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy client/riskd_client server/riskd_server
 	$(BUF) lint proto
 	$(PY) scripts/gen_proto.py --check
 

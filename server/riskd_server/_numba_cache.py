@@ -38,18 +38,19 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+_JIT_PACKAGES = ("kernel", "wire")  # every module in them may be compiled into machine code
 _USES_NUMBA = re.compile(rb"^\s*(from|import) (numba|llvmlite)\b", re.MULTILINE)
 
 
 def _numba_sources() -> list[Path]:
-    """Every module compiled code may come from, in a stable order: all of kernel/ (layout's
-    constants are folded into the machine code of the kernels that import them) and every other
-    module that imports numba or llvmlite."""
+    """Every module compiled code may come from, in a stable order: all of kernel/ and wire/
+    (layout's constants are folded into the machine code of the kernels that import them) and
+    every other module that imports numba or llvmlite."""
     return [
         path
         for path in sorted(_ROOT.rglob("*.py"))
         if "__pycache__" not in path.parts
-        and (path.parent.name == "kernel" or _USES_NUMBA.search(path.read_bytes()))
+        and (path.parent.name in _JIT_PACKAGES or _USES_NUMBA.search(path.read_bytes()))
     ]
 
 

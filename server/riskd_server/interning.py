@@ -80,12 +80,12 @@ class Interner:
         self._names[new_id] = name
         return new_id
 
-    def lookup_many(self, names: Sequence[str]) -> np.ndarray:
+    def lookup_many(self, names: Sequence[str] | np.ndarray) -> np.ndarray:
         """Ids of names (-1 for unknown) without a Python-level loop: map runs in C."""
         n = len(names)
         return np.fromiter(map(self._ids.get, names, repeat(-1, n)), dtype=np.int64, count=n)
 
-    def intern_many(self, names: Sequence[str], ids: np.ndarray | None = None) -> np.ndarray:
+    def intern_many(self, names: Sequence[str] | np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Ids of names, interning new ones; only the unknown names take the slow path."""
         if ids is None:
             ids = self.lookup_many(names)

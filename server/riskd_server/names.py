@@ -24,7 +24,7 @@ def has_control(name: str) -> bool:
     return CONTROL_CHARS.search(name) is not None
 
 
-def control_flags(names: Sequence[str]) -> np.ndarray | None:
+def control_flags(names: Sequence[str] | np.ndarray) -> np.ndarray | None:
     """bool per name: holds a control character; None when none does (the common case costs one
     join and one regex scan in C, no Python step per name)."""
     if not len(names):

@@ -113,10 +113,10 @@ class StreamCloser:
         if inspect.isasyncgenfunction(behavior):
             wrapped = self._wrap_generator(behavior)
         elif inspect.iscoroutinefunction(behavior) and kind == "unary_stream":
-            wrapped = self._wrap_watcher(behavior)  # e.g. health Watch: waits on a condition forever
+            wrapped = self._wrap_watcher(behavior)  # type: ignore[assignment]  # e.g. health Watch
         else:
             return handler
-        return handler._replace(**{kind: wrapped})
+        return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined]  # a NamedTuple at run time
 
     async def _end(self, context: grpc.aio.ServicerContext, cancelled: asyncio.CancelledError | None) -> None:
         """Finish the call with UNAVAILABLE (AbortError unwinds the handler), or re-raise the cancel."""
@@ -161,7 +161,7 @@ class StreamCloser:
                     if self.closing:
                         await self._end(context, None)
             finally:
-                await inner.aclose()
+                await inner.aclose()  # type: ignore[attr-defined]  # an async generator
 
         return handler
 

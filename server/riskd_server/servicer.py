@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn
 
 import grpc
 import numpy as np
@@ -82,7 +83,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         try:
             return self._check_wire(request)
         except DecodeError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed CheckOrdersRequest: {exc}")
+            await _invalid(context, f"malformed CheckOrdersRequest: {exc}")
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc, "orders.")
 
@@ -122,7 +123,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         try:
             out = self._report_wire(request)
         except DecodeError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ReportExecutionsRequest: {exc}")
+            await _invalid(context, f"malformed ReportExecutionsRequest: {exc}")
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
         return executions_wire(out.applied, out.error, out.state_version, out.status)
@@ -214,10 +215,16 @@ class _Capture:
         self.handlers.update(handlers)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception, prefix: str = "") -> None:
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, prefix: str = "") -> NoReturn:
     if isinstance(exc, Backpressure):
         log.warning("refusing work: %s", exc)
         await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     if isinstance(exc, LimitValidationError):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, prefix + str(exc))
+    raise AssertionError("unreachable: context.abort raises")
+
+
+async def _invalid(context: grpc.aio.ServicerContext, message: str) -> NoReturn:
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+    raise AssertionError("unreachable: context.abort raises")

@@ -7,7 +7,8 @@ A mixin of Engine (engine.core), which owns the state these methods read: ``_s``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,13 @@ from ..outcomes import ACCEPTED_ONE, MASK_ZERO_ONE, NO_VIOLATIONS, CheckOutcome,
 from ..wire import SEED
 from ..wire.request import OneOrder, Orders, SpanOrders, StrOrders, one_order_strs
 from .names import bad_names, hash_id, hash_ids
+
+if TYPE_CHECKING:
+    from ..interning import NameIndex
+    from ..limitbook import LimitBook
+    from .config import EngineConfig
+    from .recorder import NullRecorder
+    from .state import State
 
 # Write-behind rows one checked order can produce, at most: an accepted order is one OrdersAccepted
 # row plus a warning per kind (<= 9); a rejected one is a CheckEvents row per failing check (<= 13).
@@ -45,6 +53,28 @@ class _OneOrderScratch:
 
 class OrderChecks:
     """Engine's pre-trade checks (see the module doc)."""
+
+    # Provided by Engine (engine.core); declared here for the type checker.
+    config: EngineConfig
+    accounts: Interner
+    symbols: Interner
+    _s: State
+    _rec: NullRecorder
+    _one: _OneOrderScratch
+    _limits: LimitBook
+    _state_version: int
+    _clock: Callable[[], float]
+    _name_index: tuple[NameIndex, NameIndex] | None
+    _kernel_state: tuple | None
+
+    if TYPE_CHECKING:
+
+        def _batch_len(self, what: str, **columns: Sequence | np.ndarray) -> int: ...
+        def _check_lengths(self, what: str, lengths: dict[str, int]) -> int: ...
+        def _fit_accounts(self) -> None: ...
+        def _fit_symbols(self) -> None: ...
+        def _fit_books(self, extra: int) -> None: ...
+        def _fit_slots(self, n: int) -> None: ...
 
     def check_orders(
         self,
@@ -109,7 +139,8 @@ class OrderChecks:
         if kind is SpanOrders:
             return self._check_spans(orders, now)  # type: ignore[arg-type]
         assert kind is StrOrders
-        return self.check_orders(*orders.columns, now=now)  # type: ignore[union-attr]
+        ids, accounts, symbols, side, quantity, price = orders.columns  # type: ignore[union-attr]
+        return self.check_orders(ids, accounts, symbols, side, quantity, price, now=now)
 
     def _check_spans(self, batch: SpanOrders, now: float | None) -> CheckOutcome:
         """An ASCII batch parsed from bytes: names looked up from their spans, no Python strs."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from .. import changes as ch
-from ..interning import Interner, NameIndex
+from ..interning import Interner
 from ..kernel import layout as L
 from ..kernel._hashtable import ht_find
 from ..kernel.checks import book_key
@@ -70,7 +70,7 @@ class Engine(OrderChecks):
         self._one = _OneOrderScratch()
         # The interners' byte indexes (accounts, symbols) for _check_one_order; snapshots, so a
         # stale pair only misses names added since (interning.NameIndex).
-        self._name_index: tuple[NameIndex, NameIndex] | None = None
+        self._name_index = None
 
     @property
     def sink(self) -> ChangeSink | None:
@@ -385,7 +385,7 @@ class Engine(OrderChecks):
 
     # ------------------------------------------------------------------ capacity
 
-    def _batch_len(self, what: str, **columns: Sequence) -> int:
+    def _batch_len(self, what: str, **columns: Sequence | np.ndarray) -> int:
         return self._check_lengths(what, {name: len(col) for name, col in columns.items()})
 
     def _check_lengths(self, what: str, lengths: dict[str, int]) -> int:

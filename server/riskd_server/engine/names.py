@@ -27,7 +27,7 @@ def hash_id(client_order_id: str) -> int:
     return wire.hash_bytes(client_order_id.encode("utf-8", "surrogatepass"))
 
 
-def bad_names(names: Sequence[str]) -> np.ndarray:
+def bad_names(names: Sequence[str] | np.ndarray) -> np.ndarray:
     """Invalid ids: empty, longer than MAX_NAME_LEN or holding a control character (names.py)."""
     lengths = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
     bad = (lengths == 0) | (lengths > MAX_NAME_LEN)

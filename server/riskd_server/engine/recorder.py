@@ -80,6 +80,8 @@ NULL_RECORDER = NullRecorder()
 class Recorder(NullRecorder):
     """Turns engine events into change records put on ``sink``."""
 
+    sink: ChangeSink
+
     def __init__(
         self,
         sink: ChangeSink,

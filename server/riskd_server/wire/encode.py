@@ -197,7 +197,9 @@ def warm_up() -> None:
         one, one.astype(np.int32), np.array(["w"], dtype=object), np.ones(1), np.ones(1), one == 1
     )
     encode_response(CheckOutcome(np.ones(2, dtype=bool), np.zeros(2, dtype=np.uint32), violations, 1))
-    request = pb.ReportExecutionsRequest(client_order_id=["w"], type=[2], quantity=[0.0], price=[0.0])
+    request = pb.ReportExecutionsRequest(
+        client_order_id=["w"], type=[pb.EXEC_TYPE_CANCELED], quantity=[0.0], price=[0.0]
+    )
     parse_executions(np.frombuffer(request.SerializeToString(), dtype=np.uint8), SEED)
     status = np.arange(WIRE_MIN, dtype=np.int64) % len(_EXEC_ERROR_WIRE)
     executions_wire(status == 0, [""] * WIRE_MIN, 1, status)

@@ -10,7 +10,9 @@ A request becomes one of three values, so the engine never sees bytes it must ha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -135,17 +137,17 @@ def one_order_strs(order: OneOrder) -> tuple[str, str, str]:
 class Reports:
     """Engine.report_executions' columns (account, symbol, side empty when not given)."""
 
-    client_order_id: object
-    type: object
-    quantity: object
-    price: object
-    account: object = ()
-    symbol: object = ()
-    side: object = ()
+    client_order_id: Sequence[str]
+    type: Sequence[int] | np.ndarray
+    quantity: Sequence[float] | np.ndarray
+    price: Sequence[float] | np.ndarray
+    account: Sequence[str] = ()
+    symbol: Sequence[str] = ()
+    side: Sequence[int] | np.ndarray = ()
 
 
 def reports_from_pb(request: pb.ReportExecutionsRequest) -> Reports:
-    ids = request.client_order_id
+    ids: Sequence[str] = request.client_order_id
     # One list of strs, read by the hash and (with a store) again by the write-behind record.
     ids = list(ids) if len(ids) > SMALL_BATCH else ids
     return Reports(
@@ -162,4 +164,5 @@ def parse_report_request(data: bytes) -> Reports:
     status, _, off, length, keys, types, quantity, price = parse_executions(buf, SEED)
     if status != OK:
         return reports_from_pb(pb.ReportExecutionsRequest.FromString(data))
-    return Reports(Utf8Spans(data, off[0], length[0], keys), types, quantity, price)
+    ids = cast(Sequence[str], Utf8Spans(data, off[0], length[0], keys))  # a lazy sequence of strs
+    return Reports(ids, types, quantity, price)
