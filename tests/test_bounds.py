@@ -85,11 +85,26 @@ def test_a_ring_without_headroom_evicts_on_the_spot_instead_of_overwriting() -> 
     n = len(ids)  # 8 closes in one kernel call, into a ring of 2 + 3
     status, books, open_after = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64)
     apply_executions(
-        wire.hash_strs(ids), np.full(n, 2), np.zeros((n, 2)), np.full((0, 3), -1), s.ord_ht, s.ordf,
-        s.ordi, s.free, s.ring, s.book_ht, s.book, s.book_pair, s.acct, s.sym, s.sym_books, s.ctr, 1e15,
+        wire.hash_strs(ids), np.full(n, 2), np.zeros((n, 2)), np.full((0, 3), -1), *s.groups(), 1e15,
         status, books, open_after,
     )  # fmt: skip
     assert status.tolist() == [L.X_APPLIED] * n and engine.open_orders() == 0
     assert engine.stats()["retained_closed_orders"] == 2
     # Only the newest two ids are remembered: the others are new orders again.
     assert [ok for c in (ids[:3], ids[3:6], ids[6:]) for ok in check(c)] == [True] * 6 + [False] * 2
+
+
+def test_the_kernel_groups_hold_their_arrays_in_the_named_order() -> None:
+    """The engine passes the kernels plain tuples (kernel.state): each in its NamedTuple's order."""
+    from riskd_server.kernel.state import Accounts, Books, LimitTables, Orders, Symbols
+
+    engine = Engine()
+    s = engine._s
+    for group, cls in zip(s.groups(), (Accounts, Symbols, Books, Orders), strict=True):
+        assert type(group) is tuple and len(group) == len(cls._fields)
+        assert all(part is getattr(s, name) for part, name in zip(group, cls._fields, strict=True))
+    limits = engine.limits.tables
+    assert type(limits) is tuple and limits[3] == engine.limits.version
+    assert all(
+        part is getattr(engine.limits, name) for part, name in zip(limits, LimitTables._fields, strict=True)
+    )

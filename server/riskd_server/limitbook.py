@@ -14,6 +14,7 @@ import numpy as np
 from .kernel._hashtable import ht_find, ht_new, ht_put
 from .kernel.layout import KINDS, L_THRESHOLD, L_WARN, LIMIT_BUILTIN, LIMIT_CAPACITY, LT_ACCOUNTS
 from .kernel.levels import exact_limit_key
+from .kernel.state import LimitTables
 from .limits import Limit
 
 CAPACITY_LIMIT_ID = "server:max-open-orders"
@@ -29,6 +30,11 @@ class LimitBook:
     table: np.ndarray  # int64[1 + accounts + symbols, KINDS]: any/account/symbol rows (layout.LT_*)
     values: np.ndarray  # float64[n, 2]: threshold, warn_fraction
     ids: np.ndarray  # object[n + 2]: limit_id by index; [-2] capacity id, [-1] "" for built-ins
+
+    @property
+    def tables(self) -> tuple:
+        """The kernels' LimitTables group, as a plain tuple (see kernel.state)."""
+        return tuple(LimitTables(self.exact, self.table, self.values, self.version))
 
     @property
     def any(self) -> np.ndarray:

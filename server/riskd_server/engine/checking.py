@@ -234,10 +234,7 @@ class OrderChecks:
         args = self._s.kernel_args
         if args is None:
             s, lb = self._s, self._limits
-            args = self._s.kernel_args = (
-                s.acct, s.sym, s.book_ht, s.book, s.book_pair, s.ord_ht, s.ordf, s.ordi, s.free, s.ctr,
-                lb.exact, lb.table, lb.values, lb.version, self.config.max_order_notional,
-            )  # fmt: skip
+            args = self._s.kernel_args = (*s.groups(), lb.tables, self.config.max_order_notional)
         return args
 
     def _violation_scratch(self, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -144,7 +144,7 @@ class Engine(OrderChecks):
         """Rebuild every account's exposure sums from the open orders and positions (recovery; the
         tests' oracle for the incremental sums)."""
         s = self._s
-        recompute_exposure(s.acct, s.sym, s.book, s.book_pair, s.ord_ht, s.ordf, s.ordi, s.ctr)
+        recompute_exposure(*s.groups())
 
     def stats(self) -> dict[str, int]:
         c = self._s.ctr
@@ -184,7 +184,6 @@ class Engine(OrderChecks):
             columns.update(account=account, symbol=symbol, side=side)
         n = self._batch_len("executions", **columns)
         self._rec.require_room(n * 4)
-        s = self._s
         keys = hash_ids(client_order_id)
         types = np.asarray(exec_type, dtype=np.int64)
         xf = np.empty((n, 2), dtype=np.float64)
@@ -196,10 +195,10 @@ class Engine(OrderChecks):
         origin, refused, refusal = NO_ORIGIN, _NO_ROWS, _NO_ROWS
         if named:
             origin, refused, refusal = self._origin(keys, types, xf, account, symbol, side)
+        accounts, symbols, books_, orders = self._kernel_args()[:4]
         apply_executions(
-            keys, types, xf, origin, s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book_ht, s.book,
-            s.book_pair, s.acct, s.sym, s.sym_books, s.ctr, self.config.max_order_notional, status, books,
-            open_after,
+            keys, types, xf, origin, accounts, symbols, books_, orders, self.config.max_order_notional,
+            status, books, open_after,
         )  # fmt: skip
         status[refused] = refusal  # the kernel answered X_UNKNOWN: _origin gave them no account
         applied = status <= L.X_UNKNOWN_FILLED
@@ -268,15 +267,13 @@ class Engine(OrderChecks):
         px = _floats(price)
         bound = self.config.max_order_notional
         sid = self.symbols.lookup_many(symbol)
-        s = self._s
-        bad = set_prices(sid, px, bound, s.sym, s.sym_books, s.book, s.book_pair, s.acct)
+        bad = set_prices(sid, px, bound, *self._kernel_args()[:3])
         if bad == _UNKNOWN_SYMBOL:
             bad = first_bad_price(px, bound)
             if bad < 0:
                 sid = self._intern_all(self.symbols, symbol, "symbol")
                 self._fit_symbols()
-                s = self._s
-                bad = set_prices(sid, px, bound, s.sym, s.sym_books, s.book, s.book_pair, s.acct)
+                bad = set_prices(sid, px, bound, *self._kernel_args()[:3])
         if bad >= 0:
             raise BatchError("price", f"must be > 0 and <= max_order_notional {bound:g}, got {px[bad]}", bad)
         self._state_version += 1
@@ -301,10 +298,7 @@ class Engine(OrderChecks):
         self._fit_symbols()
         self._fit_books(n)
         books = np.empty(n, dtype=np.int64)
-        s = self._s
-        load_positions(
-            aid, sid, qty, s.book_ht, s.book, s.book_pair, s.sym_books, s.acct, s.sym, s.ctr, books
-        )
+        load_positions(aid, sid, qty, *self._kernel_args()[:3], books)
         self._state_version += 1
         self._rec.books(books)
         return n

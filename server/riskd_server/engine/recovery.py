@@ -61,10 +61,7 @@ def _restore_positions(engine: Engine, pos: ch.RecoveredPositions) -> None:
     sid = _intern_spans(engine, engine.symbols, pos.symbol, "positions.symbol")
     engine._fit_books(n)
     s = engine._s
-    load_positions(
-        aid, sid, qty, s.book_ht, s.book, s.book_pair, s.sym_books, s.acct, s.sym, s.ctr,
-        np.empty(n, dtype=np.int64),
-    )  # fmt: skip
+    load_positions(aid, sid, qty, *s.groups()[:3], np.empty(n, dtype=np.int64))
 
 
 def _restore_orders(engine: Engine, orders: ch.RecoveredOrders) -> None:
@@ -100,10 +97,10 @@ def _restore_orders(engine: Engine, orders: ch.RecoveredOrders) -> None:
     done = 0
     while done < n:
         engine._fit_books(1)  # the kernel returns when the book table is full; grow and go on
+        account_rows, _, book_rows, order_rows = s.groups()  # again: growth replaces the book arrays
         done = int(
             restore_orders(
-                keys, aid, sid, side, qty, price, closed, done,
-                s.ord_ht, s.ordf, s.ordi, s.free, s.ring, s.book_ht, s.book, s.book_pair, s.acct, s.ctr,
+                keys, aid, sid, side, qty, price, closed, done, account_rows, book_rows, order_rows,
             )
         )  # fmt: skip
 

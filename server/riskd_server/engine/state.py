@@ -13,6 +13,7 @@ import numpy as np
 
 from ..kernel import layout as L
 from ..kernel._hashtable import ht_grow, ht_new
+from ..kernel.state import Accounts, Books, Orders, Symbols
 
 if TYPE_CHECKING:
     from .config import EngineConfig
@@ -105,6 +106,16 @@ class State:
 
     # The check kernel's state and limit arguments, cached by the engine; growth resets it.
     kernel_args: tuple | None = None
+
+    def groups(self) -> tuple[tuple, tuple, tuple, tuple]:
+        """(accounts, symbols, books, orders): the kernels' groups of these arrays, as plain tuples
+        in their NamedTuple's order (kernel.state; build again after an array is replaced)."""
+        return (
+            tuple(Accounts(acct=self.acct, ctr=self.ctr)),
+            tuple(Symbols(sym=self.sym, sym_books=self.sym_books)),
+            tuple(Books(book_ht=self.book_ht, book=self.book, book_pair=self.book_pair)),
+            tuple(Orders(ord_ht=self.ord_ht, ordf=self.ordf, ordi=self.ordi, free=self.free, ring=self.ring)),
+        )
 
     @classmethod
     def allocate(cls, cfg: EngineConfig) -> State:

@@ -113,6 +113,7 @@ from .levels import (
     resolve_account_limits,
     resolve_book_limits,
 )
+from .state import Accounts, Books, LimitTables, Orders, Symbols
 
 _BUY = 1
 _SELL = 2
@@ -173,20 +174,11 @@ def check_batch(
     mask_out: np.ndarray,
     vi: np.ndarray,
     vf: np.ndarray,
-    acct: np.ndarray,
-    sym: np.ndarray,
-    book_ht: np.ndarray,
-    book: np.ndarray,
-    book_pair: np.ndarray,
-    ord_ht: np.ndarray,
-    ordf: np.ndarray,
-    ordi: np.ndarray,
-    free: np.ndarray,
-    ctr: np.ndarray,
-    lim_exact: np.ndarray,
-    lim_tab: np.ndarray,
-    lim_f: np.ndarray,
-    lim_version: np.int64,
+    accounts: Accounts,
+    symbols: Symbols,
+    books: Books,
+    orders: Orders,
+    limits: LimitTables,
     max_notional: float,
 ) -> np.int64:
     """Check orders in sequence, open the accepted ones; returns the number of violations written.
@@ -198,6 +190,11 @@ def check_batch(
     book of order k - _AHEAD (its bucket has arrived) and prefetches its row, and checks order
     k - 2 * _AHEAD on cached data. Only the check stage changes state, in order.
     """
+    acct, ctr = accounts
+    sym = symbols[0]
+    book_ht, book, book_pair = books
+    ord_ht, ordf, ordi, free, _ = orders
+    lim_exact, lim_tab, lim_f, lim_version = limits
     nv = np.int64(0)
     n = oi.shape[0]
     tag = float(lim_version + 1)

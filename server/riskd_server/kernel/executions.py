@@ -63,6 +63,7 @@ from .layout import (
     X_UNKNOWN,
     X_UNKNOWN_FILLED,
 )
+from .state import Accounts, Books, Orders, Symbols
 
 _FILL = 1
 _EXPIRED = 4
@@ -175,18 +176,10 @@ def apply_executions(
     types: np.ndarray,
     xf: np.ndarray,
     origin: np.ndarray,
-    ord_ht: np.ndarray,
-    ordf: np.ndarray,
-    ordi: np.ndarray,
-    free: np.ndarray,
-    ring: np.ndarray,
-    book_ht: np.ndarray,
-    book: np.ndarray,
-    book_pair: np.ndarray,
-    acct: np.ndarray,
-    sym: np.ndarray,
-    sym_books: np.ndarray,
-    ctr: np.ndarray,
+    accounts: Accounts,
+    symbols: Symbols,
+    books: Books,
+    orders: Orders,
     max_notional: float,
     status_out: np.ndarray,
     book_out: np.ndarray,
@@ -214,6 +207,10 @@ def apply_executions(
     k - 3 * _AHEAD with an authoritative lookup. book_out holds the look-ahead slots until the
     apply stage overwrites them.
     """
+    acct, ctr = accounts
+    sym, sym_books = symbols
+    book_ht, book, book_pair = books
+    ord_ht, ordf, ordi, free, ring = orders
     n = keys.shape[0]
     omask = ord_ht.shape[0] - 1
     last = ordi.shape[0] - 1
@@ -328,22 +325,21 @@ def find_or_open_book(
 
 @njit(cache=True, nogil=True)
 def load_positions(
-    accounts: np.ndarray,
-    symbols: np.ndarray,
+    account_ids: np.ndarray,
+    symbol_ids: np.ndarray,
     qty: np.ndarray,
-    book_ht: np.ndarray,
-    book: np.ndarray,
-    book_pair: np.ndarray,
-    sym_books: np.ndarray,
-    acct: np.ndarray,
-    sym: np.ndarray,
-    ctr: np.ndarray,
+    accounts: Accounts,
+    symbols: Symbols,
+    books: Books,
     book_out: np.ndarray,
 ) -> None:
     """Replace positions, creating books as needed (the engine guarantees room)."""
-    for i in range(accounts.shape[0]):
-        b = find_or_open_book(accounts[i], symbols[i], book_ht, book, book_pair, ctr)
-        mark = mark_of(sym, symbols[i])
+    acct, ctr = accounts
+    sym, sym_books = symbols
+    book_ht, book, book_pair = books
+    for i in range(account_ids.shape[0]):
+        b = find_or_open_book(account_ids[i], symbol_ids[i], book_ht, book, book_pair, ctr)
+        mark = mark_of(sym, symbol_ids[i])
         move_position(b, qty[i], mark, mark, acct, book, book_pair, sym_books)
         book_out[i] = b
 
@@ -354,23 +350,16 @@ _RESTORE_AHEAD = 16  # prefetch distance in rows (restore_orders)
 @njit(cache=True, nogil=True)
 def restore_orders(
     keys: np.ndarray,
-    accounts: np.ndarray,
-    symbols: np.ndarray,
+    account_ids: np.ndarray,
+    symbol_ids: np.ndarray,
     sides: np.ndarray,
     open_qty: np.ndarray,
     prices: np.ndarray,
     closed: np.int64,
     start: np.int64,
-    ord_ht: np.ndarray,
-    ordf: np.ndarray,
-    ordi: np.ndarray,
-    free: np.ndarray,
-    ring: np.ndarray,
-    book_ht: np.ndarray,
-    book: np.ndarray,
-    book_pair: np.ndarray,
-    acct: np.ndarray,
-    ctr: np.ndarray,
+    accounts: Accounts,
+    books: Books,
+    orders: Orders,
 ) -> np.int64:
     """Re-remember recovered closed orders (rows < closed, oldest first) and re-open the open ones,
     from row start on; returns the row it stopped at (all rows: keys.shape[0]).
@@ -380,6 +369,9 @@ def restore_orders(
     The exposure sums are left to exposure.recompute_exposure, run once after.
     The order-table and book-table buckets are prefetched _RESTORE_AHEAD rows ahead.
     """
+    acct, ctr = accounts
+    book_ht, book, book_pair = books
+    ord_ht, ordf, ordi, free, ring = orders
     n = keys.shape[0]
     omask = ord_ht.shape[0] - 1
     bmask = book_ht.shape[0] - 1
@@ -387,13 +379,13 @@ def restore_orders(
         j = i + _RESTORE_AHEAD
         if j < n:
             prefetch(ord_ht, ht_bucket(keys[j], omask), 0)
-            prefetch(book_ht, ht_bucket(book_key(accounts[j], symbols[j]), bmask), 0)
+            prefetch(book_ht, ht_bucket(book_key(account_ids[j], symbol_ids[j]), bmask), 0)
         need = ctr[C_BOOKS] + 2  # a new book plus check_batch's spare row (Engine._fit_books)
         if need > book.shape[0] or 2 * need > book_ht.shape[0]:
             return i
-        a = accounts[i]
+        a = account_ids[i]
         side = sides[i]
-        b = find_or_open_book(a, symbols[i], book_ht, book, book_pair, ctr)
+        b = find_or_open_book(a, symbol_ids[i], book_ht, book, book_pair, ctr)
         if i < closed:
             if ctr[C_RING_COUNT] == ring.shape[0]:
                 trim_ring(ord_ht, ring, ctr)

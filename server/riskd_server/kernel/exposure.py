@@ -57,6 +57,7 @@ from .layout import (
     S_FILL,
     S_PRICE,
 )
+from .state import Accounts, Books, Orders, Symbols
 
 _BUY = 1
 _LANES = 16  # symbols' lists walked at once by set_prices
@@ -222,14 +223,12 @@ def first_bad_price(prices: np.ndarray, bound: float) -> np.int64:
 
 @njit(cache=True, nogil=True)
 def set_prices(
-    symbols: np.ndarray,
+    symbol_ids: np.ndarray,
     prices: np.ndarray,
     bound: float,
-    sym: np.ndarray,
-    sym_books: np.ndarray,
-    book: np.ndarray,
-    book_pair: np.ndarray,
-    acct: np.ndarray,
+    accounts: Accounts,
+    symbols: Symbols,
+    books: Books,
 ) -> np.int64:
     """Set marks and revalue the positions held in those symbols: O(books holding them).
 
@@ -241,16 +240,19 @@ def set_prices(
     before its update to its mark after it; a symbol named twice takes both steps (the sums do
     not depend on the order of their terms beyond the double-double residue).
     """
-    n = symbols.shape[0]
+    acct = accounts[0]
+    sym, sym_books = symbols
+    book, book_pair = books[1], books[2]
+    n = symbol_ids.shape[0]
     for i in range(n):
-        if symbols[i] < 0:
+        if symbol_ids[i] < 0:
             return UNKNOWN_SYMBOL
     bad = first_bad_price(prices, bound)
     if bad >= 0:
         return bad
     old = np.empty(n, dtype=np.float64)
     for i in range(n):
-        s = symbols[i]
+        s = symbol_ids[i]
         px = sym[s, S_PRICE]
         old[i] = _or_zero(px if px == px else sym[s, S_FILL])  # no mark before: its terms were 0
         sym[s, S_PRICE] = prices[i]
@@ -264,8 +266,8 @@ def set_prices(
                 while nxt < n:  # refill the lane with the next symbol whose mark moved
                     i = nxt
                     nxt += 1
-                    if old[i] != prices[i] and sym_books[symbols[i]] >= 0:
-                        lane_book[j] = sym_books[symbols[i]]
+                    if old[i] != prices[i] and sym_books[symbol_ids[i]] >= 0:
+                        lane_book[j] = sym_books[symbol_ids[i]]
                         lane_item[j] = i
                         prefetch(book_pair, lane_book[j], 0)
                         prefetch(book, lane_book[j], 0)
@@ -285,21 +287,16 @@ def set_prices(
 
 
 @njit(cache=True, nogil=True)
-def recompute_exposure(
-    acct: np.ndarray,
-    sym: np.ndarray,
-    book: np.ndarray,
-    book_pair: np.ndarray,
-    ord_ht: np.ndarray,
-    ordf: np.ndarray,
-    ordi: np.ndarray,
-    ctr: np.ndarray,
-) -> None:
+def recompute_exposure(accounts: Accounts, symbols: Symbols, books: Books, orders: Orders) -> None:
     """Rebuild every account's four sums and position count from the books and open orders.
 
     Recovery's rebuild, and the oracle the tests compare the incremental sums with. Open orders are
     the order table's non-negative values (slots); their terms are recomputed as open qty * p.
     """
+    acct, ctr = accounts
+    sym = symbols[0]
+    book, book_pair = books[1], books[2]
+    ord_ht, ordf, ordi = orders[0], orders[1], orders[2]
     for col in (
         A_OPEN_GROSS, A_OPEN_GROSS_LO, A_OPEN_NET, A_OPEN_NET_LO,
         A_POS_GROSS, A_POS_GROSS_LO, A_POS_NET, A_POS_NET_LO, A_POS_COUNT,

@@ -65,20 +65,11 @@ def check_one_order(
     mask,
     vi,
     vf,
-    acct,
-    sym,
-    book_ht,
-    book,
-    book_pair,
-    ord_ht,
-    ordf,
-    ordi,
-    free,
-    ctr,
-    lim_exact,
-    lim_tab,
-    lim_f,
-    lim_version,
+    accounts,
+    symbols,
+    books,
+    orders,
+    limits,
     max_notional,
 ):
     """Look up a parsed order's names and check it (checks.check_batch on the one-row oi, of).
@@ -92,24 +83,25 @@ def check_one_order(
     NEEDS_PYTHON (nothing checked, nothing changed).
     """
     _, key, _, id_len, ao, al, so, sl, side, qty, px = fields
+    acct, ctr = accounts
+    sym = symbols[0]
+    book_ht, book = books[0], books[1]
+    ordi = orders[2]
     a = find_name(buf, ao, al, acct_table, acct_arena, acct_off, acct_count, seed)
     s = find_name(buf, so, sl, sym_table, sym_arena, sym_off, sym_count, seed)
-    books = ctr[C_BOOKS] + 2  # a new book plus check_batch's spare row (engine._fit_books)
+    need = ctr[C_BOOKS] + 2  # a new book plus check_batch's spare row (engine._fit_books)
     slots_ok = ctr[C_FREE_TOP] >= 1 or ctr[C_SLOTS] >= ordi.shape[0]  # at the bound: capacity reject
     if (
         a < 0
         or s < 0
         or a >= acct.shape[0]
         or s >= sym.shape[0]
-        or books > book.shape[0]
-        or 2 * books > book_ht.shape[0]
+        or need > book.shape[0]
+        or 2 * need > book_ht.shape[0]
         or not slots_ok
     ):
         return NEEDS_PYTHON, 0, a, s
     valid_id = 0 < id_len <= max_len  # an empty or over-long id makes the order invalid
     put_order(oi, of, 0, a if valid_id else -1, s, side, key, qty, px)
-    nv = check_batch(
-        oi, of, now, mask, vi, vf, acct, sym, book_ht, book, book_pair, ord_ht, ordf, ordi, free, ctr,
-        lim_exact, lim_tab, lim_f, lim_version, max_notional,
-    )  # fmt: skip
+    nv = check_batch(oi, of, now, mask, vi, vf, accounts, symbols, books, orders, limits, max_notional)
     return OK, nv, a, s
