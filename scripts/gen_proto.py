@@ -15,6 +15,9 @@ from pathlib import Path
 
 from grpc_tools import protoc
 
+# google/protobuf/*.proto (Timestamp) ship inside grpc_tools; protoc.main does not add them itself.
+WELL_KNOWN = Path(protoc.__file__).resolve().parent / "_proto"
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 PROTO = "riskd/v1/risk.proto"
@@ -27,6 +30,7 @@ def generate(out_root: Path) -> None:
     args = [
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
+        f"-I{WELL_KNOWN}",
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",

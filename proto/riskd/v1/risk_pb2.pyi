@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -46,6 +49,28 @@ class TradingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRADING_STATE_ACTIVE: _ClassVar[TradingState]
     TRADING_STATE_REDUCING: _ClassVar[TradingState]
     TRADING_STATE_HALTED: _ClassVar[TradingState]
+
+class Severity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEVERITY_UNSPECIFIED: _ClassVar[Severity]
+    SEVERITY_INFO: _ClassVar[Severity]
+    SEVERITY_WARNING: _ClassVar[Severity]
+    SEVERITY_CRITICAL: _ClassVar[Severity]
+
+class AlertKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_KIND_UNSPECIFIED: _ClassVar[AlertKind]
+    ALERT_KIND_CHECK_REJECT: _ClassVar[AlertKind]
+    ALERT_KIND_CHECK_WARNING: _ClassVar[AlertKind]
+    ALERT_KIND_TRADING_STATE: _ClassVar[AlertKind]
+    ALERT_KIND_LIMIT_CHANGED: _ClassVar[AlertKind]
+    ALERT_KIND_OVERFILL: _ClassVar[AlertKind]
+    ALERT_KIND_LATE_FILL: _ClassVar[AlertKind]
+    ALERT_KIND_UNKNOWN_FILL: _ClassVar[AlertKind]
+    ALERT_KIND_BREAKER_OPEN: _ClassVar[AlertKind]
+    ALERT_KIND_BACKLOG: _ClassVar[AlertKind]
+    ALERT_KIND_SUBSCRIBER_DROPPED: _ClassVar[AlertKind]
+    ALERT_KIND_ALERTS_LOST: _ClassVar[AlertKind]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
@@ -74,6 +99,22 @@ TRADING_STATE_UNSPECIFIED: TradingState
 TRADING_STATE_ACTIVE: TradingState
 TRADING_STATE_REDUCING: TradingState
 TRADING_STATE_HALTED: TradingState
+SEVERITY_UNSPECIFIED: Severity
+SEVERITY_INFO: Severity
+SEVERITY_WARNING: Severity
+SEVERITY_CRITICAL: Severity
+ALERT_KIND_UNSPECIFIED: AlertKind
+ALERT_KIND_CHECK_REJECT: AlertKind
+ALERT_KIND_CHECK_WARNING: AlertKind
+ALERT_KIND_TRADING_STATE: AlertKind
+ALERT_KIND_LIMIT_CHANGED: AlertKind
+ALERT_KIND_OVERFILL: AlertKind
+ALERT_KIND_LATE_FILL: AlertKind
+ALERT_KIND_UNKNOWN_FILL: AlertKind
+ALERT_KIND_BREAKER_OPEN: AlertKind
+ALERT_KIND_BACKLOG: AlertKind
+ALERT_KIND_SUBSCRIBER_DROPPED: AlertKind
+ALERT_KIND_ALERTS_LOST: AlertKind
 
 class OrderBatch(_message.Message):
     __slots__ = ("client_order_id", "account", "symbol", "side", "quantity", "price")
@@ -290,3 +331,215 @@ class SetTradingStateResponse(_message.Message):
     previous: TradingState
     state_version: int
     def __init__(self, previous: _Optional[_Union[TradingState, str]] = ..., state_version: _Optional[int] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("seq", "time", "severity", "kind", "check", "account", "symbol", "limit_id", "message", "observed", "threshold", "count", "summary", "client_order_id")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    time: _timestamp_pb2.Timestamp
+    severity: Severity
+    kind: AlertKind
+    check: RiskCheck
+    account: str
+    symbol: str
+    limit_id: str
+    message: str
+    observed: float
+    threshold: float
+    count: int
+    summary: bool
+    client_order_id: str
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., severity: _Optional[_Union[Severity, str]] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., check: _Optional[_Union[RiskCheck, str]] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ..., limit_id: _Optional[str] = ..., message: _Optional[str] = ..., observed: _Optional[float] = ..., threshold: _Optional[float] = ..., count: _Optional[int] = ..., summary: _Optional[bool] = ..., client_order_id: _Optional[str] = ...) -> None: ...
+
+class AlertFilter(_message.Message):
+    __slots__ = ("min_severity", "accounts", "symbols", "kinds", "checks")
+    MIN_SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    min_severity: Severity
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    symbols: _containers.RepeatedScalarFieldContainer[str]
+    kinds: _containers.RepeatedScalarFieldContainer[AlertKind]
+    checks: _containers.RepeatedScalarFieldContainer[RiskCheck]
+    def __init__(self, min_severity: _Optional[_Union[Severity, str]] = ..., accounts: _Optional[_Iterable[str]] = ..., symbols: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[_Union[AlertKind, str]]] = ..., checks: _Optional[_Iterable[_Union[RiskCheck, str]]] = ...) -> None: ...
+
+class SubscribeAlertsRequest(_message.Message):
+    __slots__ = ("filter", "after_seq")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    filter: AlertFilter
+    after_seq: int
+    def __init__(self, filter: _Optional[_Union[AlertFilter, _Mapping]] = ..., after_seq: _Optional[int] = ...) -> None: ...
+
+class SubscribeAlertsResponse(_message.Message):
+    __slots__ = ("alerts", "dropped", "missed")
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    MISSED_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    dropped: int
+    missed: int
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., dropped: _Optional[int] = ..., missed: _Optional[int] = ...) -> None: ...
+
+class QueryAlertsRequest(_message.Message):
+    __slots__ = ("filter", "page_size", "before_seq")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    filter: AlertFilter
+    page_size: int
+    before_seq: int
+    def __init__(self, filter: _Optional[_Union[AlertFilter, _Mapping]] = ..., page_size: _Optional[int] = ..., before_seq: _Optional[int] = ...) -> None: ...
+
+class QueryAlertsResponse(_message.Message):
+    __slots__ = ("alerts", "next_before_seq")
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    next_before_seq: int
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., next_before_seq: _Optional[int] = ...) -> None: ...
+
+class GetAlertStatsRequest(_message.Message):
+    __slots__ = ("top",)
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    top: int
+    def __init__(self, top: _Optional[int] = ...) -> None: ...
+
+class CheckCount(_message.Message):
+    __slots__ = ("check", "count")
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    check: RiskCheck
+    count: int
+    def __init__(self, check: _Optional[_Union[RiskCheck, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class AccountCount(_message.Message):
+    __slots__ = ("account", "count")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    count: int
+    def __init__(self, account: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class AlertStatsWindow(_message.Message):
+    __slots__ = ("seconds", "total", "by_check", "top_accounts", "accounts")
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BY_CHECK_FIELD_NUMBER: _ClassVar[int]
+    TOP_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    seconds: int
+    total: int
+    by_check: _containers.RepeatedCompositeFieldContainer[CheckCount]
+    top_accounts: _containers.RepeatedCompositeFieldContainer[AccountCount]
+    accounts: int
+    def __init__(self, seconds: _Optional[int] = ..., total: _Optional[int] = ..., by_check: _Optional[_Iterable[_Union[CheckCount, _Mapping]]] = ..., top_accounts: _Optional[_Iterable[_Union[AccountCount, _Mapping]]] = ..., accounts: _Optional[int] = ...) -> None: ...
+
+class GetAlertStatsResponse(_message.Message):
+    __slots__ = ("windows", "raised", "occurrences", "lost", "last_seq")
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    RAISED_FIELD_NUMBER: _ClassVar[int]
+    OCCURRENCES_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    windows: _containers.RepeatedCompositeFieldContainer[AlertStatsWindow]
+    raised: int
+    occurrences: int
+    lost: int
+    last_seq: int
+    def __init__(self, windows: _Optional[_Iterable[_Union[AlertStatsWindow, _Mapping]]] = ..., raised: _Optional[int] = ..., occurrences: _Optional[int] = ..., lost: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
+
+class PositionSnapshot(_message.Message):
+    __slots__ = ("symbol", "quantity", "mark", "value")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MARK_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    quantity: float
+    mark: float
+    value: float
+    def __init__(self, symbol: _Optional[str] = ..., quantity: _Optional[float] = ..., mark: _Optional[float] = ..., value: _Optional[float] = ...) -> None: ...
+
+class LimitUtilisation(_message.Message):
+    __slots__ = ("limit_id", "kind", "symbol", "observed", "threshold", "utilisation")
+    LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    UTILISATION_FIELD_NUMBER: _ClassVar[int]
+    limit_id: str
+    kind: RiskCheck
+    symbol: str
+    observed: float
+    threshold: float
+    utilisation: float
+    def __init__(self, limit_id: _Optional[str] = ..., kind: _Optional[_Union[RiskCheck, str]] = ..., symbol: _Optional[str] = ..., observed: _Optional[float] = ..., threshold: _Optional[float] = ..., utilisation: _Optional[float] = ...) -> None: ...
+
+class AccountSnapshot(_message.Message):
+    __slots__ = ("account", "gross", "net", "open_orders", "positions", "trading_state", "closest_limits")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    GROSS_FIELD_NUMBER: _ClassVar[int]
+    NET_FIELD_NUMBER: _ClassVar[int]
+    OPEN_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    TRADING_STATE_FIELD_NUMBER: _ClassVar[int]
+    CLOSEST_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    gross: float
+    net: float
+    open_orders: int
+    positions: _containers.RepeatedCompositeFieldContainer[PositionSnapshot]
+    trading_state: TradingState
+    closest_limits: _containers.RepeatedCompositeFieldContainer[LimitUtilisation]
+    def __init__(self, account: _Optional[str] = ..., gross: _Optional[float] = ..., net: _Optional[float] = ..., open_orders: _Optional[int] = ..., positions: _Optional[_Iterable[_Union[PositionSnapshot, _Mapping]]] = ..., trading_state: _Optional[_Union[TradingState, str]] = ..., closest_limits: _Optional[_Iterable[_Union[LimitUtilisation, _Mapping]]] = ...) -> None: ...
+
+class GetRiskSnapshotRequest(_message.Message):
+    __slots__ = ("accounts",)
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, accounts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetRiskSnapshotResponse(_message.Message):
+    __slots__ = ("accounts", "state_version", "firm_trading_state")
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FIRM_TRADING_STATE_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[AccountSnapshot]
+    state_version: int
+    firm_trading_state: TradingState
+    def __init__(self, accounts: _Optional[_Iterable[_Union[AccountSnapshot, _Mapping]]] = ..., state_version: _Optional[int] = ..., firm_trading_state: _Optional[_Union[TradingState, str]] = ...) -> None: ...
+
+class StreamRiskSnapshotsRequest(_message.Message):
+    __slots__ = ("accounts", "min_interval_ms")
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    MIN_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    min_interval_ms: int
+    def __init__(self, accounts: _Optional[_Iterable[str]] = ..., min_interval_ms: _Optional[int] = ...) -> None: ...
+
+class StreamRiskSnapshotsResponse(_message.Message):
+    __slots__ = ("accounts", "state_version", "firm_trading_state")
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FIRM_TRADING_STATE_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[AccountSnapshot]
+    state_version: int
+    firm_trading_state: TradingState
+    def __init__(self, accounts: _Optional[_Iterable[_Union[AccountSnapshot, _Mapping]]] = ..., state_version: _Optional[int] = ..., firm_trading_state: _Optional[_Union[TradingState, str]] = ...) -> None: ...

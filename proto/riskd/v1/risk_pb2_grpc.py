@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class RiskServiceStub:
-    """Pre-trade risk checks, execution tracking and limit administration.
+    """Pre-trade risk checks, execution tracking limit administration, alerts and snapshots.
     """
 
     def __init__(self, channel):
@@ -80,10 +80,35 @@ class RiskServiceStub:
                 request_serializer=riskd_dot_v1_dot_risk__pb2.SetTradingStateRequest.SerializeToString,
                 response_deserializer=riskd_dot_v1_dot_risk__pb2.SetTradingStateResponse.FromString,
                 _registered_method=True)
+        self.SubscribeAlerts = channel.unary_stream(
+                '/riskd.v1.RiskService/SubscribeAlerts',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.SubscribeAlertsRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.SubscribeAlertsResponse.FromString,
+                _registered_method=True)
+        self.QueryAlerts = channel.unary_unary(
+                '/riskd.v1.RiskService/QueryAlerts',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.QueryAlertsRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.QueryAlertsResponse.FromString,
+                _registered_method=True)
+        self.GetAlertStats = channel.unary_unary(
+                '/riskd.v1.RiskService/GetAlertStats',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.GetAlertStatsRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.GetAlertStatsResponse.FromString,
+                _registered_method=True)
+        self.GetRiskSnapshot = channel.unary_unary(
+                '/riskd.v1.RiskService/GetRiskSnapshot',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.GetRiskSnapshotRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.GetRiskSnapshotResponse.FromString,
+                _registered_method=True)
+        self.StreamRiskSnapshots = channel.unary_stream(
+                '/riskd.v1.RiskService/StreamRiskSnapshots',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsResponse.FromString,
+                _registered_method=True)
 
 
 class RiskServiceServicer:
-    """Pre-trade risk checks, execution tracking and limit administration.
+    """Pre-trade risk checks, execution tracking limit administration, alerts and snapshots.
     """
 
     def CheckOrders(self, request, context):
@@ -149,6 +174,41 @@ class RiskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubscribeAlerts(self, request, context):
+        """Stream alerts matching a filter, optionally replaying the history after a seq first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryAlerts(self, request, context):
+        """Page through the alert history, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAlertStats(self, request, context):
+        """Sliding-window alert counts: per check, per account, top offenders.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRiskSnapshot(self, request, context):
+        """Accounts' exposure, positions, trading state and the limits closest to breach.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamRiskSnapshots(self, request, context):
+        """The accounts whose risk changed, coalesced, at most once per min_interval_ms; nothing while idle.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +257,31 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     request_deserializer=riskd_dot_v1_dot_risk__pb2.SetTradingStateRequest.FromString,
                     response_serializer=riskd_dot_v1_dot_risk__pb2.SetTradingStateResponse.SerializeToString,
             ),
+            'SubscribeAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeAlerts,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.SubscribeAlertsRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.SubscribeAlertsResponse.SerializeToString,
+            ),
+            'QueryAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryAlerts,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.QueryAlertsRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.QueryAlertsResponse.SerializeToString,
+            ),
+            'GetAlertStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlertStats,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.GetAlertStatsRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.GetAlertStatsResponse.SerializeToString,
+            ),
+            'GetRiskSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRiskSnapshot,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.GetRiskSnapshotRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.GetRiskSnapshotResponse.SerializeToString,
+            ),
+            'StreamRiskSnapshots': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRiskSnapshots,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'riskd.v1.RiskService', rpc_method_handlers)
@@ -206,7 +291,7 @@ def add_RiskServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RiskService:
-    """Pre-trade risk checks, execution tracking and limit administration.
+    """Pre-trade risk checks, execution tracking limit administration, alerts and snapshots.
     """
 
     @staticmethod
@@ -442,6 +527,141 @@ class RiskService:
             '/riskd.v1.RiskService/SetTradingState',
             riskd_dot_v1_dot_risk__pb2.SetTradingStateRequest.SerializeToString,
             riskd_dot_v1_dot_risk__pb2.SetTradingStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/riskd.v1.RiskService/SubscribeAlerts',
+            riskd_dot_v1_dot_risk__pb2.SubscribeAlertsRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.SubscribeAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskd.v1.RiskService/QueryAlerts',
+            riskd_dot_v1_dot_risk__pb2.QueryAlertsRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.QueryAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlertStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskd.v1.RiskService/GetAlertStats',
+            riskd_dot_v1_dot_risk__pb2.GetAlertStatsRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.GetAlertStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRiskSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskd.v1.RiskService/GetRiskSnapshot',
+            riskd_dot_v1_dot_risk__pb2.GetRiskSnapshotRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.GetRiskSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRiskSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/riskd.v1.RiskService/StreamRiskSnapshots',
+            riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsResponse.FromString,
             options,
             channel_credentials,
             insecure,
