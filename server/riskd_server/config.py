@@ -79,6 +79,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("db_timeout", float, 10.0, "seconds allowed for connecting and for each database write", 0.1),
     Option("grace", float, 5.0, "seconds in-flight RPCs get to finish on SIGTERM", 0),
     Option("max_pending_requests", int, 3_000, "new calls the gRPC core queues before refusing them", 1),
+    Option("alert_history", int, 100_000, "alerts kept in memory for queries and resumed subscriptions", 1),
+    Option(
+        "alert_dedupe_window",
+        float,
+        10.0,
+        "seconds over which repeats of one alert key are counted and then sent as one summary (0: off)",
+        0,
+    ),
+    Option("alert_dedupe_keys", int, 100_000, "alert keys the dedupe holds (oldest evicted first)", 1),
+    Option(
+        "alert_intake",
+        int,
+        4_096,
+        "engine events queued for the alert path; when it falls behind the oldest are dropped and an "
+        "ALERTS_LOST alert says how many",
+        1,
+    ),
     Option("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Option("uvloop", bool, True, "run the event loop on uvloop when installed"),
 )
@@ -107,6 +124,10 @@ class Settings:
     db_timeout: float = 10.0
     grace: float = 5.0
     max_pending_requests: int = 3_000
+    alert_history: int = 100_000
+    alert_dedupe_window: float = 10.0
+    alert_dedupe_keys: int = 100_000
+    alert_intake: int = 4_096
     log_level: str = "INFO"
     uvloop: bool = True
 

@@ -30,6 +30,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 from riskd.v1 import risk_pb2
 
+from .alerts.dedupe import Deduper
+from .alerts.history import AlertHistory
+from .alerts.model import Alert, AlertFilter
+from .alerts.pipeline import AlertPipeline
+from .alerts.probes import backlog_probe, breaker_probe
+from .alerts.stats import AlertStats
 from .config import Settings
 from .engine import Engine, EngineConfig
 from .reflection import enable_reflection
@@ -296,6 +302,7 @@ class RunningServer:
     writer: WriteBehind
     settings: Settings
     streams: StreamCloser = field(default_factory=StreamCloser)
+    alerts: AlertPipeline | None = None
     _cleanup: list[Cleanup] = field(default_factory=list)
     _stopped: bool = False
 
@@ -318,6 +325,18 @@ class RunningServer:
         log.info("stopped")
 
 
+def alert_pipeline(settings: Settings, engine: Engine) -> AlertPipeline:
+    """The alert path over the engine's names, sized by the settings (started later)."""
+    return AlertPipeline(
+        engine.accounts,
+        engine.symbols,
+        AlertHistory(settings.alert_history),
+        Deduper(settings.alert_dedupe_window, settings.alert_dedupe_keys),
+        AlertStats(),
+        intake_capacity=settings.alert_intake,
+    )
+
+
 def dead_letter_path(settings: Settings) -> Path:
     """Where refused rows go when the dead_letter table refuses them too."""
     return (
@@ -332,6 +351,12 @@ async def start(settings: Settings) -> RunningServer:
     cleanup: list[Cleanup] = []
     server = grpc.aio.server(options=grpc_options(settings))
     writer: WriteBehind | None = None
+    store: Store | None = None
+
+    async def older_alerts(flt: AlertFilter, before_seq: int, page_size: int) -> list[Alert]:
+        if store is None:
+            return []
+        return await store.query_alerts(flt, before_seq, page_size)
 
     async def barrier() -> bool:
         assert writer is not None
@@ -347,9 +372,10 @@ async def start(settings: Settings) -> RunningServer:
     compiling = CompileLog(log).install()
     try:
         engine = Engine(engine_config(settings))
+        pipeline = alert_pipeline(settings, engine)
         streams = StreamCloser()
         registrar: Any = streams.registrar(server)
-        add_risk_service(RiskServicer(engine, barrier), registrar)
+        add_risk_service(RiskServicer(engine, barrier, alerts=pipeline, older_alerts=older_alerts), registrar)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
         enable_reflection(registrar, [SERVICE_NAME, health.SERVICE_NAME])
@@ -376,6 +402,7 @@ async def start(settings: Settings) -> RunningServer:
         )
         cleanup.append(store.close)
         await _recover(store, engine, settings.closed_order_retention)
+        pipeline.restore(*await store.recent_alerts(settings.alert_history))
         writer = store.write_behind(
             max_pending_rows=settings.max_pending_rows,
             flush_interval=settings.flush_interval_ms / 1000.0,
@@ -385,6 +412,12 @@ async def start(settings: Settings) -> RunningServer:
         await writer.start()
         cleanup.append(lambda: writer.stop(timeout=max(settings.db_timeout, 1.0)))
         engine.sink = writer
+        pipeline.sink = writer
+        pipeline.add_probe(backlog_probe(writer, settings.max_pending_rows))
+        pipeline.add_probe(breaker_probe("database", lambda: writer.stats().breaker_state))
+        engine.alert_intake = pipeline.intake
+        pipeline.start()
+        cleanup.append(pipeline.stop)  # before the write-behind's final flush (cleanup runs last first)
         seconds = await _in_thread(warm_up)
         compiling.remove()
         log.info("kernels warm in %.3fs", seconds)
@@ -403,7 +436,18 @@ async def start(settings: Settings) -> RunningServer:
             await server.stop(None)
         await _run_cleanup(cleanup)
         raise
-    return RunningServer(port, engine, server, health_servicer, store, writer, settings, streams, cleanup)
+    return RunningServer(
+        port,
+        engine,
+        server,
+        health_servicer,
+        store,
+        writer,
+        settings,
+        streams,
+        alerts=pipeline,
+        _cleanup=cleanup,
+    )
 
 
 async def serve(settings: Settings) -> None:

@@ -19,6 +19,9 @@ from google.protobuf.message import DecodeError
 from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
+from .alerts.model import AlertFilter, varint
+from .alerts.pipeline import AlertPipeline
+from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, top_of
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
 from .limits import Limit, LimitValidationError
@@ -64,10 +67,19 @@ def limit_to_pb(lim: Limit) -> pb.Limit:
 class RiskServicer(pb_grpc.RiskServiceServicer):
     """riskd.v1.RiskService over an Engine."""
 
-    def __init__(self, engine: Engine, barrier: Barrier = _no_barrier) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        barrier: Barrier = _no_barrier,
+        *,
+        alerts: AlertPipeline | None = None,
+        older_alerts: Older | None = None,
+    ) -> None:
         self._engine = engine
         self._limits = LimitAdmin(engine)
         self._barrier = barrier
+        self._alerts = alerts
+        self._older_alerts = older_alerts
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -173,10 +185,81 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         await self._durable(context)
         return pb.SetTradingStateResponse(previous=previous, state_version=self._engine.state_version)  # type: ignore[arg-type]
 
+    # ------------------------------------------------------------------ alerts
+
+    def _alert_pipeline(self) -> AlertPipeline:
+        if self._alerts is None:
+            raise QueryError("alerts are not enabled on this server")
+        return self._alerts
+
+    async def QueryAlertsRaw(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """QueryAlerts answered from the alerts' wire entries (each serialised once, when raised)."""
+        try:
+            msg = pb.QueryAlertsRequest.FromString(request)
+            flt = alert_filter(msg.filter)
+            page = await query_alerts(
+                self._alert_pipeline().history, flt, msg.before_seq, msg.page_size, self._older_alerts
+            )
+        except DecodeError as exc:
+            await _invalid(context, f"malformed QueryAlertsRequest: {exc}")
+        except QueryError as exc:
+            await _invalid(context, str(exc))
+        except OlderUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        parts = [a.wire or _entry(a) for a in page.alerts]
+        if page.next_before_seq:
+            parts.append(b"\x10" + varint(page.next_before_seq))
+        return b"".join(parts)
+
+    async def GetAlertStats(self, request: pb.GetAlertStatsRequest, context: grpc.aio.ServicerContext):
+        try:
+            top = top_of(request.top)
+            pipeline = self._alert_pipeline()
+        except QueryError as exc:
+            await _invalid(context, str(exc))
+        windows = pipeline.stats.snapshot(pipeline.clock(), top)
+        totals = pipeline.stats_snapshot()
+        return pb.GetAlertStatsResponse(
+            windows=[
+                pb.AlertStatsWindow(
+                    seconds=w.seconds,
+                    total=w.total,
+                    by_check=[pb.CheckCount(check=c, count=n) for c, n in w.by_check],
+                    top_accounts=[pb.AccountCount(account=a, count=n) for a, n in w.top_accounts],
+                    accounts=w.accounts,
+                )
+                for w in windows
+            ],
+            raised=totals.raised,
+            occurrences=totals.occurrences,
+            lost=totals.lost_occurrences,
+            last_seq=totals.last_seq,
+        )
+
     async def _durable(self, context: grpc.aio.ServicerContext) -> None:
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
         persisted = await self._barrier()
         context.set_trailing_metadata((("riskd-persisted", "true" if persisted else "false"),))
+
+
+def alert_filter(msg: pb.AlertFilter) -> AlertFilter:
+    """An AlertFilter from the request, refusing enum values this server does not know (a typo
+    would otherwise match nothing, silently) with the field and index."""
+    if msg.min_severity not in pb.Severity.values():
+        raise QueryError(f"filter.min_severity: unknown Severity {msg.min_severity}")
+    for field, values, enum in (
+        ("kinds", msg.kinds, pb.AlertKind),
+        ("checks", msg.checks, pb.RiskCheck),
+    ):
+        known = enum.values()
+        for i, value in enumerate(values):
+            if value not in known or value == 0:
+                raise QueryError(f"filter.{field}[{i}]: unknown {enum.DESCRIPTOR.name} {value}")
+    return AlertFilter.from_pb(msg)
+
+
+def _entry(alert) -> bytes:
+    return alert.numbered(alert.seq).wire
 
 
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
@@ -189,6 +272,7 @@ def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     handlers["CheckOrders"] = grpc.unary_unary_rpc_method_handler(servicer.CheckOrdersRaw)
     handlers["CheckOrderStream"] = grpc.stream_stream_rpc_method_handler(servicer.CheckOrderStreamRaw)
     handlers["ReportExecutions"] = grpc.unary_unary_rpc_method_handler(servicer.ReportExecutionsRaw)
+    handlers["QueryAlerts"] = grpc.unary_unary_rpc_method_handler(servicer.QueryAlertsRaw)
     return handlers
 
 

@@ -109,7 +109,7 @@ class Alert:
         )
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -120,7 +120,7 @@ def _varint(n: int) -> bytes:
 
 def alerts_entry(alert_bytes: bytes) -> bytes:
     """One ``repeated Alert alerts = 1`` entry: tag 0x0a, varint length, the Alert's bytes."""
-    return b"\x0a" + _varint(len(alert_bytes)) + alert_bytes
+    return b"\x0a" + varint(len(alert_bytes)) + alert_bytes
 
 
 def _frozen(values: Iterable) -> frozenset:

@@ -35,7 +35,7 @@ from .. import changes as ch
 from ..kernel import layout as L
 from .intake import EV_CHECKS, EV_EXECUTIONS, EV_FAULT, EV_LIMITS, EV_TRADING_STATE, AlertIntake
 from .messages import check_message, check_name, execution_message, num, printable, trading_state_message
-from .model import CRITICAL, INFO, WARNING, Alert
+from .model import CRITICAL, INFO, WARNING, Alert, AlertFilter
 
 if TYPE_CHECKING:
     from ..interning import Interner
@@ -55,6 +55,11 @@ _EXEC_KIND = {
 
 class History(Protocol):
     def append(self, alert: Alert) -> Alert | None: ...
+    @property
+    def oldest_seq(self) -> int: ...
+    def query(
+        self, flt: AlertFilter, before_seq: int = 0, page_size: int = 100
+    ) -> tuple[list[Alert], int]: ...
 
 
 class Dedupe(Protocol):
@@ -65,6 +70,7 @@ class Dedupe(Protocol):
 
 class Stats(Protocol):
     def add(self, alert: Alert, now: float) -> None: ...
+    def snapshot(self, now: float, top: int = 10) -> list: ...
 
 
 class Sink(Protocol):
@@ -73,6 +79,9 @@ class Sink(Protocol):
 
 
 Output = Callable[[list[Alert]], None]
+# An occurrence group: its first occurrence (count 1) and, when it has repeats, the last standing
+# for them (count = the repeats).
+Group = tuple[Alert, "Alert | None"]
 Probe = Callable[[], "tuple[int, str, float, float] | None"]
 
 
@@ -126,6 +135,13 @@ class AlertPipeline:
         self._faulting: set[tuple[int, str]] = set()
 
     # ------------------------------------------------------------------ wiring
+
+    def restore(self, recent: Sequence[Alert], last_seq: int) -> None:
+        """Continue after a restart: the newest persisted alerts back in the history (oldest first),
+        numbering after the highest seq ever written."""
+        for alert in recent:
+            self.history.append(alert if alert.wire else alert.numbered(alert.seq))
+        self._seq = max(self._seq, last_seq)
 
     def add_output(self, output: Output) -> None:
         """output(alerts) is called with every batch of numbered alerts, on the event loop; it must
@@ -241,7 +257,7 @@ class AlertPipeline:
         elif kind == EV_EXECUTIONS:
             groups = self._execution_groups(*event[2:])
         elif kind == EV_LIMITS:
-            groups = self._limit_alerts(*event[2:])
+            groups = [(alert, None) for alert in self._limit_alerts(*event[2:])]
         elif kind == EV_TRADING_STATE:
             # Every change goes out at once: a halt and the resume after it are never summarised.
             alert = self._trading_state_alert(*event[2:])
@@ -251,21 +267,25 @@ class AlertPipeline:
             return
         elif kind == EV_FAULT:
             _, _, t, fault_kind, message, observed, threshold, account = event
-            groups = [self._fault_alert(t, fault_kind, message, observed, threshold, account)]
+            groups = [(self._fault_alert(t, fault_kind, message, observed, threshold, account), None)]
         else:
             raise ValueError(f"unknown alert event kind {kind}")
-        for alert in groups:
-            self._occurrences += alert.count
-            self.stats.add(alert, now)
-            if self.dedupe.offer(alert, now):
-                out.append(replace(alert, count=1) if alert.count != 1 else alert)
+        for first, last in groups:
+            count = first.count + (last.count if last is not None else 0)
+            self._occurrences += count
+            self.stats.add(first if last is None else replace(first, count=count), now)
+            if self.dedupe.offer(first, now):
+                out.append(first)
+            if last is not None:
+                self.dedupe.offer(last, now)  # repeats: counted into the key's summary
 
     def _name(self, interner: Interner, id_: int) -> str:
         return interner.name(id_) if 0 <= id_ < len(interner) else ""
 
-    def _check_groups(self, t: float, v, aid, sid, ids) -> list[Alert]:
-        """One occurrence group per (warning, check, account, symbol, limit) of a checked batch;
-        its fields are the group's last violation's, its count the group's size."""
+    def _check_groups(self, t: float, v, aid, sid, ids) -> list[Group]:
+        """One occurrence group per (warning, check, account, symbol, limit) of a checked batch: the
+        first occurrence (count 1, what goes out if the key is new) and, when the batch repeats the
+        key, its last occurrence standing for the repeats (count = the rest)."""
         n = len(v)
         order = v.order_index.astype(np.int64)
         if isinstance(aid, np.ndarray):
@@ -277,58 +297,69 @@ class AlertPipeline:
         keys = list(zip(v.warning.tolist(), v.check.tolist(), acc, sym, v.limit_id.tolist(), strict=True))
         counts = Counter(keys)
         last = dict(zip(keys, range(n), strict=True))
-        out = []
+        first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+        out: list[Group] = []
         for key, count in counts.items():
-            i = last[key]
             warning, check, a, s, limit_id = key
             account, symbol = self._name(self._accounts, a), self._name(self._symbols, s)
-            order_id = printable(_order_id(ids, int(order[i])))
-            observed, threshold = float(v.observed[i]), float(v.threshold[i])
-            out.append(
-                Alert(
-                    seq=0,
-                    time=t,
-                    severity=INFO if warning else WARNING,
-                    kind=pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT,
-                    check=check,
-                    account=account,
-                    symbol=symbol,
-                    limit_id=limit_id or "",
-                    message=check_message(check, warning, account, symbol, observed, threshold, order_id),
-                    observed=observed,
-                    threshold=threshold,
-                    count=count,
-                    client_order_id=order_id,
+            group = []
+            for i, n_ in ((first[key], 1), (last[key], count - 1)):
+                if not n_:
+                    continue
+                order_id = printable(_order_id(ids, int(order[i])))
+                observed, threshold = float(v.observed[i]), float(v.threshold[i])
+                group.append(
+                    Alert(
+                        seq=0,
+                        time=t,
+                        severity=INFO if warning else WARNING,
+                        kind=pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT,
+                        check=check,
+                        account=account,
+                        symbol=symbol,
+                        limit_id=limit_id or "",
+                        message=check_message(check, warning, account, symbol, observed, threshold, order_id),
+                        observed=observed,
+                        threshold=threshold,
+                        count=n_,
+                        client_order_id=order_id,
+                    )
                 )
-            )
+            out.append((group[0], group[1] if len(group) > 1 else None))
         return out
 
-    def _execution_groups(self, t: float, ids, status, aid, sid) -> list[Alert]:
+    def _execution_groups(self, t: float, ids, status, aid, sid) -> list[Group]:
+        """Like _check_groups, per (kind, account, symbol) of a batch's odd executions."""
         n = int(status.shape[0])
-        keys = list(zip(status.tolist(), aid.tolist(), sid.tolist(), strict=True))
-        kinds = [_EXEC_KIND.get(k[0], pb.ALERT_KIND_UNKNOWN_FILL) for k in keys]
-        gkeys = list(zip(kinds, (k[1] for k in keys), (k[2] for k in keys), strict=True))
-        counts = Counter(gkeys)
-        last = dict(zip(gkeys, range(n), strict=True))
-        out = []
+        codes = status.tolist()
+        kinds = [_EXEC_KIND.get(c, pb.ALERT_KIND_UNKNOWN_FILL) for c in codes]
+        keys = list(zip(kinds, aid.tolist(), sid.tolist(), strict=True))
+        counts = Counter(keys)
+        last = dict(zip(keys, range(n), strict=True))
+        first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+        out: list[Group] = []
         for key, count in counts.items():
-            i = last[key]
             kind, a, s = key
             account, symbol = self._name(self._accounts, a), self._name(self._symbols, s)
-            order_id = printable(str(ids[i]))
-            out.append(
-                Alert(
-                    seq=0,
-                    time=t,
-                    severity=WARNING,
-                    kind=kind,
-                    account=account,
-                    symbol=symbol,
-                    message=execution_message(int(status[i]), order_id, account, symbol),
-                    count=count,
-                    client_order_id=order_id,
+            group = []
+            for i, n_ in ((first[key], 1), (last[key], count - 1)):
+                if not n_:
+                    continue
+                order_id = printable(str(ids[i]))
+                group.append(
+                    Alert(
+                        seq=0,
+                        time=t,
+                        severity=WARNING,
+                        kind=kind,
+                        account=account,
+                        symbol=symbol,
+                        message=execution_message(codes[i], order_id, account, symbol),
+                        count=n_,
+                        client_order_id=order_id,
+                    )
                 )
-            )
+            out.append((group[0], group[1] if len(group) > 1 else None))
         return out
 
     def _limit_alerts(self, t: float, upserted: tuple[Limit, ...], deleted: tuple[str, ...]) -> list[Alert]:
@@ -452,6 +483,10 @@ class AlertPipeline:
     @property
     def last_seq(self) -> int:
         return self._seq
+
+    def clock(self) -> float:
+        """The pipeline's wall clock (the statistics' windows are measured on it)."""
+        return self._clock()
 
 
 def _order_id(ids: Sequence[str] | OneOrder, i: int) -> str:
