@@ -78,6 +78,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("db_pool_max", int, 4, "PostgreSQL pool maximum connections", 1),
     Option("db_timeout", float, 10.0, "seconds allowed for connecting and for each database write", 0.1),
     Option("grace", float, 5.0, "seconds in-flight RPCs get to finish on SIGTERM", 0),
+    Option(
+        "alert_subscriber_queue",
+        int,
+        256,
+        "alerts queued per SubscribeAlerts stream; a subscriber further behind loses the oldest (counted "
+        "in its next response's dropped)",
+        1,
+    ),
+    Option(
+        "max_alert_subscribers",
+        int,
+        20_000,
+        "open SubscribeAlerts streams; more are refused RESOURCE_EXHAUSTED",
+        0,
+    ),
     Option("max_pending_requests", int, 3_000, "new calls the gRPC core queues before refusing them", 1),
     Option("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Option("uvloop", bool, True, "run the event loop on uvloop when installed"),
@@ -106,6 +121,8 @@ class Settings:
     db_pool_max: int = 4
     db_timeout: float = 10.0
     grace: float = 5.0
+    alert_subscriber_queue: int = 256
+    max_alert_subscribers: int = 20_000
     max_pending_requests: int = 3_000
     log_level: str = "INFO"
     uvloop: bool = True

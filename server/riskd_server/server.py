@@ -30,6 +30,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from riskd.v1 import risk_pb2
 
+from .alerts.fanout import AlertHub
+from .alerts.history import AlertHistory
 from .config import Settings
 from .engine import Engine, EngineConfig
 from .reflection import enable_reflection
@@ -296,6 +298,7 @@ class RunningServer:
     writer: WriteBehind
     settings: Settings
     streams: StreamCloser = field(default_factory=StreamCloser)
+    alert_hub: AlertHub | None = None
     _cleanup: list[Cleanup] = field(default_factory=list)
     _stopped: bool = False
 
@@ -349,7 +352,12 @@ async def start(settings: Settings) -> RunningServer:
         engine = Engine(engine_config(settings))
         streams = StreamCloser()
         registrar: Any = streams.registrar(server)
-        add_risk_service(RiskServicer(engine, barrier), registrar)
+        alert_hub = AlertHub(
+            AlertHistory(),
+            queue_size=settings.alert_subscriber_queue,
+            max_subscribers=settings.max_alert_subscribers,
+        )
+        add_risk_service(RiskServicer(engine, barrier, alert_hub=alert_hub), registrar)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
         enable_reflection(registrar, [SERVICE_NAME, health.SERVICE_NAME])
@@ -403,7 +411,9 @@ async def start(settings: Settings) -> RunningServer:
             await server.stop(None)
         await _run_cleanup(cleanup)
         raise
-    return RunningServer(port, engine, server, health_servicer, store, writer, settings, streams, cleanup)
+    return RunningServer(
+        port, engine, server, health_servicer, store, writer, settings, streams, alert_hub, cleanup
+    )
 
 
 async def serve(settings: Settings) -> None:

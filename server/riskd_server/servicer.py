@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
+from .alerts.fanout import AlertHub, EmptyHistory
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
 from .limits import Limit, LimitValidationError
@@ -64,10 +65,14 @@ def limit_to_pb(lim: Limit) -> pb.Limit:
 class RiskServicer(pb_grpc.RiskServiceServicer):
     """riskd.v1.RiskService over an Engine."""
 
-    def __init__(self, engine: Engine, barrier: Barrier = _no_barrier) -> None:
+    def __init__(
+        self, engine: Engine, barrier: Barrier = _no_barrier, *, alert_hub: AlertHub | None = None
+    ) -> None:
         self._engine = engine
         self._limits = LimitAdmin(engine)
         self._barrier = barrier
+        # Without the alert path (tests, tools) SubscribeAlerts still works: live only, nothing held.
+        self.alert_hub = alert_hub if alert_hub is not None else AlertHub(EmptyHistory())
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -173,6 +178,10 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         await self._durable(context)
         return pb.SetTradingStateResponse(previous=previous, state_version=self._engine.state_version)  # type: ignore[arg-type]
 
+    async def SubscribeAlertsRaw(self, request: bytes, context: grpc.aio.ServicerContext) -> None:
+        """SubscribeAlerts on the serialised request; responses are written as prepared bytes."""
+        await self.alert_hub.stream(request, context)
+
     async def _durable(self, context: grpc.aio.ServicerContext) -> None:
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
         persisted = await self._barrier()
@@ -181,7 +190,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
 
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     """RiskService's method handlers: the generated ones, except that the hot calls (CheckOrders,
-    CheckOrderStream, ReportExecutions) take and return raw bytes (RiskServicer has no protobuf
+    CheckOrderStream, ReportExecutions) and SubscribeAlerts take and return raw bytes (RiskServicer has no protobuf
     handlers for them; tests/oracle_servicer.py adds them as the tests' reference)."""
     capture = _Capture()
     pb_grpc.add_RiskServiceServicer_to_server(servicer, capture)
@@ -189,6 +198,7 @@ def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     handlers["CheckOrders"] = grpc.unary_unary_rpc_method_handler(servicer.CheckOrdersRaw)
     handlers["CheckOrderStream"] = grpc.stream_stream_rpc_method_handler(servicer.CheckOrderStreamRaw)
     handlers["ReportExecutions"] = grpc.unary_unary_rpc_method_handler(servicer.ReportExecutionsRaw)
+    handlers["SubscribeAlerts"] = grpc.unary_stream_rpc_method_handler(servicer.SubscribeAlertsRaw)
     return handlers
 
 
