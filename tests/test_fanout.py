@@ -8,6 +8,7 @@ contract: matching alerts held after a seq, oldest first, and how many seqs it n
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 
 import pytest
@@ -261,6 +262,28 @@ def test_a_response_carries_everything_queued_since_the_last_one() -> None:
     for _ in range(5):
         producer.emit({}, {})
     assert decode(hub.take(sub)) == (list(range(1, 11)), 0, 0)  # one write for five publishes
+
+
+def test_waking_is_spread_over_turns_of_the_loop() -> None:
+    """A publish resolves at most wake_slice waiters at once, the rest on later turns, so the loop
+    polls for I/O (a check arriving) between slices instead of after every subscriber's write."""
+
+    async def main() -> list[int]:
+        hub, _, producer = hub_with(wake_slice=100, max_subscribers=1_000)
+        loop = asyncio.get_running_loop()
+        subs = [hub.register(ANY) for _ in range(450)]
+        for sub in subs:
+            sub.waiter = loop.create_future()
+            idle(sub)
+        hub.remove(subs[-1])  # gone while waiting: never resolved, dropped from the queue
+        producer.emit({})
+        counts = []
+        for _ in range(6):
+            counts.append(sum(1 for s in subs if s.waiter is not None and s.waiter.done()))
+            await asyncio.sleep(0)
+        return counts
+
+    assert asyncio.run(main()) == [100, 200, 300, 400, 449, 449]
 
 
 # ---------------------------------------------------------------------------------------- replay

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
@@ -41,6 +42,7 @@ SEQ_HEADER = "riskd-alert-seq"
 REPLAY_CHUNK = 512  # alerts per replay response
 MAX_FILTER_VALUES = 10_000  # per repeated field of a filter
 DROP_REPORT_INTERVAL = 1.0  # seconds between on_drop calls for one subscriber
+WAKE_SLICE = 256  # subscribers woken per turn of the event loop (see AlertHub._wake_some)
 
 
 class HistoryReader(Protocol):
@@ -148,10 +150,11 @@ class AlertHub:
         *,
         replay_chunk: int = REPLAY_CHUNK,
         drop_report_interval: float = DROP_REPORT_INTERVAL,
+        wake_slice: int = WAKE_SLICE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if queue_size < 1 or max_subscribers < 0 or replay_chunk < 1:
-            raise ValueError("queue_size and replay_chunk must be >= 1, max_subscribers >= 0")
+        if queue_size < 1 or max_subscribers < 0 or replay_chunk < 1 or wake_slice < 1:
+            raise ValueError("queue_size, replay_chunk and wake_slice must be >= 1, max_subscribers >= 0")
         self.history = history
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
@@ -159,6 +162,9 @@ class AlertHub:
         self._replay_chunk = replay_chunk
         self._report_interval = drop_report_interval
         self._clock = clock
+        self._wake_slice = wake_slice
+        self._to_wake: deque[Subscriber] = deque()  # woken by a publish, waiter not resolved yet
+        self._waking = False
         self._groups: dict[AlertFilter, Group] = {}
         self._count = 0
         self._last_seq = 0
@@ -191,17 +197,36 @@ class AlertHub:
                 if not matched:
                     continue
             group.push(matched)
-            for sub in group.wake():
-                waiter = sub.waiter
-                if waiter is not None and not waiter.done():  # type: ignore[attr-defined]
-                    waiter.set_result(None)  # type: ignore[attr-defined]
+            woken = group.wake()
+            if woken:
+                self._to_wake.extend(woken)
             if group.busy:
                 lost += group.lagging()
+        if self._to_wake and not self._waking:
+            self._wake_some()
         if lost:
             self._dropped += sum(n for _, n in lost)
             now = self._clock()
             for sub, _ in lost:
                 self._report(sub, now)
+
+    def _wake_some(self) -> None:
+        """Resolve the waiters of up to ``wake_slice`` woken subscribers; the rest on the next
+        turn of the loop. Each woken task goes on the loop's ready queue, and asyncio runs the
+        whole queue before it polls for I/O again: waking 10,000 at once would hold a check
+        arriving meanwhile behind 10,000 writes."""
+        queue = self._to_wake
+        for _ in range(min(self._wake_slice, len(queue))):
+            waiter = queue.popleft().waiter
+            if waiter is not None and not waiter.done():  # type: ignore[attr-defined]
+                waiter.set_result(None)  # type: ignore[attr-defined]
+        self._waking = bool(queue)
+        if queue:
+            try:
+                asyncio.get_running_loop().call_soon(self._wake_some)
+            except RuntimeError:  # no loop (the hub driven by hand, as in tests): no one awaits
+                queue.clear()
+                self._waking = False
 
     @property
     def last_seq(self) -> int:

@@ -58,7 +58,18 @@ class Subscriber:
 class Group:
     """Subscribers with one filter, and the ring of entries that matched it."""
 
-    __slots__ = ("busy", "capacity", "end", "entries", "flt", "match_all", "members", "seqs", "waiting")
+    __slots__ = (
+        "busy",
+        "capacity",
+        "end",
+        "entries",
+        "floor",
+        "flt",
+        "match_all",
+        "members",
+        "seqs",
+        "waiting",
+    )
 
     def __init__(self, flt: AlertFilter, capacity: int) -> None:
         if capacity < 1:
@@ -70,6 +81,7 @@ class Group:
         self.seqs: deque[int] = deque(maxlen=capacity)
         self.end = 0  # entries ever pushed; the ring holds [end - len(entries), end)
         self.members = 0
+        self.floor = 0  # no BUSY subscriber's cursor is below this (lagging() has nothing to do)
         self.waiting: set[Subscriber] = set()
         self.busy: set[Subscriber] = set()
 
@@ -102,14 +114,20 @@ class Group:
         woken = self.waiting
         if woken:
             self.waiting = set()
+            floor = self.floor
             for sub in woken:
                 sub.state = BUSY
+                if sub.cursor < floor:
+                    floor = sub.cursor
+            self.floor = floor
             self.busy |= woken
         return woken
 
     def lagging(self) -> list[tuple[Subscriber, int]]:
         """Count what BUSY subscribers lost to the last push: (subscriber, lost) for each."""
         start = self.start
+        if start <= self.floor:
+            return []
         out = []
         for sub in self.busy:
             if sub.cursor < start:
@@ -118,6 +136,7 @@ class Group:
                 sub.dropped += lost
                 sub.unreported += lost
                 out.append((sub, lost))
+        self.floor = min((sub.cursor for sub in self.busy), default=self.end)
         return out
 
     def wait(self, sub: Subscriber) -> None:
@@ -155,4 +174,5 @@ class Group:
         """Replay done: from now on the ring (live entries up to ``skip_to``, the last seq the
         replay sent, are skipped once)."""
         sub.state = BUSY
+        self.floor = min(self.floor, sub.cursor)
         self.busy.add(sub)
