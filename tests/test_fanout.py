@@ -488,3 +488,63 @@ class Sub:
         self.got += response[0]
         self.dropped += response[1]
         self.missed += response[2]
+
+
+# ---------------------------------------------------------------------------------------- the RPC
+
+
+def test_the_stream_re_raises_cancellation_and_forgets_the_subscriber(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Through a real grpc.aio server: a client cancelling (while the handler waits, and while it
+    is stuck in a write) ends hub.stream with CancelledError, never a normal return, which would
+    leak native memory per RPC (grpc/grpc#43360), and with the subscriber gone."""
+    import grpc
+
+    from riskd.v1 import risk_pb2_grpc as pb_grpc
+
+    async def main() -> list[str]:
+        hub, _, producer = hub_with(queue_size=4)
+        endings: list[str] = []
+
+        async def handler(request: bytes, context: grpc.aio.ServicerContext) -> None:
+            try:
+                await hub.stream(request, context)
+            except BaseException as exc:
+                endings.append(type(exc).__name__)
+                raise
+            endings.append("returned")
+
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "riskd.v1.RiskService", {"SubscribeAlerts": grpc.unary_stream_rpc_method_handler(handler)}
+                ),
+            )
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.http2.bdp_probe", 0)])
+        stub = pb_grpc.RiskServiceStub(channel)
+        waiting = stub.SubscribeAlerts(pb.SubscribeAlertsRequest())
+        writing = stub.SubscribeAlerts(pb.SubscribeAlertsRequest(after_seq=0))
+        assert dict(await waiting.initial_metadata())["riskd-alert-seq"] == "0"
+        await writing.initial_metadata()
+        for _ in range(40):  # never read: fills `writing`'s window until its write blocks (and `waiting`'s)
+            producer.emit({"message": "x" * 20_000})
+            await asyncio.sleep(0.01)
+        assert hub.stats().dropped > 0
+        waiting.cancel()
+        writing.cancel()
+        for _ in range(200):
+            if len(endings) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert hub.subscribers == 0 and hub.stats().groups == 0
+        await channel.close()
+        await server.stop(0)
+        return endings
+
+    assert asyncio.run(main()) == ["CancelledError", "CancelledError"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], "a departed subscriber is not an error"

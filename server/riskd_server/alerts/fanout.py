@@ -344,7 +344,17 @@ class AlertHub:
             self.remove(sub)
 
     async def _write(self, context: grpc.aio.ServicerContext, data: bytes) -> None:
-        await context.write(data)
+        try:
+            await context.write(data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The stream broke under the write (the client went away while it was in flight:
+            # grpc raises ExecuteBatchError, before it may have noticed the cancel itself). End
+            # as a cancelled RPC: returning would send a status on a dead call, and letting it
+            # through logs an error per departed subscriber.
+            log.debug("alert stream to %s broke: %r", context.peer(), exc)
+            raise asyncio.CancelledError(f"alert stream broke: {exc!r}") from exc
         self._writes += 1
         self._bytes += len(data)
 
