@@ -28,3 +28,13 @@ def test_recovery_bench_times_a_real_restart(fresh_dsn: str) -> None:
     assert 0 < start.serving < 120 and start.read >= 0 and start.restore >= 0 and start.warm_up >= 0
     assert "'open_orders': 2000" in start.stats and "'retained_closed_orders': 2000" in start.stats
     assert rep.positions == 400
+
+
+def test_fanout_bench_delivers_every_alert_to_every_stream() -> None:
+    """bench.fanout_bench: a riskd hub and the bare holder, each with clients in other processes."""
+    from bench import fanout_bench
+
+    for mode in ("holder", "riskd"):
+        r = fanout_bench.run_mode(mode, streams=40, clients=2, alerts=2, interval=0.2)
+        assert r.received == 80 and 0 <= r.p50_ms <= r.p99_ms <= r.max_ms
+        assert r.kb_per_stream > 0

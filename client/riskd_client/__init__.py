@@ -10,8 +10,11 @@ with RiskClient("127.0.0.1:50051") as risk:
 
 from __future__ import annotations
 
+from ._alerts import ALERT_KINDS, SEVERITIES
 from ._columns import CHECKS, EXEC_TYPES, SIDES, TRADING_STATES, check_name, parse_check
 from ._types import (
+    AlertBatch,
+    AlertInfo,
     Execution,
     ExecutionResults,
     LimitListing,
@@ -30,11 +33,15 @@ from .results import CheckResults
 from .sync_client import DEFAULT_TARGET, RiskClient
 
 __all__ = [
+    "ALERT_KINDS",
     "CHECKS",
     "DEFAULT_TARGET",
     "EXEC_TYPES",
+    "SEVERITIES",
     "SIDES",
     "TRADING_STATES",
+    "AlertBatch",
+    "AlertInfo",
     "AsyncRiskClient",
     "CheckResults",
     "Execution",

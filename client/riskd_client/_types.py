@@ -190,6 +190,48 @@ class TradingStateChange:
     persisted: bool | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AlertInfo:
+    """One alert (riskd.v1.Alert) as subscribe_alerts yields it.
+
+    time is Unix seconds; severity ("INFO", "WARNING", "CRITICAL"), kind ("CHECK_REJECT",
+    "TRADING_STATE", ...) and check ("MAX_POSITION", or "" when the alert is not about a check)
+    are names; count is how many occurrences the alert stands for (a dedupe summary's repeats).
+    """
+
+    seq: int
+    time: float
+    severity: str
+    kind: str
+    check: str
+    account: str
+    symbol: str
+    limit_id: str
+    message: str
+    observed: float
+    threshold: float
+    count: int
+    summary: bool
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertBatch:
+    """One write on an alert stream: the alerts (oldest first), how many this subscriber lost since
+    the previous batch because it read too slowly (dropped), and, after a resume, how many alerts
+    after the resume point the server no longer held (missed)."""
+
+    alerts: tuple[AlertInfo, ...]
+    dropped: int = 0
+    missed: int = 0
+
+    def __len__(self) -> int:
+        return len(self.alerts)
+
+    def __iter__(self):
+        return iter(self.alerts)
+
+
 # ---------------------------------------------------------------------------------------- errors
 
 

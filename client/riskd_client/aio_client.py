@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+import logging
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -16,8 +17,10 @@ import grpc
 from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
+from . import _alerts as al
 from . import _columns as col
 from ._types import (
+    AlertBatch,
     ExecutionResults,
     LimitListing,
     LimitsChange,
@@ -27,6 +30,8 @@ from ._types import (
 )
 from .results import CheckResults
 from .sync_client import CHANNEL_OPTIONS, DEFAULT_TARGET
+
+log = logging.getLogger("riskd.client")
 
 
 class AsyncRiskClient:
@@ -226,6 +231,55 @@ class AsyncRiskClient:
         self, account: str = "", reason: str = "", *, timeout: float | None = None
     ) -> TradingStateChange:
         return await self.set_trading_state("ACTIVE", account, reason, timeout=timeout)
+
+    # ------------------------------------------------------------------ alerts
+
+    async def subscribe_alerts(
+        self,
+        *,
+        min_severity: str | int | None = None,
+        accounts: str | Iterable[str] = (),
+        symbols: str | Iterable[str] = (),
+        kinds: Any = (),
+        checks: Any = (),
+        after_seq: int = 0,
+        reconnect: bool = True,
+        max_backoff: float = al.DEFAULT_MAX_BACKOFF,
+    ) -> AsyncGenerator[AlertBatch, None]:
+        """Live alerts, as AlertBatch values (alerts oldest first, dropped, missed), until closed.
+
+        Same contract as RiskClient.subscribe_alerts: filters take names or numbers (empty: any);
+        with ``after_seq`` the server first replays what it still holds after that seq. With
+        ``reconnect`` (the default) a broken stream, a restarting server or a refusal
+        (UNAVAILABLE, RESOURCE_EXHAUSTED ...) is retried with jittered exponential backoff up to
+        ``max_backoff`` seconds, resuming after the last seq seen, so nothing is lost silently:
+        what the server no longer held is counted in ``missed``. Other errors raise RiskdError.
+        """
+        flt = al.alert_filter(min_severity, accounts, symbols, kinds, checks)
+        resume = al.Resume(after_seq)
+        backoff = al.Backoff(max_backoff)
+        while True:
+            request = pb.SubscribeAlertsRequest(filter=flt, after_seq=resume.after_seq)
+            call = self._stub.SubscribeAlerts(request, wait_for_ready=reconnect or None)
+            try:
+                if resume.connected(await call.initial_metadata()):
+                    backoff.reset()
+                async for response in call:
+                    batch = al.decode_batch(response)
+                    resume.saw(batch)
+                    yield batch
+                reason = "the server ended the stream"
+            except grpc.RpcError as exc:
+                if not reconnect or not al.retryable(exc):
+                    raise RiskdError.from_rpc(exc, "SubscribeAlerts", self.target) from exc
+                reason = RiskdError.from_rpc(exc, "SubscribeAlerts", self.target).describe()
+            finally:
+                call.cancel()
+            if not reconnect:
+                return
+            delay = backoff.next()
+            log.info("alert stream: %s; resuming after seq %d in %.2fs", reason, resume.after_seq, delay)
+            await asyncio.sleep(delay)
 
 
 async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any, TextIO
 
 from . import _columns as col
+from ._cli_alerts import add_follow
 from ._cli_input import UsageError, orders_from_records, parse_number, parse_order_args, read_records
 from ._types import LimitSpec, RiskdError, ViolationInfo
 from .results import CheckResults
@@ -365,6 +366,11 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_positions_load)
 
+    alerts = sub.add_parser("alerts", help="follow the server's alerts").add_subparsers(
+        dest="alerts_command", metavar="ACTION", required=True
+    )
+    add_follow(alerts)
+
     for name, state, verb, help_text in (
         ("halt", "HALTED", "halted", "reject every order"),
         ("reduce-only", "REDUCING", "reduce-only", "accept only orders that cannot increase |position|"),
@@ -410,7 +416,7 @@ def _add_unavailable(sub: argparse._SubParsersAction, name: str, why: str) -> No
 
 
 def _builtin_names() -> set[str]:
-    return {"check", "limits", "prices", "positions", "halt", "reduce-only", "resume"}
+    return {"alerts", "check", "limits", "prices", "positions", "halt", "reduce-only", "resume"}
 
 
 def _command_of(argv: Sequence[str]) -> str | None:

@@ -8,7 +8,9 @@ the async client behaves the same.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+import time
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -16,8 +18,10 @@ import grpc
 from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
+from . import _alerts as al
 from . import _columns as col
 from ._types import (
+    AlertBatch,
     ExecutionResults,
     LimitListing,
     LimitsChange,
@@ -26,6 +30,8 @@ from ._types import (
     TradingStateChange,
 )
 from .results import CheckResults
+
+log = logging.getLogger("riskd.client")
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 # Match the server's limits: a max-size batch with long ids fits well inside 64 MiB.
@@ -236,3 +242,55 @@ class RiskClient:
         self, account: str = "", reason: str = "", *, timeout: float | None = None
     ) -> TradingStateChange:
         return self.set_trading_state("ACTIVE", account, reason, timeout=timeout)
+
+    # ------------------------------------------------------------------ alerts
+
+    def subscribe_alerts(
+        self,
+        *,
+        min_severity: str | int | None = None,
+        accounts: str | Iterable[str] = (),
+        symbols: str | Iterable[str] = (),
+        kinds: Any = (),
+        checks: Any = (),
+        after_seq: int = 0,
+        reconnect: bool = True,
+        max_backoff: float = al.DEFAULT_MAX_BACKOFF,
+    ) -> Generator[AlertBatch, None, None]:
+        """Live alerts, as AlertBatch values (alerts oldest first, dropped, missed); close the
+        generator (or leave the for loop) to unsubscribe.
+
+        Filters: ``min_severity`` ("INFO", "WARNING", "CRITICAL"), ``accounts``, ``symbols``,
+        ``kinds`` ("CHECK_REJECT", "TRADING_STATE", ...) and ``checks`` ("MAX_POSITION", ...),
+        names in any case or numbers; empty means any. With ``after_seq`` the server first replays
+        what its history still holds after that seq (``missed`` counts what it no longer holds).
+        With ``reconnect`` (the default) a broken stream, a restarting server or a refusal
+        (UNAVAILABLE, RESOURCE_EXHAUSTED ...) is retried with jittered exponential backoff up to
+        ``max_backoff`` seconds, resuming after the last seq seen; other errors raise RiskdError.
+        Without it the first error raises. Batches carry ``dropped`` when this reader was too slow.
+        """
+        flt = al.alert_filter(min_severity, accounts, symbols, kinds, checks)
+        resume = al.Resume(after_seq)
+        backoff = al.Backoff(max_backoff)
+        while True:
+            request = pb.SubscribeAlertsRequest(filter=flt, after_seq=resume.after_seq)
+            call = self._stub.SubscribeAlerts(request, wait_for_ready=reconnect or None)
+            try:
+                if resume.connected(call.initial_metadata()):
+                    backoff.reset()
+                for response in call:
+                    batch = al.decode_batch(response)
+                    resume.saw(batch)
+                    yield batch
+                reason = "the server ended the stream"
+            except grpc.RpcError as exc:
+                if not reconnect or not al.retryable(exc):
+                    raise RiskdError.from_rpc(exc, "SubscribeAlerts", self.target) from exc
+                reason = RiskdError.from_rpc(exc, "SubscribeAlerts", self.target).describe()
+            finally:
+                call.cancel()
+            if not reconnect:
+                return
+            delay = backoff.next()
+            log.info("alert stream: %s; resuming after seq %d in %.2fs", reason, resume.after_seq, delay)
+            time.sleep(delay)

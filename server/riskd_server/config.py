@@ -78,6 +78,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("db_pool_max", int, 4, "PostgreSQL pool maximum connections", 1),
     Option("db_timeout", float, 10.0, "seconds allowed for connecting and for each database write", 0.1),
     Option("grace", float, 5.0, "seconds in-flight RPCs get to finish on SIGTERM", 0),
+    Option(
+        "alert_subscriber_queue",
+        int,
+        256,
+        "alerts queued per SubscribeAlerts stream; a subscriber further behind loses the oldest (counted "
+        "in its next response's dropped)",
+        1,
+    ),
+    Option(
+        "max_alert_subscribers",
+        int,
+        20_000,
+        "open SubscribeAlerts streams; more are refused RESOURCE_EXHAUSTED",
+        0,
+    ),
     Option("max_pending_requests", int, 3_000, "new calls the gRPC core queues before refusing them", 1),
     Option("alert_history", int, 100_000, "alerts kept in memory for queries and resumed subscriptions", 1),
     Option(
@@ -123,6 +138,8 @@ class Settings:
     db_pool_max: int = 4
     db_timeout: float = 10.0
     grace: float = 5.0
+    alert_subscriber_queue: int = 256
+    max_alert_subscribers: int = 20_000
     max_pending_requests: int = 3_000
     alert_history: int = 100_000
     alert_dedupe_window: float = 10.0

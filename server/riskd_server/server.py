@@ -31,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict
 from riskd.v1 import risk_pb2
 
 from .alerts.dedupe import Deduper
+from .alerts.fanout import AlertHub
 from .alerts.history import AlertHistory
 from .alerts.model import Alert, AlertFilter
 from .alerts.pipeline import AlertPipeline
@@ -303,6 +304,7 @@ class RunningServer:
     settings: Settings
     streams: StreamCloser = field(default_factory=StreamCloser)
     alerts: AlertPipeline | None = None
+    alert_hub: AlertHub | None = None
     _cleanup: list[Cleanup] = field(default_factory=list)
     _stopped: bool = False
 
@@ -375,7 +377,21 @@ async def start(settings: Settings) -> RunningServer:
         pipeline = alert_pipeline(settings, engine)
         streams = StreamCloser()
         registrar: Any = streams.registrar(server)
-        add_risk_service(RiskServicer(engine, barrier, alerts=pipeline, older_alerts=older_alerts), registrar)
+        alert_hub = AlertHub(
+            pipeline.history,
+            queue_size=settings.alert_subscriber_queue,
+            max_subscribers=settings.max_alert_subscribers,
+            on_drop=lambda peer, n: pipeline.raise_fault(
+                risk_pb2.ALERT_KIND_SUBSCRIBER_DROPPED,
+                f"alert subscriber {peer} too slow: {n} alert(s) dropped",
+                float(n),
+            ),
+        )
+        pipeline.add_output(alert_hub.publish)
+        add_risk_service(
+            RiskServicer(engine, barrier, alerts=pipeline, older_alerts=older_alerts, alert_hub=alert_hub),
+            registrar,
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
         enable_reflection(registrar, [SERVICE_NAME, health.SERVICE_NAME])
@@ -446,6 +462,7 @@ async def start(settings: Settings) -> RunningServer:
         settings,
         streams,
         alerts=pipeline,
+        alert_hub=alert_hub,
         _cleanup=cleanup,
     )
 

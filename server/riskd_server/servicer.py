@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
+from .alerts.fanout import AlertHub, EmptyHistory
 from .alerts.model import AlertFilter, varint
 from .alerts.pipeline import AlertPipeline
 from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, top_of
@@ -74,12 +75,15 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         *,
         alerts: AlertPipeline | None = None,
         older_alerts: Older | None = None,
+        alert_hub: AlertHub | None = None,
     ) -> None:
         self._engine = engine
         self._limits = LimitAdmin(engine)
         self._barrier = barrier
         self._alerts = alerts
         self._older_alerts = older_alerts
+        # Without the alert path (tests, tools) SubscribeAlerts still works: live only, nothing held.
+        self.alert_hub = alert_hub if alert_hub is not None else AlertHub(EmptyHistory())
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -185,6 +189,10 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         await self._durable(context)
         return pb.SetTradingStateResponse(previous=previous, state_version=self._engine.state_version)  # type: ignore[arg-type]
 
+    async def SubscribeAlertsRaw(self, request: bytes, context: grpc.aio.ServicerContext) -> None:
+        """SubscribeAlerts on the serialised request; responses are written as prepared bytes."""
+        await self.alert_hub.stream(request, context)
+
     # ------------------------------------------------------------------ alerts
 
     def _alert_pipeline(self) -> AlertPipeline:
@@ -224,7 +232,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
                 pb.AlertStatsWindow(
                     seconds=w.seconds,
                     total=w.total,
-                    by_check=[pb.CheckCount(check=c, count=n) for c, n in w.by_check],
+                    by_check=[pb.CheckCount(check=c, count=n) for c, n in w.by_check],  # type: ignore[arg-type]
                     top_accounts=[pb.AccountCount(account=a, count=n) for a, n in w.top_accounts],
                     accounts=w.accounts,
                 )
@@ -264,7 +272,7 @@ def _entry(alert) -> bytes:
 
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     """RiskService's method handlers: the generated ones, except that the hot calls (CheckOrders,
-    CheckOrderStream, ReportExecutions) take and return raw bytes (RiskServicer has no protobuf
+    CheckOrderStream, ReportExecutions) and SubscribeAlerts take and return raw bytes (RiskServicer has no protobuf
     handlers for them; tests/oracle_servicer.py adds them as the tests' reference)."""
     capture = _Capture()
     pb_grpc.add_RiskServiceServicer_to_server(servicer, capture)
@@ -273,6 +281,7 @@ def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     handlers["CheckOrderStream"] = grpc.stream_stream_rpc_method_handler(servicer.CheckOrderStreamRaw)
     handlers["ReportExecutions"] = grpc.unary_unary_rpc_method_handler(servicer.ReportExecutionsRaw)
     handlers["QueryAlerts"] = grpc.unary_unary_rpc_method_handler(servicer.QueryAlertsRaw)
+    handlers["SubscribeAlerts"] = grpc.unary_stream_rpc_method_handler(servicer.SubscribeAlertsRaw)
     return handlers
 
 

@@ -33,9 +33,12 @@ from riskd.v1 import risk_pb2 as pb
 
 from .. import changes as ch
 from ..kernel import layout as L
+from .dedupe import Deduper
+from .history import AlertHistory
 from .intake import EV_CHECKS, EV_EXECUTIONS, EV_FAULT, EV_LIMITS, EV_TRADING_STATE, AlertIntake
 from .messages import check_message, check_name, execution_message, num, printable, trading_state_message
-from .model import CRITICAL, INFO, WARNING, Alert, AlertFilter
+from .model import CRITICAL, INFO, WARNING, Alert
+from .stats import AlertStats
 
 if TYPE_CHECKING:
     from ..interning import Interner
@@ -51,26 +54,6 @@ _EXEC_KIND = {
     L.X_OVERFILL: pb.ALERT_KIND_OVERFILL,
     L.X_LATE_FILL: pb.ALERT_KIND_LATE_FILL,
 }
-
-
-class History(Protocol):
-    def append(self, alert: Alert) -> Alert | None: ...
-    @property
-    def oldest_seq(self) -> int: ...
-    def query(
-        self, flt: AlertFilter, before_seq: int = 0, page_size: int = 100
-    ) -> tuple[list[Alert], int]: ...
-
-
-class Dedupe(Protocol):
-    def offer(self, alert: Alert, now: float) -> bool: ...
-    def due(self, now: float) -> list[Alert]: ...
-    def next_due(self) -> float | None: ...
-
-
-class Stats(Protocol):
-    def add(self, alert: Alert, now: float) -> None: ...
-    def snapshot(self, now: float, top: int = 10) -> list: ...
 
 
 class Sink(Protocol):
@@ -104,9 +87,9 @@ class AlertPipeline:
         self,
         accounts: Interner,
         symbols: Interner,
-        history: History,
-        dedupe: Dedupe,
-        stats: Stats,
+        history: AlertHistory,
+        dedupe: Deduper,
+        stats: AlertStats,
         *,
         intake_capacity: int = 4096,
         events_per_turn: int = 256,

@@ -66,8 +66,10 @@ async def query_alerts(
     the oldest seq the ring holds (alerts persist through the write-behind)."""
     page_size = page_size_of(page_size)
     page, next_before = history.query(flt, before_seq, page_size)
-    if len(page) >= page_size or next_before or older is None:
+    if older is None or next_before:
         return AlertPage(page, next_before)
+    if len(page) >= page_size:  # the ring's last match: older ones may be in PostgreSQL
+        return AlertPage(page, page[-1].seq if history.oldest_seq > 1 else 0)
     oldest = history.oldest_seq
     bound = min(before_seq, oldest) if before_seq and oldest else (oldest or before_seq or 2**63 - 1)
     if bound <= 1:
