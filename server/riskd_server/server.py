@@ -34,6 +34,7 @@ from .config import Settings
 from .engine import Engine, EngineConfig
 from .reflection import enable_reflection
 from .servicer import RiskServicer, add_risk_service
+from .snapshots import SnapshotHub
 from .store import Store, WriteBehind
 from .warm import CompileLog, warm_up
 
@@ -298,6 +299,7 @@ class RunningServer:
     streams: StreamCloser = field(default_factory=StreamCloser)
     _cleanup: list[Cleanup] = field(default_factory=list)
     _stopped: bool = False
+    snapshots: SnapshotHub | None = None  # StreamRiskSnapshots' subscribers (stats, tests)
 
     async def stop(self) -> None:
         """Graceful stop: NOT_SERVING, finish in-flight RPCs, flush state, release resources."""
@@ -349,7 +351,8 @@ async def start(settings: Settings) -> RunningServer:
         engine = Engine(engine_config(settings))
         streams = StreamCloser()
         registrar: Any = streams.registrar(server)
-        add_risk_service(RiskServicer(engine, barrier), registrar)
+        servicer = RiskServicer(engine, barrier)
+        add_risk_service(servicer, registrar)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
         enable_reflection(registrar, [SERVICE_NAME, health.SERVICE_NAME])
@@ -403,7 +406,10 @@ async def start(settings: Settings) -> RunningServer:
             await server.stop(None)
         await _run_cleanup(cleanup)
         raise
-    return RunningServer(port, engine, server, health_servicer, store, writer, settings, streams, cleanup)
+    return RunningServer(
+        port, engine, server, health_servicer, store, writer, settings, streams, cleanup,
+        snapshots=servicer.snapshots,
+    )  # fmt: skip
 
 
 async def serve(settings: Settings) -> None:

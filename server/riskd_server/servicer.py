@@ -22,8 +22,10 @@ from riskd.v1 import risk_pb2_grpc as pb_grpc
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
 from .limits import Limit, LimitValidationError
+from .snapshots import IntervalError, SnapshotHub, interval_of
 from .wire.encode import encode_response, executions_wire, warm_up
 from .wire.request import parse_check_request, parse_report_request
+from .wire.snapshot import SnapshotTooLarge, SnapshotWire
 
 log = logging.getLogger("riskd.servicer")
 
@@ -64,10 +66,15 @@ def limit_to_pb(lim: Limit) -> pb.Limit:
 class RiskServicer(pb_grpc.RiskServiceServicer):
     """riskd.v1.RiskService over an Engine."""
 
-    def __init__(self, engine: Engine, barrier: Barrier = _no_barrier) -> None:
+    def __init__(
+        self, engine: Engine, barrier: Barrier = _no_barrier, *, snapshots: SnapshotHub | None = None
+    ) -> None:
         self._engine = engine
         self._limits = LimitAdmin(engine)
         self._barrier = barrier
+        self.snapshots = snapshots or SnapshotHub(engine)
+        self._poke = self.snapshots.poke  # after every change: O(1), see snapshots.SnapshotHub
+        self._snapshot_wire = SnapshotWire()
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -76,7 +83,9 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         wire.request parses the bytes (numba; protobuf for what it leaves, which may raise
         DecodeError) and the engine checks the parsed orders.
         """
-        return encode_response(self._engine.check_parsed(parse_check_request(request)))
+        reply = encode_response(self._engine.check_parsed(parse_check_request(request)))
+        self._poke()
+        return reply
 
     async def CheckOrdersRaw(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """CheckOrders on the serialized request (registered with no (de)serializer, see risk_handlers)."""
@@ -114,9 +123,11 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     def _report_wire(self, request: bytes) -> ExecOutcome:
         """ReportExecutions on the serialized request (parsed by wire.request.parse_report_request)."""
         r = parse_report_request(request)
-        return self._engine.report_executions(
+        out = self._engine.report_executions(
             r.client_order_id, r.type, r.quantity, r.price, account=r.account, symbol=r.symbol, side=r.side
         )
+        self._poke()
+        return out
 
     async def ReportExecutionsRaw(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """ReportExecutions on bytes, answered with bytes joined from prepared pieces."""
@@ -133,6 +144,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             updated = self._engine.update_prices(request.symbol, np.asarray(request.price, dtype=np.float64))
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
+        self._poke()
         return pb.UpdatePricesResponse(updated=updated, state_version=self._engine.state_version)
 
     async def LoadPositions(self, request: pb.LoadPositionsRequest, context: grpc.aio.ServicerContext):
@@ -140,6 +152,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             loaded = self._engine.load_positions(request.account, request.symbol, request.quantity)
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
+        self.snapshots.touch(request.account)  # a position without a mark moves no exposure sum
         await self._durable(context)
         return pb.LoadPositionsResponse(loaded=loaded, state_version=self._engine.state_version)
 
@@ -149,6 +162,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             version = await self._limits.upsert(limits)
         except (BatchError, Backpressure, LimitValidationError) as exc:
             await _abort(context, exc)
+        self._poke()
         await self._durable(context)
         return pb.UpsertLimitsResponse(upserted=len(limits), limits_version=version)
 
@@ -157,6 +171,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             deleted, missing, version = await self._limits.delete(list(request.limit_ids))
         except Backpressure as exc:
             await _abort(context, exc)
+        self._poke()
         await self._durable(context)
         return pb.DeleteLimitsResponse(deleted=deleted, not_found=missing, limits_version=version)
 
@@ -170,8 +185,37 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             previous = self._engine.set_trading_state(request.account, request.state, request.reason)
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
+        self._poke()
         await self._durable(context)
         return pb.SetTradingStateResponse(previous=previous, state_version=self._engine.state_version)  # type: ignore[arg-type]
+
+    async def GetRiskSnapshotRaw(
+        self, request: pb.GetRiskSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """GetRiskSnapshot, answered with bytes (wire.snapshot; registered without a serializer)."""
+        try:
+            return await self._snapshot_wire.encode(self.snapshots.read(request.accounts))
+        except SnapshotTooLarge as exc:
+            await _too_large(context, exc)
+
+    async def StreamRiskSnapshotsRaw(
+        self, request: pb.StreamRiskSnapshotsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """StreamRiskSnapshots: every account asked for, then the ones that changed, each response
+        at least min_interval_ms after the previous one (snapshots.SnapshotHub)."""
+        try:
+            interval = interval_of(request.min_interval_ms)
+        except IntervalError as exc:
+            await _invalid(context, f"min_interval_ms: {exc}")
+        hub = self.snapshots
+        sub = hub.subscribe(request.accounts, interval)
+        try:
+            while True:
+                yield await self._snapshot_wire.encode(await hub.next(sub))
+        except SnapshotTooLarge as exc:
+            await _too_large(context, exc)
+        finally:  # cancelled (re-raised: grpc/grpc#43360) or ended: nothing of it stays
+            hub.unsubscribe(sub)
 
     async def _durable(self, context: grpc.aio.ServicerContext) -> None:
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
@@ -182,13 +226,20 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     """RiskService's method handlers: the generated ones, except that the hot calls (CheckOrders,
     CheckOrderStream, ReportExecutions) take and return raw bytes (RiskServicer has no protobuf
-    handlers for them; tests/oracle_servicer.py adds them as the tests' reference)."""
+    handlers for them; tests/oracle_servicer.py adds them as the tests' reference), and the
+    snapshot calls return bytes (wire.snapshot)."""
     capture = _Capture()
     pb_grpc.add_RiskServiceServicer_to_server(servicer, capture)
     handlers = dict(capture.handlers)
     handlers["CheckOrders"] = grpc.unary_unary_rpc_method_handler(servicer.CheckOrdersRaw)
     handlers["CheckOrderStream"] = grpc.stream_stream_rpc_method_handler(servicer.CheckOrderStreamRaw)
     handlers["ReportExecutions"] = grpc.unary_unary_rpc_method_handler(servicer.ReportExecutionsRaw)
+    handlers["GetRiskSnapshot"] = grpc.unary_unary_rpc_method_handler(
+        servicer.GetRiskSnapshotRaw, request_deserializer=pb.GetRiskSnapshotRequest.FromString
+    )
+    handlers["StreamRiskSnapshots"] = grpc.unary_stream_rpc_method_handler(
+        servicer.StreamRiskSnapshotsRaw, request_deserializer=pb.StreamRiskSnapshotsRequest.FromString
+    )
     return handlers
 
 
@@ -222,6 +273,12 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, prefix: str 
     if isinstance(exc, LimitValidationError):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, prefix + str(exc))
+    raise AssertionError("unreachable: context.abort raises")
+
+
+async def _too_large(context: grpc.aio.ServicerContext, exc: SnapshotTooLarge) -> NoReturn:
+    log.warning("refusing a snapshot: %s", exc)
+    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
     raise AssertionError("unreachable: context.abort raises")
 
 
