@@ -141,6 +141,17 @@ def test_fill_moves_the_snapshot_and_a_symbol_without_mark_is_nan(client: RiskCl
     assert snap["ACC3"].gross == 0.0
 
 
+def test_snapshot_after_a_restart(riskd_server: RiskdServer) -> None:
+    """The recovered engine (restored after the servicer and its hub were built) reads the same."""
+    with RiskClient(riskd_server.target, timeout=10.0) as c:
+        desk(c)
+        before = c.risk_snapshot()
+    riskd_server.restart()
+    with RiskClient(riskd_server.target, timeout=10.0) as c:
+        after = c.risk_snapshot()
+    assert after.accounts == before.accounts == (ACC1, ACC2)
+
+
 def test_async_client_and_firm_state(riskd_server: RiskdServer, client: RiskClient) -> None:
     desk(client)
     client.halt(reason="test")
