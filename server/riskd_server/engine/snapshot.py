@@ -28,8 +28,8 @@ utilisation = observed / threshold; a zero threshold gives +inf when observed > 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -131,6 +131,9 @@ class SnapshotColumns:
     accounts_names: Interner
     symbols_names: Interner
     limits: LimitBook
+    # Where the wire layer keeps this read's encoding (wire.snapshot.SnapshotWire), so it is made
+    # once however many subscribers send it and lives exactly as long as the read.
+    encoded: list[Any] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return int(self.account.shape[0])

@@ -225,24 +225,22 @@ THREAD_MIN = 20_000
 
 class SnapshotWire:
     """Encodes snapshot columns for the servicer: large ones in a worker thread (the kernel releases
-    the GIL), and each columns object once, however many subscribers send it (the subscribers
-    woken by one change share one read, engine.snapshots.SnapshotHub). Holds the last encoding
-    only (one response's bytes)."""
+    the GIL), and each columns object once, however many subscribers send it (the subscribers woken
+    together share one read, snapshots.SnapshotHub); the encoding is kept on the columns object
+    (``encoded``), so it goes when the read goes."""
 
     def __init__(self) -> None:
         self._limit_ids = LimitIdArena()
-        self._cols: SnapshotColumns | None = None
-        self._bytes = b""
-        self._task: asyncio.Future[bytes] | None = None
 
     async def encode(self, cols: SnapshotColumns) -> bytes:
         """The reply's bytes; SnapshotTooLarge past the message bound."""
-        if cols is not self._cols:
+        if not cols.encoded:
             job = snapshot_job(cols, self._limit_ids)
             if len(cols) + cols.pos_quantity.shape[0] + cols.lim_index.shape[0] < THREAD_MIN:
-                self._cols, self._bytes, self._task = cols, job(), None
+                cols.encoded.append(job())
             else:
-                self._cols, self._bytes, self._task = cols, b"", asyncio.ensure_future(asyncio.to_thread(job))
+                cols.encoded.append(asyncio.ensure_future(asyncio.to_thread(job)))
+        done = cols.encoded[0]
         # A cancelled caller leaves the thread's work to finish for the others (shield).
-        data = self._bytes if self._task is None else await asyncio.shield(self._task)
+        data = done if isinstance(done, bytes) else await asyncio.shield(done)
         return _bounded(data, len(cols))
