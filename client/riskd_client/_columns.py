@@ -13,7 +13,17 @@ from typing import Any
 
 from riskd.v1 import risk_pb2 as pb
 
-from ._types import Execution, LimitSpec, Order, Position, ViolationInfo
+from ._types import (
+    AccountSnapshot,
+    Execution,
+    LimitSpec,
+    LimitUtilisation,
+    Order,
+    Position,
+    PositionSnapshot,
+    RiskSnapshot,
+    ViolationInfo,
+)
 
 ORDER_FIELDS = ("client_order_id", "account", "symbol", "side", "quantity", "price")
 EXECUTION_FIELDS = ("client_order_id", "type", "quantity", "price", "account", "symbol", "side")
@@ -320,6 +330,41 @@ def decode_violation(msg: pb.Violation) -> ViolationInfo:
         warning=msg.warning,
         code=msg.check,
     )
+
+
+def decode_snapshot(msg: pb.GetRiskSnapshotResponse | pb.StreamRiskSnapshotsResponse) -> RiskSnapshot:
+    """A GetRiskSnapshot or StreamRiskSnapshots response -> RiskSnapshot."""
+    return RiskSnapshot(
+        accounts=tuple(
+            AccountSnapshot(
+                account=a.account,
+                gross=a.gross,
+                net=a.net,
+                open_orders=a.open_orders,
+                positions=tuple(PositionSnapshot(p.symbol, p.quantity, p.mark, p.value) for p in a.positions),
+                trading_state=state_name(a.trading_state),
+                closest_limits=tuple(
+                    LimitUtilisation(
+                        lim.limit_id,
+                        check_name(lim.kind),
+                        lim.symbol,
+                        lim.observed,
+                        lim.threshold,
+                        lim.utilisation,
+                    )
+                    for lim in a.closest_limits
+                ),
+            )
+            for a in msg.accounts
+        ),
+        state_version=msg.state_version,
+        firm_trading_state=state_name(msg.firm_trading_state),
+    )
+
+
+def account_names(accounts: str | Iterable[str]) -> list[str]:
+    """One account or several; a str is one account, not its characters."""
+    return [accounts] if isinstance(accounts, str) else list(accounts)
 
 
 def persisted_flag(trailing_metadata: Any) -> bool | None:

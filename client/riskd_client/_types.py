@@ -232,6 +232,64 @@ class AlertBatch:
         return iter(self.alerts)
 
 
+@dataclass(frozen=True, slots=True)
+class PositionSnapshot:
+    """A non-flat position at its mark; mark and value are NaN when the symbol has no mark."""
+
+    symbol: str
+    quantity: float
+    mark: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUtilisation:
+    """How close a limit is to breach: utilisation = observed / threshold (1.0 = at the limit).
+
+    kind is the check name ("MAX_GROSS_EXPOSURE"); symbol is "" for account-level kinds.
+    """
+
+    limit_id: str
+    kind: str
+    symbol: str
+    observed: float
+    threshold: float
+    utilisation: float
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """One account's risk: exposure, open orders, positions, its own trading state ("ACTIVE",
+    "REDUCING", "HALTED") and the (at most five) limits closest to breach, closest first."""
+
+    account: str
+    gross: float
+    net: float
+    open_orders: int
+    positions: tuple[PositionSnapshot, ...]
+    trading_state: str
+    closest_limits: tuple[LimitUtilisation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSnapshot:
+    """Accounts read at one state version (from risk_snapshot, or one response of
+    stream_risk_snapshots: there, the accounts that changed since the previous one)."""
+
+    accounts: tuple[AccountSnapshot, ...]
+    state_version: int
+    firm_trading_state: str
+
+    def __len__(self) -> int:
+        return len(self.accounts)
+
+    def __iter__(self):
+        return iter(self.accounts)
+
+    def by_account(self) -> dict[str, AccountSnapshot]:
+        return {a.account: a for a in self.accounts}
+
+
 # ---------------------------------------------------------------------------------------- errors
 
 

@@ -25,6 +25,7 @@ from ._types import (
     LimitListing,
     LimitsChange,
     RiskdError,
+    RiskSnapshot,
     StateChange,
     TradingStateChange,
 )
@@ -280,6 +281,36 @@ class AsyncRiskClient:
             delay = backoff.next()
             log.info("alert stream: %s; resuming after seq %d in %.2fs", reason, resume.after_seq, delay)
             await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ risk snapshots
+
+    async def risk_snapshot(
+        self, accounts: str | Iterable[str] = (), *, timeout: float | None = None
+    ) -> RiskSnapshot:
+        """Accounts' risk now (see RiskClient.risk_snapshot)."""
+        request = pb.GetRiskSnapshotRequest(accounts=col.account_names(accounts))
+        return col.decode_snapshot(await self._unary("GetRiskSnapshot", request, timeout))
+
+    async def stream_risk_snapshots(
+        self,
+        accounts: str | Iterable[str] = (),
+        min_interval_ms: int = 250,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[RiskSnapshot]:
+        """Follow accounts' risk (see RiskClient.stream_risk_snapshots); closing the async
+        iterator (or breaking out of ``async for``) cancels the call."""
+        request = pb.StreamRiskSnapshotsRequest(
+            accounts=col.account_names(accounts), min_interval_ms=min_interval_ms
+        )
+        call = self._stub.StreamRiskSnapshots(request, timeout=timeout)
+        try:
+            async for response in call:
+                yield col.decode_snapshot(response)
+        except grpc.RpcError as exc:
+            raise RiskdError.from_rpc(exc, "StreamRiskSnapshots", self.target) from exc
+        finally:
+            call.cancel()
 
 
 async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from . import _columns as col
 from ._cli_alerts import add_follow
 from ._cli_input import UsageError, orders_from_records, parse_number, parse_order_args, read_records
+from ._cli_snapshot import add_snapshot_parser
 from ._types import LimitSpec, RiskdError, ViolationInfo
 from .results import CheckResults
 from .sync_client import DEFAULT_TARGET, RiskClient
@@ -385,6 +386,8 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--reason", default="", help="why, for the audit trail")
         p.set_defaults(func=_trading_command(state, verb))
 
+    add_snapshot_parser(sub, _client)
+
     if with_plugins:
         _load_plugins(sub)
     return parser
@@ -416,7 +419,7 @@ def _add_unavailable(sub: argparse._SubParsersAction, name: str, why: str) -> No
 
 
 def _builtin_names() -> set[str]:
-    return {"alerts", "check", "limits", "prices", "positions", "halt", "reduce-only", "resume"}
+    return {"alerts", "check", "limits", "prices", "positions", "halt", "reduce-only", "resume", "snapshot"}
 
 
 def _command_of(argv: Sequence[str]) -> str | None:

@@ -26,6 +26,7 @@ from ._types import (
     LimitListing,
     LimitsChange,
     RiskdError,
+    RiskSnapshot,
     StateChange,
     TradingStateChange,
 )
@@ -294,3 +295,40 @@ class RiskClient:
             delay = backoff.next()
             log.info("alert stream: %s; resuming after seq %d in %.2fs", reason, resume.after_seq, delay)
             time.sleep(delay)
+
+    # ------------------------------------------------------------------ risk snapshots
+
+    def risk_snapshot(
+        self, accounts: str | Iterable[str] = (), *, timeout: float | None = None
+    ) -> RiskSnapshot:
+        """Accounts' exposure, open orders, positions, trading state and closest limits now.
+
+        accounts: one name or several; none means every account the server knows. Unknown
+        accounts are left out of the result (compare with what you asked for).
+        """
+        request = pb.GetRiskSnapshotRequest(accounts=col.account_names(accounts))
+        return col.decode_snapshot(self._unary("GetRiskSnapshot", request, timeout))
+
+    def stream_risk_snapshots(
+        self,
+        accounts: str | Iterable[str] = (),
+        min_interval_ms: int = 250,
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[RiskSnapshot]:
+        """Follow accounts' risk: first every account asked for (none: all), then only the accounts
+        that changed, at most one RiskSnapshot per min_interval_ms (0: the server's 250; at least
+        10), nothing while nothing changes. The stream has no deadline unless ``timeout`` is
+        given; closing the returned iterator cancels the call.
+        """
+        request = pb.StreamRiskSnapshotsRequest(
+            accounts=col.account_names(accounts), min_interval_ms=min_interval_ms
+        )
+        call = self._stub.StreamRiskSnapshots(request, timeout=timeout)
+        try:
+            for response in call:
+                yield col.decode_snapshot(response)
+        except grpc.RpcError as exc:
+            raise RiskdError.from_rpc(exc, "StreamRiskSnapshots", self.target) from exc
+        finally:
+            call.cancel()

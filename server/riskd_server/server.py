@@ -41,6 +41,7 @@ from .config import Settings
 from .engine import Engine, EngineConfig
 from .reflection import enable_reflection
 from .servicer import RiskServicer, add_risk_service
+from .snapshots import SnapshotHub
 from .store import Store, WriteBehind
 from .warm import CompileLog, warm_up
 
@@ -307,6 +308,7 @@ class RunningServer:
     alert_hub: AlertHub | None = None
     _cleanup: list[Cleanup] = field(default_factory=list)
     _stopped: bool = False
+    snapshots: SnapshotHub | None = None  # StreamRiskSnapshots' subscribers (stats, tests)
 
     async def stop(self) -> None:
         """Graceful stop: NOT_SERVING, finish in-flight RPCs, flush state, release resources."""
@@ -388,10 +390,10 @@ async def start(settings: Settings) -> RunningServer:
             ),
         )
         pipeline.add_output(alert_hub.publish)
-        add_risk_service(
-            RiskServicer(engine, barrier, alerts=pipeline, older_alerts=older_alerts, alert_hub=alert_hub),
-            registrar,
+        servicer = RiskServicer(
+            engine, barrier, alerts=pipeline, older_alerts=older_alerts, alert_hub=alert_hub
         )
+        add_risk_service(servicer, registrar)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
         enable_reflection(registrar, [SERVICE_NAME, health.SERVICE_NAME])
@@ -463,6 +465,7 @@ async def start(settings: Settings) -> RunningServer:
         streams,
         alerts=pipeline,
         alert_hub=alert_hub,
+        snapshots=servicer.snapshots,
         _cleanup=cleanup,
     )
 

@@ -26,8 +26,10 @@ from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, t
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
 from .limits import Limit, LimitValidationError
+from .snapshots import IntervalError, SnapshotHub, interval_of
 from .wire.encode import encode_response, executions_wire, warm_up
 from .wire.request import parse_check_request, parse_report_request
+from .wire.snapshot import SnapshotTooLarge, SnapshotWire
 
 log = logging.getLogger("riskd.servicer")
 
@@ -76,6 +78,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         alerts: AlertPipeline | None = None,
         older_alerts: Older | None = None,
         alert_hub: AlertHub | None = None,
+        snapshots: SnapshotHub | None = None,
     ) -> None:
         self._engine = engine
         self._limits = LimitAdmin(engine)
@@ -84,6 +87,9 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         self._older_alerts = older_alerts
         # Without the alert path (tests, tools) SubscribeAlerts still works: live only, nothing held.
         self.alert_hub = alert_hub if alert_hub is not None else AlertHub(EmptyHistory())
+        self.snapshots = snapshots or SnapshotHub(engine)
+        self._poke = self.snapshots.poke  # after every change: O(1), see snapshots.SnapshotHub
+        self._snapshot_wire = SnapshotWire()
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -92,7 +98,9 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         wire.request parses the bytes (numba; protobuf for what it leaves, which may raise
         DecodeError) and the engine checks the parsed orders.
         """
-        return encode_response(self._engine.check_parsed(parse_check_request(request)))
+        reply = encode_response(self._engine.check_parsed(parse_check_request(request)))
+        self._poke()
+        return reply
 
     async def CheckOrdersRaw(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """CheckOrders on the serialized request (registered with no (de)serializer, see risk_handlers)."""
@@ -130,9 +138,11 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     def _report_wire(self, request: bytes) -> ExecOutcome:
         """ReportExecutions on the serialized request (parsed by wire.request.parse_report_request)."""
         r = parse_report_request(request)
-        return self._engine.report_executions(
+        out = self._engine.report_executions(
             r.client_order_id, r.type, r.quantity, r.price, account=r.account, symbol=r.symbol, side=r.side
         )
+        self._poke()
+        return out
 
     async def ReportExecutionsRaw(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """ReportExecutions on bytes, answered with bytes joined from prepared pieces."""
@@ -149,6 +159,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             updated = self._engine.update_prices(request.symbol, np.asarray(request.price, dtype=np.float64))
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
+        self._poke()
         return pb.UpdatePricesResponse(updated=updated, state_version=self._engine.state_version)
 
     async def LoadPositions(self, request: pb.LoadPositionsRequest, context: grpc.aio.ServicerContext):
@@ -156,6 +167,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             loaded = self._engine.load_positions(request.account, request.symbol, request.quantity)
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
+        self.snapshots.touch(request.account)  # a position without a mark moves no exposure sum
         await self._durable(context)
         return pb.LoadPositionsResponse(loaded=loaded, state_version=self._engine.state_version)
 
@@ -165,6 +177,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             version = await self._limits.upsert(limits)
         except (BatchError, Backpressure, LimitValidationError) as exc:
             await _abort(context, exc)
+        self._poke()
         await self._durable(context)
         return pb.UpsertLimitsResponse(upserted=len(limits), limits_version=version)
 
@@ -173,6 +186,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             deleted, missing, version = await self._limits.delete(list(request.limit_ids))
         except Backpressure as exc:
             await _abort(context, exc)
+        self._poke()
         await self._durable(context)
         return pb.DeleteLimitsResponse(deleted=deleted, not_found=missing, limits_version=version)
 
@@ -186,6 +200,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             previous = self._engine.set_trading_state(request.account, request.state, request.reason)
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
+        self._poke()
         await self._durable(context)
         return pb.SetTradingStateResponse(previous=previous, state_version=self._engine.state_version)  # type: ignore[arg-type]
 
@@ -244,6 +259,34 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             last_seq=totals.last_seq,
         )
 
+    async def GetRiskSnapshotRaw(
+        self, request: pb.GetRiskSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """GetRiskSnapshot, answered with bytes (wire.snapshot; registered without a serializer)."""
+        try:
+            return await self._snapshot_wire.encode(self.snapshots.read(request.accounts))
+        except SnapshotTooLarge as exc:
+            await _too_large(context, exc)
+
+    async def StreamRiskSnapshotsRaw(
+        self, request: pb.StreamRiskSnapshotsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """StreamRiskSnapshots: every account asked for, then the ones that changed, each response
+        at least min_interval_ms after the previous one (snapshots.SnapshotHub)."""
+        try:
+            interval = interval_of(request.min_interval_ms)
+        except IntervalError as exc:
+            await _invalid(context, f"min_interval_ms: {exc}")
+        hub = self.snapshots
+        sub = hub.subscribe(request.accounts, interval)
+        try:
+            while True:
+                yield await self._snapshot_wire.encode(await hub.next(sub))
+        except SnapshotTooLarge as exc:
+            await _too_large(context, exc)
+        finally:  # cancelled (re-raised: grpc/grpc#43360) or ended: nothing of it stays
+            hub.unsubscribe(sub)
+
     async def _durable(self, context: grpc.aio.ServicerContext) -> None:
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
         persisted = await self._barrier()
@@ -272,8 +315,9 @@ def _entry(alert) -> bytes:
 
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     """RiskService's method handlers: the generated ones, except that the hot calls (CheckOrders,
-    CheckOrderStream, ReportExecutions) and SubscribeAlerts take and return raw bytes (RiskServicer has no protobuf
-    handlers for them; tests/oracle_servicer.py adds them as the tests' reference)."""
+    CheckOrderStream, ReportExecutions), SubscribeAlerts and QueryAlerts take or return raw bytes
+    (RiskServicer has no protobuf handlers for them; tests/oracle_servicer.py adds the hot ones as the
+    tests' reference), and the snapshot calls return bytes (wire.snapshot)."""
     capture = _Capture()
     pb_grpc.add_RiskServiceServicer_to_server(servicer, capture)
     handlers = dict(capture.handlers)
@@ -282,6 +326,12 @@ def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     handlers["ReportExecutions"] = grpc.unary_unary_rpc_method_handler(servicer.ReportExecutionsRaw)
     handlers["QueryAlerts"] = grpc.unary_unary_rpc_method_handler(servicer.QueryAlertsRaw)
     handlers["SubscribeAlerts"] = grpc.unary_stream_rpc_method_handler(servicer.SubscribeAlertsRaw)
+    handlers["GetRiskSnapshot"] = grpc.unary_unary_rpc_method_handler(
+        servicer.GetRiskSnapshotRaw, request_deserializer=pb.GetRiskSnapshotRequest.FromString
+    )
+    handlers["StreamRiskSnapshots"] = grpc.unary_stream_rpc_method_handler(
+        servicer.StreamRiskSnapshotsRaw, request_deserializer=pb.StreamRiskSnapshotsRequest.FromString
+    )
     return handlers
 
 
@@ -315,6 +365,12 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, prefix: str 
     if isinstance(exc, LimitValidationError):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, prefix + str(exc))
+    raise AssertionError("unreachable: context.abort raises")
+
+
+async def _too_large(context: grpc.aio.ServicerContext, exc: SnapshotTooLarge) -> NoReturn:
+    log.warning("refusing a snapshot: %s", exc)
+    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
     raise AssertionError("unreachable: context.abort raises")
 
 

@@ -9,8 +9,11 @@ import time
 
 from . import changes as ch
 from .engine import Engine, EngineConfig
+from .engine.snapshot import SnapshotReader
+from .engine.snapshot_changes import ChangeTracker
 from .limits import Limit
 from .wire.request import OneOrder, SpanOrders, parse_check_request
+from .wire.snapshot import encode_snapshot
 
 
 def _sample_request(n: int = 2, first: int = 3) -> bytes:
@@ -70,5 +73,8 @@ def warm_up() -> float:
         assert isinstance(one, OneOrder)
         eng.check_parsed(one, now=0.0)
     eng.delete_limits(["w-any"])
+    reader = SnapshotReader(eng)  # risk snapshots: the book lists, the ranking, the encoder
+    encode_snapshot(reader.columns(reader.all_ids()))
+    ChangeTracker(eng).detect()
     assert out.accepted.shape[0] == 3 and math.isfinite(eng.position("WA", "WS"))
     return time.perf_counter() - start
