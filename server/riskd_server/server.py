@@ -30,7 +30,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from riskd.v1 import risk_pb2
 
-from .config import Settings
+from .alerts.mailer import DigestMailer, MailerConfig
+from .config import Settings, parse_addresses
 from .engine import Engine, EngineConfig
 from .reflection import enable_reflection
 from .servicer import RiskServicer, add_risk_service
@@ -56,6 +57,26 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_open_orders=settings.max_open_orders,
         closed_order_retention=settings.closed_order_retention,
         max_order_notional=settings.max_order_notional,
+    )
+
+
+def email_config(settings: Settings) -> MailerConfig | None:
+    """The digest mailer's configuration, or None when email is off (no smtp_host)."""
+    if not settings.smtp_host:
+        return None
+    return MailerConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        timeout=settings.smtp_timeout,
+        starttls=settings.smtp_starttls,
+        username=settings.smtp_user,
+        password=settings.smtp_password,
+        sender=settings.email_from.strip(),
+        sender_address=parse_addresses(settings.email_from)[0],
+        recipients=parse_addresses(settings.email_to),
+        min_severity=risk_pb2.Severity.Value("SEVERITY_" + settings.email_min_severity.upper()),
+        interval=settings.email_interval,
+        outbox=settings.email_outbox,
     )
 
 
@@ -298,6 +319,7 @@ class RunningServer:
     streams: StreamCloser = field(default_factory=StreamCloser)
     _cleanup: list[Cleanup] = field(default_factory=list)
     _stopped: bool = False
+    mailer: DigestMailer | None = None  # alert digests by email; None when smtp_host is empty
 
     async def stop(self) -> None:
         """Graceful stop: NOT_SERVING, finish in-flight RPCs, flush state, release resources."""
@@ -385,6 +407,7 @@ async def start(settings: Settings) -> RunningServer:
         await writer.start()
         cleanup.append(lambda: writer.stop(timeout=max(settings.db_timeout, 1.0)))
         engine.sink = writer
+        mailer = await _start_mailer(settings, cleanup)
         seconds = await _in_thread(warm_up)
         compiling.remove()
         log.info("kernels warm in %.3fs", seconds)
@@ -403,7 +426,25 @@ async def start(settings: Settings) -> RunningServer:
             await server.stop(None)
         await _run_cleanup(cleanup)
         raise
-    return RunningServer(port, engine, server, health_servicer, store, writer, settings, streams, cleanup)
+    return RunningServer(
+        port, engine, server, health_servicer, store, writer, settings, streams, cleanup, mailer=mailer
+    )
+
+
+async def _start_mailer(settings: Settings, cleanup: list[Cleanup]) -> DigestMailer | None:
+    """Email digests when smtp_host is set; stopped (one last digest, bounded by smtp_timeout)
+    before the write-behind and the store close."""
+    config = email_config(settings)
+    if config is None:
+        return None
+    mailer = DigestMailer(config)
+    await mailer.start()
+
+    async def stop_mailer() -> None:
+        await mailer.stop(timeout=settings.smtp_timeout)
+
+    cleanup.append(stop_mailer)
+    return mailer
 
 
 async def serve(settings: Settings) -> None:
