@@ -89,6 +89,26 @@ class CheckEvents:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertsRaised:
+    """Alerts as the pipeline published them, one row per alert, in seq order (append-only)."""
+
+    seq: np.ndarray  # int64
+    time: np.ndarray  # float64, wall-clock seconds
+    severity: np.ndarray  # int16 (riskd.v1.Severity)
+    kind: np.ndarray  # int16 (riskd.v1.AlertKind)
+    check: np.ndarray  # int16 (riskd.v1.RiskCheck), 0 when none
+    account: np.ndarray  # object (str)
+    symbol: np.ndarray  # object (str)
+    limit_id: np.ndarray  # object (str)
+    message: np.ndarray  # object (str)
+    observed: np.ndarray  # float64
+    threshold: np.ndarray  # float64
+    count: np.ndarray  # int64
+    summary: np.ndarray  # bool
+    client_order_id: np.ndarray  # object (str)
+
+
+@dataclass(frozen=True, slots=True)
 class LimitsChanged:
     """Limits inserted or replaced, and ids deleted, in one all-or-nothing change."""
 
@@ -113,6 +133,7 @@ Change = (
     | PositionsChanged
     | MarksChanged
     | CheckEvents
+    | AlertsRaised
     | LimitsChanged
     | TradingStateChanged
 )

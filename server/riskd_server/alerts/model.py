@@ -7,7 +7,7 @@ dedupe and statistics index them, the fan-out serialises each once (``to_pb``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from riskd.v1 import risk_pb2 as pb
 
@@ -53,6 +53,16 @@ class Alert:
     count: int = 1
     summary: bool = False
     client_order_id: str = ""
+    # The serialised ``alerts`` entry (field 1 of SubscribeAlertsResponse and of QueryAlertsResponse:
+    # tag, length, Alert bytes), made once when the alert is numbered (``numbered``) and reused by
+    # every subscriber and query; b"" until then.
+    wire: bytes = field(default=b"", compare=False, repr=False)
+
+    def numbered(self, seq: int) -> Alert:
+        """This alert with its seq, and its wire bytes made once."""
+        alert = replace(self, seq=seq)
+        object.__setattr__(alert, "wire", alerts_entry(alert.to_pb().SerializeToString()))
+        return alert
 
     @property
     def key(self) -> AlertKey:
@@ -97,6 +107,20 @@ class Alert:
             summary=msg.summary,
             client_order_id=msg.client_order_id,
         )
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def alerts_entry(alert_bytes: bytes) -> bytes:
+    """One ``repeated Alert alerts = 1`` entry: tag 0x0a, varint length, the Alert's bytes."""
+    return b"\x0a" + _varint(len(alert_bytes)) + alert_bytes
 
 
 def _frozen(values: Iterable) -> frozenset:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..alerts.intake import EV_CHECKS, AlertIntake
 from ..interning import Interner
 from ..kernel import layout as L
 from ..kernel.checks import check_batch
@@ -22,6 +23,7 @@ from ..names import has_control
 from ..outcomes import ACCEPTED_ONE, MASK_ZERO_ONE, NO_VIOLATIONS, CheckOutcome, Violations
 from ..wire import SEED
 from ..wire.request import OneOrder, Orders, SpanOrders, StrOrders, one_order_strs
+from ..wire.spans import Utf8Spans
 from .names import bad_names, hash_id, hash_ids
 
 if TYPE_CHECKING:
@@ -64,6 +66,8 @@ class OrderChecks:
     _limits: LimitBook
     _state_version: int
     _clock: Callable[[], float]
+    _wall: Callable[[], float]
+    alert_intake: AlertIntake | None
     _name_index: tuple[NameIndex, NameIndex] | None
     _kernel_state: tuple | None
 
@@ -129,6 +133,8 @@ class OrderChecks:
         of[:, L.IN_PRICE] = price
         out = self._check_columns(oi, of, aid, sid, now)
         self._rec.checks(client_order_id, account, symbol, aid, sid, oi, of, out.accepted, out.violations)
+        if self.alert_intake is not None and len(out.violations):
+            self._alert_checks(out, aid, sid, client_order_id)
         return out
 
     def check_parsed(self, orders: Orders, now: float | None = None) -> CheckOutcome:
@@ -170,6 +176,8 @@ class OrderChecks:
         )
         out = self._check_columns(oi, of, aid, sid, now)
         self._rec.checks_spans(batch, aid, sid, oi, of, out.accepted, out.violations)
+        if self.alert_intake is not None and len(out.violations):
+            self._alert_checks(out, aid, sid, Utf8Spans(batch.data, batch.off[0], batch.length[0]))
         return out
 
     def _check_one_order(self, order: OneOrder, now: float | None) -> CheckOutcome:
@@ -190,6 +198,8 @@ class OrderChecks:
         if status != NEEDS_PYTHON:
             out = self._one_outcome(nv)
             self._rec.checks_one_wire(order, a, sy, one.oi, one.of, out)
+            if nv and self.alert_intake is not None:
+                self._alert_checks(out, a, sy, order)
             return out
         client_order_id, account, symbol = one_order_strs(order)
         out = self._check_one(
@@ -295,7 +305,16 @@ class OrderChecks:
         nv = check_batch(oi, of, self._now(now), one.mask, one.vi, one.vf, *self._kernel_args())
         out = self._one_outcome(nv)
         self._rec.checks_one((client_order_id, account, symbol), a, sy, oi, of, out)
+        if nv and self.alert_intake is not None:
+            self._alert_checks(out, a, sy, (client_order_id,))
         return out
+
+    def _alert_checks(self, out: CheckOutcome, aid, sid, ids) -> None:
+        """Hand a batch's violations to the alert intake: one tuple, nothing decoded or built
+        (alerts.pipeline reads the names later, off the request's path)."""
+        assert self.alert_intake is not None
+        v = out.violations
+        self.alert_intake.put((EV_CHECKS, len(v), self._wall(), v, aid, sid, ids))
 
     def _one_outcome(self, nv: int) -> CheckOutcome:
         """The outcome of the one-order kernel call just made on self._one (nv violations)."""

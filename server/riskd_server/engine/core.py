@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from .. import changes as ch
+from ..alerts.intake import EV_EXECUTIONS, EV_LIMITS, EV_TRADING_STATE, AlertIntake
 from ..interning import Interner
 from ..kernel import layout as L
 from ..kernel._hashtable import ht_find
@@ -71,6 +72,8 @@ class Engine(OrderChecks):
         # The interners' byte indexes (accounts, symbols) for _check_one_order; snapshots, so a
         # stale pair only misses names added since (interning.NameIndex).
         self._name_index = None
+        # The alert path's intake (alerts.intake): events go out there, never waited on; None = off.
+        self.alert_intake: AlertIntake | None = None
 
     @property
     def sink(self) -> ChangeSink | None:
@@ -205,7 +208,36 @@ class Engine(OrderChecks):
         errors = EXEC_MESSAGES[status]
         self._state_version += 1
         self._rec.executions(client_order_id, types, xf, applied, errors, books, open_after, status)
+        if self.alert_intake is not None and status.any():
+            self._alert_executions(client_order_id, types, status, books, origin)
         return ExecOutcome(applied, errors.tolist(), self._state_version, status)
+
+    def _alert_executions(self, ids, types, status, books, origin) -> None:
+        """Overfills, late fills and fills of unknown orders go to the alert intake (account and
+        symbol from the order's book, or for an unknown order from what the report named)."""
+        fill = types == 1
+        rows = np.flatnonzero(
+            (status == L.X_OVERFILL)
+            | (status == L.X_LATE_FILL)
+            | (fill & ((status == L.X_UNKNOWN_FILLED) | (status >= L.X_UNKNOWN) & (status != L.X_BAD_TYPE)
+                       & (status != L.X_BAD_FILL) & (status != L.X_CLOSED)))
+        )  # fmt: skip
+        if not rows.shape[0]:
+            return
+        b = books[rows]
+        known = b >= 0
+        aid = np.full(rows.shape[0], -1, dtype=np.int64)
+        sid = np.full(rows.shape[0], -1, dtype=np.int64)
+        aid[known] = self._s.book_pair[b[known], L.BP_ACCOUNT]
+        sid[known] = self._s.book_pair[b[known], L.BP_SYMBOL]
+        if origin.shape[0]:
+            named = ~known
+            aid[named] = origin[rows[named], 0]
+            sid[named] = origin[rows[named], 1]
+        assert self.alert_intake is not None
+        self.alert_intake.put(
+            (EV_EXECUTIONS, int(rows.shape[0]), self._wall(), take(ids, rows), status[rows], aid, sid)
+        )
 
     def _origin(
         self, keys: np.ndarray, types: np.ndarray, xf: np.ndarray, account, symbol, side
@@ -355,6 +387,9 @@ class Engine(OrderChecks):
         self._s.kernel_args = None
         self._state_version += 1
         self._rec.limits(change)
+        if self.alert_intake is not None:
+            n = len(change.upserted) + len(change.deleted)
+            self.alert_intake.put((EV_LIMITS, n, self._wall(), change.upserted, change.deleted))
         return book.version
 
     # ------------------------------------------------------------------ trading state
@@ -375,6 +410,8 @@ class Engine(OrderChecks):
             self._s.ctr[L.C_FIRM_TRADING] = state
         self._state_version += 1
         self._rec.trading_state(account, state, reason)
+        if self.alert_intake is not None:
+            self.alert_intake.put((EV_TRADING_STATE, 1, self._wall(), account, state, previous, reason))
         return previous
 
     # ------------------------------------------------------------------ capacity

@@ -41,6 +41,12 @@ CHECK_EVENT_COLUMNS = (
 )  # fmt: skip
 
 
+ALERT_COLUMNS = (
+    "seq", "time", "severity", "kind", "check", "account", "symbol", "limit_id", "message", "observed",
+    "threshold", "count", "summary", "client_order_id",
+)  # fmt: skip
+
+
 def change_rows(change: ch.Change) -> int:
     """Rows a change adds to the backlog (what the engine's has_room(rows) is measured in)."""
     if isinstance(change, ch.LimitsChanged):
@@ -69,6 +75,7 @@ class Coalesced:
     trading_states: dict[str, tuple[int, str, datetime]] = field(default_factory=dict)
     executions: Columns | None = None  # EXECUTION_COLUMNS, in report order
     check_events: Columns | None = None  # CHECK_EVENT_COLUMNS, in check order
+    alerts: Columns | None = None  # ALERT_COLUMNS, in seq order
     # closed_seq per close rank, when fixed before the write (a split flush: every part keeps the
     # flush's close order); None = the write takes ``closes`` new values.
     seqs: np.ndarray | None = None
@@ -83,6 +90,7 @@ class Coalesced:
             or self.trading_states
             or self.executions is not None
             or self.check_events is not None
+            or self.alerts is not None
         )
 
 
@@ -92,6 +100,7 @@ def coalesce(changes: Iterable[ch.Change]) -> Coalesced:
     lifecycle: list[ch.OrdersAccepted | ch.OrdersUpdated] = []
     executions: list[ch.ExecutionsReported] = []
     events: list[ch.CheckEvents] = []
+    alerts: list[ch.AlertsRaised] = []
     for change in changes:
         if isinstance(change, ch.OrdersAccepted | ch.OrdersUpdated):
             lifecycle.append(change)
@@ -99,12 +108,15 @@ def coalesce(changes: Iterable[ch.Change]) -> Coalesced:
             executions.append(change)
         elif isinstance(change, ch.CheckEvents):
             events.append(change)
+        elif isinstance(change, ch.AlertsRaised):
+            alerts.append(change)
         else:
             _APPLY[type(change)](out, change)
     if lifecycle:
         out.orders, out.order_updates, out.closes = _orders(lifecycle)
     out.executions = _audit(executions, EXECUTION_COLUMNS)
     out.check_events = _audit(events, CHECK_EVENT_COLUMNS)
+    out.alerts = _audit(alerts, ALERT_COLUMNS)
     return out
 
 

@@ -1,7 +1,7 @@
 """Cut a coalesced flush into parts, and name the row a one-row part holds (pure, safe in a thread).
 
 A flush is one sequence of rows in write order: orders, order updates, positions, marks, limits,
-trading states, executions, check events (``SEGMENTS``). ``halves`` cuts that sequence in the
+trading states, executions, check events, alerts (``SEGMENTS``). ``halves`` cuts that sequence in the
 middle, so writing the parts one after the other, first part first, keeps what one flush
 promised: audit rows stay in order, each key is still written once (coalescing made keys unique
 within the flush), and closes keep their order because every part carries the flush's closed_seq
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._coalesce import (
+    ALERT_COLUMNS,
     CHECK_EVENT_COLUMNS,
     EXECUTION_COLUMNS,
     ORDER_COLUMNS,
@@ -29,8 +30,9 @@ from ._coalesce import (
 
 SEGMENTS = (
     "orders", "order_updates", "positions", "marks", "limits", "trading_states", "executions", "check_events",
+    "alerts",
 )  # fmt: skip
-_COLUMNAR = frozenset({"orders", "order_updates", "executions", "check_events"})
+_COLUMNAR = frozenset({"orders", "order_updates", "executions", "check_events", "alerts"})
 
 Row = dict[str, Any]  # column name (as the table names it) -> a plain Python value
 
@@ -108,6 +110,11 @@ def only_row(b: Coalesced) -> tuple[str, str, Row]:
         )
     if b.executions is not None:
         return "executions", "insert", _audit_row(b.executions, EXECUTION_COLUMNS)
+    if b.alerts is not None:
+        row = _audit_row(b.alerts, ALERT_COLUMNS)
+        row["check_kind"] = row.pop("check")
+        row["ts"] = row.pop("time")
+        return "alerts", "insert", row
     assert b.check_events is not None
     row = _audit_row(b.check_events, CHECK_EVENT_COLUMNS)
     row["check_kind"] = row.pop("check")

@@ -11,7 +11,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from .. import changes as ch
-from . import _write
+from ..alerts.model import Alert, AlertFilter
+from . import _alerts, _write
 from ._migrations import apply_migrations
 from ._snapshot import load_snapshot
 from ._writebehind import WriteBehind
@@ -63,6 +64,16 @@ class Store:
         """Latest state, open orders and the newest ``closed_retention`` closed orders (oldest first)."""
         async with asyncio.timeout(timeout or max(self._timeout, 60.0)), self._pool.connection() as conn:
             return await load_snapshot(conn, closed_retention)
+
+    async def recent_alerts(self, limit: int) -> tuple[list[Alert], int]:
+        """The newest ``limit`` persisted alerts, oldest first, and the highest seq ever written."""
+        async with asyncio.timeout(max(self._timeout, 60.0)), self._pool.connection() as conn:
+            return await _alerts.recent_alerts(conn, limit)
+
+    async def query_alerts(self, flt: AlertFilter, before_seq: int, page_size: int) -> list[Alert]:
+        """Persisted alerts matching ``flt`` with seq < before_seq, newest first."""
+        async with asyncio.timeout(self._timeout), self._pool.connection() as conn:
+            return await _alerts.query_alerts(conn, flt, before_seq, page_size)
 
     def write_behind(
         self,

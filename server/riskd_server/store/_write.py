@@ -14,6 +14,7 @@ import numpy as np
 from psycopg import AsyncConnection, errors
 
 from ._coalesce import (
+    ALERT_COLUMNS,
     CHECK_EVENT_COLUMNS,
     EXECUTION_COLUMNS,
     ORDER_COLUMNS,
@@ -100,6 +101,10 @@ _EXECUTIONS = "executions (ts, client_order_id, exec_type, quantity, price, appl
 _CHECK_EVENTS = (
     "check_events (ts, client_order_id, account, symbol, check_kind, limit_id, observed, threshold, warning)"
 )
+_ALERTS = (
+    "alerts (seq, ts, severity, kind, check_kind, account, symbol, limit_id, message, observed, threshold,"
+    " count, summary, client_order_id)"
+)
 # Binary COPY needs every column's type up front (about a third faster than text here).
 _ORDER_TYPES = (
     "text", "text", "text", "int2", "float8", "float8", "float8", "int2", "timestamptz", "timestamptz", "int8"
@@ -107,6 +112,10 @@ _ORDER_TYPES = (
 _UPDATE_TYPES = ("text", "float8", "int2", "timestamptz", "int8")
 _EXECUTION_TYPES = ("timestamptz", "text", "int2", "float8", "float8", "bool", "text")
 _CHECK_EVENT_TYPES = ("timestamptz", "text", "text", "text", "int2", "text", "float8", "float8", "bool")
+_ALERT_TYPES = (
+    "int8", "timestamptz", "int2", "int2", "int2", "text", "text", "text", "text", "float8", "float8", "int8",
+    "bool", "text",
+)  # fmt: skip
 
 
 async def prepare(conn: AsyncConnection) -> None:
@@ -127,7 +136,7 @@ async def write(conn: AsyncConnection, b: Coalesced) -> np.ndarray | None:
     missing = None
     async with conn.transaction():
         seqs = b.seqs if b.seqs is not None else await closed_seqs(conn, b.closes)
-        orders, updates, executions, events = await asyncio.to_thread(_encode_all, b, seqs)
+        orders, updates, executions, events, alerts = await asyncio.to_thread(_encode_all, b, seqs)
         if orders is not None:
             await _write_orders(conn, orders, rows_of(b.orders))
         if updates is not None:
@@ -154,6 +163,8 @@ async def write(conn: AsyncConnection, b: Coalesced) -> np.ndarray | None:
             await _copy_bytes(conn, _EXECUTIONS, executions)
         if events is not None:
             await _copy_bytes(conn, _CHECK_EVENTS, events)
+        if alerts is not None:
+            await _copy_bytes(conn, _ALERTS, alerts)
     return missing
 
 
@@ -166,12 +177,14 @@ async def _missing_orders(conn: AsyncConnection, b: Coalesced) -> np.ndarray:
 
 
 def _encode_all(b: Coalesced, seqs: np.ndarray) -> tuple[bytes | None, ...]:
-    """Binary COPY streams for orders, order updates, executions and check events (None = no rows)."""
+    """Binary COPY streams for orders, order updates, executions, check events and alerts (None = no
+    rows)."""
     return (
         _encode_orders(b.orders, ORDER_COLUMNS, _ORDER_TYPES, seqs),
         _encode_orders(b.order_updates, UPDATE_COLUMNS, _UPDATE_TYPES, seqs),
         _encode(b.executions, EXECUTION_COLUMNS, _EXECUTION_TYPES),
         _encode(b.check_events, CHECK_EVENT_COLUMNS, _CHECK_EVENT_TYPES),
+        _encode(b.alerts, ALERT_COLUMNS, _ALERT_TYPES),
     )
 
 

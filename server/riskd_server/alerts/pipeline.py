@@ -1,0 +1,486 @@
+"""Engine events -> alerts: dedupe, number, keep (history, statistics), send (subscribers, email,
+PostgreSQL).
+
+Runs on the event loop, after the requests whose events it reads have been answered: the engine
+only put tuples on the intake (alerts.intake); the pipeline is woken once per burst
+(``loop.call_soon``) and drains at most ``events_per_turn`` events per turn before yielding the
+loop to RPCs again. Each event becomes occurrence groups in bulk (one group per dedupe key of a
+batch: a halted account rejecting 10,000 orders is one group of 10,000, not 10,000 alerts), so the
+Python work scales with distinct keys, not with rejected orders.
+
+A group is counted in the statistics as it arrives; the dedupe decides whether its first
+occurrence goes out now (the rest are repeats, summarised when the key's window closes). Alerts
+that go out are numbered here (``seq``), appended to the history ring, and handed to every output:
+the subscriber hub, the mailer and the write-behind (when it has room; otherwise counted as
+unpersisted). A ticker wakes when the next dedupe window closes (and once a second for the fault
+probes: backlog level, breakers) — never to push anything on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from riskd.v1 import risk_pb2 as pb
+
+from .. import changes as ch
+from ..kernel import layout as L
+from .intake import EV_CHECKS, EV_EXECUTIONS, EV_FAULT, EV_LIMITS, EV_TRADING_STATE, AlertIntake
+from .messages import check_message, check_name, execution_message, num, printable, trading_state_message
+from .model import CRITICAL, INFO, WARNING, Alert
+
+if TYPE_CHECKING:
+    from ..interning import Interner
+    from ..limits import Limit
+    from ..wire.request import OneOrder
+
+log = logging.getLogger("riskd.alerts")
+
+# A limit change naming more limits than this is one alert, not one per limit.
+LIMIT_ALERTS_PER_CHANGE = 20
+
+_EXEC_KIND = {
+    L.X_OVERFILL: pb.ALERT_KIND_OVERFILL,
+    L.X_LATE_FILL: pb.ALERT_KIND_LATE_FILL,
+}
+
+
+class History(Protocol):
+    def append(self, alert: Alert) -> Alert | None: ...
+
+
+class Dedupe(Protocol):
+    def offer(self, alert: Alert, now: float) -> bool: ...
+    def due(self, now: float) -> list[Alert]: ...
+    def next_due(self) -> float | None: ...
+
+
+class Stats(Protocol):
+    def add(self, alert: Alert, now: float) -> None: ...
+
+
+class Sink(Protocol):
+    def has_room(self, rows: int = 0) -> bool: ...
+    def put(self, change: ch.Change) -> None: ...
+
+
+Output = Callable[[list[Alert]], None]
+Probe = Callable[[], "tuple[int, str, float, float] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStats:
+    last_seq: int
+    raised: int  # alerts that went out (first occurrences, summaries, faults)
+    occurrences: int  # occurrences seen, repeats included
+    lost_events: int  # engine events the intake dropped (the pipeline fell behind)
+    lost_occurrences: int
+    unpersisted: int  # alerts the write-behind had no room for
+    pending_events: int
+
+
+class AlertPipeline:
+    """See the module doc. Build it, attach outputs, ``engine.alert_intake = pipeline.intake``,
+    then ``start()`` on the event loop."""
+
+    def __init__(
+        self,
+        accounts: Interner,
+        symbols: Interner,
+        history: History,
+        dedupe: Dedupe,
+        stats: Stats,
+        *,
+        intake_capacity: int = 4096,
+        events_per_turn: int = 256,
+        clock: Callable[[], float] = time.time,
+        last_seq: int = 0,
+    ) -> None:
+        self._accounts = accounts
+        self._symbols = symbols
+        self.history = history
+        self.dedupe = dedupe
+        self.stats = stats
+        self.intake = AlertIntake(intake_capacity, wake=self._wake)
+        self._events_per_turn = events_per_turn
+        self._clock = clock
+        self._seq = last_seq
+        self._outputs: list[Output] = []
+        self._probes: list[Probe] = []
+        self.sink: Sink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._tick_now = asyncio.Event()
+        self._raised = 0
+        self._occurrences = 0
+        self._unpersisted = 0
+        self._lost_reported = (0, 0)
+        self._faulting: set[tuple[int, str]] = set()
+
+    # ------------------------------------------------------------------ wiring
+
+    def add_output(self, output: Output) -> None:
+        """output(alerts) is called with every batch of numbered alerts, on the event loop; it must
+        not block (the hub queues, the mailer queues)."""
+        self._outputs.append(output)
+
+    def add_probe(self, probe: Probe) -> None:
+        """probe() -> (kind, message, observed, threshold) while a fault lasts, else None; polled
+        once a second. An alert is raised when a fault starts (then deduped like any other)."""
+        self._probes.append(probe)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ticker = self._loop.create_task(self._tick_loop(), name="riskd-alert-ticker")
+
+    async def stop(self) -> None:
+        """Process what is queued, send every pending summary, and stop the ticker."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        self.run_once(drain_all=True)
+        self._emit(self.dedupe.due(float("inf")))
+
+    # ------------------------------------------------------------------ faults (server side)
+
+    def raise_fault(
+        self, kind: int, message: str, observed: float = 0.0, threshold: float = 0.0, account: str = ""
+    ) -> None:
+        """A server fault (a breaker opened, a subscriber dropped messages …): CRITICAL, deduped."""
+        self.intake.put((EV_FAULT, 1, self._clock(), kind, message, observed, threshold, account))
+
+    # ------------------------------------------------------------------ running
+
+    def _wake(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon(self.run_once)
+
+    def run_once(self, drain_all: bool = False) -> None:
+        """Drain a turn's worth of events (all with drain_all) and send what they raise."""
+        intake = self.intake
+        events = intake.drain(None if drain_all else self._events_per_turn)
+        now = self._clock()
+        out: list[Alert] = []
+        for event in events:
+            try:
+                self._event(event, now, out)
+            except Exception:  # one malformed event must not stop the alert path
+                log.exception("alert event %r failed", event[:3])
+        lost = (intake.lost_events, intake.lost_occurrences)
+        if lost != self._lost_reported:
+            events_lost = lost[0] - self._lost_reported[0]
+            occ = lost[1] - self._lost_reported[1]
+            self._lost_reported = lost
+            out.append(
+                self._fault_alert(
+                    now,
+                    pb.ALERT_KIND_ALERTS_LOST,
+                    f"alert intake full: {events_lost} engine event(s) with {occ} occurrence(s) lost "
+                    f"({lost[0]} since start); the alert path fell behind",
+                    float(occ),
+                    float(intake.capacity),
+                )
+            )
+        self._emit(out)
+        if len(intake) and self._loop is not None:
+            self._loop.call_soon(self.run_once)  # more left: after the loop's other work
+        nxt = self.dedupe.next_due()
+        if nxt is not None and nxt <= now + 1.0:
+            self._tick_now.set()
+
+    async def _tick_loop(self) -> None:
+        next_probe = 0.0
+        while True:
+            now = self._clock()
+            if now >= next_probe:
+                self._run_probes(now)
+                next_probe = now + 1.0
+            self._emit(self.dedupe.due(now))
+            due = self.dedupe.next_due()
+            wait = min(next_probe, due if due is not None else next_probe) - self._clock()
+            self._tick_now.clear()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._tick_now.wait(), wait)
+
+    def _run_probes(self, now: float) -> None:
+        active: set[tuple[int, str]] = set()
+        out: list[Alert] = []
+        for probe in self._probes:
+            try:
+                fault = probe()
+            except Exception:
+                log.exception("alert probe failed")
+                continue
+            if fault is None:
+                continue
+            kind, message, observed, threshold = fault
+            key = (kind, message.split(":", 1)[0])
+            active.add(key)
+            if key not in self._faulting:
+                out.append(self._fault_alert(now, kind, message, observed, threshold))
+        self._faulting = active
+        self._emit(out)
+
+    # ------------------------------------------------------------------ events -> alerts
+
+    def _event(self, event: tuple, now: float, out: list[Alert]) -> None:
+        kind = event[0]
+        if kind == EV_CHECKS:
+            groups = self._check_groups(*event[2:])
+        elif kind == EV_EXECUTIONS:
+            groups = self._execution_groups(*event[2:])
+        elif kind == EV_LIMITS:
+            groups = self._limit_alerts(*event[2:])
+        elif kind == EV_TRADING_STATE:
+            # Every change goes out at once: a halt and the resume after it are never summarised.
+            alert = self._trading_state_alert(*event[2:])
+            self._occurrences += 1
+            self.stats.add(alert, now)
+            out.append(alert)
+            return
+        elif kind == EV_FAULT:
+            _, _, t, fault_kind, message, observed, threshold, account = event
+            groups = [self._fault_alert(t, fault_kind, message, observed, threshold, account)]
+        else:
+            raise ValueError(f"unknown alert event kind {kind}")
+        for alert in groups:
+            self._occurrences += alert.count
+            self.stats.add(alert, now)
+            if self.dedupe.offer(alert, now):
+                out.append(replace(alert, count=1) if alert.count != 1 else alert)
+
+    def _name(self, interner: Interner, id_: int) -> str:
+        return interner.name(id_) if 0 <= id_ < len(interner) else ""
+
+    def _check_groups(self, t: float, v, aid, sid, ids) -> list[Alert]:
+        """One occurrence group per (warning, check, account, symbol, limit) of a checked batch;
+        its fields are the group's last violation's, its count the group's size."""
+        n = len(v)
+        order = v.order_index.astype(np.int64)
+        if isinstance(aid, np.ndarray):
+            acc = aid[order].tolist()
+            sym = sid[order].tolist()
+        else:
+            acc = [aid] * n
+            sym = [sid] * n
+        keys = list(zip(v.warning.tolist(), v.check.tolist(), acc, sym, v.limit_id.tolist(), strict=True))
+        counts = Counter(keys)
+        last = dict(zip(keys, range(n), strict=True))
+        out = []
+        for key, count in counts.items():
+            i = last[key]
+            warning, check, a, s, limit_id = key
+            account, symbol = self._name(self._accounts, a), self._name(self._symbols, s)
+            order_id = printable(_order_id(ids, int(order[i])))
+            observed, threshold = float(v.observed[i]), float(v.threshold[i])
+            out.append(
+                Alert(
+                    seq=0,
+                    time=t,
+                    severity=INFO if warning else WARNING,
+                    kind=pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT,
+                    check=check,
+                    account=account,
+                    symbol=symbol,
+                    limit_id=limit_id or "",
+                    message=check_message(check, warning, account, symbol, observed, threshold, order_id),
+                    observed=observed,
+                    threshold=threshold,
+                    count=count,
+                    client_order_id=order_id,
+                )
+            )
+        return out
+
+    def _execution_groups(self, t: float, ids, status, aid, sid) -> list[Alert]:
+        n = int(status.shape[0])
+        keys = list(zip(status.tolist(), aid.tolist(), sid.tolist(), strict=True))
+        kinds = [_EXEC_KIND.get(k[0], pb.ALERT_KIND_UNKNOWN_FILL) for k in keys]
+        gkeys = list(zip(kinds, (k[1] for k in keys), (k[2] for k in keys), strict=True))
+        counts = Counter(gkeys)
+        last = dict(zip(gkeys, range(n), strict=True))
+        out = []
+        for key, count in counts.items():
+            i = last[key]
+            kind, a, s = key
+            account, symbol = self._name(self._accounts, a), self._name(self._symbols, s)
+            order_id = printable(str(ids[i]))
+            out.append(
+                Alert(
+                    seq=0,
+                    time=t,
+                    severity=WARNING,
+                    kind=kind,
+                    account=account,
+                    symbol=symbol,
+                    message=execution_message(int(status[i]), order_id, account, symbol),
+                    count=count,
+                    client_order_id=order_id,
+                )
+            )
+        return out
+
+    def _limit_alerts(self, t: float, upserted: tuple[Limit, ...], deleted: tuple[str, ...]) -> list[Alert]:
+        n = len(upserted) + len(deleted)
+        if n > LIMIT_ALERTS_PER_CHANGE:
+            return [
+                Alert(
+                    seq=0,
+                    time=t,
+                    severity=INFO,
+                    kind=pb.ALERT_KIND_LIMIT_CHANGED,
+                    message=f"{len(upserted)} limit(s) set and {len(deleted)} deleted in one change",
+                    observed=float(n),
+                )
+            ]
+        out = []
+        for lim in upserted:
+            where = " ".join(p for p in (lim.account, lim.symbol) if p) or "firm-wide"
+            state = " (disabled)" if lim.disabled else ""
+            warn = f", warn at {lim.warn_fraction:.0%}" if lim.warn_fraction else ""
+            out.append(
+                Alert(
+                    seq=0,
+                    time=t,
+                    severity=INFO,
+                    kind=pb.ALERT_KIND_LIMIT_CHANGED,
+                    check=lim.kind,
+                    account=lim.account,
+                    symbol=lim.symbol,
+                    limit_id=lim.limit_id,
+                    message=f"limit {lim.limit_id} {check_name(lim.kind)} {where} set to "
+                    f"{num(lim.threshold)}{warn}{state}",
+                    threshold=lim.threshold,
+                )
+            )
+        for limit_id in deleted:
+            out.append(
+                Alert(
+                    seq=0,
+                    time=t,
+                    severity=INFO,
+                    kind=pb.ALERT_KIND_LIMIT_CHANGED,
+                    limit_id=limit_id,
+                    message=f"limit {limit_id} deleted",
+                )
+            )
+        return out
+
+    def _trading_state_alert(self, t: float, account: str, state: int, previous: int, reason: str) -> Alert:
+        return Alert(
+            seq=0,
+            time=t,
+            severity=CRITICAL if state in (pb.TRADING_STATE_HALTED, pb.TRADING_STATE_REDUCING) else INFO,
+            kind=pb.ALERT_KIND_TRADING_STATE,
+            account=account,
+            message=trading_state_message(account, state, previous, reason),
+            observed=float(state),
+            threshold=float(previous),
+        )
+
+    def _fault_alert(
+        self,
+        t: float,
+        kind: int,
+        message: str,
+        observed: float = 0.0,
+        threshold: float = 0.0,
+        account: str = "",
+    ) -> Alert:
+        return Alert(
+            seq=0,
+            time=t,
+            severity=CRITICAL,
+            kind=kind,
+            account=account,
+            message=message,
+            observed=observed,
+            threshold=threshold,
+        )
+
+    # ------------------------------------------------------------------ out
+
+    def _emit(self, alerts: Sequence[Alert]) -> None:
+        """Number alerts, keep them in the history, hand them to the outputs and the write-behind."""
+        if not alerts:
+            return
+        numbered = []
+        for alert in alerts:
+            self._seq += 1
+            numbered.append(alert.numbered(self._seq))
+        for alert in numbered:
+            self.history.append(alert)
+        self._raised += len(numbered)
+        for output in self._outputs:
+            try:
+                output(numbered)
+            except Exception:
+                log.exception("alert output %r failed", output)
+        self._persist(numbered)
+
+    def _persist(self, alerts: list[Alert]) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        if not sink.has_room(len(alerts)):
+            self._unpersisted += len(alerts)
+            return
+        sink.put(alerts_raised(alerts))
+
+    def stats_snapshot(self) -> PipelineStats:
+        return PipelineStats(
+            last_seq=self._seq,
+            raised=self._raised,
+            occurrences=self._occurrences,
+            lost_events=self.intake.lost_events,
+            lost_occurrences=self.intake.lost_occurrences,
+            unpersisted=self._unpersisted,
+            pending_events=len(self.intake),
+        )
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+
+def _order_id(ids: Sequence[str] | OneOrder, i: int) -> str:
+    if hasattr(ids, "fields"):  # a OneOrder: decode its id only now
+        from ..wire.request import one_order_strs
+
+        return one_order_strs(ids)[0]  # type: ignore[arg-type]
+    return str(ids[i])
+
+
+def alerts_raised(alerts: Sequence[Alert]) -> ch.AlertsRaised:
+    """Alerts as one write-behind record."""
+
+    def col(name: str, dtype) -> np.ndarray:
+        return np.array([getattr(a, name) for a in alerts], dtype=dtype)
+
+    return ch.AlertsRaised(
+        seq=col("seq", np.int64),
+        time=col("time", np.float64),
+        severity=col("severity", np.int16),
+        kind=col("kind", np.int16),
+        check=col("check", np.int16),
+        account=col("account", object),
+        symbol=col("symbol", object),
+        limit_id=col("limit_id", object),
+        message=col("message", object),
+        observed=col("observed", np.float64),
+        threshold=col("threshold", np.float64),
+        count=col("count", np.int64),
+        summary=col("summary", bool),
+        client_order_id=col("client_order_id", object),
+    )

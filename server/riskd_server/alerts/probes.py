@@ -1,0 +1,44 @@
+"""Fault probes the alert pipeline polls once a second: each returns (kind, message, observed,
+threshold) while its fault lasts, else None. The text before the first ":" names the fault, so an
+alert is raised when it starts, not every second it lasts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from riskd.v1 import risk_pb2 as pb
+
+from ..store import WriteBehind
+
+# Share of the persistence backlog that raises a BACKLOG alert (full refuses mutating RPCs).
+BACKLOG_WARN_FRACTION = 0.8
+
+Fault = tuple[int, str, float, float]
+
+
+def backlog_probe(writer: WriteBehind, max_rows: int) -> Callable[[], Fault | None]:
+    def probe() -> Fault | None:
+        pending = writer.stats().pending_rows
+        if pending < BACKLOG_WARN_FRACTION * max_rows:
+            return None
+        share = pending / max_rows
+        what = "full: mutating RPCs are refused" if pending >= max_rows else f"{share:.0%} full"
+        return (
+            pb.ALERT_KIND_BACKLOG,
+            f"persistence backlog: {what} ({pending:,} of {max_rows:,} rows; database slow or down?)",
+            float(pending),
+            float(max_rows),
+        )
+
+    return probe
+
+
+def breaker_probe(name: str, state: Callable[[], str]) -> Callable[[], Fault | None]:
+    """``state()`` is the breaker's state name ("closed", "open", "half_open")."""
+
+    def probe() -> Fault | None:
+        if state() != "open":
+            return None
+        return (pb.ALERT_KIND_BREAKER_OPEN, f"{name} breaker open: calls are failing fast", 1.0, 0.0)
+
+    return probe
