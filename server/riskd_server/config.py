@@ -11,7 +11,8 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,10 @@ class Option:
     default: Any
     help: str
     minimum: float | None = None
+    secret: bool = False  # never echoed in error messages
 
+
+SEVERITIES = ("INFO", "WARNING", "CRITICAL")
 
 OPTIONS: tuple[Option, ...] = (
     Option("listen", str, "127.0.0.1:50051", "gRPC listen address HOST:PORT (port 0 picks a free one)"),
@@ -113,6 +117,27 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Option("uvloop", bool, True, "run the event loop on uvloop when installed"),
+    Option("smtp_host", str, "", "SMTP server for alert digests by email; empty: no email"),
+    Option("smtp_port", int, 25, "SMTP server port", 1),
+    Option("smtp_timeout", float, 10.0, "seconds allowed for connecting to SMTP, and again for sending", 0.1),
+    Option("smtp_starttls", bool, False, "upgrade the SMTP connection with STARTTLS (certificate checked)"),
+    Option("smtp_user", str, "", "SMTP login user (empty: no login)"),
+    Option(
+        "smtp_password", str, "", "SMTP login password (never logged; prefer the environment)", secret=True
+    ),
+    Option("email_from", str, "", "From address of alert digests (required with --smtp-host)"),
+    Option("email_to", str, "", "comma-separated recipients of alert digests (required with --smtp-host)"),
+    Option("email_min_severity", str, "CRITICAL", "least severity mailed: INFO, WARNING or CRITICAL"),
+    Option(
+        "email_interval", float, 60.0, "seconds between digest mails (at most one mail per interval)", 0.01
+    ),
+    Option(
+        "email_outbox",
+        int,
+        10_000,
+        "alerts waiting for a digest; when full the oldest are dropped, counted and reported in the next mail",
+        1,
+    ),
 )
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
 ENV_PREFIX = "RISKD_"
@@ -147,6 +172,17 @@ class Settings:
     alert_intake: int = 4_096
     log_level: str = "INFO"
     uvloop: bool = True
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_timeout: float = 10.0
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    email_from: str = ""
+    email_to: str = ""
+    email_min_severity: str = "CRITICAL"
+    email_interval: float = 60.0
+    email_outbox: int = 10_000
 
 
 assert {f.name for f in fields(Settings)} == set(_BY_NAME), "Settings and OPTIONS disagree"
@@ -202,7 +238,8 @@ def _convert(opt: Option, raw: Any, source: str, errors: list[str]) -> Any:
         return opt.type(raw)
     except (TypeError, ValueError):
         kind = "finite float" if opt.type is float else opt.type.__name__
-        errors.append(f"{opt.name} ({source}): {raw!r} is not a valid {kind}")
+        shown = "the value given" if opt.secret else repr(raw)
+        errors.append(f"{opt.name} ({source}): {shown} is not a valid {kind}")
         return opt.default
 
 
@@ -250,7 +287,54 @@ def load_settings(
     host, _, port = values["listen"].rpartition(":")
     if not host or not port.isdigit() or int(port) > 65535:
         errors.append(f"listen: {values['listen']!r} is not HOST:PORT")
+    errors.extend(_email_errors(values))
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
     values["log_level"] = values["log_level"].upper()
+    values["email_min_severity"] = values["email_min_severity"].strip().upper()
     return Settings(**values)
+
+
+def parse_addresses(text: str) -> tuple[str, ...]:
+    """The bare addresses in a comma-separated list ("Desk <desk@x>, ops@y" -> desk@x, ops@y); an
+    entry without a single "@" comes back as given, so validation can name it."""
+    found: list[str] = []
+    for name, address in getaddresses([text]):
+        address = address.strip() or name.strip()
+        if address:
+            found.append(address)
+    return tuple(found)
+
+
+def _valid_address(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and domain and "@" not in local and not any(c.isspace() for c in address))
+
+
+def _email_errors(values: Mapping[str, Any]) -> list[str]:
+    """Email settings: only checked in earnest when smtp_host turns email on."""
+    errors: list[str] = []
+    if str(values["email_min_severity"]).strip().upper() not in SEVERITIES:
+        errors.append(
+            f"email_min_severity: {values['email_min_severity']!r} is not INFO, WARNING or CRITICAL"
+        )
+    if values["smtp_port"] > 65535:
+        errors.append(f"smtp_port: must be <= 65535, got {values['smtp_port']}")
+    if bool(values["smtp_user"]) != bool(values["smtp_password"]):
+        errors.append("smtp_user and smtp_password: give both or neither")
+    if not values["smtp_host"]:
+        return errors
+    sender = parse_addresses(values["email_from"])
+    if not values["email_from"].strip():
+        errors.append("email_from: required when smtp_host is set")
+    elif len(sender) != 1 or not _valid_address(sender[0]):
+        errors.append(f"email_from: {values['email_from']!r} is not one email address")
+    recipients = parse_addresses(values["email_to"])
+    if not recipients:
+        errors.append("email_to: required when smtp_host is set (comma-separated addresses)")
+    errors.extend(
+        f"email_to: {address!r} is not an email address"
+        for address in recipients
+        if not _valid_address(address)
+    )
+    return errors

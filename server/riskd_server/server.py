@@ -33,11 +33,12 @@ from riskd.v1 import risk_pb2
 from .alerts.dedupe import Deduper
 from .alerts.fanout import AlertHub
 from .alerts.history import AlertHistory
+from .alerts.mailer import DigestMailer, MailerConfig
 from .alerts.model import Alert, AlertFilter
 from .alerts.pipeline import AlertPipeline
 from .alerts.probes import backlog_probe, breaker_probe
 from .alerts.stats import AlertStats
-from .config import Settings
+from .config import Settings, parse_addresses
 from .engine import Engine, EngineConfig
 from .reflection import enable_reflection
 from .servicer import RiskServicer, add_risk_service
@@ -64,6 +65,26 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_open_orders=settings.max_open_orders,
         closed_order_retention=settings.closed_order_retention,
         max_order_notional=settings.max_order_notional,
+    )
+
+
+def email_config(settings: Settings) -> MailerConfig | None:
+    """The digest mailer's configuration, or None when email is off (no smtp_host)."""
+    if not settings.smtp_host:
+        return None
+    return MailerConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        timeout=settings.smtp_timeout,
+        starttls=settings.smtp_starttls,
+        username=settings.smtp_user,
+        password=settings.smtp_password,
+        sender=settings.email_from.strip(),
+        sender_address=parse_addresses(settings.email_from)[0],
+        recipients=parse_addresses(settings.email_to),
+        min_severity=risk_pb2.Severity.Value("SEVERITY_" + settings.email_min_severity.upper()),
+        interval=settings.email_interval,
+        outbox=settings.email_outbox,
     )
 
 
@@ -309,6 +330,7 @@ class RunningServer:
     _cleanup: list[Cleanup] = field(default_factory=list)
     _stopped: bool = False
     snapshots: SnapshotHub | None = None  # StreamRiskSnapshots' subscribers (stats, tests)
+    mailer: DigestMailer | None = None  # alert digests by email; None when smtp_host is empty
 
     async def stop(self) -> None:
         """Graceful stop: NOT_SERVING, finish in-flight RPCs, flush state, release resources."""
@@ -430,6 +452,12 @@ async def start(settings: Settings) -> RunningServer:
         await writer.start()
         cleanup.append(lambda: writer.stop(timeout=max(settings.db_timeout, 1.0)))
         engine.sink = writer
+        mailer = await _start_mailer(settings, cleanup)
+        if mailer is not None:
+            mailer.on_breaker_open = lambda why: pipeline.raise_fault(
+                risk_pb2.ALERT_KIND_BREAKER_OPEN, f"email breaker open: {why}"
+            )
+            pipeline.add_output(mailer.offer_all)
         pipeline.sink = writer
         pipeline.add_probe(backlog_probe(writer, settings.max_pending_rows))
         pipeline.add_probe(breaker_probe("database", lambda: writer.stats().breaker_state))
@@ -466,8 +494,25 @@ async def start(settings: Settings) -> RunningServer:
         alerts=pipeline,
         alert_hub=alert_hub,
         snapshots=servicer.snapshots,
+        mailer=mailer,
         _cleanup=cleanup,
     )
+
+
+async def _start_mailer(settings: Settings, cleanup: list[Cleanup]) -> DigestMailer | None:
+    """Email digests when smtp_host is set; stopped (one last digest, bounded by smtp_timeout)
+    before the write-behind and the store close."""
+    config = email_config(settings)
+    if config is None:
+        return None
+    mailer = DigestMailer(config)
+    await mailer.start()
+
+    async def stop_mailer() -> None:
+        await mailer.stop(timeout=settings.smtp_timeout)
+
+    cleanup.append(stop_mailer)
+    return mailer
 
 
 async def serve(settings: Settings) -> None:
