@@ -545,3 +545,30 @@ def test_a_taken_metrics_port_is_a_clear_start_up_error() -> None:
             StartupError, match=rf"cannot serve metrics on 127\.0\.0\.1:{port}: address in use"
         ):
             asyncio.run(main())
+
+
+def test_the_overhead_bench_compares_counting_with_not_counting() -> None:
+    """bench.metrics_bench's A/B is only meaningful if its baseline answers the same and counts
+    nothing."""
+    from bench.metrics_bench import set_counting
+
+    outcomes = {}
+    for on in (False, True):
+        engine = Engine()
+        engine.update_prices(["S"], [10.0])
+        engine.upsert_limits(
+            [Limit(limit_id="q", kind=MAX_ORDER_QUANTITY, threshold=100.0, warn_fraction=0.5)]
+        )
+        set_counting(engine, on)
+        outs = [
+            engine.check_parsed(parse_check_request(_request([("a", "A", "S", 1, 150.0, 10.0)]))),
+            engine.check_parsed(parse_check_request(_request([("b", "A", "S", 1, 60.0, 0.0)] * 2))),
+        ]
+        outcomes[on] = [(o.reject_mask.tolist(), o.violations.check.tolist()) for o in outs]
+        got = engine.check_counter.snapshot()
+        assert (got.checked, got.rejected, got.rejects, got.warnings) == (
+            (3, 2, {MAX_ORDER_QUANTITY: 1, DUPLICATE_ORDER_ID: 1}, {MAX_ORDER_QUANTITY: 2})
+            if on
+            else (0, 0, {}, {})
+        )
+    assert outcomes[False] == outcomes[True]
