@@ -115,6 +115,13 @@ OPTIONS: tuple[Option, ...] = (
         "ALERTS_LOST alert says how many",
         1,
     ),
+    Option(
+        "metrics_listen",
+        str,
+        "",
+        "Prometheus metrics HTTP address HOST:PORT (GET /metrics; port 0 picks a free one); "
+        "empty: no metrics endpoint",
+    ),
     Option("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Option("uvloop", bool, True, "run the event loop on uvloop when installed"),
     Option("smtp_host", str, "", "SMTP server for alert digests by email; empty: no email"),
@@ -170,6 +177,7 @@ class Settings:
     alert_dedupe_window: float = 10.0
     alert_dedupe_keys: int = 100_000
     alert_intake: int = 4_096
+    metrics_listen: str = ""
     log_level: str = "INFO"
     uvloop: bool = True
     smtp_host: str = ""
@@ -186,6 +194,12 @@ class Settings:
 
 
 assert {f.name for f in fields(Settings)} == set(_BY_NAME), "Settings and OPTIONS disagree"
+
+
+def is_host_port(text: str) -> bool:
+    """HOST:PORT with a non-empty host and a port 0..65535 ("[::1]:9100" for IPv6)."""
+    host, _, port = text.rpartition(":")
+    return bool(host) and port.isdigit() and int(port) <= 65535
 
 
 class SettingsError(ValueError):
@@ -284,9 +298,11 @@ def load_settings(
         errors.append(f"log_level: {values['log_level']!r} is not DEBUG, INFO, WARNING or ERROR")
     if values["db_pool_max"] < values["db_pool_min"]:
         errors.append("db_pool_max: must be >= db_pool_min")
-    host, _, port = values["listen"].rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        errors.append(f"listen: {values['listen']!r} is not HOST:PORT")
+    for name in ("listen", "metrics_listen"):
+        if name == "metrics_listen" and not values[name]:
+            continue  # empty: metrics off
+        if not is_host_port(values[name]):
+            errors.append(f"{name}: {values[name]!r} is not HOST:PORT")
     errors.extend(_email_errors(values))
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))

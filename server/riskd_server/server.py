@@ -1,6 +1,7 @@
 """Wiring: settings -> PostgreSQL (embedded or DSN) -> recovered engine -> gRPC server, and shutdown.
 
-Start-up order matters: bind the port first (a taken port fails before any database work), then
+Start-up order matters: bind the ports first (gRPC, then the metrics endpoint when
+``metrics_listen`` is set: a taken port fails before any database work), then
 recover state and warm every kernel before the port reports SERVING, so the first RPC is as fast
 as the millionth. Anything start() built is released again when a later step fails or start-up
 is cancelled (SIGTERM while starting). Shutdown is the reverse: NOT_SERVING, stop accepting, end
@@ -21,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import psycopg
@@ -40,11 +41,23 @@ from .alerts.probes import backlog_probe, breaker_probe
 from .alerts.stats import AlertStats
 from .config import Settings, parse_addresses
 from .engine import Engine, EngineConfig
+from .metrics.rpc import RpcTimings
+from .metrics.sources import (
+    watch_alerts,
+    watch_engine,
+    watch_mailer,
+    watch_store,
+    watch_subscribers,
+    watch_write_behind,
+)
 from .reflection import enable_reflection
 from .servicer import RiskServicer, add_risk_service
 from .snapshots import SnapshotHub
 from .store import Store, WriteBehind
 from .warm import CompileLog, warm_up
+
+if TYPE_CHECKING:
+    from .metrics.exporter import Metrics
 
 log = logging.getLogger("riskd.server")
 SERVICE_NAME = risk_pb2.DESCRIPTOR.services_by_name["RiskService"].full_name
@@ -128,9 +141,10 @@ class StreamCloser:
             task.cancel()
         return len(idle)
 
-    def registrar(self, server: grpc.aio.Server) -> _Registrar:
-        """Pass this instead of the server to generated ``add_*Servicer_to_server`` functions."""
-        return _Registrar(server, self)
+    def registrar(self, server: grpc.aio.Server, timings: RpcTimings | None = None) -> _Registrar:
+        """Pass this instead of the server to generated ``add_*Servicer_to_server`` functions;
+        with ``timings`` (metrics on) every handler is timed or counted too."""
+        return _Registrar(server, self, timings)
 
     def wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_stream is not None:
@@ -218,11 +232,15 @@ class StreamCloser:
 
 
 class _Registrar:
-    """Stands in for the server in generated registration code and wraps streaming handlers."""
+    """Stands in for the server in generated registration code and wraps streaming handlers (and,
+    with metrics on, every handler in its timing: metrics.rpc, inside the closer's wrapper)."""
 
-    def __init__(self, server: grpc.aio.Server, closer: StreamCloser) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, closer: StreamCloser, timings: RpcTimings | None = None
+    ) -> None:
         self._server = server
         self._closer = closer
+        self._timings = timings
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         """Ignored: generated code passes the same handlers to add_registered_method_handlers."""
@@ -230,6 +248,9 @@ class _Registrar:
     def add_registered_method_handlers(
         self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
+        timings = self._timings
+        if timings is not None:
+            handlers = {name: timings.wrap(service, name, h) for name, h in handlers.items()}
         wrapped = {name: self._closer.wrap(h) for name, h in handlers.items()}
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
         self._server.add_registered_method_handlers(service, wrapped)
@@ -303,6 +324,24 @@ async def _probe_database(dsn: str, timeout: float) -> None:
         return
 
 
+def _serve_metrics(settings: Settings, timings: RpcTimings, cleanup: list[Cleanup]) -> Metrics:
+    """Bind the metrics endpoint now (a taken port fails before any database work); the sources
+    are added as start() builds them."""
+    from .metrics.exporter import Metrics, MetricsBindError
+
+    metrics = Metrics(asyncio.get_running_loop(), timings)
+    host, _, port = settings.metrics_listen.rpartition(":")
+    try:
+        metrics.serve(host, int(port))
+    except MetricsBindError as exc:
+        raise StartupError(
+            f"cannot serve metrics on {settings.metrics_listen}: address in use or not available "
+            f"({exc.strerror})"
+        ) from exc
+    cleanup.append(lambda: asyncio.to_thread(metrics.close))
+    return metrics
+
+
 def _bind(server: grpc.aio.Server, listen: str) -> int:
     try:
         port = server.add_insecure_port(listen)
@@ -331,6 +370,11 @@ class RunningServer:
     _stopped: bool = False
     snapshots: SnapshotHub | None = None  # StreamRiskSnapshots' subscribers (stats, tests)
     mailer: DigestMailer | None = None  # alert digests by email; None when smtp_host is empty
+    metrics: Metrics | None = None  # the Prometheus endpoint (settings.metrics_listen), or None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics.port if self.metrics is not None else None
 
     async def stop(self) -> None:
         """Graceful stop: NOT_SERVING, finish in-flight RPCs, flush state, release resources."""
@@ -384,6 +428,9 @@ async def start(settings: Settings) -> RunningServer:
             return []
         return await store.query_alerts(flt, before_seq, page_size)
 
+    metrics: Metrics | None = None
+    timings = RpcTimings() if settings.metrics_listen else None
+
     async def barrier() -> bool:
         assert writer is not None
         try:
@@ -400,7 +447,7 @@ async def start(settings: Settings) -> RunningServer:
         engine = Engine(engine_config(settings))
         pipeline = alert_pipeline(settings, engine)
         streams = StreamCloser()
-        registrar: Any = streams.registrar(server)
+        registrar: Any = streams.registrar(server, timings)
         alert_hub = AlertHub(
             pipeline.history,
             queue_size=settings.alert_subscriber_queue,
@@ -420,6 +467,9 @@ async def start(settings: Settings) -> RunningServer:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
         enable_reflection(registrar, [SERVICE_NAME, health.SERVICE_NAME])
         port = _bind(server, settings.listen)
+        if timings is not None:
+            metrics = _serve_metrics(settings, timings, cleanup)
+            watch_engine(metrics, engine)
 
         dsn = settings.dsn
         if not dsn:
@@ -441,6 +491,8 @@ async def start(settings: Settings) -> RunningServer:
             dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max, timeout=settings.db_timeout
         )
         cleanup.append(store.close)
+        if metrics is not None:
+            watch_store(metrics, store)
         await _recover(store, engine, settings.closed_order_retention)
         pipeline.restore(*await store.recent_alerts(settings.alert_history))
         writer = store.write_behind(
@@ -451,6 +503,8 @@ async def start(settings: Settings) -> RunningServer:
         )
         await writer.start()
         cleanup.append(lambda: writer.stop(timeout=max(settings.db_timeout, 1.0)))
+        if metrics is not None:
+            watch_write_behind(metrics, writer)
         engine.sink = writer
         mailer = await _start_mailer(settings, cleanup)
         if mailer is not None:
@@ -458,6 +512,11 @@ async def start(settings: Settings) -> RunningServer:
                 risk_pb2.ALERT_KIND_BREAKER_OPEN, f"email breaker open: {why}"
             )
             pipeline.add_output(mailer.offer_all)
+        if metrics is not None:
+            watch_alerts(metrics, pipeline.stats_snapshot)
+            watch_subscribers(metrics, alert_hub.stats)
+            if mailer is not None:
+                watch_mailer(metrics, mailer.stats)
         pipeline.sink = writer
         pipeline.add_probe(backlog_probe(writer, settings.max_pending_rows))
         pipeline.add_probe(breaker_probe("database", lambda: writer.stats().breaker_state))
@@ -495,6 +554,7 @@ async def start(settings: Settings) -> RunningServer:
         alert_hub=alert_hub,
         snapshots=servicer.snapshots,
         mailer=mailer,
+        metrics=metrics,
         _cleanup=cleanup,
     )
 
@@ -540,6 +600,9 @@ async def serve(settings: Settings) -> None:
             raise
         host = settings.listen.rpartition(":")[0]
         print(f"riskd serving on {host}:{running.port}", flush=True)
+        if running.metrics_port is not None:
+            metrics_host = settings.metrics_listen.rpartition(":")[0]
+            print(f"riskd metrics on http://{metrics_host}:{running.metrics_port}/metrics", flush=True)
         await stop.wait()
         await running.stop()
     finally:

@@ -19,8 +19,8 @@ from google.protobuf.message import DecodeError
 from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
-from .alerts.fanout import AlertHub, EmptyHistory
-from .alerts.model import AlertFilter, varint
+from .alerts.fanout import AlertHub, EmptyHistory, SubscribeError, alert_filter
+from .alerts.model import varint
 from .alerts.pipeline import AlertPipeline
 from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, top_of
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
@@ -225,7 +225,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             )
         except DecodeError as exc:
             await _invalid(context, f"malformed QueryAlertsRequest: {exc}")
-        except QueryError as exc:
+        except (QueryError, SubscribeError) as exc:
             await _invalid(context, str(exc))
         except OlderUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
@@ -291,22 +291,6 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
         persisted = await self._barrier()
         context.set_trailing_metadata((("riskd-persisted", "true" if persisted else "false"),))
-
-
-def alert_filter(msg: pb.AlertFilter) -> AlertFilter:
-    """An AlertFilter from the request, refusing enum values this server does not know (a typo
-    would otherwise match nothing, silently) with the field and index."""
-    if msg.min_severity not in pb.Severity.values():
-        raise QueryError(f"filter.min_severity: unknown Severity {msg.min_severity}")
-    for field, values, enum in (
-        ("kinds", msg.kinds, pb.AlertKind),
-        ("checks", msg.checks, pb.RiskCheck),
-    ):
-        known = enum.values()
-        for i, value in enumerate(values):
-            if value not in known or value == 0:
-                raise QueryError(f"filter.{field}[{i}]: unknown {enum.DESCRIPTOR.name} {value}")
-    return AlertFilter.from_pb(msg)
 
 
 def _entry(alert) -> bytes:

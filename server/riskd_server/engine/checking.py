@@ -24,6 +24,7 @@ from ..outcomes import ACCEPTED_ONE, MASK_ZERO_ONE, NO_VIOLATIONS, CheckOutcome,
 from ..wire import SEED
 from ..wire.request import OneOrder, Orders, SpanOrders, StrOrders, one_order_strs
 from ..wire.spans import Utf8Spans
+from .counts import CheckCounter
 from .names import bad_names, hash_id, hash_ids
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class OrderChecks:
     _clock: Callable[[], float]
     _wall: Callable[[], float]
     alert_intake: AlertIntake | None
+    check_counter: CheckCounter
     _name_index: tuple[NameIndex, NameIndex] | None
     _kernel_state: tuple | None
 
@@ -231,6 +233,7 @@ class OrderChecks:
         mask = np.empty(n, dtype=np.uint32)
         vi, vf = self._violation_scratch(n)
         nv = check_batch(oi, of, self._now(now), mask, vi, vf, *self._kernel_args())
+        self.check_counter.checked += n
         violations = self._violations(vi, vf, nv) if nv else NO_VIOLATIONS
         accepted = mask == 0
         self._state_version += 1
@@ -257,9 +260,10 @@ class OrderChecks:
         return one.batch_vi, one.batch_vf
 
     def _violations(self, vi: np.ndarray, vf: np.ndarray, nv: int) -> Violations:
-        """Copy the kernel's first nv violation rows out of the (reused) buffers (one numba pass)."""
+        """Copy the kernel's first nv violation rows out of the (reused) buffers and count them
+        (engine.counts), in one numba pass."""
         order, check, limit, observed, threshold, warning = violation_columns(
-            vi, vf, nv, float(self.config.max_open_orders)
+            vi, vf, nv, float(self.config.max_open_orders), self.check_counter.counts
         )
         return Violations(order, check, self._limits.limit_ids(limit), observed, threshold, warning)
 
@@ -320,6 +324,7 @@ class OrderChecks:
         """The outcome of the one-order kernel call just made on self._one (nv violations)."""
         one = self._one
         self._state_version += 1
+        self.check_counter.checked += 1
         if nv == 0:  # accepted without warnings (every reject writes a violation)
             return CheckOutcome(ACCEPTED_ONE, MASK_ZERO_ONE, NO_VIOLATIONS, self._state_version)
         mask = one.mask.copy()

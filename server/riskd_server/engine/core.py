@@ -29,6 +29,7 @@ from ..names import control_flags
 from ..outcomes import EXEC_MESSAGES, AccountExposure, BatchError, ExecOutcome
 from .checking import OrderChecks, _OneOrderScratch
 from .config import EngineConfig
+from .counts import CheckCounter
 from .names import bad_names, hash_ids, name_problem
 from .recorder import NULL_RECORDER, ChangeSink, NullRecorder, Recorder, take
 from .recovery import restore
@@ -74,6 +75,8 @@ class Engine(OrderChecks):
         self._name_index = None
         # The alert path's intake (alerts.intake): events go out there, never waited on; None = off.
         self.alert_intake: AlertIntake | None = None
+        # Orders checked and violations by check, for metrics (engine.counts: near-zero cost).
+        self.check_counter = CheckCounter()
 
     @property
     def sink(self) -> ChangeSink | None:

@@ -128,6 +128,11 @@ V_FIELDS = 4
 LIMIT_BUILTIN = -1
 LIMIT_CAPACITY = -2  # the server's open-order capacity, not a configured limit
 MAX_VIOLATIONS_PER_ORDER = 14
+# Check counts (engine.counts, for metrics): int64[VC_FIELDS], violations at 2 * check + warning
+# (a check is a reject-mask bit, so < 32) and the rejected orders at VC_REJECTED.
+VC_CHECKS = 32
+VC_REJECTED = 2 * VC_CHECKS
+VC_FIELDS = VC_REJECTED + 1
 
 # Execution outcomes (exec kernel status column)
 # (engine: applied = status <= X_UNKNOWN_FILLED)

@@ -22,6 +22,8 @@ from .layout import (
     V_LIMIT,
     V_ORDER,
     V_WARNING,
+    VC_CHECKS,
+    VC_REJECTED,
 )
 
 
@@ -46,21 +48,36 @@ def order_rows(oi, of, aid, sid, side, keys, id_len, quantity, price, max_len) -
 
 
 @njit(cache=True, nogil=True)
-def violation_columns(vi, vf, nv, capacity_threshold):
+def violation_columns(vi, vf, nv, capacity_threshold, counts):
     """The first nv violation rows as columns (order uint32, check int32, limit index, observed,
     threshold, warning bool); a row against the server's capacity (LIMIT_CAPACITY) reports
-    capacity_threshold as its threshold."""
+    capacity_threshold as its threshold.
+
+    Also counts them into ``counts`` (layout.VC_*, the engine's metrics): each row at
+    2 * check + warning, and each order with a row that is not a warning (rows come ordered by
+    order) as rejected. Here it costs the one extra argument (~0.1 µs), where counting the returned
+    columns in Python or numpy costs 0.3-3 µs a request.
+    """
     order = np.empty(nv, dtype=np.uint32)
     check = np.empty(nv, dtype=np.int32)
     limit = np.empty(nv, dtype=np.int64)
     observed = np.empty(nv, dtype=np.float64)
     threshold = np.empty(nv, dtype=np.float64)
     warning = np.empty(nv, dtype=np.bool_)
+    last_rejected = -1
     for k in range(nv):
-        order[k] = vi[k, V_ORDER]
-        check[k] = vi[k, V_CHECK]
+        o = vi[k, V_ORDER]
+        c = vi[k, V_CHECK]
+        w = vi[k, V_WARNING] != 0
+        order[k] = o
+        check[k] = c
         limit[k] = vi[k, V_LIMIT]
-        warning[k] = vi[k, V_WARNING] != 0
+        warning[k] = w
         observed[k] = vf[k, 0]
         threshold[k] = capacity_threshold if limit[k] == LIMIT_CAPACITY else vf[k, 1]
+        if 0 <= c < VC_CHECKS:
+            counts[c + c + (1 if w else 0)] += 1
+        if not w and o != last_rejected:
+            counts[VC_REJECTED] += 1
+            last_rejected = o
     return order, check, limit, observed, threshold, warning

@@ -40,6 +40,7 @@ from ._deadletter import DeadLetterFile, DeadRow
 from ._errors import describe, is_data_error, needs_operator, sqlstate
 
 log = logging.getLogger("riskd.store")
+_monotonic = time.monotonic
 
 # Coalesce in a worker thread above this many rows, so a big flush does not stall the event loop.
 _THREAD_ROWS = 2_000
@@ -52,6 +53,7 @@ class _Item(NamedTuple):
     seq: int  # put order, 1-based
     change: ch.Change
     rows: int
+    put_at: float  # time.monotonic() when queued (the backlog's age, for metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ class WriteBehindStats:
     dead_letter_rows: int = 0  # rows refused by the database: dead_letter table, file or log
     dead_letter_file_rows: int = 0  # of which the dead_letter table refused too (in the file)
     resolving: bool = False  # a refused batch is being cut down to its refused rows
+    oldest_pending_seconds: float = 0.0  # age of the oldest change not yet committed (0: none)
+    max_pending_rows: int = 0  # the backlog bound (has_room is false past it)
 
 
 @dataclass(slots=True)
@@ -124,6 +128,7 @@ class WriteBehind:
         self._queue: deque[_Item] = deque()
         self._pending_rows = 0  # queued + in flight
         self._inflight_rows = 0
+        self._inflight_at = 0.0  # put_at of the in-flight batch's first change
         self._put_seq = 0
         self._committed_seq = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -153,7 +158,7 @@ class WriteBehind:
         """
         rows = change_rows(change)
         self._put_seq += 1
-        self._queue.append(_Item(self._put_seq, change, rows))
+        self._queue.append(_Item(self._put_seq, change, rows, _monotonic()))
         self._pending_rows += rows
 
     # ------------------------------------------------------------------ lifecycle
@@ -205,6 +210,20 @@ class WriteBehind:
         finally:
             self._waiters = [(t, f) for t, f in self._waiters if not f.done()]
 
+    def oldest_pending_seconds(self) -> float:
+        """Age of the oldest change not yet committed (in flight, being resolved or queued); 0 when
+        there is none. The queue is FIFO and a failed batch goes back to its front, so the oldest
+        is the first item in flight, else the queue's head."""
+        if self._resolving is not None:
+            oldest = self._resolving.batch[0].put_at
+        elif self._inflight_at:
+            oldest = self._inflight_at
+        elif self._queue:
+            oldest = self._queue[0].put_at
+        else:
+            return 0.0
+        return max(0.0, _monotonic() - oldest)
+
     def stats(self) -> WriteBehindStats:
         return WriteBehindStats(
             pending_rows=self._pending_rows,
@@ -220,6 +239,8 @@ class WriteBehind:
             dead_letter_rows=self._dead_rows,
             dead_letter_file_rows=self._dead_file_rows,
             resolving=self._resolving is not None,
+            oldest_pending_seconds=self.oldest_pending_seconds(),
+            max_pending_rows=self._max_pending,
         )
 
     # ------------------------------------------------------------------ the flush task
@@ -257,6 +278,7 @@ class WriteBehind:
             batch.append(item)
             rows += item.rows
         self._inflight_rows = rows
+        self._inflight_at = batch[0].put_at
         started = time.perf_counter()
         data: Coalesced | None = None
         try:
@@ -269,6 +291,7 @@ class WriteBehind:
                 return True
             self._queue.extendleft(reversed(batch))
             self._inflight_rows = 0
+            self._inflight_at = 0.0
             if not isinstance(exc, Exception):
                 raise  # cancelled: the batch stays queued for whoever looks next
             self._failed(exc, rows)
@@ -280,6 +303,7 @@ class WriteBehind:
 
     def _committed(self, batch: list[_Item], rows: int, started: float) -> None:
         self._inflight_rows = 0
+        self._inflight_at = 0.0
         self._pending_rows -= rows
         self._committed_seq = batch[-1].seq
         self._flushes += 1
