@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from . import _columns as col
 from ._cli_input import UsageError, orders_from_records, parse_number, parse_order_args, read_records
 from ._types import LimitSpec, RiskdError, ViolationInfo
+from .dashboard import commands as dashboard_commands
 from .results import CheckResults
 from .sync_client import DEFAULT_TARGET, RiskClient
 
@@ -379,6 +380,8 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--reason", default="", help="why, for the audit trail")
         p.set_defaults(func=_trading_command(state, verb))
 
+    dashboard_commands.add_commands(sub)  # dashboard, watch (their extras are imported when they run)
+
     if with_plugins:
         _load_plugins(sub)
     return parser
@@ -410,7 +413,7 @@ def _add_unavailable(sub: argparse._SubParsersAction, name: str, why: str) -> No
 
 
 def _builtin_names() -> set[str]:
-    return {"check", "limits", "prices", "positions", "halt", "reduce-only", "resume"}
+    return {"check", "limits", "prices", "positions", "halt", "reduce-only", "resume", "dashboard", "watch"}
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
