@@ -160,8 +160,9 @@ class Browser:
     async def wait_for(self, expression: str, timeout: float = 10.0, interval: float = 0.05) -> Any:
         """Poll until the expression is truthy on the page; its value, or CdpError with the console."""
         deadline = time.monotonic() + timeout
+        probe = f"(v => v instanceof Node ? true : v)({expression})"  # a node has no JSON value
         while True:
-            value = await self.evaluate(expression)
+            value = await self.evaluate(probe)
             if value:
                 return value
             if time.monotonic() > deadline:

@@ -132,8 +132,8 @@ def render(state: DashboardState, settings: WatchSettings) -> Group:
             a["account"],
             a["symbol"],
             a["msg"],
-            fmt(a["obs"]),
-            fmt(a["thr"]),
+            fmt(a["obs"]) if a["obs"] or a["thr"] else "",
+            fmt(a["thr"]) if a["obs"] or a["thr"] else "",
             str(a["count"]) if a["count"] > 1 else "",
         )
     return Group(head, Text(""), accounts, Text(""), alerts)

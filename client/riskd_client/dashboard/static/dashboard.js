@@ -277,9 +277,10 @@ function setKpi(id, value, hot) {
 }
 
 function renderFooter() {
-  const st = S.status || {};
-  $('foot-seq').textContent = `last alert seq ${st.last_seq ?? 0}`;
-  $('foot-version').textContent = `state version ${st.state_version ?? 0}`;
+  let version = (S.status && S.status.state_version) || 0;
+  for (const a of S.accounts.values()) if (a.v > version) version = a.v;
+  $('foot-seq').textContent = `last alert seq ${S.alerts.length ? S.alerts[0].seq : 0}`;
+  $('foot-version').textContent = `state version ${version}`;
   $('foot-loss').textContent = `events ${S.events}`;
 }
 
