@@ -17,12 +17,15 @@ import shutil
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 from canned_risk_service import make_account
-from cdp import Browser
-from fix_dashboard import CannedServer
+from cdp import Browser, CdpError
+from fix_dashboard import CannedServer, DashboardProcess
 from fix_server import RiskdServer
 
+from riskd.v1 import risk_pb2 as pb
+from riskd.v1 import risk_pb2_grpc as pb_grpc
 from riskd_client import LimitSpec, Order, Position, RiskClient
 
 ROWS = "document.querySelectorAll('#feed tbody tr').length"
@@ -131,6 +134,24 @@ def test_page_shows_accounts_and_live_alerts_filters_and_connection_state(
     assert stats["hub"]["connected_total"] >= 1 and stats["upstream"]["errors"]["alerts"] >= 1
 
 
+def why_no_alert(target: str, dash: DashboardProcess) -> str:
+    """A failure message that says which part did not deliver: the server's history or its stream."""
+    try:
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.RiskServiceStub(channel)
+            held = stub.QueryAlerts(pb.QueryAlertsRequest(page_size=100), timeout=10).alerts
+    except grpc.RpcError as exc:
+        return f"no alert on the page, and QueryAlerts failed too ({exc.code().name}: {exc.details()})"
+    rejects = [a.seq for a in held if a.kind == pb.ALERT_KIND_CHECK_REJECT and a.account == "ACC1"]
+    upstream = dash.stats()["upstream"]
+    if not rejects:
+        return f"the server raised no CHECK_REJECT alert for ACC1 (QueryAlerts holds {len(held)} alerts)"
+    return (
+        f"the server holds the CHECK_REJECT alert (seq {rejects}) but SubscribeAlerts never delivered it "
+        f"to the dashboard (responses {upstream['responses']}, streams {upstream['streams']})"
+    )
+
+
 def test_breach_through_the_grpc_api_shows_on_the_page(
     chromium: str, riskd_server: RiskdServer, dashboard_process
 ) -> None:
@@ -155,7 +176,10 @@ def test_breach_through_the_grpc_api_shows_on_the_page(
                 results = client.check([Order("o-big", "ACC1", "AAPL", "BUY", 500, 10.0)])
                 assert not results.all_accepted
                 row = 'document.querySelector(\'#feed tr[data-kind="CHECK_REJECT"][data-account="ACC1"][data-check="MAX_ORDER_QUANTITY"]\')'
-                await page.wait_for(row, timeout=10)
+                try:
+                    await page.wait_for(row, timeout=10)
+                except CdpError:
+                    raise AssertionError(why_no_alert(riskd_server.target, dash)) from None
                 text = await page.evaluate(row + ".textContent")
                 assert "ACC1" in text and "500" in text and "100" in text
                 if stats["upstream"]["streams"]["snapshots"]["state"] != "unavailable":
