@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from canned_risk_service import CannedRiskService, demo_data
 from cdp import find_chromium
 from fix_server import LoopThread
+
+from bench.canned_upstream import CannedRiskService, demo_data
 
 RUN_CLI = "import sys; from riskd_client.cli import main; sys.exit(main())"
 

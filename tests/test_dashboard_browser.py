@@ -1,7 +1,7 @@
 """The web dashboard in a real browser: Debian's chromium, headless, driven over DevTools from pytest.
 
 `riskd dashboard` runs as its own process, as a desk would run it. The first test drives it over
-the canned RiskService (tests/canned_risk_service.py: a real grpc.aio server with canned data),
+the canned RiskService (bench/canned_upstream.py: a real grpc.aio server with canned data),
 so the page, its filters and its connection state are tested whatever the server implements.
 The last one is the issue's end-to-end test: the real riskd server, a breach through the gRPC
 API, the alert on the page.
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from canned_risk_service import make_account
 from cdp import Browser, CdpError
 from fix_dashboard import CannedServer, DashboardProcess
 from fix_server import RiskdServer
 
+from bench.canned_upstream import make_account
 from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 from riskd_client import LimitSpec, Order, Position, RiskClient

@@ -7,10 +7,10 @@ import json
 import math
 
 import pytest
-from canned_risk_service import make_account, make_alert
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.canned_upstream import make_account, make_alert
 from riskd.v1 import risk_pb2 as pb
 from riskd_client.dashboard.model import FeedFilter, account_view, alert_view
 from riskd_client.dashboard.sse import Feed, Hub, Subscriber, encode_frame

@@ -1,4 +1,4 @@
-"""The SSE tier end to end against a real grpc.aio RiskService with canned data (tests/canned_risk_service.py).
+"""The SSE tier end to end against a real grpc.aio RiskService with canned data (bench/canned_upstream.py).
 
 The dashboard runs in-process on a loopback port, browsers are HTTP clients reading the event
 stream (and one raw socket that never reads). The real-server and real-browser tests are in
@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from canned_risk_service import CannedRiskService, demo_data, make_account
 from sse_client import SseClient, has_alert, stream_state
 
+from bench.canned_upstream import CannedRiskService, demo_data, make_account
 from riskd_client.dashboard.web import Dashboard, DashboardSettings
 
 
@@ -119,6 +119,7 @@ def test_one_upstream_subscription_serves_many_browsers() -> None:
                 for b in browsers:
                     await b.until(has_alert(alert.seq), timeout=5)
                 assert dash.hub.published == published + 1  # serialised once for all 50
+                assert dash.hub.direct >= 40  # idle sockets: written at once, no writer task woken
                 assert len(service.alert_subscribers) == 1 and len(service.snapshot_subscribers) == 1
                 for b in browsers:
                     b.close()

@@ -1,7 +1,8 @@
 """Server-Sent Events fan-out: one serialisation per event, a small bounded queue per browser.
 
-`Hub.publish(frame)` appends the same bytes object to every subscriber's queue and wakes its
-writer; it never waits, whatever the browsers do. A full queue drops its oldest frame and counts
+`Hub.publish(frame)` hands the same bytes to every subscriber and never waits, whatever the
+browsers do: a browser whose socket has room gets it written at once (one synchronous write of
+the chunk, built once per publish, no task woken); any other gets it queued for its writer. A full queue drops its oldest frame and counts
 it; the writer then tells its page how many it missed and sends a fresh full view (`sync`), so a
 slow browser catches up instead of replaying what it lost. `Feed` turns state changes into
 frames, coalescing bursts (at most one alerts frame per `alert_interval`, one accounts frame per
@@ -16,6 +17,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .model import View
@@ -26,6 +28,7 @@ log = logging.getLogger("riskd.dashboard")
 DEFAULT_QUEUE_FRAMES = 32
 DEFAULT_MAX_CONNECTIONS = 20_000
 RETRY_FRAME = b"retry: 2000\n\n"  # EventSource reconnects after 2 s when the dashboard restarts
+FANOUT_SHARE_INVERSE = 2.0  # frames are spaced at least 2x their fan-out time apart
 PING_FRAME = b": ping\n\n"  # a comment: keeps proxies from timing out, finds dead connections
 
 
@@ -35,20 +38,40 @@ def encode_frame(event: str, payload: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + data.encode() + b"\n\n"
 
 
-class Subscriber:
-    """One browser connection's queue: bounded, oldest dropped first, drops counted."""
+def chunk(frame: bytes) -> bytes:
+    """The frame as one HTTP/1.1 chunk (the SSE response is chunked), built once per publish."""
+    return b"%x\r\n" % len(frame) + frame + b"\r\n"
 
-    __slots__ = ("_limit", "_queue", "_wake", "closed", "dropped", "dropped_total")
+
+Sink = Callable[[bytes], bool]
+
+
+class Subscriber:
+    """One browser connection's queue: bounded, oldest dropped first, drops counted.
+
+    `sink`, when its writer has set one, takes a chunk straight to the socket without waking the
+    writer (it returns False when the socket already holds unsent bytes); it is used only while
+    nothing is queued and the writer is not mid-write, so frames never overtake each other.
+    """
+
+    __slots__ = ("_limit", "_queue", "_wake", "busy", "closed", "direct", "dropped", "dropped_total", "sink")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._queue: deque[bytes] = deque()
         self._wake = asyncio.Event()
+        self.sink: Sink | None = None
+        self.busy = False  # the writer is writing: later frames must queue behind it
         self.dropped = 0  # since the writer last took the queue
         self.dropped_total = 0
+        self.direct = 0  # frames that went straight to the socket
         self.closed = False
 
-    def push(self, frame: bytes) -> None:
+    def push(self, frame: bytes, chunked: bytes | None = None) -> None:
+        sink = self.sink
+        if chunked is not None and sink is not None and not self.busy and not self._queue and sink(chunked):
+            self.direct += 1
+            return
         if len(self._queue) >= self._limit:
             self._queue.popleft()
             self.dropped += 1
@@ -71,6 +94,7 @@ class Subscriber:
 
     def close(self) -> None:
         self.closed = True
+        self.sink = None
         self._wake.set()
 
 
@@ -86,6 +110,7 @@ class Hub:
         self.max_subscribers = max_subscribers
         self._subscribers: set[Subscriber] = set()
         self.published = 0
+        self.direct = 0  # frame deliveries written straight to a socket (no queue, no task woken)
         self.dropped = 0  # frames dropped from full queues, all subscribers, since start
         self.refused = 0  # connections refused at max_subscribers
         self.connected_total = 0
@@ -118,10 +143,13 @@ class Hub:
 
     def publish(self, frame: bytes) -> None:
         self.published += 1
+        chunked = chunk(frame)
         for sub in self._subscribers:
-            before = sub.dropped_total
-            sub.push(frame)
-            if sub.dropped_total != before:
+            before, direct = sub.dropped_total, sub.direct
+            sub.push(frame, chunked)
+            if sub.direct != direct:
+                self.direct += 1
+            elif sub.dropped_total != before:
                 self.dropped += 1
 
     def stats(self) -> dict[str, int]:
@@ -130,6 +158,7 @@ class Hub:
             "connected_total": self.connected_total,
             "refused": self.refused,
             "frames_published": self.published,
+            "frames_direct": self.direct,
             "frames_dropped": self.dropped,
             "slow_connections_closed": self.slow_subscribers,
             "queue_frames": self.queue_frames,
@@ -166,6 +195,7 @@ class Feed:
         self._accounts_timer: asyncio.TimerHandle | None = None
         self._sync: tuple[int, bytes] = (-1, b"")
         self.sync_built = 0
+        self.publish_cost = 0.0  # seconds one frame's fan-out takes (moving average)
 
     # ------------------------------------------------------------------ inputs
 
@@ -202,7 +232,7 @@ class Feed:
         self._alerts.clear()
         self._alerts_skipped = 0
         self._last_alerts = time.monotonic()
-        self.hub.publish(encode_frame("alerts", payload))
+        self._publish(encode_frame("alerts", payload))
 
     def flush_accounts(self) -> None:
         self._accounts_timer = None
@@ -211,7 +241,12 @@ class Feed:
         payload = {"accounts": list(self._accounts.values()), "firm_state": self.state.firm_state}
         self._accounts.clear()
         self._last_accounts = time.monotonic()
-        self.hub.publish(encode_frame("accounts", payload))
+        self._publish(encode_frame("accounts", payload))
+
+    def _publish(self, frame: bytes) -> None:
+        t0 = time.perf_counter()
+        self.hub.publish(frame)
+        self.publish_cost = 0.8 * self.publish_cost + 0.2 * (time.perf_counter() - t0)
 
     def sync_frame(self) -> bytes:
         """The full view for a new (or lagging) browser; built once per state version, shared."""
@@ -236,9 +271,15 @@ class Feed:
     def _schedule(
         self, timer: asyncio.TimerHandle | None, last: float, interval: float, flush: Any
     ) -> asyncio.TimerHandle | None:
-        """Flush now if the last flush is `interval` old, else once when it will be (no idle timer)."""
+        """Flush now if the last flush is `interval` old, else once when it will be (no idle timer).
+
+        The interval stretches to FANOUT_SHARE_INVERSE times what a fan-out costs, so with many
+        browsers an alert storm takes at most half the loop: frames get fewer and larger instead
+        of the loop falling behind.
+        """
         if timer is not None:
             return timer  # a flush is already due: this change rides along
+        interval = max(interval, FANOUT_SHARE_INVERSE * self.publish_cost)
         wait = last + interval - time.monotonic()
         if wait <= 0:
             flush()

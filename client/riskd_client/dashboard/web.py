@@ -84,6 +84,22 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _direct_sink(transport: Any) -> Callable[[bytes], bool]:
+    """Write a ready chunk now if the socket has nothing unsent; else say no (the frame is queued).
+
+    The response is chunked (aiohttp's writer frames what the handler writes); these bytes are
+    framed the same way by sse.chunk(), once per frame for every browser.
+    """
+
+    def sink(data: bytes) -> bool:
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        transport.write(data)
+        return True
+
+    return sink
+
+
 class Dashboard:
     """The parts of one dashboard process, wired: state <- upstream -> feed -> hub -> browsers."""
 
@@ -133,13 +149,18 @@ class Dashboard:
         first = RETRY_FRAME + self.feed.sync_frame()  # taken with the subscription: no gap between them
         response = web.StreamResponse(headers=SSE_HEADERS)
         try:
+            sub.busy = True
             await response.prepare(request)
             await response.write(first)
             transport = request.transport
+            if transport is not None:
+                sub.sink = _direct_sink(transport)
             while True:
+                sub.busy = False
                 frames, dropped = await sub.take()
                 if sub.closed:
                     break
+                sub.busy = True
                 if dropped:  # lagging: the backlog is stale, a fresh full view replaces it
                     frames = [self.feed.missed_frame(dropped, sub.dropped_total), self.feed.sync_frame()]
                 data = frames[0] if len(frames) == 1 else b"".join(frames)

@@ -5,7 +5,7 @@ It behaves as the issue specifies the real one: alerts numbered by seq, a bounde
 after_seq replay with `missed`, snapshot streams whose first response holds every account and
 later ones only the changed accounts. `stop()`/`start()` restart it on the same port with its
 history kept, as a risk server restart would. Everything runs on the loop that calls start().
-Also usable as a process (`python -m tests.canned_risk_service PORT`) for benches and screenshots.
+Also usable as a process (`python -m bench.canned_upstream PORT`) for benches and screenshots.
 """
 
 from __future__ import annotations
