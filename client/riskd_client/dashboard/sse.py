@@ -26,7 +26,7 @@ from .state import DashboardState
 log = logging.getLogger("riskd.dashboard")
 
 DEFAULT_QUEUE_FRAMES = 32
-DEFAULT_MAX_CONNECTIONS = 20_000
+DEFAULT_MAX_CONNECTIONS = 10_000
 RETRY_FRAME = b"retry: 2000\n\n"  # EventSource reconnects after 2 s when the dashboard restarts
 FANOUT_SHARE_INVERSE = 2.0  # frames are spaced at least 2x their fan-out time apart
 PING_FRAME = b": ping\n\n"  # a comment: keeps proxies from timing out, finds dead connections

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from dataclasses import dataclass, field
@@ -193,5 +194,9 @@ async def watch(settings: WatchSettings, console: Console | None = None) -> None
 
 
 def run(settings: WatchSettings) -> int:
+    # The screen shows the connection state; log lines would tear it.
+    quiet = logging.getLogger("riskd.dashboard")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
     asyncio.run(watch(settings))
     return 0

@@ -256,8 +256,29 @@ class Dashboard:
             await runner.cleanup()
 
 
+def _raise_open_files(wanted: int) -> None:
+    """Each browser is a socket: lift the soft open-file limit toward the hard one (often 1,024 by default)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, wanted))
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open-file limit %d is below --max-connections + 100 = %d: raise `ulimit -n`", soft, wanted
+        )
+
+
 def run(settings: DashboardSettings, *, use_uvloop: bool = True) -> int:
     """The `riskd dashboard` process: serve until SIGINT/SIGTERM."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _raise_open_files(settings.max_connections + 100)
 
     async def main() -> None:
         stop = asyncio.Event()
