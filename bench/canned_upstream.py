@@ -80,6 +80,7 @@ class CannedRiskService(pb_grpc.RiskServiceServicer):
         self.subscribe_requests: list[pb.SubscribeAlertsRequest] = []
         self.snapshot_requests: list[pb.StreamRiskSnapshotsRequest] = []
         self.query_requests: list[pb.QueryAlertsRequest] = []
+        self.query_alerts = True  # False: QueryAlerts answers UNIMPLEMENTED (an older server)
         self.server: grpc.aio.Server | None = None
         self.port = 0
 
@@ -126,7 +127,7 @@ class CannedRiskService(pb_grpc.RiskServiceServicer):
         queue: asyncio.Queue[pb.SubscribeAlertsResponse] = asyncio.Queue()
         self.alert_subscribers.add(queue)
         try:
-            await context.send_initial_metadata(())
+            await context.send_initial_metadata((("riskd-alert-seq", str(self.seq)),))  # as riskd does
             if request.after_seq:
                 held = [a for a in self.history if a.seq > request.after_seq]
                 oldest = self.history[0].seq if self.history else self.seq + 1
@@ -159,6 +160,8 @@ class CannedRiskService(pb_grpc.RiskServiceServicer):
         self, request: pb.QueryAlertsRequest, context: grpc.aio.ServicerContext
     ) -> pb.QueryAlertsResponse:
         self.query_requests.append(request)
+        if not self.query_alerts:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "QueryAlerts is not implemented")
         size = request.page_size or 100
         newest = [a for a in reversed(self.history) if not request.before_seq or a.seq < request.before_seq]
         page = newest[:size]

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import grpc
 from sse_client import SseClient, has_alert, stream_state
 
 from bench.canned_upstream import CannedRiskService, demo_data, make_account
@@ -227,6 +228,56 @@ def test_reconnects_after_a_server_restart_and_resumes_after_the_last_seq() -> N
                 _, status = await browser.until(lambda e: e[0] == "status" and e[1]["missed"] > 0, timeout=10)
                 assert status["missed"] == 3 and dash.state.last_seq == 19
                 browser.close()
+
+    asyncio.run(run())
+
+
+def test_resumes_from_the_servers_seq_header_when_no_alert_came_before_the_restart() -> None:
+    """No history to seed from (QueryAlerts unimplemented) and no alert on the stream: the seq the
+    server announces when it registers the stream is where the dashboard resumes after a restart."""
+
+    async def run() -> None:
+        async with canned(demo=False) as service:
+            service.query_alerts = False
+            for i in range(3):
+                service.raise_alert(message=f"before {i}")  # seqs 1..3, never sent to the dashboard
+            async with running_dashboard(service.target) as (dash, _):
+                await wait_until(lambda: dash.state.streams["alerts"].state == "live")
+                assert dash.state.last_seq == 3 and len(dash.state.alerts) == 0
+                await service.stop()
+                await wait_until(lambda: dash.state.streams["alerts"].state == "reconnecting")
+                raised = [service.raise_alert(message=f"while down {i}") for i in range(2)]
+                await service.start()
+                await wait_until(lambda: dash.state.last_seq == 5, what="replayed")
+                assert service.subscribe_requests[-1].after_seq == 3
+                assert [a["seq"] for a in dash.state.alerts] == [a.seq for a in raised]
+
+    asyncio.run(run())
+
+
+def test_a_server_without_the_rpcs_is_shown_unavailable_and_retried_with_growing_waits() -> None:
+    async def run() -> None:
+        bare = grpc.aio.server()  # a gRPC server with no RiskService: every call is UNIMPLEMENTED
+        port = bare.add_insecure_port("127.0.0.1:0")
+        await bare.start()
+        try:
+            async with (
+                running_dashboard(f"127.0.0.1:{port}") as (dash, url),
+                aiohttp.ClientSession() as session,
+            ):
+                await wait_until(lambda: dash.state.streams["alerts"].state == "unavailable")
+                await asyncio.sleep(2.0)
+                for name in ("alerts", "snapshots"):
+                    assert dash.state.streams[name].state == "unavailable"
+                    assert dash.state.streams[name].detail.startswith("UNIMPLEMENTED")
+                    # waits 0.05-0.1, 0.1-0.2, 0.2-0.4, then 0.25-0.5 s (cap 0.5): not a hot loop
+                    assert 3 <= dash.upstream.errors[name] <= 12, dash.upstream.errors
+                browser = await SseClient(session, url + "/events").open()
+                _, sync = await browser.next()
+                assert sync["status"]["streams"]["alerts"]["state"] == "unavailable"
+                browser.close()
+        finally:
+            await bare.stop(None)
 
     asyncio.run(run())
 

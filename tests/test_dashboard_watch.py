@@ -14,7 +14,7 @@ import time
 from fix_dashboard import RUN_CLI, CannedServer
 
 
-def run_watch(target: str, *flags: str, during: object = None, duration: float = 3.0) -> str:
+def run_watch(target: str, *flags: str, during: object = None, duration: float = 5.0) -> str:
     env = {**os.environ, "COLUMNS": "220", "LINES": "60", "NO_COLOR": "1", "TERM": "dumb"}
     proc = subprocess.Popen(
         [sys.executable, "-c", RUN_CLI, "watch", "--target", target, "--duration", str(duration), *flags],
@@ -63,10 +63,10 @@ def test_watch_shows_accounts_by_utilisation_and_the_live_feed(canned_server: Ca
 
 
 def test_watch_filters_the_feed_by_flags(canned_server: CannedServer) -> None:
-    out = run_watch(canned_server.target, "--severity", "critical", duration=2.0)
+    out = run_watch(canned_server.target, "--severity", "critical", duration=3.0)
     feed = [ln for ln in out.splitlines() if ln[:2].isdigit() and ln[2] == ":"]
     assert len(feed) == 2 and all("CRITICAL" in ln for ln in feed)
-    out = run_watch(canned_server.target, "--account", "ACC-MM-02", "--check", "price-collar", duration=2.0)
+    out = run_watch(canned_server.target, "--account", "ACC-MM-02", "--check", "price-collar", duration=3.0)
     feed = [ln for ln in out.splitlines() if ln[:2].isdigit() and ln[2] == ":"]
     assert len(feed) == 1 and "ACC-MM-02" in feed[0] and "mm-5530" in feed[0]
 

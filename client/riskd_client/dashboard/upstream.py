@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -34,6 +35,8 @@ LIVE_AFTER = (
     0.5  # a stream still open this long after it started counts as live (a quiet server sends nothing)
 )
 SEED_TIMEOUT = 5.0
+STABLE_AFTER = 2.0  # a stream that lasted this long (or delivered anything) restarts the backoff
+SEQ_HEADER = "riskd-alert-seq"  # SubscribeAlerts' initial metadata: the server's newest seq at registration
 
 
 class Backoff:
@@ -115,6 +118,7 @@ class Upstream:
         backoff = Backoff(*self._backoff)
         while True:
             self._status(name, "connecting" if self.state.streams[name].connects == 0 else "reconnecting")
+            started, responses = time.monotonic(), self.responses[name]
             try:
                 await open_stream()
                 detail = "stream ended by the server"
@@ -126,8 +130,8 @@ class Upstream:
                 log.exception("%s stream failed", name)
                 detail = describe_error(exc)
             self.errors[name] += 1
-            if self.state.streams[name].state == "live":
-                backoff.reset()
+            if self.responses[name] > responses or time.monotonic() - started >= STABLE_AFTER:
+                backoff.reset()  # it worked for a while: the next failure is a new one
             delay = backoff.next()
             unimplemented = detail.startswith("UNIMPLEMENTED")
             self._status(name, "unavailable" if unimplemented else "reconnecting", detail, round(delay, 2))
@@ -160,6 +164,28 @@ class Upstream:
         self._seeded = True
         self.listener.alerts(self.state.seed_alerts(response.alerts))
 
+    def _resume_point(self, metadata: grpc.aio.Metadata | None) -> None:
+        """The server's newest seq when it registered us (SEQ_HEADER): where to resume if the
+        stream breaks before any alert arrives. A seq below ours means a server whose numbering
+        started over: follow it rather than skip its alerts as already seen."""
+        try:
+            values = [v for k, v in (metadata or ()) if k == SEQ_HEADER]
+            newest = int(values[-1]) if values else None
+        except (TypeError, ValueError):
+            newest = None
+        if newest is None:
+            return
+        if newest < self.state.last_seq:
+            log.warning(
+                "alert seq of %s went back from %d to %d: following the server",
+                self.target,
+                self.state.last_seq,
+                newest,
+            )
+            self.state.last_seq = newest
+        elif self.state.last_seq == 0:
+            self.state.last_seq = newest
+
     async def _alerts(self, stub: pb_grpc.RiskServiceStub) -> None:
         if not self._seeded and self.state.last_seq == 0:
             await self._seed(stub)
@@ -167,6 +193,9 @@ class Upstream:
         call = stub.SubscribeAlerts(request)
         timer = self._live_soon("alerts", call)
         try:
+            self._resume_point(await call.initial_metadata())
+            if not call.done():
+                self._status("alerts", "live")
             async for response in call:
                 self.responses["alerts"] += 1
                 self._status("alerts", "live")
