@@ -92,6 +92,11 @@ class Subscriber:
         self.dropped = 0
         return frames, dropped
 
+    def reset(self) -> None:
+        """Forget what is queued: the writer is about to send a full view that includes it."""
+        self._queue.clear()
+        self.dropped = 0
+
     def close(self) -> None:
         self.closed = True
         self.sink = None

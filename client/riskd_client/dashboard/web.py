@@ -36,6 +36,7 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",  # a reverse proxy must not buffer the stream
 }
 WRITE_TIMEOUT = 30.0  # a browser that reads nothing for this long (socket buffer full) is closed
+SYNC_CONCURRENCY = 64  # browsers receiving their first full view at the same time
 SHUTDOWN_TIMEOUT = 2.0  # on SIGTERM: writers stuck on browsers that read nothing get this long
 
 
@@ -126,6 +127,7 @@ class Dashboard:
         self.static = _static_files()
         self.write_timeouts = 0
         self.started = time.time()
+        self._sync_gate = asyncio.Semaphore(SYNC_CONCURRENCY)
 
     # ------------------------------------------------------------------ HTTP handlers
 
@@ -146,12 +148,13 @@ class Dashboard:
             raise web.HTTPServiceUnavailable(
                 text="this dashboard is at its connection limit\n", headers={"Retry-After": "5"}
             )
-        first = RETRY_FRAME + self.feed.sync_frame()  # taken with the subscription: no gap between them
         response = web.StreamResponse(headers=SSE_HEADERS)
         try:
             sub.busy = True
             await response.prepare(request)
-            await response.write(first)
+            async with self._sync_gate:  # a reconnect storm's full views are not all buffered at once
+                sub.reset()  # what queued meanwhile is in the view taken now (no await between the two)
+                await response.write(RETRY_FRAME + self.feed.sync_frame())
             transport = request.transport
             if transport is not None:
                 sub.sink = _direct_sink(transport)
