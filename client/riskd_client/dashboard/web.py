@@ -152,10 +152,17 @@ class Dashboard:
         try:
             sub.busy = True
             await response.prepare(request)
+            transport = request.transport
             async with self._sync_gate:  # a reconnect storm's full views are not all buffered at once
                 sub.reset()  # what queued meanwhile is in the view taken now (no await between the two)
-                await response.write(RETRY_FRAME + self.feed.sync_frame())
-            transport = request.transport
+                try:
+                    async with asyncio.timeout(WRITE_TIMEOUT):  # a browser that reads nothing frees its slot
+                        await response.write(RETRY_FRAME + self.feed.sync_frame())
+                except TimeoutError:
+                    self.write_timeouts += 1
+                    if transport is not None:
+                        transport.abort()
+                    return response
             if transport is not None:
                 sub.sink = _direct_sink(transport)
             while True:
