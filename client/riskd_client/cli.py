@@ -23,6 +23,7 @@ from ._cli_alerts import add_follow
 from ._cli_input import UsageError, orders_from_records, parse_number, parse_order_args, read_records
 from ._cli_snapshot import add_snapshot_parser
 from ._types import LimitSpec, RiskdError, ViolationInfo
+from .dashboard import commands as dashboard_commands
 from .results import CheckResults
 from .sync_client import DEFAULT_TARGET, RiskClient
 
@@ -387,6 +388,7 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
         p.set_defaults(func=_trading_command(state, verb))
 
     add_snapshot_parser(sub, _client)
+    dashboard_commands.add_commands(sub)  # dashboard, watch (their extras are imported when they run)
 
     if with_plugins:
         _load_plugins(sub)
@@ -419,7 +421,10 @@ def _add_unavailable(sub: argparse._SubParsersAction, name: str, why: str) -> No
 
 
 def _builtin_names() -> set[str]:
-    return {"alerts", "check", "limits", "prices", "positions", "halt", "reduce-only", "resume", "snapshot"}
+    return {
+        "alerts", "check", "limits", "prices", "positions", "halt", "reduce-only", "resume", "snapshot",
+        "dashboard", "watch",
+    }  # fmt: skip
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
