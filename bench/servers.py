@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -71,3 +72,47 @@ def spawn_server(
         raise RuntimeError(f"{name} server did not start (stdout {first!r}); stderr tail:\n{tail}")
     _, target, *banner = first.split(" ")
     return ServerProcess(name, proc, target, " ".join(banner), log_path)
+
+
+def riskd_command() -> list[str]:
+    """`riskd` as installed next to this interpreter (the console script a user runs)."""
+    riskd = Path(sys.executable).with_name("riskd")
+    return [str(riskd) if riskd.exists() else shutil.which("riskd") or "riskd"]
+
+
+def spawn_riskd(
+    name: str, data_dir: Path, args: list[str] | None = None, timeout: float = 300.0
+) -> ServerProcess:
+    """Run ``riskd serve --listen 127.0.0.1:0 --data-dir DATA_DIR ARGS`` (embedded PostgreSQL under
+    DATA_DIR unless ARGS hold --dsn) and wait for its ``riskd serving on HOST:PORT`` line."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log_path = RESULTS / f"{name}.log"
+    cmd = [*riskd_command(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *(args or [])]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while reader.is_alive() and time.monotonic() < deadline and proc.poll() is None:
+        reader.join(0.1)
+    first = line[0].strip() if line else ""
+    if not first.startswith("riskd serving on "):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        tail = log_path.read_text()[-2_000:]
+        raise RuntimeError(f"{name}: riskd serve did not start (stdout {first!r}); stderr tail:\n{tail}")
+    return ServerProcess(name, proc, first.rsplit(" ", 1)[1], " ".join(cmd[1:]), log_path)
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set size now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -1,0 +1,860 @@
+"""Alert subscribers: riskd's SubscribeAlerts fan-out measured against a bare grpc.aio stream holder
+in the same run, plus what alerts cost the rest of the server.
+
+1. The holder (bench.stream_holder, its own process): N streams opened by subscriber processes
+   (bench.subscriber_clients), RSS before and with them open, then ``--rounds`` times one prepared
+   alert written to every stream; the delay from its ``Alert.time`` to each arrival.
+2. The real server, ``riskd serve`` as a user runs it (embedded PostgreSQL in a temporary folder,
+   a subprocess), loaded with the bench workload (limits, marks, positions) through the API:
+   (c) CheckOrders throughput (batches of 1,000, bench.loadgen) with no subscribers; (b) RSS before
+   and with N SubscribeAlerts streams open; (a) ``--rounds`` marked alerts, each raised through
+   the real API (one order over the ``subbench-mark`` MAX_ORDER_QUANTITY limit: its Alert.time is
+   when the check raised it) and the delay to every subscriber; (c) the same throughput with the N
+   subscribers attached, a fresh alert raised every ``--alert-interval`` s meanwhile (and the
+   workload's own ~2 % rejects in every batch), then again with none; (d) ``--bursts`` bursts of
+   ``--burst`` alerts (distinct rejecting orders: 1,000 accounts x ``burst/1,000`` symbols, a
+   fresh limit id each burst so dedupe folds nothing), RSS after each, the history's length
+   read back through SubscribeAlerts(after_seq=1) (replayed + ``missed``); (e) filtered
+   QueryAlerts over the full history: client round trip on loopback minus an empty RPC's
+   (grpc.health.v1 Check) round trip.
+
+Every figure of the real server is with its database; the holder has none (it is the floor).
+
+    python -m bench.subscribers_bench [--subscribers N] [--full] [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from riskd.v1 import risk_pb2 as pb
+from riskd.v1 import risk_pb2_grpc as pb_grpc
+
+from .loadgen import LoadConfig, LoadResult, run_load
+from .servers import RESULTS, ServerProcess, rss_bytes, spawn_riskd, spawn_server
+from .stream_holder import COUNT, FIRE
+from .subscriber_clients import MARK_PREFIX, Delays, SubscriberPool, raise_fd_limit
+from .workload import Workload
+
+P99_RATIO_TARGET = 1.5  # riskd's p99 delay / the holder's
+P99_TARGET_S = 1.0
+RSS_RATIO_TARGET = 1.25  # riskd's RSS per idle subscriber / the holder's
+THROUGHPUT_RATIO_TARGET = 0.9  # CheckOrders with N subscribers / with none
+QUERY_TARGET_US = 1_000.0
+# RSS "flat" under a burst: less than this many bytes kept per alert past the history's cap (an
+# Alert kept per alert would be ~0.5-1 KB).
+FLAT_BYTES_PER_ALERT = 50.0
+
+MARK_ACCOUNT = "SBMARK"
+MARK_LIMIT = "subbench-mark"
+TICK_BASE = 100_000  # marked alerts raised under load are rounds TICK_BASE, TICK_BASE + 1, ...
+BURST_ACCOUNTS = 1_000
+QUERY_METHOD = "/riskd.v1.RiskService/QueryAlerts"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+SUBSCRIBE_METHOD = "/riskd.v1.RiskService/SubscribeAlerts"
+
+
+# ---------------------------------------------------------------------------------------- results
+
+
+@dataclass(slots=True)
+class FanoutFigures:
+    """One server's subscriber figures: streams held, RSS, delivery delays of the marked alerts."""
+
+    server: str
+    asked: int
+    opened: int = 0
+    refused: int = 0  # refused attempts (retried)
+    failed: int = 0  # streams that never opened
+    open_s: float = math.nan
+    rss_before: int = 0
+    rss_open: int = 0  # N streams open, idle
+    rss_rounds: int = 0  # after the rounds
+    rss_closed: int = 0  # streams closed again
+    rounds: int = 0
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
+    max_ms: float = math.nan
+    round_max_ms: list[float] = field(default_factory=list)
+    missing: int = 0  # deliveries of the marked alerts that never arrived
+    ended: int = 0  # streams the server ended while held
+    dropped: int = 0  # sum of the responses' dropped fields
+    end_error: str = ""
+
+    @property
+    def per_stream_kb(self) -> float:
+        return (self.rss_open - self.rss_before) / self.opened / 1024 if self.opened else math.nan
+
+    def take_delays(self, delays: Delays, rounds: range) -> None:
+        per = {r: delays.per_round.get(r, np.zeros(0)) for r in rounds}
+        allv = np.concatenate(list(per.values())) if per else np.zeros(0)
+        self.rounds = len(per)
+        self.missing = sum(max(self.opened - len(d), 0) for d in per.values())
+        if allv.size:
+            p50, p99 = np.percentile(allv, [50, 99])
+            self.p50_ms, self.p99_ms, self.max_ms = p50 * 1e3, p99 * 1e3, float(allv.max()) * 1e3
+        self.round_max_ms = [round(float(d.max()) * 1e3, 1) if d.size else math.nan for d in per.values()]
+
+
+@dataclass(slots=True)
+class ThroughputFigures:
+    none: list[dict] = field(default_factory=list)  # LoadResult, no subscribers (before, after)
+    attached: list[dict] = field(default_factory=list)  # LoadResult, N subscribers attached
+    subscribers: int = 0
+    alerts_raised: int = 0  # marked alerts raised by the ticker while attached
+    alerts_delivered: int = 0  # alerts the subscribers received during the attached run
+    delayed_p99_ms: float = math.nan  # the ticker's alerts: delay to every subscriber, under load
+    delayed_max_ms: float = math.nan
+
+    @staticmethod
+    def _rate(results: list[dict]) -> float:
+        return statistics.mean(r["orders_per_s"] for r in results) if results else math.nan
+
+    @property
+    def ratio(self) -> float:
+        none = self._rate(self.none)
+        return self._rate(self.attached) / none if none else math.nan
+
+
+@dataclass(slots=True)
+class BurstFigures:
+    size: int
+    history_cap: int
+    rss: list[int] = field(default_factory=list)  # before the first burst, then after each
+    seconds: list[float] = field(default_factory=list)  # first order sent -> last alert numbered
+    raised: list[int] = field(default_factory=list)  # alerts numbered per burst
+    last_seq: int = 0
+    held: int = 0  # alerts the history replays after seq 1
+    missed: int = 0  # ... and those it says it no longer holds
+
+    @property
+    def expected_held(self) -> int:
+        """What SubscribeAlerts(after_seq=1) should replay: the ring full, or everything after seq 1."""
+        return min(self.history_cap, max(self.last_seq - 1, 0))
+
+    @property
+    def flat_bytes_per_alert(self) -> float:
+        if len(self.rss) < 3 or not self.raised:
+            return math.nan
+        return (self.rss[-1] - self.rss[-2]) / max(self.raised[-1], 1)
+
+
+@dataclass(slots=True)
+class QueryFigures:
+    name: str
+    returned: int
+    rtt_p50_us: float
+    rtt_p99_us: float
+    empty_p50_us: float
+    through_postgres: bool = False
+
+    @property
+    def server_us(self) -> float:
+        return self.rtt_p50_us - self.empty_p50_us
+
+
+@dataclass(slots=True)
+class Report:
+    started: str
+    env: dict
+    settings: dict
+    holder: FanoutFigures | None = None
+    riskd: FanoutFigures | None = None
+    throughput: ThroughputFigures | None = None
+    burst: BurstFigures | None = None
+    queries: list[QueryFigures] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _env() -> dict:
+    from .run_all import _env as run_all_env
+
+    env = run_all_env()
+    env["mem_total_mb"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    env["nofile"] = list(raise_fd_limit())
+    return env
+
+
+def _order_request(
+    coids: list[str], accounts: list[str], symbols: list[str], qty: float
+) -> pb.CheckOrdersRequest:
+    n = len(coids)
+    return pb.CheckOrdersRequest(
+        orders=pb.OrderBatch(
+            client_order_id=coids,
+            account=accounts,
+            symbol=symbols,
+            side=[pb.SIDE_BUY] * n,
+            quantity=[qty] * n,
+            price=[100.0] * n,
+        )
+    )
+
+
+def raise_marked(stub: pb_grpc.RiskServiceStub, r: int) -> None:
+    """One order over the subbench-mark limit: riskd raises a MAX_ORDER_QUANTITY reject alert
+    whose client_order_id marks round r (a fresh symbol per round: a fresh dedupe key)."""
+    reply = stub.CheckOrders(
+        _order_request([f"{MARK_PREFIX}{r}"], [MARK_ACCOUNT], [f"SBM{r}"], 1_000.0), timeout=30
+    )
+    if reply.result.accepted[0]:
+        raise RuntimeError("the marked order was accepted: is the subbench-mark limit set?")
+
+
+def _grpc_unavailable(exc: grpc.RpcError) -> str:
+    return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+
+
+def hold_streams(
+    fig: FanoutFigures,
+    server: ServerProcess,
+    args: argparse.Namespace,
+    fire,
+    rounds: range,
+    request: bytes = b"",
+) -> SubscriberPool:
+    """Open the streams, take RSS before/with them, run the marked rounds; the pool stays open."""
+    fig.rss_before = rss_bytes(server.proc.pid)
+    pool = SubscriberPool(
+        server.target,
+        args.subscribers,
+        args.client_procs,
+        args.channels,
+        args.wave,
+        request,
+        not args.no_uvloop,
+    )
+    try:
+        st = pool.start()
+    except BaseException:
+        pool.kill(grace=0.0)
+        raise
+    fig.opened, fig.refused, fig.failed, fig.open_s = (
+        st["open"],
+        st["refused"],
+        st["failed"],
+        pool.open_seconds,
+    )
+    print(
+        f"  {fig.opened:,} streams open in {fig.open_s:.1f} s ({pool.total // max(len(pool.procs), 1):,} a "
+        f"process x {len(pool.procs)}, {args.channels} channels each; {fig.refused} refused attempts "
+        f"retried, {fig.failed} failed)",
+        flush=True,
+    )
+    time.sleep(args.settle)
+    fig.rss_open = rss_bytes(server.proc.pid)
+    print(
+        f"  RSS {fig.rss_before / 2**20:,.1f} -> {fig.rss_open / 2**20:,.1f} MB: "
+        f"{fig.per_stream_kb:.1f} KB per idle stream",
+        flush=True,
+    )
+    for r in rounds:
+        fire(r)
+        if not pool.wait_round(r, args.round_timeout):
+            print(f"  round {r}: not every stream got the alert within {args.round_timeout:g} s", flush=True)
+        time.sleep(args.round_gap)
+    fig.rss_rounds = rss_bytes(server.proc.pid)
+    return pool
+
+
+def close_streams(fig: FanoutFigures, server: ServerProcess, pool: SubscriberPool, rounds: range) -> Delays:
+    st, delays = pool.stop()
+    fig.ended, fig.dropped, fig.end_error = st["ended"], st["dropped"], st["end_error"]
+    fig.take_delays(delays, rounds)
+    time.sleep(1.0)
+    fig.rss_closed = rss_bytes(server.proc.pid)
+    print(
+        f"  delay to all {fig.opened:,}: p50 {fig.p50_ms:,.1f} ms, p99 {fig.p99_ms:,.1f} ms, "
+        f"max {fig.max_ms:,.1f} ms (per round max {fig.round_max_ms}); missing {fig.missing}, "
+        f"ended by the server {fig.ended}; RSS after closing {fig.rss_closed / 2**20:,.1f} MB",
+        flush=True,
+    )
+    return delays
+
+
+# ---------------------------------------------------------------------------------------- holder
+
+
+def run_holder(args: argparse.Namespace) -> FanoutFigures:
+    fig = FanoutFigures("holder", args.subscribers)
+    server = spawn_server("holder", "bench.stream_holder", ["--no-uvloop"] if args.no_uvloop else [])
+    try:
+        with grpc.insecure_channel(server.target) as ch:
+            fire_rpc, count = ch.unary_unary(FIRE), ch.unary_unary(COUNT)
+            fire_rpc(b"warm-up", timeout=10)  # the fire path's first-call costs, before RSS
+            rounds = range(args.rounds)
+            pool = hold_streams(
+                fig, server, args, lambda r: fire_rpc(f"{MARK_PREFIX}{r}".encode(), timeout=30), rounds
+            )
+            try:
+                held = int(count(b"", timeout=10))
+                if held != fig.opened:
+                    print(f"  holder counts {held} streams, clients {fig.opened}", flush=True)
+            finally:
+                close_streams(fig, server, pool, rounds)
+    finally:
+        server.stop()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- riskd
+
+
+def load_workload(stub: pb_grpc.RiskServiceStub, workload: Workload) -> None:
+    from riskd_server.limits import MAX_ORDER_QUANTITY, Limit
+    from riskd_server.servicer import limit_to_pb
+
+    limits = workload.limits()
+    limits.append(Limit(limit_id=MARK_LIMIT, kind=MAX_ORDER_QUANTITY, account=MARK_ACCOUNT, threshold=10))
+    for i in range(0, len(limits), 1_000):
+        stub.UpsertLimits(
+            pb.UpsertLimitsRequest(limits=[limit_to_pb(x) for x in limits[i : i + 1_000]]), timeout=60
+        )
+    stub.UpdatePrices(
+        pb.UpdatePricesRequest(symbol=workload.symbols, price=workload.marks.tolist()), timeout=60
+    )
+    accounts, symbols, qty = workload.positions()
+    stub.LoadPositions(
+        pb.LoadPositionsRequest(account=accounts, symbol=symbols, quantity=qty.tolist()), timeout=60
+    )
+
+
+def _throughput(args: argparse.Namespace, target: str) -> LoadResult:
+    cfg = LoadConfig(
+        target=target,
+        mode="unary",
+        batch=1_000,
+        duration=args.duration,
+        warmup=args.warmup,
+        procs=args.load_procs,
+        concurrency=2,
+        uvloop=not args.no_uvloop,
+    )
+    result = run_load(cfg)
+    print(f"    {result.summary()}", flush=True)
+    return result
+
+
+class Ticker:
+    """Raises a fresh marked alert every ``interval`` s on its own thread (the alert path exercised
+    while the throughput is measured)."""
+
+    def __init__(self, stub: pb_grpc.RiskServiceStub, interval: float, first: int) -> None:
+        self.stub = stub
+        self.interval = interval
+        self.next = first
+        self.first = first
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error = ""
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                raise_marked(self.stub, self.next)
+                self.next += 1
+            except (grpc.RpcError, RuntimeError) as exc:
+                self.error = str(exc)
+                return
+
+    def __enter__(self) -> Ticker:
+        if self.interval > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    @property
+    def raised(self) -> range:
+        return range(self.first, self.next)
+
+
+def alert_stats(stub: pb_grpc.RiskServiceStub) -> pb.GetAlertStatsResponse:
+    return stub.GetAlertStats(pb.GetAlertStatsRequest(), timeout=30)
+
+
+def wait_alerts(
+    stub: pb_grpc.RiskServiceStub, at_least: int, quiet: float = 1.0, timeout: float = 300.0
+) -> tuple[int, float]:
+    """Poll GetAlertStats until last_seq >= at_least and unchanged for ``quiet`` s:
+    (the last seq, time.perf_counter() when it was first seen)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.perf_counter()
+    while time.monotonic() < deadline:
+        seq = alert_stats(stub).last_seq
+        if seq != last:
+            last, since = seq, time.perf_counter()
+        elif seq >= at_least and time.perf_counter() - since >= quiet:
+            return seq, since
+        time.sleep(0.02)
+    raise TimeoutError(f"alerts: last_seq {last}, expected at least {at_least} within {timeout:g} s")
+
+
+def history_held(channel: grpc.Channel, last_seq: int, timeout: float = 120.0) -> tuple[int, int]:
+    """(alerts the history replays after seq 1 up to last_seq, alerts it says it no longer holds)."""
+    call = channel.unary_stream(SUBSCRIBE_METHOD)(
+        pb.SubscribeAlertsRequest(after_seq=1).SerializeToString(), timeout=timeout
+    )
+    held = missed = 0
+    if last_seq <= 1:
+        return 0, 0
+    try:
+        for raw in call:
+            msg = pb.SubscribeAlertsResponse.FromString(raw)
+            missed += msg.missed
+            held += sum(1 for a in msg.alerts if a.seq <= last_seq)
+            if msg.alerts and msg.alerts[-1].seq >= last_seq:
+                break
+    finally:
+        call.cancel()
+    return held, missed
+
+
+def run_bursts(
+    args: argparse.Namespace,
+    stub: pb_grpc.RiskServiceStub,
+    channel: grpc.Channel,
+    server: ServerProcess,
+    cap: int,
+) -> BurstFigures:
+    from riskd_server.limits import MAX_ORDER_QUANTITY, Limit
+    from riskd_server.servicer import limit_to_pb
+
+    fig = BurstFigures(args.burst, cap)
+    n_sym = max(1, math.ceil(args.burst / BURST_ACCOUNTS))
+    accounts = [f"SBB{a:03d}" for a in range(BURST_ACCOUNTS)]
+    symbols = [f"SBBS{s:03d}" for s in range(n_sym)]
+    pairs = [(a, s) for s in symbols for a in accounts][: args.burst]
+    fig.rss.append(rss_bytes(server.proc.pid))
+    previous: list[str] = []
+    for b in range(args.bursts):
+        ids = [f"subbench-burst{b}-{s}" for s in symbols]
+        stub.UpsertLimits(
+            pb.UpsertLimitsRequest(
+                limits=[
+                    limit_to_pb(Limit(limit_id=i, kind=MAX_ORDER_QUANTITY, symbol=s, threshold=10))
+                    for i, s in zip(ids, symbols, strict=True)
+                ]
+            ),
+            timeout=60,
+        )
+        if previous:
+            stub.DeleteLimits(pb.DeleteLimitsRequest(limit_ids=previous), timeout=60)
+        previous = ids
+        start_seq, _ = wait_alerts(stub, 0, quiet=0.5)
+        t0 = time.perf_counter()
+        for i in range(0, len(pairs), 1_000):
+            chunk = pairs[i : i + 1_000]
+            req = _order_request(
+                [f"sbb{b}-{i + k}" for k in range(len(chunk))],
+                [a for a, _ in chunk],
+                [s for _, s in chunk],
+                50.0,
+            )
+            reply = stub.CheckOrders(req, timeout=60)
+            if any(reply.result.accepted):
+                raise RuntimeError("a burst order was accepted: the burst limits did not apply")
+        last, t_last = wait_alerts(stub, start_seq + len(pairs), quiet=1.0)
+        fig.seconds.append(t_last - t0)
+        fig.raised.append(last - start_seq)
+        fig.rss.append(rss_bytes(server.proc.pid))
+        print(
+            f"    burst {b + 1}: {last - start_seq:,} alerts numbered in {fig.seconds[-1]:.2f} s, "
+            f"RSS {fig.rss[-1] / 2**20:,.1f} MB",
+            flush=True,
+        )
+    fig.last_seq = alert_stats(stub).last_seq
+    fig.held, fig.missed = history_held(channel, fig.last_seq)
+    print(
+        f"    history holds {fig.held:,} of {fig.last_seq:,} alerts (missed {fig.missed:,}; cap {cap:,}); "
+        f"RSS growth over the last burst {fig.flat_bytes_per_alert:.1f} B per alert",
+        flush=True,
+    )
+    return fig
+
+
+def _rtts(call, request: bytes, n: int) -> tuple[np.ndarray, bytes]:
+    reply = b""
+    for _ in range(max(n // 10, 5)):  # warm
+        reply = call(request, timeout=30)
+    out = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        reply = call(request, timeout=30)
+        out[i] = (time.perf_counter_ns() - t0) / 1e3
+    return out, reply
+
+
+def run_queries(args: argparse.Namespace, channel: grpc.Channel, n_sym: int) -> list[QueryFigures]:
+    query = channel.unary_unary(QUERY_METHOD)
+    empty = channel.unary_unary(HEALTH_CHECK)
+    acct, sym = "SBB123", f"SBBS{min(42, n_sym - 1):03d}"
+    cases = [
+        ("account (1 of 1,000), page 100", pb.AlertFilter(accounts=[acct]), False),
+        ("min severity WARNING, page 100", pb.AlertFilter(min_severity=pb.SEVERITY_WARNING), False),
+        (
+            "check MAX_ORDER_QUANTITY + symbol, page 100",
+            pb.AlertFilter(checks=[pb.RISK_CHECK_MAX_ORDER_QUANTITY], symbols=[sym]),
+            False,
+        ),
+        (
+            "kind TRADING_STATE (no match: pages on into PostgreSQL)",
+            pb.AlertFilter(kinds=[pb.ALERT_KIND_TRADING_STATE]),
+            True,
+        ),
+    ]
+    out = []
+    for name, flt, deep in cases:
+        req = pb.QueryAlertsRequest(filter=flt, page_size=100).SerializeToString()
+        e1, _ = _rtts(empty, b"", args.queries)
+        rtt, reply = _rtts(query, req, args.queries)
+        e2, _ = _rtts(empty, b"", args.queries)
+        empty_p50 = float(np.percentile(np.concatenate([e1, e2]), 50))
+        q = QueryFigures(
+            name,
+            len(pb.QueryAlertsResponse.FromString(reply).alerts),
+            float(np.percentile(rtt, 50)),
+            float(np.percentile(rtt, 99)),
+            empty_p50,
+            deep,
+        )
+        out.append(q)
+        print(
+            f"    {name}: {q.returned} alerts, round trip p50 {q.rtt_p50_us:,.0f} µs (p99 {q.rtt_p99_us:,.0f}), "
+            f"empty RPC {q.empty_p50_us:,.0f} µs -> server ~{q.server_us:,.0f} µs",
+            flush=True,
+        )
+    return out
+
+
+def _serve_setting(name: str, args: argparse.Namespace, default):
+    """A riskd serve setting's value in this run: from --serve-arg when given, else its default."""
+    flag = "--" + name.replace("_", "-")
+    for i, a in enumerate(args.serve_args):
+        if a == flag and i + 1 < len(args.serve_args):
+            return type(default)(args.serve_args[i + 1])
+        if a.startswith(flag + "="):
+            return type(default)(a.split("=", 1)[1])
+    from riskd_server.config import OPTIONS
+
+    return next((o.default for o in OPTIONS if o.name == name), default)
+
+
+def run_riskd(args: argparse.Namespace, report: Report) -> None:
+    fig = report.riskd = FanoutFigures("riskd", args.subscribers)
+    data_dir = Path(tempfile.mkdtemp(prefix="riskd-subbench-"))
+    server = None
+    try:
+        server = spawn_riskd("riskd-subbench", data_dir, args.serve_args)
+        print(f"  {server.banner} at {server.target} (pid {server.proc.pid})", flush=True)
+        with grpc.insecure_channel(
+            server.target, options=[("grpc.max_receive_message_length", 64 * 2**20)]
+        ) as ch:
+            stub = pb_grpc.RiskServiceStub(ch)
+            workload = Workload()
+            load_workload(stub, workload)
+            raise_marked(stub, -1)  # the alert path's first-call costs, before RSS
+            thr = report.throughput = ThroughputFigures(subscribers=args.subscribers)
+            if args.duration > 0:
+                print("  CheckOrders batch 1,000, no subscribers", flush=True)
+                thr.none.append(asdict(_throughput(args, server.target)))
+            rounds = range(args.rounds)
+            pool = hold_streams(fig, server, args, lambda r: raise_marked(stub, r), rounds)
+            ticks = range(0)
+            try:
+                if args.duration > 0:
+                    print(
+                        f"  CheckOrders batch 1,000, {fig.opened:,} subscribers attached, a fresh alert "
+                        f"every {args.alert_interval:g} s",
+                        flush=True,
+                    )
+                    before = pool.stats()
+                    with Ticker(stub, args.alert_interval, TICK_BASE) as ticker:
+                        thr.attached.append(asdict(_throughput(args, server.target)))
+                    ticks = ticker.raised
+                    time.sleep(min(args.round_timeout, 2.0 + 0.2 * len(ticks)))  # the last ones land
+                    after = pool.stats()
+                    thr.alerts_raised = len(ticks)
+                    thr.alerts_delivered = after["alerts"] - before["alerts"]
+                    if ticker.error:
+                        report.notes.append(f"alert ticker stopped: {ticker.error}")
+            finally:
+                delays = close_streams(fig, server, pool, rounds)
+            if len(ticks):
+                under = [delays.per_round.get(r, np.zeros(0)) for r in ticks]
+                vals = np.concatenate(under)
+                if vals.size:
+                    thr.delayed_p99_ms = float(np.percentile(vals, 99)) * 1e3
+                    thr.delayed_max_ms = float(vals.max()) * 1e3
+                print(
+                    f"  alerts under load: {len(ticks)} raised, subscribers received {thr.alerts_delivered:,} "
+                    f"alerts; marked ones: p99 {thr.delayed_p99_ms:,.1f} ms, max {thr.delayed_max_ms:,.1f} ms",
+                    flush=True,
+                )
+            if args.duration > 0:
+                print("  CheckOrders batch 1,000, no subscribers (again)", flush=True)
+                thr.none.append(asdict(_throughput(args, server.target)))
+            if args.bursts > 0 and args.burst > 0:
+                cap = _serve_setting("alert_history", args, 100_000)
+                print(f"  {args.bursts} bursts of {args.burst:,} alerts (history cap {cap:,})", flush=True)
+                report.burst = run_bursts(args, stub, ch, server, cap)
+                if args.queries > 0:
+                    print(
+                        f"  filtered QueryAlerts over the full history ({args.queries} calls each)",
+                        flush=True,
+                    )
+                    report.queries = run_queries(args, ch, max(1, math.ceil(args.burst / BURST_ACCOUNTS)))
+    finally:
+        if server is not None:
+            server.stop(timeout=60)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------- table
+
+
+def rows_of(report: Report) -> list:
+    from .run_all import Row, _fmt_rate
+
+    rows = []
+    h, r = report.holder, report.riskd
+    if h is not None and h.opened:
+        rows.append(
+            Row(
+                f"holder: {h.opened:,} streams, alert delay p99",
+                f"{h.p99_ms:,.0f} ms",
+                f"p50 {h.p50_ms:,.0f} ms",
+                None,
+                "(floor)",
+                None,
+                f"max {h.max_ms:,.0f} ms; {h.per_stream_kb:.1f} KB per idle stream; no database",
+            )
+        )
+    if r is not None and r.opened:
+        ratio = r.p99_ms / h.p99_ms if h is not None and h.opened else None
+        rows.append(
+            Row(
+                f"riskd: {r.opened:,} SubscribeAlerts, alert delay p99 vs holder",
+                f"{r.p99_ms:,.0f} ms (p50 {r.p50_ms:,.0f})",
+                f"holder {h.p99_ms:,.0f} ms" if h else "",
+                ratio,
+                f"<= {P99_RATIO_TARGET}",
+                None if ratio is None else ratio <= P99_RATIO_TARGET and not r.missing,
+                f"max {r.max_ms:,.0f} ms; missing {r.missing}",
+            )
+        )
+        rows.append(
+            Row(
+                "riskd: alert delay p99, absolute",
+                f"{r.p99_ms:,.0f} ms",
+                f"target {P99_TARGET_S * 1e3:,.0f} ms",
+                r.p99_ms / (P99_TARGET_S * 1e3),
+                "<= 1.0",
+                r.p99_ms <= P99_TARGET_S * 1e3 and not r.missing,
+            )
+        )
+        rratio = r.per_stream_kb / h.per_stream_kb if h is not None and h.opened else None
+        rows.append(
+            Row(
+                "riskd: RSS per idle subscriber vs holder",
+                f"{r.per_stream_kb:.1f} KB",
+                f"holder {h.per_stream_kb:.1f} KB" if h else "",
+                rratio,
+                f"<= {RSS_RATIO_TARGET}",
+                None if rratio is None else rratio <= RSS_RATIO_TARGET,
+                f"RSS {r.rss_before / 2**20:,.0f} -> {r.rss_open / 2**20:,.0f} MB, "
+                f"{r.rss_closed / 2**20:,.0f} MB after closing",
+            )
+        )
+    t = report.throughput
+    if t is not None and t.none and t.attached:
+        rows.append(
+            Row(
+                f"riskd: CheckOrders batch 1000, {t.subscribers:,} subscribers vs none",
+                _fmt_rate(t._rate(t.attached)) + " orders",
+                "none " + " / ".join(_fmt_rate(x["orders_per_s"]) for x in t.none),
+                t.ratio,
+                f">= {THROUGHPUT_RATIO_TARGET}",
+                t.ratio >= THROUGHPUT_RATIO_TARGET,
+                f"{t.alerts_raised} fresh alerts raised meanwhile, {t.alerts_delivered:,} deliveries, "
+                f"their delay p99 {t.delayed_p99_ms:,.0f} ms",
+            )
+        )
+    b = report.burst
+    if b is not None and b.raised:
+        flat = b.flat_bytes_per_alert
+        rows.append(
+            Row(
+                f"riskd: {len(b.raised)} bursts of {b.size:,} alerts, RSS growth over the last",
+                f"{flat:,.1f} B/alert",
+                f"target < {FLAT_BYTES_PER_ALERT:g} B/alert",
+                None,
+                "flat",
+                None if math.isnan(flat) else flat < FLAT_BYTES_PER_ALERT,
+                "RSS MB " + " -> ".join(f"{x / 2**20:,.0f}" for x in b.rss),
+            )
+        )
+        rows.append(
+            Row(
+                "riskd: history length after the bursts",
+                f"{b.held:,}",
+                f"cap {b.history_cap:,}",
+                b.held / b.expected_held if b.expected_held else None,
+                "== min(cap, last seq - 1)",
+                b.held == b.expected_held and b.held + b.missed == b.last_seq - 1,
+                f"replayed after seq 1: {b.held:,} held + {b.missed:,} missed of last seq {b.last_seq:,}; "
+                f"a burst took {statistics.mean(b.seconds):.2f} s",
+            )
+        )
+    for q in report.queries:
+        rows.append(
+            Row(
+                f"riskd: QueryAlerts {q.name}",
+                f"~{q.server_us:,.0f} µs server",
+                f"target {QUERY_TARGET_US:,.0f} µs",
+                q.server_us / QUERY_TARGET_US,
+                "(info)" if q.through_postgres else "<= 1.0",
+                None if q.through_postgres else q.server_us <= QUERY_TARGET_US,
+                f"{q.returned} returned; round trip p50 {q.rtt_p50_us:,.0f} µs - empty RPC {q.empty_p50_us:,.0f} µs",
+            )
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, help="streams held (default 2,000; --full 10,000)")
+    parser.add_argument("--full", action="store_true", help="the issue's sizes: 10,000 subscribers")
+    parser.add_argument("--quick", action="store_true", help="smaller and shorter (smoke)")
+    parser.add_argument(
+        "--client-procs", type=int, help="subscriber processes (default: one per 1,250 streams, 2-8)"
+    )
+    parser.add_argument(
+        "--channels", type=int, default=4, help="channels (TCP connections) per subscriber process"
+    )
+    parser.add_argument(
+        "--wave", type=int, default=250, help="new SubscribeAlerts calls in flight per process"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="marked alerts timed to every subscriber")
+    parser.add_argument("--round-gap", type=float, default=0.5, help="seconds between rounds")
+    parser.add_argument("--round-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--settle", type=float, default=2.0, help="seconds before reading RSS with the streams open"
+    )
+    parser.add_argument("--duration", type=float, help="CheckOrders seconds per run (0: skip; default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
+    parser.add_argument(
+        "--alert-interval", type=float, default=1.0, help="seconds between fresh alerts under load"
+    )
+    parser.add_argument("--burst", type=int, default=100_000, help="alerts per burst (0: skip)")
+    parser.add_argument("--bursts", type=int, default=3, help="bursts (RSS flat between the last two)")
+    parser.add_argument("--queries", type=int, default=300, help="QueryAlerts calls per filter (0: skip)")
+    parser.add_argument("--skip-holder", action="store_true")
+    parser.add_argument("--skip-riskd", action="store_true")
+    parser.add_argument(
+        "--serve-arg",
+        dest="serve_args",
+        action="append",
+        default=[],
+        help="extra `riskd serve` argument (repeat; e.g. --serve-arg=--alert-history --serve-arg=2000)",
+    )
+    parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
+    return parser
+
+
+def settle_args(args: argparse.Namespace) -> argparse.Namespace:
+    if args.subscribers is None:
+        args.subscribers = 10_000 if args.full else (500 if args.quick else 2_000)
+    if args.client_procs is None:
+        args.client_procs = min(8, max(2, math.ceil(args.subscribers / 1_250)))
+    if args.duration is None:
+        args.duration = 2.0 if args.quick else 5.0
+    if args.quick:
+        args.rounds = min(args.rounds, 3)
+        args.bursts = min(args.bursts, 2)
+        args.queries = min(args.queries, 100)
+        args.warmup = min(args.warmup, 0.5)
+    return args
+
+
+def run(args: argparse.Namespace) -> Report:
+    started = time.strftime("%Y%m%d-%H%M%S")
+    settings = {k: v for k, v in vars(args).items()}
+    report = Report(started, _env(), settings)
+    report.notes.append(
+        "holder: bare grpc.aio (bench.stream_holder), same options and loop, no database; "
+        "riskd: `riskd serve` with its embedded PostgreSQL, as a user runs it"
+    )
+    report.notes.append(
+        "delays: Alert.time (raised) -> arrival in a subscriber process, one clock; "
+        "subscriber processes share the 2 cores with the server"
+    )
+    print(f"riskd subscriber bench {started}: {report.env}", flush=True)
+    if not args.skip_holder:
+        print(f"\n== holder: {args.subscribers:,} streams, {args.rounds} rounds", flush=True)
+        report.holder = run_holder(args)
+    if not args.skip_riskd:
+        print(f"\n== riskd serve: {args.subscribers:,} SubscribeAlerts, {args.rounds} rounds", flush=True)
+        try:
+            run_riskd(args, report)
+        except (grpc.RpcError, RuntimeError, TimeoutError) as exc:
+            detail = _grpc_unavailable(exc) if isinstance(exc, grpc.RpcError) else str(exc)
+            msg = f"riskd phase stopped: {detail}"
+            print(f"  {msg}", flush=True)
+            report.notes.append(msg)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = settle_args(build_parser().parse_args(argv))
+    t0 = time.monotonic()
+    report = run(args)
+    rows = rows_of(report)
+    report.rows = [asdict(r) for r in rows]
+    report.settings["elapsed_s"] = round(time.monotonic() - t0, 1)
+    from .run_all import print_table
+
+    print(f"\n== summary ({report.settings['elapsed_s']:.0f} s)")
+    for note in report.notes:
+        print(f"  * {note}")
+    print()
+    print_table(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"subscribers-{report.started}.json"
+    text = json.dumps(asdict(report), indent=2, default=str)
+    out.write_text(text)
+    (RESULTS / "subscribers-latest.json").write_text(text)
+    if args.json:
+        Path(args.json).write_text(text)
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
