@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from . import kernel_bench, memory_bench, prices_bench, recovery_bench, subscribers_bench
+from . import kernel_bench, memory_bench, prices_bench, recovery_bench
 from .loadgen import LoadConfig, LoadResult, run_load
 from .servers import RESULTS, ServerProcess, spawn_server
 
@@ -442,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                 s.stop()
 
     if not args.skip_subscribers:
+        from . import subscribers_bench  # imports this module's table helpers
+
         sub_argv = ["--quick"] if args.quick else []
         sub_argv += ["--full"] if args.full else []
         sub_argv += ["--subscribers", str(args.subscribers)] if args.subscribers else []

@@ -45,6 +45,7 @@ from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
 from .loadgen import LoadConfig, LoadResult, run_load
+from .run_all import Row, _cpu_seconds, _fmt_rate, print_table
 from .servers import RESULTS, ServerProcess, rss_bytes, spawn_riskd, spawn_server
 from .stream_holder import COUNT, FIRE
 from .subscriber_clients import MARK_PREFIX, Delays, SubscriberPool, raise_fd_limit
@@ -85,6 +86,7 @@ class FanoutFigures:
     rss_open: int = 0  # N streams open, idle
     rss_rounds: int = 0  # after the rounds
     rss_closed: int = 0  # streams closed again
+    cpu_per_round_ms: float = math.nan  # the server's CPU time from raising an alert to its last delivery
     rounds: int = 0
     p50_ms: float = math.nan
     p99_ms: float = math.nan
@@ -266,11 +268,15 @@ def hold_streams(
         f"{fig.per_stream_kb:.1f} KB per idle stream",
         flush=True,
     )
+    cpu = 0.0
     for r in rounds:
+        cpu0 = _cpu_seconds(server.proc.pid)
         fire(r)
         if not pool.wait_round(r, args.round_timeout):
             print(f"  round {r}: not every stream got the alert within {args.round_timeout:g} s", flush=True)
+        cpu += _cpu_seconds(server.proc.pid) - cpu0
         time.sleep(args.round_gap)
+    fig.cpu_per_round_ms = cpu / max(len(rounds), 1) * 1e3
     fig.rss_rounds = rss_bytes(server.proc.pid)
     return pool
 
@@ -283,7 +289,8 @@ def close_streams(fig: FanoutFigures, server: ServerProcess, pool: SubscriberPoo
     fig.rss_closed = rss_bytes(server.proc.pid)
     print(
         f"  delay to all {fig.opened:,}: p50 {fig.p50_ms:,.1f} ms, p99 {fig.p99_ms:,.1f} ms, "
-        f"max {fig.max_ms:,.1f} ms (per round max {fig.round_max_ms}); missing {fig.missing}, "
+        f"max {fig.max_ms:,.1f} ms (per round max {fig.round_max_ms}); server CPU "
+        f"{fig.cpu_per_round_ms:,.0f} ms per alert; missing {fig.missing}, "
         f"ended by the server {fig.ended}; RSS after closing {fig.rss_closed / 2**20:,.1f} MB",
         flush=True,
     )
@@ -337,7 +344,28 @@ def load_workload(stub: pb_grpc.RiskServiceStub, workload: Workload) -> None:
     )
 
 
-def _throughput(args: argparse.Namespace, target: str) -> LoadResult:
+def drain(stub: pb_grpc.RiskServiceStub, timeout: float = 300.0) -> float:
+    """Wait until the write-behind has committed everything queued: each throughput run starts with
+    an empty persistence backlog, not the previous run's. DeleteLimits of an id that does not
+    exist changes nothing (no alert) but, like every limit change, returns once the write-behind
+    has committed up to it (trailer riskd-persisted: true). Returns the seconds waited."""
+    t0 = time.monotonic()
+    request = pb.DeleteLimitsRequest(limit_ids=["subbench-no-such-limit"])
+    while time.monotonic() - t0 < timeout:
+        try:
+            _, call = stub.DeleteLimits.with_call(request, timeout=60)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                raise
+            time.sleep(0.2)  # refusing new work until the backlog drains
+            continue
+        if dict(call.trailing_metadata() or ()).get("riskd-persisted") == "true":
+            return time.monotonic() - t0
+    raise TimeoutError(f"the persistence backlog did not drain in {timeout:g} s")
+
+
+def _throughput(args: argparse.Namespace, target: str, stub: pb_grpc.RiskServiceStub) -> LoadResult:
+    waited = drain(stub)
     cfg = LoadConfig(
         target=target,
         mode="unary",
@@ -349,7 +377,8 @@ def _throughput(args: argparse.Namespace, target: str) -> LoadResult:
         uvloop=not args.no_uvloop,
     )
     result = run_load(cfg)
-    print(f"    {result.summary()}", flush=True)
+    refused = f"; first error {result.first_error}" if result.errors else ""
+    print(f"    {result.summary()} (backlog drained {waited:.1f} s before){refused}", flush=True)
     return result
 
 
@@ -578,7 +607,7 @@ def run_riskd(args: argparse.Namespace, report: Report) -> None:
             thr = report.throughput = ThroughputFigures(subscribers=args.subscribers)
             if args.duration > 0:
                 print("  CheckOrders batch 1,000, no subscribers", flush=True)
-                thr.none.append(asdict(_throughput(args, server.target)))
+                thr.none.append(asdict(_throughput(args, server.target, stub)))
             rounds = range(args.rounds)
             pool = hold_streams(fig, server, args, lambda r: raise_marked(stub, r), rounds)
             ticks = range(0)
@@ -591,7 +620,7 @@ def run_riskd(args: argparse.Namespace, report: Report) -> None:
                     )
                     before = pool.stats()
                     with Ticker(stub, args.alert_interval, TICK_BASE) as ticker:
-                        thr.attached.append(asdict(_throughput(args, server.target)))
+                        thr.attached.append(asdict(_throughput(args, server.target, stub)))
                     ticks = ticker.raised
                     time.sleep(min(args.round_timeout, 2.0 + 0.2 * len(ticks)))  # the last ones land
                     after = pool.stats()
@@ -614,7 +643,7 @@ def run_riskd(args: argparse.Namespace, report: Report) -> None:
                 )
             if args.duration > 0:
                 print("  CheckOrders batch 1,000, no subscribers (again)", flush=True)
-                thr.none.append(asdict(_throughput(args, server.target)))
+                thr.none.append(asdict(_throughput(args, server.target, stub)))
             if args.bursts > 0 and args.burst > 0:
                 cap = _serve_setting("alert_history", args, 100_000)
                 print(f"  {args.bursts} bursts of {args.burst:,} alerts (history cap {cap:,})", flush=True)
@@ -635,8 +664,6 @@ def run_riskd(args: argparse.Namespace, report: Report) -> None:
 
 
 def rows_of(report: Report) -> list:
-    from .run_all import Row, _fmt_rate
-
     rows = []
     h, r = report.holder, report.riskd
     if h is not None and h.opened:
@@ -648,7 +675,8 @@ def rows_of(report: Report) -> list:
                 None,
                 "(floor)",
                 None,
-                f"max {h.max_ms:,.0f} ms; {h.per_stream_kb:.1f} KB per idle stream; no database",
+                f"max {h.max_ms:,.0f} ms; server CPU {h.cpu_per_round_ms:,.0f} ms per alert; "
+                f"{h.per_stream_kb:.1f} KB per idle stream; no database",
             )
         )
     if r is not None and r.opened:
@@ -661,7 +689,10 @@ def rows_of(report: Report) -> list:
                 ratio,
                 f"<= {P99_RATIO_TARGET}",
                 None if ratio is None else ratio <= P99_RATIO_TARGET and not r.missing,
-                f"max {r.max_ms:,.0f} ms; missing {r.missing}",
+                f"max {r.max_ms:,.0f} ms; server CPU {r.cpu_per_round_ms:,.0f} ms per alert "
+                f"(holder {h.cpu_per_round_ms:,.0f}); missing {r.missing}"
+                if h is not None
+                else f"max {r.max_ms:,.0f} ms; missing {r.missing}",
             )
         )
         rows.append(
@@ -838,13 +869,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = rows_of(report)
     report.rows = [asdict(r) for r in rows]
     report.settings["elapsed_s"] = round(time.monotonic() - t0, 1)
-    from .run_all import print_table
-
     print(f"\n== summary ({report.settings['elapsed_s']:.0f} s)")
     for note in report.notes:
         print(f"  * {note}")
     print()
-    print_table(rows)
+    if rows:
+        print_table(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"subscribers-{report.started}.json"
     text = json.dumps(asdict(report), indent=2, default=str)
