@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +22,7 @@ class ServerProcess:
     target: str  # 127.0.0.1:PORT
     banner: str
     log_path: Path
+    lines: list[str] = field(default_factory=list)  # stdout lines up to the banner
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc.poll() is None:
@@ -84,26 +86,37 @@ def spawn_riskd(
     name: str, data_dir: Path, args: list[str] | None = None, timeout: float = 300.0
 ) -> ServerProcess:
     """Run ``riskd serve --listen 127.0.0.1:0 --data-dir DATA_DIR ARGS`` (embedded PostgreSQL under
-    DATA_DIR unless ARGS hold --dsn) and wait for its ``riskd serving on HOST:PORT`` line."""
+    DATA_DIR unless ARGS hold --dsn) and wait for its ``riskd serving on HOST:PORT`` line; what it
+    prints on stdout (``riskd metrics on URL`` …) keeps landing in ``lines``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     log_path = RESULTS / f"{name}.log"
     cmd = [*riskd_command(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *(args or [])]
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    lines: list[str] = []
+    serving = threading.Event()
+
+    def read_stdout() -> None:  # to the end: lines after the banner (metrics URL) land in ``lines``
+        assert proc.stdout is not None
+        with contextlib.suppress(ValueError, OSError):  # stop() closes the pipe
+            for line in proc.stdout:
+                lines.append(line.strip())
+                if line.startswith("riskd serving on "):
+                    serving.set()
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
     reader.start()
     deadline = time.monotonic() + timeout
-    while reader.is_alive() and time.monotonic() < deadline and proc.poll() is None:
-        reader.join(0.1)
-    first = line[0].strip() if line else ""
-    if not first.startswith("riskd serving on "):
+    while not serving.is_set() and time.monotonic() < deadline and proc.poll() is None:
+        serving.wait(0.1)
+    last = next((x for x in lines if x.startswith("riskd serving on ")), "")
+    if not last:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
         tail = log_path.read_text()[-2_000:]
-        raise RuntimeError(f"{name}: riskd serve did not start (stdout {first!r}); stderr tail:\n{tail}")
-    return ServerProcess(name, proc, first.rsplit(" ", 1)[1], " ".join(cmd[1:]), log_path)
+        raise RuntimeError(f"{name}: riskd serve did not start (stdout {lines!r}); stderr tail:\n{tail}")
+    return ServerProcess(name, proc, last.rsplit(" ", 1)[1], " ".join(cmd[1:]), log_path, lines)
 
 
 def rss_bytes(pid: int) -> int:

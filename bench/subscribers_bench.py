@@ -1,26 +1,31 @@
 """Alert subscribers: riskd's SubscribeAlerts fan-out measured against a bare grpc.aio stream holder
-in the same run, plus what alerts cost the rest of the server.
+in the same run, and what alerts cost the rest of the server.
 
-1. The holder (bench.stream_holder, its own process): N streams opened by subscriber processes
-   (bench.subscriber_clients), RSS before and with them open, then ``--rounds`` times one prepared
-   alert written to every stream; the delay from its ``Alert.time`` to each arrival.
-2. The real server, ``riskd serve`` as a user runs it (embedded PostgreSQL in a temporary folder,
-   a subprocess), loaded with the bench workload (limits, marks, positions) through the API:
-   (c) CheckOrders throughput (batches of 1,000, bench.loadgen) with no subscribers; (b) RSS before
-   and with N SubscribeAlerts streams open; (a) ``--rounds`` marked alerts, each raised through
-   the real API (one order over the ``subbench-mark`` MAX_ORDER_QUANTITY limit: its Alert.time is
-   when the check raised it) and the delay to every subscriber; (c) the same throughput with the N
-   subscribers attached, a fresh alert raised every ``--alert-interval`` s meanwhile (and the
-   workload's own ~2 % rejects in every batch), then again with none; (d) ``--bursts`` bursts of
-   ``--burst`` alerts (distinct rejecting orders: 1,000 accounts x ``burst/1,000`` symbols, a
-   fresh limit id each burst so dedupe folds nothing), RSS after each, the history's length
-   read back through SubscribeAlerts(after_seq=1) (replayed + ``missed``); (e) filtered
-   QueryAlerts over the full history: client round trip on loopback minus an empty RPC's
-   (grpc.health.v1 Check) round trip.
+1. The holder (bench.stream_holder, its own process, no database): N streams opened by subscriber
+   processes (bench.subscriber_clients), RSS before and with them open, then ``--rounds`` times
+   one prepared alert written to every stream; the delay from its Alert.time to each arrival.
+2. ``riskd serve`` as a user runs it (embedded PostgreSQL in a temporary folder, a subprocess),
+   loaded with the bench workload (limits, marks, positions) through the API:
+   (a) + (b) on the fresh server, as for the holder: RSS before and with N SubscribeAlerts streams,
+   then ``--rounds`` marked alerts raised through the real API (one order over the
+   ``subbench-mark`` MAX_ORDER_QUANTITY limit: its Alert.time is when the check raised it), the
+   delay to every subscriber and the server's CPU time per alert;
+   (c) CheckOrders throughput (bench.loadgen, batches of 1,000): none, N attached, none. "Quiet"
+   runs: every batch carries one order over the mark limit (one dedupe key: an occurrence per
+   batch, an alert at first and a summary per dedupe window) and a fresh alert is raised every
+   ``--alert-interval`` s; "noisy" runs (info): the workload's full limits, ~2 % of orders
+   rejected over hundreds of keys. Each run starts with the persistence backlog drained.
+3. A second fresh ``riskd serve``: (d) ``--bursts`` bursts of ``--burst`` alerts (distinct
+   rejected orders: 1,000 accounts x burst/1,000 symbols, a fresh limit id each burst so dedupe
+   folds nothing), RSS after each (write-behind drained, RSS settled), the history's length read
+   back through SubscribeAlerts(after_seq=1) (replayed + ``missed``); (e) filtered QueryAlerts
+   over the full history: the server's own timer (``riskd_rpc_server_seconds`` from
+   ``--metrics-listen``, when the server has it) and the client round trip minus an empty RPC's
+   (grpc.health.v1 Check), alternating call by call.
 
-Every figure of the real server is with its database; the holder has none (it is the floor).
+Every riskd figure is with its database; the holder has none (it is the floor).
 
-    python -m bench.subscribers_bench [--subscribers N] [--full] [--quick] [--json PATH]
+    python -m bench.subscribers_bench [--subscribers N | --full | --quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -56,9 +63,10 @@ P99_TARGET_S = 1.0
 RSS_RATIO_TARGET = 1.25  # riskd's RSS per idle subscriber / the holder's
 THROUGHPUT_RATIO_TARGET = 0.9  # CheckOrders with N subscribers / with none
 QUERY_TARGET_US = 1_000.0
-# RSS "flat" under a burst: less than this many bytes kept per alert past the history's cap (an
-# Alert kept per alert would be ~0.5-1 KB).
-FLAT_BYTES_PER_ALERT = 50.0
+# RSS "flat" under bursts: RSS per alert raised after the first burst (the history already full)
+# at most this fraction of RSS per alert while the first burst filled it. Anything kept per alert
+# past the cap would show as a fraction near 1; the allocator's noise here is about +-15 MB a burst.
+FLAT_FRACTION_TARGET = 0.1
 
 MARK_ACCOUNT = "SBMARK"
 MARK_LIMIT = "subbench-mark"
@@ -113,23 +121,63 @@ class FanoutFigures:
 
 
 @dataclass(slots=True)
+class ThroughputRun:
+    """One CheckOrders load run (bench.loadgen, batches of 1,000) and what the alert path did meanwhile."""
+
+    regime: str  # "quiet": ~1 reject every other batch + a fresh alert every --alert-interval s;
+    # "noisy": the workload's full limits (~2 % of orders rejected, many distinct keys)
+    subscribers: int
+    result: dict  # LoadResult
+    raised: int = 0  # alerts numbered during the run (GetAlertStats.raised)
+    deliveries: int = 0  # alerts the subscribers received during the run
+    ticks: int = 0  # fresh marked alerts the ticker raised
+    wall_s: float = 0.0  # the run, warm-up included
+    server_cpu_s: float = math.nan  # the server process's CPU time over the run
+    orders_checked: float = math.nan  # riskd_orders_checked_total over the run (--metrics-listen)
+
+    @property
+    def cpu_us_per_order(self) -> float:
+        """Server CPU per order checked (the fan-out's CPU included): steadier than throughput on a
+        shared machine, and what 'the hot path's cost' means when the server is not saturated."""
+        if math.isnan(self.orders_checked) or not self.orders_checked:
+            return math.nan
+        return self.server_cpu_s / self.orders_checked * 1e6
+
+
+@dataclass(slots=True)
 class ThroughputFigures:
-    none: list[dict] = field(default_factory=list)  # LoadResult, no subscribers (before, after)
-    attached: list[dict] = field(default_factory=list)  # LoadResult, N subscribers attached
+    runs: list[ThroughputRun] = field(default_factory=list)
     subscribers: int = 0
-    alerts_raised: int = 0  # marked alerts raised by the ticker while attached
-    alerts_delivered: int = 0  # alerts the subscribers received during the attached run
     delayed_p99_ms: float = math.nan  # the ticker's alerts: delay to every subscriber, under load
     delayed_max_ms: float = math.nan
 
-    @staticmethod
-    def _rate(results: list[dict]) -> float:
-        return statistics.mean(r["orders_per_s"] for r in results) if results else math.nan
+    def rate(self, regime: str, attached: bool) -> float:
+        values = [
+            r.result["orders_per_s"]
+            for r in self.runs
+            if r.regime == regime and (r.subscribers > 0) == attached
+        ]
+        return statistics.mean(values) if values else math.nan
 
-    @property
-    def ratio(self) -> float:
-        none = self._rate(self.none)
-        return self._rate(self.attached) / none if none else math.nan
+    def ratio(self, regime: str) -> float:
+        none = self.rate(regime, False)
+        return self.rate(regime, True) / none if none else math.nan
+
+    def cpu(self, regime: str, attached: bool) -> float:
+        values = [
+            r.cpu_us_per_order
+            for r in self.runs
+            if r.regime == regime and (r.subscribers > 0) == attached and not math.isnan(r.cpu_us_per_order)
+        ]
+        return statistics.mean(values) if values else math.nan
+
+    def p99_ms(self, regime: str, attached: bool) -> float:
+        values = [
+            r.result["p99_us"] / 1e3
+            for r in self.runs
+            if r.regime == regime and (r.subscribers > 0) == attached
+        ]
+        return statistics.median(values) if values else math.nan
 
 
 @dataclass(slots=True)
@@ -149,10 +197,18 @@ class BurstFigures:
         return min(self.history_cap, max(self.last_seq - 1, 0))
 
     @property
-    def flat_bytes_per_alert(self) -> float:
-        if len(self.rss) < 3 or not self.raised:
+    def fill_bytes_per_alert(self) -> float:
+        """RSS per alert while the first burst filled the history (ring, indexes, dedupe, names)."""
+        if len(self.rss) < 2 or not self.raised:
             return math.nan
-        return (self.rss[-1] - self.rss[-2]) / max(self.raised[-1], 1)
+        return (self.rss[1] - self.rss[0]) / max(self.raised[0], 1)
+
+    @property
+    def flat_bytes_per_alert(self) -> float:
+        """RSS per alert raised after the first burst: ~0 when nothing is kept past the cap."""
+        if len(self.rss) < 3:
+            return math.nan
+        return (self.rss[-1] - self.rss[1]) / max(sum(self.raised[1:]), 1)
 
 
 @dataclass(slots=True)
@@ -163,9 +219,14 @@ class QueryFigures:
     rtt_p99_us: float
     empty_p50_us: float
     through_postgres: bool = False
+    server_mean_us: float = math.nan  # riskd_rpc_server_seconds (--metrics-listen), when served
+    server_p50_bound_us: float = math.nan  # the histogram bucket bound holding the median
 
     @property
     def server_us(self) -> float:
+        """The server's own timer when it has one; else round trip minus the empty RPC's."""
+        if not math.isnan(self.server_mean_us):
+            return self.server_mean_us
         return self.rtt_p50_us - self.empty_p50_us
 
 
@@ -226,15 +287,16 @@ def _grpc_unavailable(exc: grpc.RpcError) -> str:
 
 
 def hold_streams(
-    fig: FanoutFigures,
+    fig: FanoutFigures | None,
     server: ServerProcess,
     args: argparse.Namespace,
-    fire,
-    rounds: range,
+    fire=None,
+    rounds: range = range(0),
     request: bytes = b"",
 ) -> SubscriberPool:
-    """Open the streams, take RSS before/with them, run the marked rounds; the pool stays open."""
-    fig.rss_before = rss_bytes(server.proc.pid)
+    """Open the streams (with ``fig``: RSS before and with them, then the marked rounds); the pool
+    stays open."""
+    rss_before = settle_rss(server.proc.pid) if fig is not None else 0
     pool = SubscriberPool(
         server.target,
         args.subscribers,
@@ -249,18 +311,21 @@ def hold_streams(
     except BaseException:
         pool.kill(grace=0.0)
         raise
+    print(
+        f"  {st['open']:,} streams open in {pool.open_seconds:.1f} s "
+        f"({pool.total // max(len(pool.procs), 1):,} a process x {len(pool.procs)}, {args.channels} "
+        f"channels each; {st['refused']} refused attempts retried, {st['failed']} failed)",
+        flush=True,
+    )
+    if fig is None:
+        return pool
     fig.opened, fig.refused, fig.failed, fig.open_s = (
         st["open"],
         st["refused"],
         st["failed"],
         pool.open_seconds,
     )
-    print(
-        f"  {fig.opened:,} streams open in {fig.open_s:.1f} s ({pool.total // max(len(pool.procs), 1):,} a "
-        f"process x {len(pool.procs)}, {args.channels} channels each; {fig.refused} refused attempts "
-        f"retried, {fig.failed} failed)",
-        flush=True,
-    )
+    fig.rss_before = rss_before
     time.sleep(args.settle)
     fig.rss_open = rss_bytes(server.proc.pid)
     print(
@@ -325,16 +390,12 @@ def run_holder(args: argparse.Namespace) -> FanoutFigures:
 # ---------------------------------------------------------------------------------------- riskd
 
 
-def load_workload(stub: pb_grpc.RiskServiceStub, workload: Workload) -> None:
+def load_workload(stub: pb_grpc.RiskServiceStub, workload: Workload, limits: list) -> None:
+    """The workload's marks and positions, the given limits, and the mark limit, through the API."""
     from riskd_server.limits import MAX_ORDER_QUANTITY, Limit
-    from riskd_server.servicer import limit_to_pb
 
-    limits = workload.limits()
-    limits.append(Limit(limit_id=MARK_LIMIT, kind=MAX_ORDER_QUANTITY, account=MARK_ACCOUNT, threshold=10))
-    for i in range(0, len(limits), 1_000):
-        stub.UpsertLimits(
-            pb.UpsertLimitsRequest(limits=[limit_to_pb(x) for x in limits[i : i + 1_000]]), timeout=60
-        )
+    mark = Limit(limit_id=MARK_LIMIT, kind=MAX_ORDER_QUANTITY, account=MARK_ACCOUNT, threshold=10)
+    upsert(stub, [*limits, mark])
     stub.UpdatePrices(
         pb.UpdatePricesRequest(symbol=workload.symbols, price=workload.marks.tolist()), timeout=60
     )
@@ -364,7 +425,11 @@ def drain(stub: pb_grpc.RiskServiceStub, timeout: float = 300.0) -> float:
     raise TimeoutError(f"the persistence backlog did not drain in {timeout:g} s")
 
 
-def _throughput(args: argparse.Namespace, target: str, stub: pb_grpc.RiskServiceStub) -> LoadResult:
+def _throughput(
+    args: argparse.Namespace, target: str, stub: pb_grpc.RiskServiceStub, extra: bool = False
+) -> LoadResult:
+    """One bench.loadgen run (batches of 1,000; with ``extra`` one more order per batch, over the
+    mark limit: every batch raises one occurrence of one alert key)."""
     waited = drain(stub)
     cfg = LoadConfig(
         target=target,
@@ -375,6 +440,7 @@ def _throughput(args: argparse.Namespace, target: str, stub: pb_grpc.RiskService
         procs=args.load_procs,
         concurrency=2,
         uvloop=not args.no_uvloop,
+        extra_order=(MARK_ACCOUNT, "SBREJ", 1_000.0, 100.0) if extra else None,
     )
     result = run_load(cfg)
     refused = f"; first error {result.first_error}" if result.errors else ""
@@ -383,26 +449,27 @@ def _throughput(args: argparse.Namespace, target: str, stub: pb_grpc.RiskService
 
 
 class Ticker:
-    """Raises a fresh marked alert every ``interval`` s on its own thread (the alert path exercised
-    while the throughput is measured)."""
+    """Raises a fresh marked alert every ``interval`` s on its own thread (0: none), numbered from
+    ``rounds``, so the alert path and the fan-out work while the throughput is measured."""
 
-    def __init__(self, stub: pb_grpc.RiskServiceStub, interval: float, first: int) -> None:
+    def __init__(self, stub: pb_grpc.RiskServiceStub, interval: float, rounds) -> None:
         self.stub = stub
         self.interval = interval
-        self.next = first
-        self.first = first
+        self.rounds = rounds
+        self.raised: list[int] = []
+        self.error = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.error = ""
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            r = next(self.rounds)
             try:
-                raise_marked(self.stub, self.next)
-                self.next += 1
+                raise_marked(self.stub, r)
             except (grpc.RpcError, RuntimeError) as exc:
                 self.error = str(exc)
                 return
+            self.raised.append(r)
 
     def __enter__(self) -> Ticker:
         if self.interval > 0:
@@ -413,10 +480,6 @@ class Ticker:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
-
-    @property
-    def raised(self) -> range:
-        return range(self.first, self.next)
 
 
 def alert_stats(stub: pb_grpc.RiskServiceStub) -> pb.GetAlertStatsResponse:
@@ -475,7 +538,8 @@ def run_bursts(
     accounts = [f"SBB{a:03d}" for a in range(BURST_ACCOUNTS)]
     symbols = [f"SBBS{s:03d}" for s in range(n_sym)]
     pairs = [(a, s) for s in symbols for a in accounts][: args.burst]
-    fig.rss.append(rss_bytes(server.proc.pid))
+    drain(stub)
+    fig.rss.append(settle_rss(server.proc.pid))
     previous: list[str] = []
     for b in range(args.bursts):
         ids = [f"subbench-burst{b}-{s}" for s in symbols]
@@ -507,7 +571,8 @@ def run_bursts(
         last, t_last = wait_alerts(stub, start_seq + len(pairs), quiet=1.0)
         fig.seconds.append(t_last - t0)
         fig.raised.append(last - start_seq)
-        fig.rss.append(rss_bytes(server.proc.pid))
+        drain(stub)  # the burst's rows committed: the write-behind's buffers are not the history's
+        fig.rss.append(settle_rss(server.proc.pid))
         print(
             f"    burst {b + 1}: {last - start_seq:,} alerts numbered in {fig.seconds[-1]:.2f} s, "
             f"RSS {fig.rss[-1] / 2**20:,.1f} MB",
@@ -517,25 +582,77 @@ def run_bursts(
     fig.held, fig.missed = history_held(channel, fig.last_seq)
     print(
         f"    history holds {fig.held:,} of {fig.last_seq:,} alerts (missed {fig.missed:,}; cap {cap:,}); "
-        f"RSS growth over the last burst {fig.flat_bytes_per_alert:.1f} B per alert",
+        f"RSS {fig.fill_bytes_per_alert:,.0f} B per alert filling it, {fig.flat_bytes_per_alert:,.0f} B "
+        f"per alert past the cap",
         flush=True,
     )
     return fig
 
 
-def _rtts(call, request: bytes, n: int) -> tuple[np.ndarray, bytes]:
+def _interleaved(query, request: bytes, empty, n: int) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """Round trips (µs) of ``query`` and of the empty RPC, alternating call by call so the machine's
+    drift (other work on the shared cores) lands on both alike; and the last reply."""
     reply = b""
     for _ in range(max(n // 10, 5)):  # warm
-        reply = call(request, timeout=30)
-    out = np.empty(n)
+        reply = query(request, timeout=30)
+        empty(b"", timeout=30)
+    q, e = np.empty(n), np.empty(n)
     for i in range(n):
         t0 = time.perf_counter_ns()
-        reply = call(request, timeout=30)
-        out[i] = (time.perf_counter_ns() - t0) / 1e3
-    return out, reply
+        reply = query(request, timeout=30)
+        t1 = time.perf_counter_ns()
+        empty(b"", timeout=30)
+        t2 = time.perf_counter_ns()
+        q[i], e[i] = (t1 - t0) / 1e3, (t2 - t1) / 1e3
+    return q, e, reply
 
 
-def run_queries(args: argparse.Namespace, channel: grpc.Channel, n_sym: int) -> list[QueryFigures]:
+_HIST = re.compile(
+    r"^riskd_rpc_server_seconds_(bucket|sum|count)\{([^}]*)\} ([0-9.eE+-]+|[+-]Inf|NaN)$", re.M
+)
+
+
+def counter(metrics_url: str, name: str) -> float:
+    """One unlabelled counter or gauge from the Prometheus endpoint (nan when absent)."""
+    if not metrics_url:
+        return math.nan
+    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    m = re.search(rf"^{re.escape(name)} ([0-9.eE+-]+)$", text, re.M)
+    return float(m[1]) if m else math.nan
+
+
+def server_times(metrics_url: str, method: str) -> dict[str, float]:
+    """riskd_rpc_server_seconds for one method from the Prometheus endpoint: sum, count and the
+    cumulative count per bucket bound ("le")."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for kind, labels, value in _HIST.findall(text):
+        if f'method="{method}"' not in labels:
+            continue
+        if kind == "bucket":
+            le = re.search(r'le="([^"]+)"', labels)
+            out[f"le={le[1] if le else ''}"] = float(value)
+        else:
+            out[kind] = float(value)
+    return out
+
+
+def _hist_delta(before: dict[str, float], after: dict[str, float]) -> tuple[float, float]:
+    """(mean µs, p50 bucket bound µs) of the calls between two scrapes (nan when none)."""
+    count = after.get("count", 0.0) - before.get("count", 0.0)
+    if count <= 0:
+        return math.nan, math.nan
+    mean = (after.get("sum", 0.0) - before.get("sum", 0.0)) / count * 1e6
+    bounds = sorted((float(k[3:]), after[k] - before.get(k, 0.0)) for k in after if k.startswith("le="))
+    p50 = next((le * 1e6 for le, n in bounds if n >= count / 2), math.nan)
+    return mean, p50
+
+
+def run_queries(
+    args: argparse.Namespace, channel: grpc.Channel, n_sym: int, metrics_url: str = ""
+) -> list[QueryFigures]:
     query = channel.unary_unary(QUERY_METHOD)
     empty = channel.unary_unary(HEALTH_CHECK)
     acct, sym = "SBB123", f"SBBS{min(42, n_sym - 1):03d}"
@@ -556,25 +673,38 @@ def run_queries(args: argparse.Namespace, channel: grpc.Channel, n_sym: int) -> 
     out = []
     for name, flt, deep in cases:
         req = pb.QueryAlertsRequest(filter=flt, page_size=100).SerializeToString()
-        e1, _ = _rtts(empty, b"", args.queries)
-        rtt, reply = _rtts(query, req, args.queries)
-        e2, _ = _rtts(empty, b"", args.queries)
-        empty_p50 = float(np.percentile(np.concatenate([e1, e2]), 50))
+        before = server_times(metrics_url, "QueryAlerts") if metrics_url else {}
+        rtt, rtt_empty, reply = _interleaved(query, req, empty, args.queries)
+        after = server_times(metrics_url, "QueryAlerts") if metrics_url else {}
         q = QueryFigures(
             name,
             len(pb.QueryAlertsResponse.FromString(reply).alerts),
             float(np.percentile(rtt, 50)),
             float(np.percentile(rtt, 99)),
-            empty_p50,
+            float(np.percentile(rtt_empty, 50)),
             deep,
         )
+        if metrics_url:
+            q.server_mean_us, q.server_p50_bound_us = _hist_delta(before, after)
         out.append(q)
+        timer = (
+            f"; server timer: mean {q.server_mean_us:,.0f} µs, p50 <= {q.server_p50_bound_us:,.0f} µs"
+            if metrics_url
+            else ""
+        )
         print(
             f"    {name}: {q.returned} alerts, round trip p50 {q.rtt_p50_us:,.0f} µs (p99 {q.rtt_p99_us:,.0f}), "
-            f"empty RPC {q.empty_p50_us:,.0f} µs -> server ~{q.server_us:,.0f} µs",
+            f"empty RPC {q.empty_p50_us:,.0f} µs -> difference {q.rtt_p50_us - q.empty_p50_us:,.0f} µs"
+            + timer,
             flush=True,
         )
     return out
+
+
+def _has_setting(name: str) -> bool:
+    from riskd_server.config import OPTIONS
+
+    return any(o.name == name for o in OPTIONS)
 
 
 def _serve_setting(name: str, args: argparse.Namespace, default):
@@ -590,74 +720,190 @@ def _serve_setting(name: str, args: argparse.Namespace, default):
     return next((o.default for o in OPTIONS if o.name == name), default)
 
 
+def split_limits(workload: Workload) -> tuple[list, list]:
+    """(quiet, tight): the workload's limits without / with only the tight per-account and
+    per-symbol ones that reject ~2 % of its orders (hundreds of distinct dedupe keys)."""
+    tight_prefixes = (
+        "acct-qty-",
+        "sym-notional-",
+        "sym-collar-",
+        "sym-restricted-",
+        "x-position-",
+        "x-restricted-",
+    )
+    quiet, tight = [], []
+    for lim in workload.limits():
+        (tight if lim.limit_id.startswith(tight_prefixes) else quiet).append(lim)
+    return quiet, tight
+
+
+def upsert(stub: pb_grpc.RiskServiceStub, limits: list) -> None:
+    from riskd_server.servicer import limit_to_pb
+
+    for i in range(0, len(limits), 1_000):
+        chunk = [limit_to_pb(x) for x in limits[i : i + 1_000]]
+        stub.UpsertLimits(pb.UpsertLimitsRequest(limits=chunk), timeout=60)
+
+
+def settle_rss(pid: int, timeout: float = 30.0, step: float = 0.5, tolerance: int = 2**20) -> int:
+    """RSS once it stops moving (two steps within ``tolerance``): after a load run the allocator
+    keeps returning memory for a while, which would read as negative per-stream memory."""
+    deadline = time.monotonic() + timeout
+    last = rss_bytes(pid)
+    still = 0
+    while time.monotonic() < deadline and still < 2:
+        time.sleep(step)
+        now = rss_bytes(pid)
+        still = still + 1 if abs(now - last) <= tolerance else 0
+        last = now
+    return last
+
+
+class RiskdSession:
+    """One `riskd serve` (its own embedded PostgreSQL in a temporary folder) and a channel to it."""
+
+    def __init__(self, args: argparse.Namespace, name: str) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix="riskd-subbench-"))
+        serve_args = list(args.serve_args)
+        if _has_setting("metrics_listen") and not any(a.startswith("--metrics-listen") for a in serve_args):
+            serve_args += ["--metrics-listen", "127.0.0.1:0"]  # the server's own timer for QueryAlerts
+        self.server: ServerProcess | None = None
+        self.channel: grpc.Channel | None = None
+        try:
+            self.server = spawn_riskd(name, self.data_dir, serve_args)
+        except BaseException:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            raise
+        print(f"  {self.server.banner} at {self.server.target} (pid {self.server.proc.pid})", flush=True)
+        self.metrics_url = ""
+        for _ in range(50 if "--metrics-listen" in serve_args else 0):  # printed after the banner
+            self.metrics_url = next(
+                (x.rsplit(" ", 1)[1] for x in self.server.lines if x.startswith("riskd metrics on ")), ""
+            )
+            if self.metrics_url:
+                break
+            time.sleep(0.05)
+        self.channel = grpc.insecure_channel(
+            self.server.target, options=[("grpc.max_receive_message_length", 64 * 2**20)]
+        )
+        self.stub = pb_grpc.RiskServiceStub(self.channel)
+
+    def __enter__(self) -> RiskdSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.server is not None:
+            self.server.stop(timeout=60)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
 def run_riskd(args: argparse.Namespace, report: Report) -> None:
+    """(a), (b), (c) on one fresh `riskd serve`; (d), (e) on another, so each phase's RSS starts from
+    a server that has not just freed (and kept) the memory of an earlier phase."""
     fig = report.riskd = FanoutFigures("riskd", args.subscribers)
-    data_dir = Path(tempfile.mkdtemp(prefix="riskd-subbench-"))
-    server = None
-    try:
-        server = spawn_riskd("riskd-subbench", data_dir, args.serve_args)
-        print(f"  {server.banner} at {server.target} (pid {server.proc.pid})", flush=True)
-        with grpc.insecure_channel(
-            server.target, options=[("grpc.max_receive_message_length", 64 * 2**20)]
-        ) as ch:
-            stub = pb_grpc.RiskServiceStub(ch)
-            workload = Workload()
-            load_workload(stub, workload)
-            raise_marked(stub, -1)  # the alert path's first-call costs, before RSS
-            thr = report.throughput = ThroughputFigures(subscribers=args.subscribers)
-            if args.duration > 0:
-                print("  CheckOrders batch 1,000, no subscribers", flush=True)
-                thr.none.append(asdict(_throughput(args, server.target, stub)))
-            rounds = range(args.rounds)
-            pool = hold_streams(fig, server, args, lambda r: raise_marked(stub, r), rounds)
-            ticks = range(0)
+    workload = Workload()
+    quiet, tight = split_limits(workload)
+    with RiskdSession(args, "riskd-subbench") as rs:
+        assert rs.server is not None
+        server, stub = rs.server, rs.stub
+        load_workload(stub, workload, quiet)
+        raise_marked(stub, -1)  # the alert path's first-call costs
+        thr = report.throughput = ThroughputFigures(subscribers=args.subscribers)
+        ticks = iter(range(TICK_BASE, TICK_BASE + 1_000_000))
+        ticked: list[int] = []
+
+        def load_run(regime: str, pool: SubscriberPool | None) -> None:
+            n = pool.open if pool is not None else 0
+            interval = args.alert_interval if regime == "quiet" else 0.0
+            print(
+                f"  CheckOrders batch 1,000, {regime}, {n:,} subscribers"
+                + (
+                    f", one rejected order per batch (one dedupe key), a fresh alert every {interval:g} s"
+                    if regime == "quiet"
+                    else ", the workload's full limits"
+                ),
+                flush=True,
+            )
+            before = pool.stats()["alerts"] if pool is not None else 0
+            drain(stub)
+            raised0 = alert_stats(stub).raised
+            checked0, cpu0 = (
+                counter(rs.metrics_url, "riskd_orders_checked_total"),
+                _cpu_seconds(server.proc.pid),
+            )
+            t0 = time.perf_counter()
+            with Ticker(stub, interval, ticks) as ticker:
+                result = _throughput(args, server.target, stub, extra=regime == "quiet")
+            run = ThroughputRun(regime, n, asdict(result), ticks=len(ticker.raised))
+            run.wall_s = time.perf_counter() - t0
+            run.server_cpu_s = _cpu_seconds(server.proc.pid) - cpu0
+            run.orders_checked = counter(rs.metrics_url, "riskd_orders_checked_total") - checked0
+            ticked.extend(ticker.raised)
+            if ticker.error:
+                report.notes.append(f"alert ticker stopped: {ticker.error}")
+            if pool is not None:
+                time.sleep(2.0)  # what was queued lands
+                run.deliveries = pool.stats()["alerts"] - before
+            run.raised = alert_stats(stub).raised - raised0
+            print(
+                f"    alerts raised {run.raised:,}"
+                + (f", delivered {run.deliveries:,}" if pool is not None else "")
+                + f"; server CPU {run.cpu_us_per_order:.2f} µs per order checked",
+                flush=True,
+            )
+            thr.runs.append(run)
+
+        # (a), (b) on the fresh server, as the holder: RSS before and with the streams, the rounds.
+        rounds = range(args.rounds)
+        pool = hold_streams(fig, server, args, lambda r: raise_marked(stub, r), rounds)
+        close_streams(fig, server, pool, rounds)
+        # (c) none, N attached, ..., none; the noisy pair with the workload's full limits.
+        delays: list[Delays] = []
+        for rep in range(args.repeat if args.duration > 0 else 0):
+            load_run("quiet", None)
+            pool = hold_streams(None, server, args)
             try:
-                if args.duration > 0:
-                    print(
-                        f"  CheckOrders batch 1,000, {fig.opened:,} subscribers attached, a fresh alert "
-                        f"every {args.alert_interval:g} s",
-                        flush=True,
-                    )
-                    before = pool.stats()
-                    with Ticker(stub, args.alert_interval, TICK_BASE) as ticker:
-                        thr.attached.append(asdict(_throughput(args, server.target, stub)))
-                    ticks = ticker.raised
-                    time.sleep(min(args.round_timeout, 2.0 + 0.2 * len(ticks)))  # the last ones land
-                    after = pool.stats()
-                    thr.alerts_raised = len(ticks)
-                    thr.alerts_delivered = after["alerts"] - before["alerts"]
-                    if ticker.error:
-                        report.notes.append(f"alert ticker stopped: {ticker.error}")
+                load_run("quiet", pool)
+                if args.noisy and rep == 0:
+                    upsert(stub, tight)
+                    load_run("noisy", pool)
             finally:
-                delays = close_streams(fig, server, pool, rounds)
-            if len(ticks):
-                under = [delays.per_round.get(r, np.zeros(0)) for r in ticks]
-                vals = np.concatenate(under)
-                if vals.size:
-                    thr.delayed_p99_ms = float(np.percentile(vals, 99)) * 1e3
-                    thr.delayed_max_ms = float(vals.max()) * 1e3
+                delays.append(pool.stop()[1])
+            if args.noisy and rep == 0:
+                # The attached run met every key first: wait out the dedupe window (its summaries go
+                # out, its keys are forgotten) so this run raises the same first occurrences.
+                time.sleep(_serve_setting("alert_dedupe_window", args, 10.0) + 2.0)
+                load_run("noisy", None)
+                stub.DeleteLimits(pb.DeleteLimitsRequest(limit_ids=[x.limit_id for x in tight]), timeout=60)
+        if args.duration > 0 and args.repeat > 0:
+            load_run("quiet", None)
+        if ticked:
+            parts = [d.per_round[r] for d in delays for r in ticked if r in d.per_round]
+            vals = np.concatenate(parts) if parts else np.zeros(0)
+            if vals.size:
+                thr.delayed_p99_ms = float(np.percentile(vals, 99)) * 1e3
+                thr.delayed_max_ms = float(vals.max()) * 1e3
                 print(
-                    f"  alerts under load: {len(ticks)} raised, subscribers received {thr.alerts_delivered:,} "
-                    f"alerts; marked ones: p99 {thr.delayed_p99_ms:,.1f} ms, max {thr.delayed_max_ms:,.1f} ms",
+                    f"  marked alerts under load (quiet runs, attached): {vals.size:,} deliveries, "
+                    f"p99 {thr.delayed_p99_ms:,.1f} ms, max {thr.delayed_max_ms:,.1f} ms",
                     flush=True,
                 )
-            if args.duration > 0:
-                print("  CheckOrders batch 1,000, no subscribers (again)", flush=True)
-                thr.none.append(asdict(_throughput(args, server.target, stub)))
-            if args.bursts > 0 and args.burst > 0:
-                cap = _serve_setting("alert_history", args, 100_000)
-                print(f"  {args.bursts} bursts of {args.burst:,} alerts (history cap {cap:,})", flush=True)
-                report.burst = run_bursts(args, stub, ch, server, cap)
-                if args.queries > 0:
-                    print(
-                        f"  filtered QueryAlerts over the full history ({args.queries} calls each)",
-                        flush=True,
-                    )
-                    report.queries = run_queries(args, ch, max(1, math.ceil(args.burst / BURST_ACCOUNTS)))
-    finally:
-        if server is not None:
-            server.stop(timeout=60)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    if args.bursts > 0 and args.burst > 0:
+        cap = _serve_setting("alert_history", args, 100_000)
+        print(
+            f"\n== riskd serve (a second, fresh one): {args.bursts} bursts of {args.burst:,} alerts "
+            f"(history cap {cap:,})",
+            flush=True,
+        )
+        with RiskdSession(args, "riskd-subbench-bursts") as rs:
+            assert rs.server is not None and rs.channel is not None
+            report.burst = run_bursts(args, rs.stub, rs.channel, rs.server, cap)
+            if args.queries > 0:
+                print(f"  filtered QueryAlerts over the full history ({args.queries} calls each)", flush=True)
+                n_sym = max(1, math.ceil(args.burst / BURST_ACCOUNTS))
+                report.queries = run_queries(args, rs.channel, n_sym, rs.metrics_url)
 
 
 # ---------------------------------------------------------------------------------------- table
@@ -719,31 +965,48 @@ def rows_of(report: Report) -> list:
             )
         )
     t = report.throughput
-    if t is not None and t.none and t.attached:
+    for regime, what in (
+        ("quiet", "alerts now and then"),
+        ("noisy", "the workload's ~2 % rejects as alerts"),
+    ):
+        runs = [x for x in (t.runs if t is not None else []) if x.regime == regime]
+        if t is None or not any(x.subscribers for x in runs) or all(x.subscribers for x in runs):
+            continue
+        ratio = t.ratio(regime)
+        att = [x for x in runs if x.subscribers]
+        seconds = sum(x.wall_s for x in att) or 1.0
         rows.append(
             Row(
-                f"riskd: CheckOrders batch 1000, {t.subscribers:,} subscribers vs none",
-                _fmt_rate(t._rate(t.attached)) + " orders",
-                "none " + " / ".join(_fmt_rate(x["orders_per_s"]) for x in t.none),
-                t.ratio,
-                f">= {THROUGHPUT_RATIO_TARGET}",
-                t.ratio >= THROUGHPUT_RATIO_TARGET,
-                f"{t.alerts_raised} fresh alerts raised meanwhile, {t.alerts_delivered:,} deliveries, "
-                f"their delay p99 {t.delayed_p99_ms:,.0f} ms",
+                f"riskd: CheckOrders batch 1000, {t.subscribers:,} subscribers vs none ({what})",
+                _fmt_rate(t.rate(regime, True)) + " orders",
+                "none " + " / ".join(_fmt_rate(x.result["orders_per_s"]) for x in runs if not x.subscribers),
+                ratio,
+                f">= {THROUGHPUT_RATIO_TARGET}" if regime == "quiet" else "(info)",
+                ratio >= THROUGHPUT_RATIO_TARGET if regime == "quiet" else None,
+                f"server CPU/order {t.cpu(regime, True):.2f} vs {t.cpu(regime, False):.2f} µs; "
+                f"CheckOrders p99 {t.p99_ms(regime, True):,.0f} vs {t.p99_ms(regime, False):,.0f} ms; "
+                f"alerts raised while attached {sum(x.raised for x in att):,}, "
+                f"deliveries {sum(x.deliveries for x in att):,} (~{sum(x.deliveries for x in att) / seconds:,.0f}/s)"
+                + (
+                    f"; marked ones' delay p99 {t.delayed_p99_ms:,.0f} ms"
+                    if regime == "quiet" and not math.isnan(t.delayed_p99_ms)
+                    else ""
+                ),
             )
         )
     b = report.burst
     if b is not None and b.raised:
-        flat = b.flat_bytes_per_alert
+        flat, fill = b.flat_bytes_per_alert, b.fill_bytes_per_alert
+        frac = flat / fill if fill > 0 and not math.isnan(flat) else None
         rows.append(
             Row(
-                f"riskd: {len(b.raised)} bursts of {b.size:,} alerts, RSS growth over the last",
-                f"{flat:,.1f} B/alert",
-                f"target < {FLAT_BYTES_PER_ALERT:g} B/alert",
-                None,
-                "flat",
-                None if math.isnan(flat) else flat < FLAT_BYTES_PER_ALERT,
-                "RSS MB " + " -> ".join(f"{x / 2**20:,.0f}" for x in b.rss),
+                f"riskd: {len(b.raised)} bursts of {b.size:,} alerts, RSS per alert past the cap",
+                f"{flat:,.0f} B/alert",
+                f"filling: {fill:,.0f} B/alert",
+                frac,
+                f"<= {FLAT_FRACTION_TARGET}",
+                None if frac is None else frac <= FLAT_FRACTION_TARGET,
+                "RSS MB before, then after each burst: " + " -> ".join(f"{x / 2**20:,.0f}" for x in b.rss),
             )
         )
         rows.append(
@@ -762,12 +1025,19 @@ def rows_of(report: Report) -> list:
         rows.append(
             Row(
                 f"riskd: QueryAlerts {q.name}",
-                f"~{q.server_us:,.0f} µs server",
+                f"{q.server_us:,.0f} µs server" + ("" if not math.isnan(q.server_mean_us) else " (~)"),
                 f"target {QUERY_TARGET_US:,.0f} µs",
                 q.server_us / QUERY_TARGET_US,
                 "(info)" if q.through_postgres else "<= 1.0",
                 None if q.through_postgres else q.server_us <= QUERY_TARGET_US,
-                f"{q.returned} returned; round trip p50 {q.rtt_p50_us:,.0f} µs - empty RPC {q.empty_p50_us:,.0f} µs",
+                f"{q.returned} returned; "
+                + (
+                    f"server timer mean, median <= {q.server_p50_bound_us:,.0f} µs; "
+                    if not math.isnan(q.server_mean_us)
+                    else "no server timer (no --metrics-listen): "
+                )
+                + f"round trip p50 {q.rtt_p50_us:,.0f} µs - empty RPC {q.empty_p50_us:,.0f} µs "
+                f"= {q.rtt_p50_us - q.empty_p50_us:,.0f} µs",
             )
         )
     return rows
@@ -796,14 +1066,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--settle", type=float, default=2.0, help="seconds before reading RSS with the streams open"
     )
-    parser.add_argument("--duration", type=float, help="CheckOrders seconds per run (0: skip; default 5)")
+    parser.add_argument(
+        "--duration", type=float, help="CheckOrders seconds per run (0: skip; default 5, --full 10)"
+    )
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
     parser.add_argument(
-        "--alert-interval", type=float, default=1.0, help="seconds between fresh alerts under load"
+        "--alert-interval",
+        type=float,
+        default=5.0,
+        help="seconds between fresh alerts in the quiet runs (0: none; every batch also rejects one order "
+        "of one dedupe key)",
+    )
+    parser.add_argument(
+        "--no-noisy",
+        dest="noisy",
+        action="store_false",
+        help="skip the runs with the workload's full limits (~2 %% of orders rejected: many alerts)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="throughput: (none, attached) pairs, then a last none run (default 1; --full 2)",
     )
     parser.add_argument("--burst", type=int, default=100_000, help="alerts per burst (0: skip)")
-    parser.add_argument("--bursts", type=int, default=3, help="bursts (RSS flat between the last two)")
+    parser.add_argument(
+        "--bursts", type=int, default=4, help="bursts (the first fills the history; RSS flat after it)"
+    )
     parser.add_argument("--queries", type=int, default=300, help="QueryAlerts calls per filter (0: skip)")
     parser.add_argument("--skip-holder", action="store_true")
     parser.add_argument("--skip-riskd", action="store_true")
@@ -825,12 +1114,16 @@ def settle_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.client_procs is None:
         args.client_procs = min(8, max(2, math.ceil(args.subscribers / 1_250)))
     if args.duration is None:
-        args.duration = 2.0 if args.quick else 5.0
+        args.duration = 2.0 if args.quick else (10.0 if args.full else 5.0)
+    if args.repeat is None:
+        args.repeat = 2 if args.full else 1
     if args.quick:
         args.rounds = min(args.rounds, 3)
-        args.bursts = min(args.bursts, 2)
+        args.bursts = min(args.bursts, 3)
         args.queries = min(args.queries, 100)
         args.warmup = min(args.warmup, 0.5)
+        if args.duration > 0:
+            args.alert_interval = min(args.alert_interval, args.duration / 2)
     return args
 
 
