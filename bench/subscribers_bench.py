@@ -877,6 +877,7 @@ def run_riskd(args: argparse.Namespace, report: Report) -> None:
                 time.sleep(_serve_setting("alert_dedupe_window", args, 10.0) + 2.0)
                 load_run("noisy", None)
                 stub.DeleteLimits(pb.DeleteLimitsRequest(limit_ids=[x.limit_id for x in tight]), timeout=60)
+                time.sleep(_serve_setting("alert_dedupe_window", args, 10.0) + 2.0)  # its summaries out
         if args.duration > 0 and args.repeat > 0:
             load_run("quiet", None)
         if ticked:
