@@ -309,7 +309,12 @@ async def _worker_main(cfg: LoadConfig, wid: int, ready_q, go, result_q) -> None
                 _stream_worker(cfg, builder, channel, t_measure, t_end, st, i) for i in range(cfg.concurrency)
             ]
         await asyncio.gather(*tasks)
-    measured = max(min(t_end, st.last_done) - t_measure, 1e-9) if st.requests else cfg.duration
+    # The whole window: a worker stalled at its end (the server busy elsewhere) ran slower, it did
+    # not run shorter. Only a request budget that ends a worker early shortens its window.
+    if cfg.max_requests and st.requests >= cfg.max_requests:
+        measured = max(min(t_end, st.last_done) - t_measure, 1e-9)
+    else:
+        measured = cfg.duration
     result_q.put(
         {
             "wid": wid,
