@@ -221,14 +221,6 @@ class Delays:
     per_round: dict[int, np.ndarray]
     expected: int  # streams open, i.e. deliveries expected per round
 
-    @property
-    def all(self) -> np.ndarray:
-        parts = list(self.per_round.values())
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    def missing(self) -> int:
-        return sum(max(self.expected - len(d), 0) for d in self.per_round.values())
-
 
 class SubscriberPool:
     """``procs`` subscriber processes holding ``total`` streams between them."""

@@ -124,8 +124,8 @@ class FanoutFigures:
 class ThroughputRun:
     """One CheckOrders load run (bench.loadgen, batches of 1,000) and what the alert path did meanwhile."""
 
-    regime: str  # "quiet": ~1 reject every other batch + a fresh alert every --alert-interval s;
-    # "noisy": the workload's full limits (~2 % of orders rejected, many distinct keys)
+    regime: str  # "quiet": one rejected order per batch (one key) + a fresh alert every
+    # --alert-interval s; "noisy": the workload's full limits (~2 % rejected, many distinct keys)
     subscribers: int
     result: dict  # LoadResult
     raised: int = 0  # alerts numbered during the run (GetAlertStats.raised)
