@@ -61,6 +61,9 @@ class LoadConfig:
     rate: float = 0.0  # stream: total orders/s over all processes; 0 = ping-pong
     max_requests: int = 0  # per process; 0 = bounded by duration only
     cancel_every: int = -1  # orders per ReportExecutions cancel; -1 = auto, 0 = never
+    # (account, symbol, quantity, price) of one more order in every request (not counted in the
+    # figures), e.g. one a limit rejects, so every batch raises an alert occurrence of one key.
+    extra_order: tuple[str, str, float, float] | None = None
     timeout: float = 10.0  # per call
     uvloop: bool = True
 
@@ -161,7 +164,6 @@ async def _unary_worker(
     check = channel.unary_unary(CHECK)  # no serializers: bytes in, bytes out
     report = channel.unary_unary(REPORT)
     pending: list[bytes] = []
-    pending_orders = 0
     budget = cfg.max_requests
     while True:
         now = time.perf_counter()
@@ -180,14 +182,37 @@ async def _unary_worker(
             st.done(t0, t1, builder.k, reply, pb.CheckOrdersResponse)
         if cfg.cancel_orders:
             pending.append(ids)
-            pending_orders += builder.k
-            if pending_orders >= cfg.cancel_orders:
-                try:
-                    await report(builder.cancel_request(pending), timeout=cfg.timeout)
-                    st.cancels += 1
-                except grpc.aio.AioRpcError as exc:
-                    st.error(exc)
-                pending, pending_orders = [], 0
+            if len(pending) * builder.k >= cfg.cancel_orders:
+                pending = await _cancel(cfg, builder, report, pending, st)
+    if pending:  # leave no open orders behind for the next run (a refused cancel is retried)
+        for _ in range(20):
+            pending = await _cancel(cfg, builder, report, pending, st, count_errors=False)
+            if not pending:
+                break
+            await asyncio.sleep(0.25)
+
+
+async def _cancel(
+    cfg: LoadConfig, builder: RequestBuilder, report, pending: list[bytes], st, count_errors: bool = True
+) -> list[bytes]:
+    """Cancel the pending orders, at most cancel_orders a call; returns what is still pending. A
+    refused call (UNAVAILABLE: the server's persistence backlog is full) keeps its orders pending
+    for the next try: dropping them would leave them open until max_open_orders rejects everything."""
+    per_call = max(1, cfg.cancel_orders // builder.k)
+    while pending:
+        chunk = pending[:per_call]
+        try:
+            await report(builder.cancel_request(chunk), timeout=cfg.timeout)
+        except grpc.aio.AioRpcError as exc:
+            if count_errors:
+                st.error(exc)
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                return pending
+            pending = pending[per_call:]  # refused for good: do not retry forever
+            continue
+        st.cancels += 1
+        pending = pending[per_call:]
+    return pending
 
 
 async def _stream_worker(
@@ -266,7 +291,7 @@ async def _stream_worker(
 
 async def _worker_main(cfg: LoadConfig, wid: int, ready_q, go, result_q) -> None:
     workload = Workload()
-    builder = RequestBuilder(workload, cfg.batch, seed=wid)
+    builder = RequestBuilder(workload, cfg.batch, seed=wid, extra_order=cfg.extra_order)
     st = _WorkerStats()
     async with grpc.aio.insecure_channel(cfg.target, options=CHANNEL_OPTIONS) as channel:
         await asyncio.wait_for(channel.channel_ready(), timeout=15)
@@ -284,7 +309,12 @@ async def _worker_main(cfg: LoadConfig, wid: int, ready_q, go, result_q) -> None
                 _stream_worker(cfg, builder, channel, t_measure, t_end, st, i) for i in range(cfg.concurrency)
             ]
         await asyncio.gather(*tasks)
-    measured = max(min(t_end, st.last_done) - t_measure, 1e-9) if st.requests else cfg.duration
+    # The whole window: a worker stalled at its end (the server busy elsewhere) ran slower, it did
+    # not run shorter. Only a request budget that ends a worker early shortens its window.
+    if cfg.max_requests and st.requests >= cfg.max_requests:
+        measured = max(min(t_end, st.last_done) - t_measure, 1e-9)
+    else:
+        measured = cfg.duration
     result_q.put(
         {
             "wid": wid,

@@ -9,11 +9,16 @@
    - CheckOrders batch 1: RPS ratio real/echo (reported).
 4. Restart: `riskd serve` from process start to SERVING on 1 M open + 1 M retained closed orders
    (bench/recovery_bench.py; target <= 10 s; --quick: 100 k + 100 k).
+5. Alert subscribers (bench/subscribers_bench.py): `riskd serve` holding N SubscribeAlerts streams
+   against a bare grpc.aio stream holder in the same run (alert delay p99 <= 1.5x the holder's and
+   <= 1 s, RSS per idle subscriber <= 1.25x), CheckOrders throughput with N subscribers vs none
+   (>= 0.9), 100,000-alert bursts (history at its cap, RSS flat), filtered QueryAlerts (<= 1 ms).
+   N = 2,000 by default, 10,000 with --full, 500 with --quick; --subscribers N sets it.
 
 The real server is engine-only by default (RiskServicer(Engine()), no database: the write-behind is a
 side exit) unless --full/--dsn start the complete server. Results are written to bench/results/.
 
-    python -m bench.run_all [--quick] [--json PATH] [--full | --dsn DSN]
+    python -m bench.run_all [--quick] [--json PATH] [--full | --dsn DSN] [--subscribers N]
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Report:
     settings: dict
     kernel: dict | None = None
     recovery: dict | None = None
+    subscribers: dict | None = None
     e2e: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -335,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-kernel", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-recovery", action="store_true")
+    parser.add_argument("--skip-subscribers", action="store_true")
+    parser.add_argument(
+        "--subscribers", type=int, help="alert subscribers held (default 2,000; --full 10,000; --quick 500)"
+    )
     parser.add_argument(
         "--no-uvloop", action="store_true", help="default asyncio loop in servers and clients"
     )
@@ -430,6 +440,20 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for s in servers.values():
                 s.stop()
+
+    if not args.skip_subscribers:
+        from . import subscribers_bench  # imports this module's table helpers
+
+        sub_argv = ["--quick"] if args.quick else []
+        sub_argv += ["--full"] if args.full else []
+        sub_argv += ["--subscribers", str(args.subscribers)] if args.subscribers else []
+        sub_argv += ["--no-uvloop"] if args.no_uvloop else []
+        sub_args = subscribers_bench.settle_args(subscribers_bench.build_parser().parse_args(sub_argv))
+        print(f"\n== alert subscribers (bench.subscribers_bench {' '.join(sub_argv)})", flush=True)
+        srep = subscribers_bench.run(sub_args)
+        report.subscribers = asdict(srep)
+        report.notes += [f"subscribers: {n}" for n in srep.notes]
+        rows += subscribers_bench.rows_of(srep)
 
     elapsed = time.monotonic() - t_start
     print(f"\n== summary ({elapsed:.0f} s; medians over {args.repeat} run(s); same-run echo baseline)")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +22,7 @@ class ServerProcess:
     target: str  # 127.0.0.1:PORT
     banner: str
     log_path: Path
+    lines: list[str] = field(default_factory=list)  # stdout lines up to the banner
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc.poll() is None:
@@ -71,3 +74,58 @@ def spawn_server(
         raise RuntimeError(f"{name} server did not start (stdout {first!r}); stderr tail:\n{tail}")
     _, target, *banner = first.split(" ")
     return ServerProcess(name, proc, target, " ".join(banner), log_path)
+
+
+def riskd_command() -> list[str]:
+    """`riskd` as installed next to this interpreter (the console script a user runs)."""
+    riskd = Path(sys.executable).with_name("riskd")
+    return [str(riskd) if riskd.exists() else shutil.which("riskd") or "riskd"]
+
+
+def spawn_riskd(
+    name: str, data_dir: Path, args: list[str] | None = None, timeout: float = 300.0
+) -> ServerProcess:
+    """Run ``riskd serve --listen 127.0.0.1:0 --data-dir DATA_DIR ARGS`` (embedded PostgreSQL under
+    DATA_DIR unless ARGS hold --dsn) and wait for its ``riskd serving on HOST:PORT`` line; what it
+    prints on stdout (``riskd metrics on URL`` …) keeps landing in ``lines``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log_path = RESULTS / f"{name}.log"
+    cmd = [*riskd_command(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *(args or [])]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+    lines: list[str] = []
+    serving = threading.Event()
+
+    def read_stdout() -> None:  # to the end: lines after the banner (metrics URL) land in ``lines``
+        assert proc.stdout is not None
+        with contextlib.suppress(ValueError, OSError):  # stop() closes the pipe
+            for line in proc.stdout:
+                lines.append(line.strip())
+                if line.startswith("riskd serving on "):
+                    serving.set()
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while not serving.is_set() and time.monotonic() < deadline and proc.poll() is None:
+        serving.wait(0.1)
+    last = next((x for x in lines if x.startswith("riskd serving on ")), "")
+    if not last:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        tail = log_path.read_text()[-2_000:]
+        raise RuntimeError(f"{name}: riskd serve did not start (stdout {lines!r}); stderr tail:\n{tail}")
+    return ServerProcess(name, proc, last.rsplit(" ", 1)[1], " ".join(cmd[1:]), log_path, lines)
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set size now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -263,10 +263,18 @@ class RequestBuilder:
     """Serialized CheckOrders/CheckOrderStream requests (same layout: field 1 = OrderBatch).
 
     Order columns cycle through ``pool`` pre-encoded variants; ids are fresh on every request.
+    ``extra_order`` (account, symbol, quantity, price) adds one more order to every request, with
+    its own fresh id (protobuf merges the repeated fields of concatenated OrderBatch bytes).
     """
 
     def __init__(
-        self, workload: Workload, k: int, ids: IdSource | None = None, pool: int = 32, seed: int = 0
+        self,
+        workload: Workload,
+        k: int,
+        ids: IdSource | None = None,
+        pool: int = 32,
+        seed: int = 0,
+        extra_order: tuple[str, str, float, float] | None = None,
     ):
         rng = np.random.default_rng(workload.seed + 1_000 + seed)
         self.k = k
@@ -274,12 +282,21 @@ class RequestBuilder:
         self._rest = [workload.rest_bytes(k, rng) for _ in range(pool)]
         self._next = 0
         self._cancel_tail: dict[int, bytes] = {}
+        self._extra = b""
+        self._extra_ids = IdSource(prefix=self.ids.prefix + "x")
+        if extra_order is not None:
+            account, symbol, quantity, price = extra_order
+            self._extra = pb.OrderBatch(
+                account=[account], symbol=[symbol], side=[SIDE_BUY], quantity=[quantity], price=[price]
+            ).SerializeToString()
 
     def request(self) -> tuple[bytes, bytes]:
         """(request bytes, the ids' wire bytes) for one batch of k orders."""
         ids = self.ids.wire(self.k)
         rest = self._rest[self._next]
         self._next = (self._next + 1) % len(self._rest)
+        if self._extra:
+            rest += self._extra_ids.wire(1) + self._extra
         return wrap_batch(1, ids + rest), ids
 
     def cancel_request(self, ids_wire: list[bytes]) -> bytes:
