@@ -43,7 +43,7 @@ from riskd_server.server import StartupError, start
 from riskd_server.store import Store
 from riskd_server.wire.request import parse_check_request
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "readme-metrics.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 
 
 # ---------------------------------------------------------------------------------- scraping

@@ -1,7 +1,7 @@
 """A metrics snapshot -> Prometheus metric families (pure: no I/O, no event loop).
 
 The snapshot is taken on the event loop (metrics.exporter); this runs in the scrape's thread.
-Names are listed in docs/readme-metrics.md; a test there keeps the list and this module together.
+Names are listed in docs/metrics.md; a test there keeps the list and this module together.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ firm_trading_state = 3), so one encoder serves both RPCs. Names are copied from 
 interners' byte indexes for accounts and symbols, one built per limit book for limit ids), so no
 Python object is made per account, position or limit: 100,000 accounts with ten positions and
 five limits each encode in a fraction of a second where protobuf messages built per item took
-seconds (see docs/readme-snapshots.md).
+seconds (see the README, "Risk snapshots").
 
 Proto3 rules as upb applies them: zero numbers and empty strings are left out, fields in number
 order; NaN and -0.0 are written (their bits are not zero).
