@@ -33,7 +33,7 @@ def make(capacity: int = 64, window: float = 10.0) -> tuple[Engine, AlertPipelin
     pipeline.add_output(sent.extend)
     engine.alert_intake = pipeline.intake
     engine.update_prices(["S"], [10.0])
-    engine.upsert_limits([Limit("q", 1, account="A", threshold=5.0)])
+    engine.upsert_limits([Limit(limit_id="q", kind=1, threshold=5.0)])
     return engine, pipeline, clock, sent
 
 

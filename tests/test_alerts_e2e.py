@@ -82,8 +82,8 @@ def test_warnings_state_changes_limits_and_fills(client: RiskClient, stub) -> No
     client.update_prices({"S": 10.0})
     client.upsert_limits([LimitSpec("w", "MAX_ORDER_QUANTITY", 100, account="W", warn_fraction=0.5)])
     client.check([Order("w1", "W", "S", "BUY", 60, 10), Order("w2", "W", "S", "BUY", 10, 10)])
-    client.set_trading_state("H", "HALTED", reason="fat finger")
-    client.set_trading_state("H", "ACTIVE")
+    client.set_trading_state("HALTED", "H", reason="fat finger")
+    client.set_trading_state("ACTIVE", "H")
     client.check([Order("f1", "F", "S", "BUY", 5, 10)])
     client.report_executions(
         [Execution("f1", "FILL", 7, 10), Execution("nobody", "FILL", 1, 10), Execution("f1", "FILL", 1, 10)]
@@ -128,7 +128,7 @@ def test_query_filters_and_pages_newest_first(client: RiskClient, stub) -> None:
     client.upsert_limits([LimitSpec("q", "MAX_ORDER_QUANTITY", 1)])
     for i in range(6):  # distinct keys: one alert each
         client.check([Order(f"p{i}", f"acct{i % 3}", "ST"[i % 2], "BUY", 2, 10)])
-    client.set_trading_state("acct0", "HALTED")
+    client.set_trading_state("HALTED", "acct0")
     everything = wait_for(stub, lambda a: len(a) >= 8)
     seqs = [a.seq for a in everything]
     assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
@@ -210,6 +210,6 @@ def test_alerts_persist_page_past_the_ring_and_continue_after_restart(
         after = {a.seq: a for a in query(stub, page_size=100).alerts}
         assert after == before
         with RiskClient(riskd_server.target, timeout=10.0) as client:
-            client.set_trading_state("acct1", "HALTED")
+            client.set_trading_state("HALTED", "acct1")
         newest = wait_for(stub, lambda a: a[0].seq == 12)[0]
         assert (newest.seq, newest.kind) == (12, pb.ALERT_KIND_TRADING_STATE)

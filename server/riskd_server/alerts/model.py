@@ -60,7 +60,8 @@ class Alert:
 
     def numbered(self, seq: int) -> Alert:
         """This alert with its seq, and its wire bytes made once."""
-        alert = replace(self, seq=seq)
+        # time to the microsecond: what PostgreSQL keeps, so an alert reads the same after a restart
+        alert = replace(self, seq=seq, time=round(self.time * 1e6) / 1e6)
         object.__setattr__(alert, "wire", alerts_entry(alert.to_pb().SerializeToString()))
         return alert
 
@@ -86,7 +87,7 @@ class Alert:
         )
         seconds = int(self.time // 1)
         msg.time.seconds = seconds
-        msg.time.nanos = min(999_999_999, round((self.time - seconds) * 1e9))
+        msg.time.nanos = min(999_999_000, round((self.time - seconds) * 1e6) * 1000)
         return msg
 
     @classmethod
