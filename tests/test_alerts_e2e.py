@@ -213,3 +213,40 @@ def test_alerts_persist_page_past_the_ring_and_continue_after_restart(
             client.set_trading_state("HALTED", "acct1")
         newest = wait_for(stub, lambda a: a[0].seq == 12)[0]
         assert (newest.seq, newest.kind) == (12, pb.ALERT_KIND_TRADING_STATE)
+
+
+def test_the_client_and_cli_query_and_count_alerts(
+    riskd_server: RiskdServer, client: RiskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from riskd_client.cli import main
+
+    client.update_prices({"S": 10.0})
+    client.upsert_limits([LimitSpec("q", "MAX_ORDER_QUANTITY", 1)])
+    for i in range(5):
+        client.check([Order(f"c{i}", f"acct{i}", "S", "BUY", 2, 10)])
+    client.set_trading_state("HALTED", "acct1", reason="why not")
+    deadline = time.monotonic() + 5
+    while len(client.query_alerts(page_size=100)) < 7 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    page = client.query_alerts(kinds="check-reject", page_size=3)
+    assert [a.client_order_id for a in page] == ["c4", "c3", "c2"]
+    assert page.alerts[0].kind == "CHECK_REJECT" and page.alerts[0].check == "MAX_ORDER_QUANTITY"
+    rest = client.query_alerts(kinds="check-reject", before_seq=page.next_before_seq)
+    assert [a.client_order_id for a in rest] == ["c1", "c0"] and rest.next_before_seq == 0
+    (halt,) = client.query_alerts(min_severity="critical")
+    assert (halt.kind, halt.severity, halt.account) == ("TRADING_STATE", "CRITICAL", "acct1")
+    stats = client.alert_stats(top=2)
+    minute = stats.windows[0]
+    assert minute.seconds == 60 and dict(minute.by_check)["MAX_ORDER_QUANTITY"] == 5
+    assert len(minute.top_accounts) == 2 and minute.accounts == 5
+    target = ["--target", riskd_server.target]
+    assert main([*target, "alerts", "query", "--check", "max-order-quantity", "--limit", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and "c4" in lines[0] and "c1" in lines[3]
+    assert main([*target, "alerts", "query", "--severity", "critical", "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert '"kind": "TRADING_STATE"' in line
+    assert main([*target, "alerts", "stats", "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "last 1 min: 7 occurrence(s), 5 account(s)" in out and "MAX_ORDER_QUANTITY 5, other 2" in out
+    assert main([*target, "alerts", "query", "--kind", "nonsense"]) == 2

@@ -208,7 +208,9 @@ def test_one_mail_per_interval(smtp: SmtpServer) -> None:
     mails = smtp.inbox.mails
     gaps = [b.at - a.at for a, b in pairwise(mails)]
     assert 3 <= len(mails) <= 5, gaps  # 1.6 s of alerts: the first at once, then one per 0.5 s
-    assert min(gaps) >= interval - 0.1, gaps  # send times are exact; receipt times jitter a little
+    # Send times are exact, receipt times jitter (a loaded CI machine delayed one receipt by 0.13 s);
+    # without the interval the gaps would be the 0.02 s between alerts.
+    assert min(gaps) >= interval / 2, gaps
     assert smtp.inbox.seqs() == offered  # everything, in order, no repeats
 
 

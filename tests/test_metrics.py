@@ -507,15 +507,16 @@ def test_server_metrics_end_to_end(riskd_server: RiskdServer) -> None:
     assert s.value("riskd_write_behind_flushed_rows_total") > 0
 
     # Every riskd_ family is documented, and the documentation names nothing that is not exported
-    # (the alert and fan-out sources are registered by their own modules).
+    # (email's only when email is on, which this server is not).
     doc = DOC.read_text()
     documented = set(re.findall(r"`(riskd_[a-z0-9_]+)(?=[`{])", doc))
     exported = {
         n + "_total" if t == "counter" else n for n, t in s.families.items() if n.startswith("riskd_")
     }
     assert exported - documented == set()
-    pending = {n for n in documented if n.startswith("riskd_alerts_")}  # no pipeline in this server yet
-    assert documented - exported - pending == set()
+    email = {n for n in documented if n.startswith("riskd_email_")}
+    assert documented - exported - email == set()
+    assert s.has("riskd_alerts_raised_total") and s.has("riskd_alert_subscribers_subscribers")
 
 
 def test_metrics_are_off_by_default(fresh_dsn: str) -> None:

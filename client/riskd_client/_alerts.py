@@ -13,7 +13,7 @@ import grpc
 from riskd.v1 import risk_pb2 as pb
 
 from ._columns import _enum_names, _parse_enum, check_name, parse_check
-from ._types import AlertBatch, AlertInfo
+from ._types import AlertBatch, AlertInfo, AlertPage, AlertStatsReport, AlertWindow
 
 SEVERITIES = _enum_names(pb.Severity, "SEVERITY_")  # "WARNING" -> 2
 ALERT_KINDS = _enum_names(pb.AlertKind, "ALERT_KIND_")  # "CHECK_REJECT" -> 1
@@ -163,3 +163,26 @@ class Backoff:
 def retryable(exc: grpc.RpcError) -> bool:
     code = exc.code() if callable(getattr(exc, "code", None)) else None
     return code in RETRYABLE
+
+
+def decode_page(msg: pb.QueryAlertsResponse) -> AlertPage:
+    return AlertPage(tuple(decode_alert(a) for a in msg.alerts), msg.next_before_seq)
+
+
+def decode_stats(msg: pb.GetAlertStatsResponse) -> AlertStatsReport:
+    return AlertStatsReport(
+        windows=tuple(
+            AlertWindow(
+                seconds=w.seconds,
+                total=w.total,
+                by_check=tuple((check_name(c.check) if c.check else "", c.count) for c in w.by_check),
+                top_accounts=tuple((a.account, a.count) for a in w.top_accounts),
+                accounts=w.accounts,
+            )
+            for w in msg.windows
+        ),
+        raised=msg.raised,
+        occurrences=msg.occurrences,
+        lost=msg.lost,
+        last_seq=msg.last_seq,
+    )

@@ -233,6 +233,45 @@ class AlertBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertPage:
+    """A page of the alert history, newest first; pass next_before_seq as before_seq for the next
+    page (0: there is none)."""
+
+    alerts: tuple[AlertInfo, ...]
+    next_before_seq: int
+
+    def __len__(self) -> int:
+        return len(self.alerts)
+
+    def __iter__(self):
+        return iter(self.alerts)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertWindow:
+    """Alert occurrences over one sliding window: total, per check ("" for alerts that are not
+    about a check) most first, the top offending accounts most first, and how many accounts."""
+
+    seconds: int
+    total: int
+    by_check: tuple[tuple[str, int], ...]
+    top_accounts: tuple[tuple[str, int], ...]
+    accounts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStatsReport:
+    """GetAlertStats: windows of 1 min, 15 min and 1 h; totals since the server started (alerts
+    raised, occurrences counted, occurrences the alert path lost) and the newest seq."""
+
+    windows: tuple[AlertWindow, ...]
+    raised: int
+    occurrences: int
+    lost: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class PositionSnapshot:
     """A non-flat position at its mark; mark and value are NaN when the symbol has no mark."""
 

@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any, TextIO
 
 from . import _columns as col
-from ._cli_alerts import add_follow
+from ._cli_alerts import add_follow, add_query, add_stats
 from ._cli_input import UsageError, orders_from_records, parse_number, parse_order_args, read_records
 from ._cli_snapshot import add_snapshot_parser
 from ._types import LimitSpec, RiskdError, ViolationInfo
@@ -368,10 +368,12 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_positions_load)
 
-    alerts = sub.add_parser("alerts", help="follow the server's alerts").add_subparsers(
+    alerts = sub.add_parser("alerts", help="follow, query and count the server's alerts").add_subparsers(
         dest="alerts_command", metavar="ACTION", required=True
     )
     add_follow(alerts)
+    add_query(alerts)
+    add_stats(alerts)
 
     for name, state, verb, help_text in (
         ("halt", "HALTED", "halted", "reject every order"),

@@ -22,6 +22,8 @@ from . import _alerts as al
 from . import _columns as col
 from ._types import (
     AlertBatch,
+    AlertPage,
+    AlertStatsReport,
     ExecutionResults,
     LimitListing,
     LimitsChange,
@@ -245,6 +247,35 @@ class RiskClient:
         return self.set_trading_state("ACTIVE", account, reason, timeout=timeout)
 
     # ------------------------------------------------------------------ alerts
+
+    def query_alerts(
+        self,
+        *,
+        min_severity: str | int | None = None,
+        accounts: str | Iterable[str] = (),
+        symbols: str | Iterable[str] = (),
+        kinds: Any = (),
+        checks: Any = (),
+        before_seq: int = 0,
+        page_size: int = 100,
+        timeout: float | None = None,
+    ) -> AlertPage:
+        """One page of the alert history, newest first, matching the filters (as for
+        subscribe_alerts); only alerts with seq < ``before_seq`` (0: from the newest). Pass the
+        page's ``next_before_seq`` as ``before_seq`` for the next one; past what the server holds in
+        memory it continues from PostgreSQL."""
+        request = pb.QueryAlertsRequest(
+            filter=al.alert_filter(min_severity, accounts, symbols, kinds, checks),
+            before_seq=before_seq,
+            page_size=page_size,
+        )
+        return al.decode_page(self._unary("QueryAlerts", request, timeout))
+
+    def alert_stats(self, top: int = 10, *, timeout: float | None = None) -> AlertStatsReport:
+        """Alert occurrences over the last 1 min, 15 min and 1 h: per check and the ``top``
+        offending accounts."""
+        request = pb.GetAlertStatsRequest(top=top)
+        return al.decode_stats(self._unary("GetAlertStats", request, timeout))
 
     def subscribe_alerts(
         self,

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 
 from riskd.v1 import risk_pb2 as pb
 
-from .model import Alert, AlertFilter, alerts_entry
+from .model import Alert, AlertFilter, alerts_entry, varint
 from .subscribers import REMOVED, REPLAYING, Entry, Group, Subscriber
 
 log = logging.getLogger("riskd.alerts")
@@ -116,21 +116,12 @@ def subscribe_request(data: bytes) -> tuple[AlertFilter, int]:
     return alert_filter(msg.filter), msg.after_seq
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def response_bytes(parts: list[bytes], dropped: int = 0, missed: int = 0) -> bytes:
     """A SubscribeAlertsResponse from ready entries: alerts (field 1), dropped (2), missed (3)."""
     if dropped:
-        parts.append(b"\x10" + _varint(dropped))
+        parts.append(b"\x10" + varint(dropped))
     if missed:
-        parts.append(b"\x18" + _varint(missed))
+        parts.append(b"\x18" + varint(missed))
     return b"".join(parts)
 
 
