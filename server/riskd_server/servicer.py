@@ -20,7 +20,7 @@ from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
 from .alerts.fanout import AlertHub, EmptyHistory, SubscribeError, alert_filter
-from .alerts.model import varint
+from .alerts.model import varint, wire_of
 from .alerts.pipeline import AlertPipeline
 from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, top_of
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
@@ -229,7 +229,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             await _invalid(context, str(exc))
         except OlderUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        parts = [a.wire or _entry(a) for a in page.alerts]
+        parts = [wire_of(a) for a in page.alerts]
         if page.next_before_seq:
             parts.append(b"\x10" + varint(page.next_before_seq))
         return b"".join(parts)
@@ -291,10 +291,6 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
         persisted = await self._barrier()
         context.set_trailing_metadata((("riskd-persisted", "true" if persisted else "false"),))
-
-
-def _entry(alert) -> bytes:
-    return alert.numbered(alert.seq).wire
 
 
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 
 from riskd.v1 import risk_pb2 as pb
 
-from .model import Alert, AlertFilter, alerts_entry, varint
+from .model import Alert, AlertFilter, varint, wire_of
 from .subscribers import REMOVED, REPLAYING, Entry, Group, Subscriber
 
 log = logging.getLogger("riskd.alerts")
@@ -123,10 +123,6 @@ def response_bytes(parts: list[bytes], dropped: int = 0, missed: int = 0) -> byt
     if missed:
         parts.append(b"\x18" + varint(missed))
     return b"".join(parts)
-
-
-def wire_of(alert: Alert) -> bytes:
-    return alert.wire or alerts_entry(alert.to_pb().SerializeToString())
 
 
 class AlertHub:

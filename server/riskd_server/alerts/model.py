@@ -124,6 +124,11 @@ def alerts_entry(alert_bytes: bytes) -> bytes:
     return b"\x0a" + varint(len(alert_bytes)) + alert_bytes
 
 
+def wire_of(alert: Alert) -> bytes:
+    """The alert's ``alerts`` entry: made when it was numbered, or now (an alert read back)."""
+    return alert.wire or alerts_entry(alert.to_pb().SerializeToString())
+
+
 def _frozen(values: Iterable) -> frozenset:
     return frozenset(values)
 

@@ -23,9 +23,9 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -266,9 +266,8 @@ class AlertPipeline:
         return interner.name(id_) if 0 <= id_ < len(interner) else ""
 
     def _check_groups(self, t: float, v, aid, sid, ids) -> list[Group]:
-        """One occurrence group per (warning, check, account, symbol, limit) of a checked batch: the
-        first occurrence (count 1, what goes out if the key is new) and, when the batch repeats the
-        key, its last occurrence standing for the repeats (count = the rest)."""
+        """One occurrence group per (warning, check, account, symbol, limit) of a checked batch
+        (see _occurrences)."""
         n = len(v)
         order = v.order_index.astype(np.int64)
         if isinstance(aid, np.ndarray):
@@ -278,20 +277,14 @@ class AlertPipeline:
             acc = [aid] * n
             sym = [sid] * n
         keys = list(zip(v.warning.tolist(), v.check.tolist(), acc, sym, v.limit_id.tolist(), strict=True))
-        counts = Counter(keys)
-        last = dict(zip(keys, range(n), strict=True))
-        first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
         out: list[Group] = []
-        for key, count in counts.items():
-            warning, check, a, s, limit_id = key
+        for (warning, check, a, s, limit_id), occurrences in _occurrences(keys):
             account, symbol = self._name(self._accounts, a), self._name(self._symbols, s)
-            group = []
-            for i, n_ in ((first[key], 1), (last[key], count - 1)):
-                if not n_:
-                    continue
+            alerts = []
+            for i, count in occurrences:
                 order_id = printable(_order_id(ids, int(order[i])))
                 observed, threshold = float(v.observed[i]), float(v.threshold[i])
-                group.append(
+                alerts.append(
                     Alert(
                         seq=0,
                         time=t,
@@ -304,32 +297,25 @@ class AlertPipeline:
                         message=check_message(check, warning, account, symbol, observed, threshold, order_id),
                         observed=observed,
                         threshold=threshold,
-                        count=n_,
+                        count=count,
                         client_order_id=order_id,
                     )
                 )
-            out.append((group[0], group[1] if len(group) > 1 else None))
+            out.append(_group(alerts))
         return out
 
     def _execution_groups(self, t: float, ids, status, aid, sid) -> list[Group]:
         """Like _check_groups, per (kind, account, symbol) of a batch's odd executions."""
-        n = int(status.shape[0])
         codes = status.tolist()
         kinds = [_EXEC_KIND.get(c, pb.ALERT_KIND_UNKNOWN_FILL) for c in codes]
         keys = list(zip(kinds, aid.tolist(), sid.tolist(), strict=True))
-        counts = Counter(keys)
-        last = dict(zip(keys, range(n), strict=True))
-        first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
         out: list[Group] = []
-        for key, count in counts.items():
-            kind, a, s = key
+        for (kind, a, s), occurrences in _occurrences(keys):
             account, symbol = self._name(self._accounts, a), self._name(self._symbols, s)
-            group = []
-            for i, n_ in ((first[key], 1), (last[key], count - 1)):
-                if not n_:
-                    continue
+            alerts = []
+            for i, count in occurrences:
                 order_id = printable(str(ids[i]))
-                group.append(
+                alerts.append(
                     Alert(
                         seq=0,
                         time=t,
@@ -338,11 +324,11 @@ class AlertPipeline:
                         account=account,
                         symbol=symbol,
                         message=execution_message(codes[i], order_id, account, symbol),
-                        count=n_,
+                        count=count,
                         client_order_id=order_id,
                     )
                 )
-            out.append((group[0], group[1] if len(group) > 1 else None))
+            out.append(_group(alerts))
         return out
 
     def _limit_alerts(self, t: float, upserted: tuple[Limit, ...], deleted: tuple[str, ...]) -> list[Alert]:
@@ -470,6 +456,22 @@ class AlertPipeline:
     def clock(self) -> float:
         """The pipeline's wall clock (the statistics' windows are measured on it)."""
         return self._clock()
+
+
+def _occurrences(keys: list) -> Iterator[tuple[Any, list[tuple[int, int]]]]:
+    """Per distinct key of a batch (in first-seen order): its first occurrence as (index, 1), the
+    one that goes out if the key is new, and, when the batch repeats the key, its last occurrence
+    standing for the repeats as (index, count - 1). Built with C-level dict/Counter passes, no
+    Python loop per occurrence."""
+    n = len(keys)
+    last = dict(zip(keys, range(n), strict=True))
+    first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+    for key, count in Counter(keys).items():
+        yield key, [(first[key], 1), (last[key], count - 1)] if count > 1 else [(first[key], 1)]
+
+
+def _group(alerts: list[Alert]) -> Group:
+    return alerts[0], alerts[1] if len(alerts) > 1 else None
 
 
 def _order_id(ids: Sequence[str] | OneOrder, i: int) -> str:

@@ -218,13 +218,15 @@ class Engine(OrderChecks):
     def _alert_executions(self, ids, types, status, books, origin) -> None:
         """Overfills, late fills and fills of unknown orders go to the alert intake (account and
         symbol from the order's book, or for an unknown order from what the report named)."""
-        fill = types == 1
+        unknown_order = (
+            (status == L.X_UNKNOWN_FILLED)
+            | (status == L.X_UNKNOWN)
+            | (status == L.X_BAD_ORIGIN)
+            | (status == L.X_ORIGIN_FULL)
+        )
         rows = np.flatnonzero(
-            (status == L.X_OVERFILL)
-            | (status == L.X_LATE_FILL)
-            | (fill & ((status == L.X_UNKNOWN_FILLED) | (status >= L.X_UNKNOWN) & (status != L.X_BAD_TYPE)
-                       & (status != L.X_BAD_FILL) & (status != L.X_CLOSED)))
-        )  # fmt: skip
+            (status == L.X_OVERFILL) | (status == L.X_LATE_FILL) | ((types == 1) & unknown_order)
+        )
         if not rows.shape[0]:
             return
         b = books[rows]
