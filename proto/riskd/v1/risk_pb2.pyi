@@ -543,3 +543,133 @@ class StreamRiskSnapshotsResponse(_message.Message):
     state_version: int
     firm_trading_state: TradingState
     def __init__(self, accounts: _Optional[_Iterable[_Union[AccountSnapshot, _Mapping]]] = ..., state_version: _Optional[int] = ..., firm_trading_state: _Optional[_Union[TradingState, str]] = ...) -> None: ...
+
+class ImportReturnsRequest(_message.Message):
+    __slots__ = ("symbol", "day", "ret")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    RET_FIELD_NUMBER: _ClassVar[int]
+    symbol: _containers.RepeatedScalarFieldContainer[str]
+    day: _containers.RepeatedScalarFieldContainer[int]
+    ret: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, symbol: _Optional[_Iterable[str]] = ..., day: _Optional[_Iterable[int]] = ..., ret: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class ImportReturnsResponse(_message.Message):
+    __slots__ = ("upserted", "symbols", "first_day", "last_day")
+    UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_DAY_FIELD_NUMBER: _ClassVar[int]
+    LAST_DAY_FIELD_NUMBER: _ClassVar[int]
+    upserted: int
+    symbols: int
+    first_day: int
+    last_day: int
+    def __init__(self, upserted: _Optional[int] = ..., symbols: _Optional[int] = ..., first_day: _Optional[int] = ..., last_day: _Optional[int] = ...) -> None: ...
+
+class RefreshRiskModelRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RefreshRiskModelResponse(_message.Message):
+    __slots__ = ("model_version", "build_seconds")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BUILD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    build_seconds: float
+    def __init__(self, model_version: _Optional[str] = ..., build_seconds: _Optional[float] = ...) -> None: ...
+
+class GetRiskModelRequest(_message.Message):
+    __slots__ = ("include_symbols",)
+    INCLUDE_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    include_symbols: bool
+    def __init__(self, include_symbols: _Optional[bool] = ...) -> None: ...
+
+class RiskModelSummary(_message.Message):
+    __slots__ = ("model", "symbols", "days", "first_day", "last_day", "factors", "explained_variance", "defaulted_symbols", "memory_bytes", "confidence", "horizon_days", "z")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_DAY_FIELD_NUMBER: _ClassVar[int]
+    LAST_DAY_FIELD_NUMBER: _ClassVar[int]
+    FACTORS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAINED_VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULTED_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    Z_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    symbols: int
+    days: int
+    first_day: int
+    last_day: int
+    factors: int
+    explained_variance: float
+    defaulted_symbols: _containers.RepeatedScalarFieldContainer[str]
+    memory_bytes: int
+    confidence: float
+    horizon_days: float
+    z: float
+    def __init__(self, model: _Optional[str] = ..., symbols: _Optional[int] = ..., days: _Optional[int] = ..., first_day: _Optional[int] = ..., last_day: _Optional[int] = ..., factors: _Optional[int] = ..., explained_variance: _Optional[float] = ..., defaulted_symbols: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ..., confidence: _Optional[float] = ..., horizon_days: _Optional[float] = ..., z: _Optional[float] = ...) -> None: ...
+
+class GetRiskModelResponse(_message.Message):
+    __slots__ = ("model_version", "summary", "symbols", "volatility", "built_at")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    VOLATILITY_FIELD_NUMBER: _ClassVar[int]
+    BUILT_AT_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    summary: RiskModelSummary
+    symbols: _containers.RepeatedScalarFieldContainer[str]
+    volatility: _containers.RepeatedScalarFieldContainer[float]
+    built_at: _timestamp_pb2.Timestamp
+    def __init__(self, model_version: _Optional[str] = ..., summary: _Optional[_Union[RiskModelSummary, _Mapping]] = ..., symbols: _Optional[_Iterable[str]] = ..., volatility: _Optional[_Iterable[float]] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SizePositionsRequest(_message.Message):
+    __slots__ = ("account", "symbols", "var_budget", "apply_limits")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    VAR_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    APPLY_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    symbols: _containers.RepeatedScalarFieldContainer[str]
+    var_budget: float
+    apply_limits: bool
+    def __init__(self, account: _Optional[str] = ..., symbols: _Optional[_Iterable[str]] = ..., var_budget: _Optional[float] = ..., apply_limits: _Optional[bool] = ...) -> None: ...
+
+class PositionSizes(_message.Message):
+    __slots__ = ("symbol", "max_buy_quantity", "max_sell_quantity", "marginal_var", "component_var", "price", "exposure", "limit_buy_quantity", "limit_sell_quantity")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    MAX_BUY_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_SELL_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MARGINAL_VAR_FIELD_NUMBER: _ClassVar[int]
+    COMPONENT_VAR_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    EXPOSURE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_BUY_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_SELL_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    symbol: _containers.RepeatedScalarFieldContainer[str]
+    max_buy_quantity: _containers.RepeatedScalarFieldContainer[float]
+    max_sell_quantity: _containers.RepeatedScalarFieldContainer[float]
+    marginal_var: _containers.RepeatedScalarFieldContainer[float]
+    component_var: _containers.RepeatedScalarFieldContainer[float]
+    price: _containers.RepeatedScalarFieldContainer[float]
+    exposure: _containers.RepeatedScalarFieldContainer[float]
+    limit_buy_quantity: _containers.RepeatedScalarFieldContainer[float]
+    limit_sell_quantity: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, symbol: _Optional[_Iterable[str]] = ..., max_buy_quantity: _Optional[_Iterable[float]] = ..., max_sell_quantity: _Optional[_Iterable[float]] = ..., marginal_var: _Optional[_Iterable[float]] = ..., component_var: _Optional[_Iterable[float]] = ..., price: _Optional[_Iterable[float]] = ..., exposure: _Optional[_Iterable[float]] = ..., limit_buy_quantity: _Optional[_Iterable[float]] = ..., limit_sell_quantity: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class SizePositionsResponse(_message.Message):
+    __slots__ = ("var", "var_budget", "model_version", "sizes", "server_micros")
+    VAR_FIELD_NUMBER: _ClassVar[int]
+    VAR_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    SERVER_MICROS_FIELD_NUMBER: _ClassVar[int]
+    var: float
+    var_budget: float
+    model_version: str
+    sizes: PositionSizes
+    server_micros: float
+    def __init__(self, var: _Optional[float] = ..., var_budget: _Optional[float] = ..., model_version: _Optional[str] = ..., sizes: _Optional[_Union[PositionSizes, _Mapping]] = ..., server_micros: _Optional[float] = ...) -> None: ...

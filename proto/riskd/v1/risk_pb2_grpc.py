@@ -105,6 +105,26 @@ class RiskServiceStub:
                 request_serializer=riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsRequest.SerializeToString,
                 response_deserializer=riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsResponse.FromString,
                 _registered_method=True)
+        self.ImportReturns = channel.stream_unary(
+                '/riskd.v1.RiskService/ImportReturns',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.ImportReturnsRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.ImportReturnsResponse.FromString,
+                _registered_method=True)
+        self.RefreshRiskModel = channel.unary_unary(
+                '/riskd.v1.RiskService/RefreshRiskModel',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.RefreshRiskModelRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.RefreshRiskModelResponse.FromString,
+                _registered_method=True)
+        self.GetRiskModel = channel.unary_unary(
+                '/riskd.v1.RiskService/GetRiskModel',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.GetRiskModelRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.GetRiskModelResponse.FromString,
+                _registered_method=True)
+        self.SizePositions = channel.unary_unary(
+                '/riskd.v1.RiskService/SizePositions',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.SizePositionsRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.SizePositionsResponse.FromString,
+                _registered_method=True)
 
 
 class RiskServiceServicer:
@@ -209,6 +229,34 @@ class RiskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportReturns(self, request_iterator, context):
+        """Upsert daily returns (columnar chunks, COPY into PostgreSQL, constant memory).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshRiskModel(self, request, context):
+        """Rebuild the risk model from the stored returns (in a worker thread) and swap it in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRiskModel(self, request, context):
+        """The risk model in force: version, symbols, volatilities, summary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SizePositions(self, request, context):
+        """Largest buy and sell per symbol under the account's VaR budget; marginal and component VaR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +329,26 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     servicer.StreamRiskSnapshots,
                     request_deserializer=riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsRequest.FromString,
                     response_serializer=riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsResponse.SerializeToString,
+            ),
+            'ImportReturns': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportReturns,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.ImportReturnsRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.ImportReturnsResponse.SerializeToString,
+            ),
+            'RefreshRiskModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshRiskModel,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.RefreshRiskModelRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.RefreshRiskModelResponse.SerializeToString,
+            ),
+            'GetRiskModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRiskModel,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.GetRiskModelRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.GetRiskModelResponse.SerializeToString,
+            ),
+            'SizePositions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SizePositions,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.SizePositionsRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.SizePositionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -662,6 +730,114 @@ class RiskService:
             '/riskd.v1.RiskService/StreamRiskSnapshots',
             riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsRequest.SerializeToString,
             riskd_dot_v1_dot_risk__pb2.StreamRiskSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportReturns(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/riskd.v1.RiskService/ImportReturns',
+            riskd_dot_v1_dot_risk__pb2.ImportReturnsRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.ImportReturnsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshRiskModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskd.v1.RiskService/RefreshRiskModel',
+            riskd_dot_v1_dot_risk__pb2.RefreshRiskModelRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.RefreshRiskModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRiskModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskd.v1.RiskService/GetRiskModel',
+            riskd_dot_v1_dot_risk__pb2.GetRiskModelRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.GetRiskModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SizePositions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskd.v1.RiskService/SizePositions',
+            riskd_dot_v1_dot_risk__pb2.SizePositionsRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.SizePositionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
