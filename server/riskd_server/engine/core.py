@@ -27,6 +27,7 @@ from ..limitbook import LimitBook, compile_limits
 from ..limits import Limit, validate_limits
 from ..names import control_flags
 from ..outcomes import EXEC_MESSAGES, AccountExposure, BatchError, ExecOutcome
+from ..risk.model import RiskModel
 from .checking import OrderChecks, _OneOrderScratch
 from .config import EngineConfig
 from .counts import CheckCounter
@@ -77,6 +78,8 @@ class Engine(OrderChecks):
         self.alert_intake: AlertIntake | None = None
         # Orders checked and violations by check, for metrics (engine.counts: near-zero cost).
         self.check_counter = CheckCounter()
+        # The VaR risk model in force (risk.model), swapped whole by set_risk_model; None = none yet.
+        self.risk_model: RiskModel | None = None
 
     @property
     def sink(self) -> ChangeSink | None:
@@ -90,6 +93,10 @@ class Engine(OrderChecks):
             if sink is None
             else Recorder(sink, self._s, self.accounts, self.symbols, self._wall)
         )
+
+    def set_risk_model(self, model: RiskModel | None) -> None:
+        """Swap in a newly built risk model (built off the event loop; this only installs it)."""
+        self.risk_model = model
 
     # ------------------------------------------------------------------ queries
 
