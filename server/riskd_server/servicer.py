@@ -9,7 +9,7 @@ the write-behind to commit so an acknowledged limit or halt survives a crash.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import NoReturn
 
 import grpc
@@ -65,6 +65,19 @@ def limit_to_pb(lim: Limit) -> pb.Limit:
         disabled=lim.disabled,
         description=lim.description,
     )
+
+
+def _refuse_unsupported(msgs: Iterable[pb.Limit]) -> None:
+    """Limit fields the proto has but this server does not apply yet: refused, never ignored (a
+    dynamic limit silently static, or a template name silently dropped, misleads an operator)."""
+    errors = [
+        f"limits[{i}].{name}: not supported by this server yet"
+        for i, msg in enumerate(msgs)
+        for name in ("template", "reference_volatility", "min_scale")
+        if getattr(msg, name)
+    ]
+    if errors:
+        raise LimitValidationError(errors)
 
 
 class RiskServicer(pb_grpc.RiskServiceServicer):
@@ -174,6 +187,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     async def UpsertLimits(self, request: pb.UpsertLimitsRequest, context: grpc.aio.ServicerContext):
         limits = [limit_from_pb(msg) for msg in request.limits]
         try:
+            _refuse_unsupported(request.limits)
             version = await self._limits.upsert(limits)
         except (BatchError, Backpressure, LimitValidationError) as exc:
             await _abort(context, exc)
