@@ -51,6 +51,9 @@ def limit_from_pb(msg: pb.Limit) -> Limit:
         warn_fraction=msg.warn_fraction,
         disabled=msg.disabled,
         description=msg.description,
+        template=msg.template,
+        reference_volatility=msg.reference_volatility,
+        min_scale=msg.min_scale,
     )
 
 
@@ -64,16 +67,20 @@ def limit_to_pb(lim: Limit) -> pb.Limit:
         warn_fraction=lim.warn_fraction,
         disabled=lim.disabled,
         description=lim.description,
+        template=lim.template,
+        reference_volatility=lim.reference_volatility,
+        min_scale=lim.min_scale,
+        effective_threshold=lim.threshold,
     )
 
 
 def _refuse_unsupported(msgs: Iterable[pb.Limit]) -> None:
     """Limit fields the proto has but this server does not apply yet: refused, never ignored (a
-    dynamic limit silently static, or a template name silently dropped, misleads an operator)."""
+    dynamic limit silently static misleads an operator)."""
     errors = [
         f"limits[{i}].{name}: not supported by this server yet"
         for i, msg in enumerate(msgs)
-        for name in ("template", "reference_volatility", "min_scale")
+        for name in ("reference_volatility", "min_scale")
         if getattr(msg, name)
     ]
     if errors:
