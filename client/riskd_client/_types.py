@@ -75,6 +75,10 @@ class LimitSpec:
     warn_fraction: float = 0.0
     disabled: bool = False
     description: str = ""
+    template: str = ""  # the template it came from (apply_template); "" when set by hand
+    reference_volatility: float = 0.0  # > 0: a dynamic limit
+    min_scale: float = 0.0
+    effective_threshold: float | None = None  # read back only: the threshold in force now
 
 
 # ---------------------------------------------------------------------------------------- results
@@ -179,6 +183,71 @@ class LimitListing:
 
     def by_id(self) -> dict[str, LimitSpec]:
         return {lim.limit_id: lim for lim in self.limits}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitChangeInfo:
+    """One limit in a diff: old is None when added, new is None when deleted."""
+
+    limit_id: str
+    old: LimitSpec | None
+    new: LimitSpec | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDiffInfo:
+    """Counts of an import's or a template's changes, and the first of them in limit_id order
+    (``omitted`` more were not listed)."""
+
+    added: int
+    changed: int
+    deleted: int
+    unchanged: int
+    changes: tuple[LimitChangeInfo, ...]
+    omitted: int
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """A named limit template (limits with an empty account; limit_id a suffix)."""
+
+    name: str
+    description: str
+    limits: tuple[LimitSpec, ...]
+    source: str  # "builtin" or the server's templates_file
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateApplied:
+    """Result of apply_template: the expansion, the diff, how many were upserted (0 on a dry run)."""
+
+    limits: tuple[LimitSpec, ...]
+    upserted: int
+    limits_version: int
+    diff: LimitDiffInfo
+    persisted: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """Result of import_limits: the diff applied (or, with dry_run, that would be)."""
+
+    diff: LimitDiffInfo
+    limits_version: int
+    records: int
+    dry_run: bool
+    persisted: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitVersionInfo:
+    """One stored version of a limit: limit is None for a deletion; time in Unix seconds."""
+
+    limit: LimitSpec | None
+    limits_version: int
+    who: str
+    time: float
+    action: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,20 +19,26 @@ from riskd.v1 import risk_pb2_grpc as pb_grpc
 
 from . import _alerts as al
 from . import _columns as col
+from . import _limits_io as lio
 from ._types import (
     AlertBatch,
     AlertPage,
     AlertStatsReport,
     ExecutionResults,
+    ImportResult,
     LimitListing,
     LimitsChange,
+    LimitSpec,
+    LimitVersionInfo,
     RiskdError,
     RiskSnapshot,
     StateChange,
+    TemplateApplied,
+    TemplateInfo,
     TradingStateChange,
 )
 from .results import CheckResults
-from .sync_client import CHANNEL_OPTIONS, DEFAULT_TARGET
+from .sync_client import CHANNEL_OPTIONS, DEFAULT_TARGET, _Capture
 
 log = logging.getLogger("riskd.client")
 
@@ -197,15 +203,118 @@ class AsyncRiskClient:
         account: str = "",
         symbol: str = "",
         kind: str | int | None = None,
+        template: str = "",
         timeout: float | None = None,
     ) -> LimitListing:
         request = pb.ListLimitsRequest(
             account=account,
             symbol=symbol,
             kind=col.parse_check(kind) if kind is not None else 0,  # type: ignore[arg-type]
+            template=template,
         )
         response = await self._unary("ListLimits", request, timeout)
         return LimitListing(tuple(col.decode_limit(m) for m in response.limits), response.limits_version)
+
+    async def list_templates(self, *, timeout: float | None = None) -> list[TemplateInfo]:
+        response = await self._unary("ListTemplates", pb.ListTemplatesRequest(), timeout)
+        return [lio.decode_template(t) for t in response.templates]
+
+    async def apply_template(
+        self,
+        account: str,
+        template: str,
+        *,
+        scale: float = 1.0,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> TemplateApplied:
+        request = pb.ApplyTemplateRequest(
+            account=account, template=template, scale=lio.valid_scale(scale), dry_run=dry_run
+        )
+        response, persisted = await self._unary_persisted("ApplyTemplate", request, timeout)
+        return TemplateApplied(
+            tuple(col.decode_limit(m) for m in response.limits),
+            response.upserted,
+            response.limits_version,
+            lio.decode_diff(response.diff),
+            persisted,
+        )
+
+    async def export_limit_chunks(
+        self,
+        *,
+        account: str = "",
+        symbol: str = "",
+        kind: str | int | None = None,
+        template: str = "",
+        chunk_size: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncIterator[pb.ExportLimitsResponse]:
+        call = self._stub.ExportLimits(
+            lio.export_request(account, symbol, kind, template, chunk_size), timeout=timeout
+        )
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.RpcError as exc:
+            raise RiskdError.from_rpc(exc, "ExportLimits", self.target) from exc
+        finally:
+            call.cancel()
+
+    async def export_limits(
+        self,
+        *,
+        account: str = "",
+        symbol: str = "",
+        kind: str | int | None = None,
+        template: str = "",
+        chunk_size: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncIterator[LimitSpec]:
+        async for chunk in self.export_limit_chunks(
+            account=account,
+            symbol=symbol,
+            kind=kind,
+            template=template,
+            chunk_size=chunk_size,
+            timeout=timeout,
+        ):
+            for msg in chunk.limits:
+                yield col.decode_limit(msg)
+
+    async def import_limits(
+        self,
+        limits: Any,
+        *,
+        dry_run: bool = False,
+        replace: bool = False,
+        max_changes: int = 0,
+        chunk_size: int = lio.DEFAULT_CHUNK,
+        timeout: float | None = None,
+    ) -> ImportResult:
+        """As RiskClient.import_limits (a file is read on the event loop, a chunk at a time)."""
+        source = _Capture(lio.import_source(limits))
+        requests = lio.import_requests(
+            source, dry_run=dry_run, replace=replace, max_changes=max_changes, chunk_size=chunk_size
+        )
+        call = self._stub.ImportLimits(_aiter(requests), timeout=timeout)
+        try:
+            response = await call
+            trailers = await call.trailing_metadata()
+        except grpc.RpcError as exc:
+            source.reraise()
+            raise RiskdError.from_rpc(exc, "ImportLimits", self.target) from exc
+        return ImportResult(
+            lio.decode_diff(response.diff),
+            response.limits_version,
+            response.records,
+            response.dry_run,
+            col.persisted_flag(trailers),
+        )
+
+    async def limit_history(self, limit_id: str, *, timeout: float | None = None) -> list[LimitVersionInfo]:
+        response = await self._unary("LimitHistory", pb.LimitHistoryRequest(limit_id=limit_id), timeout)
+        return [lio.decode_version(v) for v in response.versions]
 
     # ------------------------------------------------------------------ trading state
 

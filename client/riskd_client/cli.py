@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from . import _columns as col
 from ._cli_alerts import add_follow, add_query, add_stats
 from ._cli_input import UsageError, orders_from_records, parse_number, parse_order_args, read_records
+from ._cli_limits import add_limits_io
 from ._cli_snapshot import add_snapshot_parser
 from ._types import LimitSpec, RiskdError, ViolationInfo
 from .dashboard import commands as dashboard_commands
@@ -161,7 +162,9 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     with _client(args) as client:
-        listing = client.list_limits(account=args.account, symbol=args.symbol, kind=kind)
+        listing = client.list_limits(
+            account=args.account, symbol=args.symbol, kind=kind, template=args.template
+        )
     if args.json:
         doc = {
             "limits_version": listing.limits_version,
@@ -175,6 +178,7 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
                     "warn_fraction": lim.warn_fraction,
                     "disabled": lim.disabled,
                     "description": lim.description,
+                    "template": lim.template,
                 }
                 for lim in listing
             ],
@@ -323,13 +327,14 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=cmd_check)
 
-    limits = sub.add_parser("limits", help="list, set or delete risk limits").add_subparsers(
-        dest="limits_command", metavar="ACTION", required=True
-    )
+    limits = sub.add_parser(
+        "limits", help="list, set, delete, import, export or template risk limits; their history"
+    ).add_subparsers(dest="limits_command", metavar="ACTION", required=True)
     p = limits.add_parser("list", help="list limits")
     p.add_argument("--account", default="", help="only limits of this account")
     p.add_argument("--symbol", default="", help="only limits of this symbol")
     p.add_argument("--kind", default="", help="only limits of this kind (e.g. max-order-quantity)")
+    p.add_argument("--template", default="", help="only limits created from this template")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_limits_list)
     kinds = ", ".join(name.lower().replace("_", "-") for name, number in col.CHECKS.items() if number <= 10)
@@ -350,6 +355,7 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     p = limits.add_parser("delete", help="delete limits by id")
     p.add_argument("limit_ids", nargs="+", metavar="LIMIT_ID")
     p.set_defaults(func=cmd_limits_delete)
+    add_limits_io(limits, _client, UsageError)
 
     prices = sub.add_parser("prices", help="set symbol marks").add_subparsers(
         dest="prices_command", metavar="ACTION", required=True

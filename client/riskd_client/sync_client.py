@@ -20,16 +20,22 @@ from riskd.v1 import risk_pb2_grpc as pb_grpc
 
 from . import _alerts as al
 from . import _columns as col
+from . import _limits_io as lio
 from ._types import (
     AlertBatch,
     AlertPage,
     AlertStatsReport,
     ExecutionResults,
+    ImportResult,
     LimitListing,
     LimitsChange,
+    LimitSpec,
+    LimitVersionInfo,
     RiskdError,
     RiskSnapshot,
     StateChange,
+    TemplateApplied,
+    TemplateInfo,
     TradingStateChange,
 )
 from .results import CheckResults
@@ -207,15 +213,124 @@ class RiskClient:
         account: str = "",
         symbol: str = "",
         kind: str | int | None = None,
+        template: str = "",
         timeout: float | None = None,
     ) -> LimitListing:
         request = pb.ListLimitsRequest(
             account=account,
             symbol=symbol,
             kind=col.parse_check(kind) if kind is not None else 0,  # type: ignore[arg-type]
+            template=template,
         )
         response = self._unary("ListLimits", request, timeout)
         return LimitListing(tuple(col.decode_limit(m) for m in response.limits), response.limits_version)
+
+    def list_templates(self, *, timeout: float | None = None) -> list[TemplateInfo]:
+        """The limit templates the server knows, by name."""
+        response = self._unary("ListTemplates", pb.ListTemplatesRequest(), timeout)
+        return [lio.decode_template(t) for t in response.templates]
+
+    def apply_template(
+        self,
+        account: str,
+        template: str,
+        *,
+        scale: float = 1.0,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> TemplateApplied:
+        """Expand a template for an account (thresholds x scale) and upsert it; dry_run only diffs.
+        Applying it again changes nothing (its limit ids are ACCOUNT:TEMPLATE:SUFFIX)."""
+        request = pb.ApplyTemplateRequest(
+            account=account, template=template, scale=lio.valid_scale(scale), dry_run=dry_run
+        )
+        response, persisted = self._unary_persisted("ApplyTemplate", request, timeout)
+        return TemplateApplied(
+            tuple(col.decode_limit(m) for m in response.limits),
+            response.upserted,
+            response.limits_version,
+            lio.decode_diff(response.diff),
+            persisted,
+        )
+
+    def export_limit_chunks(
+        self,
+        *,
+        account: str = "",
+        symbol: str = "",
+        kind: str | int | None = None,
+        template: str = "",
+        chunk_size: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[pb.ExportLimitsResponse]:
+        """The export's raw chunks (for writers that want the messages, e.g. write_jsonl)."""
+        call = self._stub.ExportLimits(
+            lio.export_request(account, symbol, kind, template, chunk_size), timeout=timeout
+        )
+        try:
+            yield from call
+        except grpc.RpcError as exc:
+            raise RiskdError.from_rpc(exc, "ExportLimits", self.target) from exc
+        finally:
+            call.cancel()
+
+    def export_limits(
+        self,
+        *,
+        account: str = "",
+        symbol: str = "",
+        kind: str | int | None = None,
+        template: str = "",
+        chunk_size: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[LimitSpec]:
+        """Every limit (filtered as list_limits) in limit_id order, streamed in chunks from one
+        limit-set version; no deadline unless ``timeout`` is given."""
+        for chunk in self.export_limit_chunks(
+            account=account,
+            symbol=symbol,
+            kind=kind,
+            template=template,
+            chunk_size=chunk_size,
+            timeout=timeout,
+        ):
+            yield from map(col.decode_limit, chunk.limits)
+
+    def import_limits(
+        self,
+        limits: Any,
+        *,
+        dry_run: bool = False,
+        replace: bool = False,
+        max_changes: int = 0,
+        chunk_size: int = lio.DEFAULT_CHUNK,
+        timeout: float | None = None,
+    ) -> ImportResult:
+        """Import limits (a JSON Lines path or open file, or an iterable of LimitSpec/dicts), streamed
+        in chunks: upsert by limit_id, all or nothing; replace also deletes the limits not given;
+        dry_run returns the diff and changes nothing. A bad record raises RiskdError naming its
+        line (or position) and field; a file that is not valid JSON Lines raises ValueError."""
+        source = _Capture(lio.import_source(limits))
+        requests = lio.import_requests(
+            source, dry_run=dry_run, replace=replace, max_changes=max_changes, chunk_size=chunk_size
+        )
+        try:
+            response, call = self._stub.ImportLimits.with_call(requests, timeout=timeout)
+        except grpc.RpcError as exc:
+            source.reraise()
+            raise RiskdError.from_rpc(exc, "ImportLimits", self.target) from exc
+        return ImportResult(
+            lio.decode_diff(response.diff),
+            response.limits_version,
+            response.records,
+            response.dry_run,
+            col.persisted_flag(call.trailing_metadata()),
+        )
+
+    def limit_history(self, limit_id: str, *, timeout: float | None = None) -> list[LimitVersionInfo]:
+        """The stored versions of a limit (the server's limit_history setting), newest first."""
+        response = self._unary("LimitHistory", pb.LimitHistoryRequest(limit_id=limit_id), timeout)
+        return [lio.decode_version(v) for v in response.versions]
 
     # ------------------------------------------------------------------ trading state
 
@@ -363,3 +478,23 @@ class RiskClient:
             raise RiskdError.from_rpc(exc, "StreamRiskSnapshots", self.target) from exc
         finally:
             call.cancel()
+
+
+class _Capture:
+    """Wraps a request source: gRPC swallows an exception raised while it reads requests (the call
+    just fails), so keep it and raise it instead of the RPC error."""
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._items
+        except Exception as exc:
+            self.error = exc
+            raise
+
+    def reraise(self) -> None:
+        if self.error is not None:
+            raise self.error

@@ -110,10 +110,15 @@ class AlertsRaised:
 
 @dataclass(frozen=True, slots=True)
 class LimitsChanged:
-    """Limits inserted or replaced, and ids deleted, in one all-or-nothing change."""
+    """Limits inserted or replaced, and ids deleted, in one all-or-nothing change; who made it,
+    when and how are kept in the limits' history (limit_history table)."""
 
     upserted: tuple[Limit, ...]
     deleted: tuple[str, ...]
+    version: int = 0  # the limit-set version the change made
+    who: str = ""  # the caller (its peer address until authentication exists)
+    action: str = ""  # "upsert", "delete", "import", "template"
+    ts: float = 0.0  # wall-clock seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,3 +286,14 @@ class Snapshot:
     def recent_closed(self) -> tuple[OpenOrderRow, ...]:
         """The retained closed orders, newest last."""
         return self.orders.recent_closed
+
+
+@dataclass(frozen=True, slots=True)
+class LimitVersion:
+    """One stored version of a limit (limit_history), as LimitHistory returns it."""
+
+    limit: Limit | None  # None: the change deleted it
+    limits_version: int
+    who: str
+    ts: float  # wall-clock seconds
+    action: str

@@ -78,6 +78,14 @@ OPTIONS: tuple[Option, ...] = (
         "write-behind backlog bound in rows; when full, mutating RPCs fail UNAVAILABLE",
         1,
     ),
+    Option(
+        "templates_file",
+        str,
+        "",
+        "TOML file of limit templates ([templates.NAME] with [[templates.NAME.limits]]), added to the "
+        "built-in conservative, standard and aggressive; read once at start",
+    ),
+    Option("limit_history", int, 20, "versions of each limit kept (riskd limits history)", 1),
     Option("db_pool_min", int, 1, "PostgreSQL pool minimum connections", 1),
     Option("db_pool_max", int, 4, "PostgreSQL pool maximum connections", 1),
     Option("db_timeout", float, 10.0, "seconds allowed for connecting and for each database write", 0.1),
@@ -180,6 +188,8 @@ class Settings:
     max_order_notional: float = 1e15
     flush_interval_ms: float = 50.0
     max_pending_rows: int = 1_000_000
+    templates_file: str = ""
+    limit_history: int = 20
     db_pool_min: int = 1
     db_pool_max: int = 4
     db_timeout: float = 10.0

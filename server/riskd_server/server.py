@@ -40,6 +40,7 @@ from .alerts.pipeline import AlertPipeline
 from .alerts.probes import backlog_probe, breaker_probe
 from .alerts.relays import RelayProcesses, RelayStartError, loopback_target, relay_listen
 from .alerts.stats import AlertStats
+from .changes import LimitVersion
 from .config import Settings, parse_addresses
 from .engine import Engine, EngineConfig
 from .metrics.rpc import RpcTimings
@@ -55,6 +56,7 @@ from .reflection import enable_reflection
 from .servicer import RiskServicer, add_risk_service
 from .snapshots import SnapshotHub
 from .store import Store, WriteBehind
+from .templates import TemplateError, load_templates
 from .warm import CompileLog, warm_up
 
 if TYPE_CHECKING:
@@ -442,6 +444,16 @@ async def start(settings: Settings) -> RunningServer:
             return False
         return True
 
+    try:
+        templates = load_templates(settings.templates_file)
+    except TemplateError as exc:
+        raise StartupError(str(exc)) from None
+
+    async def limit_history(limit_id: str) -> list[LimitVersion]:
+        if store is None:
+            return []
+        return await store.limit_history(limit_id, settings.limit_history)
+
     # Kernels compile (first start, changed kernels) in the servicer, the recovery, the write-behind
     # and warm_up: log it from the first to the last, else a minute passes without a word.
     compiling = CompileLog(log).install()
@@ -462,7 +474,13 @@ async def start(settings: Settings) -> RunningServer:
         )
         pipeline.add_output(alert_hub.publish)
         servicer = RiskServicer(
-            engine, barrier, alerts=pipeline, older_alerts=older_alerts, alert_hub=alert_hub
+            engine,
+            barrier,
+            alerts=pipeline,
+            older_alerts=older_alerts,
+            alert_hub=alert_hub,
+            templates=templates,
+            limit_history=limit_history,
         )
         add_risk_service(servicer, registrar)
         health_servicer = health.aio.HealthServicer()
@@ -502,6 +520,7 @@ async def start(settings: Settings) -> RunningServer:
             flush_interval=settings.flush_interval_ms / 1000.0,
             write_timeout=settings.db_timeout,
             dead_letter_path=dead_letter_path(settings),
+            limit_history=settings.limit_history,
         )
         await writer.start()
         cleanup.append(lambda: writer.stop(timeout=max(settings.db_timeout, 1.0)))

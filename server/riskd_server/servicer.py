@@ -8,7 +8,9 @@ the write-behind to commit so an acknowledged limit or halt survives a crash.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import NoReturn
 
@@ -23,10 +25,24 @@ from .alerts.fanout import AlertHub, EmptyHistory, SubscribeError, alert_filter
 from .alerts.model import varint, wire_of
 from .alerts.pipeline import AlertPipeline
 from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, top_of
+from .changes import LimitVersion
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
-from .limits import Limit, LimitValidationError
+from .limit_io import (
+    DEFAULT_MAX_CHANGES,
+    Diff,
+    ExportFilter,
+    ImportStager,
+    LimitImportError,
+    chunk_size,
+    next_chunk,
+    plan_import,
+    record_errors,
+    sorted_ids,
+)
+from .limits import Limit, LimitValidationError, limit_errors, validate_limits
 from .snapshots import IntervalError, SnapshotHub, interval_of
+from .templates import BUILTINS, TemplateSet
 from .wire.encode import encode_response, executions_wire, warm_up
 from .wire.request import parse_check_request, parse_report_request
 from .wire.snapshot import SnapshotTooLarge, SnapshotWire
@@ -34,6 +50,8 @@ from .wire.snapshot import SnapshotTooLarge, SnapshotWire
 log = logging.getLogger("riskd.servicer")
 
 Barrier = Callable[[], Awaitable[bool]]
+# The stored versions of a limit, newest first (store.Store.limit_history).
+HistoryReader = Callable[[str], Awaitable[list[LimitVersion]]]
 SERVICE = "riskd.v1.RiskService"
 
 
@@ -87,6 +105,46 @@ def _refuse_unsupported(msgs: Iterable[pb.Limit]) -> None:
         raise LimitValidationError(errors)
 
 
+def import_record_errors(msg: pb.Limit, lim: Limit, line: int) -> list[str]:
+    """The exact problems of one imported record, as ``field: why``: an upsert's rules, so when
+    the upsert accepts more (dynamic limits), the import does too."""
+    errors = limit_errors(lim, 0)
+    try:
+        _refuse_unsupported([msg])
+    except LimitValidationError as exc:
+        errors.extend(exc.errors)
+    return record_errors(errors, 0)
+
+
+def diff_to_pb(diff: Diff) -> pb.LimitDiff:
+    return pb.LimitDiff(
+        added=diff.added,
+        changed=diff.changed,
+        deleted=diff.deleted,
+        unchanged=diff.unchanged,
+        changes=[
+            pb.LimitChange(
+                limit_id=c.limit_id,
+                old=limit_to_pb(c.old) if c.old is not None else None,
+                new=limit_to_pb(c.new) if c.new is not None else None,
+            )
+            for c in diff.changes
+        ],
+        changes_omitted=diff.omitted,
+    )
+
+
+def _export_chunk(ids, limits, keep: ExportFilter, size: int, version: int) -> pb.ExportLimitsResponse | None:
+    chunk = next_chunk(ids, limits, keep, size)
+    if not chunk:
+        return None
+    return pb.ExportLimitsResponse(limits=[limit_to_pb(lim) for lim in chunk], limits_version=version)
+
+
+def _stage_chunk(stager: ImportStager, request: pb.ImportLimitsRequest) -> bool:
+    return stager.add(request.limits, request.first_line)
+
+
 class RiskServicer(pb_grpc.RiskServiceServicer):
     """riskd.v1.RiskService over an Engine."""
 
@@ -99,9 +157,13 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         older_alerts: Older | None = None,
         alert_hub: AlertHub | None = None,
         snapshots: SnapshotHub | None = None,
+        templates: TemplateSet | None = None,
+        limit_history: HistoryReader | None = None,
     ) -> None:
         self._engine = engine
         self._limits = LimitAdmin(engine)
+        self._templates = templates or TemplateSet(dict(BUILTINS))
+        self._history = limit_history
         self._barrier = barrier
         self._alerts = alerts
         self._older_alerts = older_alerts
@@ -195,7 +257,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         limits = [limit_from_pb(msg) for msg in request.limits]
         try:
             _refuse_unsupported(request.limits)
-            version = await self._limits.upsert(limits)
+            version = await self._limits.upsert(limits, who=context.peer())
         except (BatchError, Backpressure, LimitValidationError) as exc:
             await _abort(context, exc)
         self._poke()
@@ -204,7 +266,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
 
     async def DeleteLimits(self, request: pb.DeleteLimitsRequest, context: grpc.aio.ServicerContext):
         try:
-            deleted, missing, version = await self._limits.delete(list(request.limit_ids))
+            deleted, missing, version = await self._limits.delete(list(request.limit_ids), who=context.peer())
         except Backpressure as exc:
             await _abort(context, exc)
         self._poke()
@@ -214,7 +276,131 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     async def ListLimits(self, request: pb.ListLimitsRequest, context: grpc.aio.ServicerContext):
         book = self._engine.limits
         limits = self._engine.list_limits(request.account, request.symbol, request.kind)
+        if request.template:
+            limits = [lim for lim in limits if lim.template == request.template]
         return pb.ListLimitsResponse(limits=[limit_to_pb(lim) for lim in limits], limits_version=book.version)
+
+    # ------------------------------------------------------------------ templates, import, export, history
+
+    async def ListTemplates(self, request: pb.ListTemplatesRequest, context: grpc.aio.ServicerContext):
+        return pb.ListTemplatesResponse(
+            templates=[
+                pb.LimitTemplate(
+                    name=t.name,
+                    description=t.description,
+                    limits=[limit_to_pb(lim) for lim in t.limits],
+                    source=t.source,
+                )
+                for t in self._templates.sorted()
+            ]
+        )
+
+    async def ApplyTemplate(self, request: pb.ApplyTemplateRequest, context: grpc.aio.ServicerContext):
+        template = self._templates.get(request.template)
+        if template is None:
+            known = ", ".join(sorted(self._templates.templates))
+            await _invalid(context, f"template: unknown template {request.template!r} (known: {known})")
+        if not request.account:
+            await _invalid(context, "account: required")
+        scale = request.scale or 1.0
+        if not math.isfinite(scale) or scale <= 0:
+            await _invalid(context, f"scale: must be finite and > 0, got {request.scale}")
+        limits = template.expand(request.account, scale)
+        staged = {lim.limit_id: lim for lim in limits}
+        try:
+            validate_limits(limits)
+            diff, version = await self._limits.apply(
+                lambda current: plan_import(
+                    current, staged, max_changes=len(limits), dry_run=request.dry_run
+                ),
+                who=context.peer(),
+                action="template",
+            )
+        except (BatchError, Backpressure, LimitValidationError) as exc:
+            await _abort(context, exc)
+        changed = not request.dry_run and not diff.empty
+        if changed:
+            self._poke()
+            await self._durable(context)
+        return pb.ApplyTemplateResponse(
+            limits=[limit_to_pb(lim) for lim in limits],
+            upserted=diff.added + diff.changed if changed else 0,
+            limits_version=version,
+            diff=diff_to_pb(diff),
+        )
+
+    async def ExportLimits(self, request: pb.ExportLimitsRequest, context: grpc.aio.ServicerContext):
+        """The limit set in force at the call, in limit_id order, chunk by chunk: the book is
+        immutable, so the export is consistent however long the client takes; each chunk is built
+        in a worker thread, so the event loop serves other calls in between."""
+        book = self._engine.limits
+        f = request.filter
+        keep = ExportFilter(f.account, f.symbol, f.kind, f.template)
+        size = chunk_size(request.chunk_size)
+        ids = await asyncio.to_thread(sorted_ids, book.limits)
+        sent = False
+        while True:
+            chunk = await asyncio.to_thread(_export_chunk, ids, book.limits, keep, size, book.version)
+            if chunk is None:
+                break
+            sent = True
+            yield chunk
+        if not sent:
+            yield pb.ExportLimitsResponse(limits_version=book.version)
+
+    async def ImportLimits(self, request_iterator, context: grpc.aio.ServicerContext):
+        """Stage every chunk (converted and validated in a worker thread as it arrives), then plan
+        against the set in force and swap the new set in once; all or nothing."""
+        stager = ImportStager(import_record_errors, limit_from_pb)
+        first: pb.ImportLimitsRequest | None = None
+        async for request in request_iterator:
+            first = first or request
+            if not await asyncio.to_thread(_stage_chunk, stager, request):
+                break  # the import is refused already: stop reading
+        dry_run = bool(first and first.dry_run)
+        replace = bool(first and first.replace)
+        max_changes = (first.max_changes if first else 0) or DEFAULT_MAX_CHANGES
+        try:
+            staged = stager.result()
+        except LimitImportError as exc:
+            await _invalid(context, str(exc))
+        records, stager.staged = stager.records, {}
+        try:
+            diff, version = await self._limits.apply(
+                lambda current: plan_import(
+                    current, staged, replace=replace, max_changes=max_changes, dry_run=dry_run
+                ),
+                who=context.peer(),
+                action="import",
+            )
+        except (BatchError, Backpressure, LimitValidationError) as exc:
+            await _abort(context, exc)
+        if not dry_run and not diff.empty:
+            self._poke()
+            await self._durable(context)
+        return pb.ImportLimitsResponse(
+            diff=diff_to_pb(diff), limits_version=version, records=records, dry_run=dry_run
+        )
+
+    async def LimitHistory(self, request: pb.LimitHistoryRequest, context: grpc.aio.ServicerContext):
+        if not request.limit_id:
+            await _invalid(context, "limit_id: required")
+        if self._history is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "limit history needs the database")
+        await self._barrier()  # the latest change is committed (or the wait timed out)
+        try:
+            versions = await self._history(request.limit_id)
+        except Exception as exc:
+            log.warning("reading limit history failed: %s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"limit history unavailable: {exc}")
+        out = []
+        for v in versions:
+            msg = pb.LimitVersion(limits_version=v.limits_version, who=v.who, action=v.action)
+            if v.limit is not None:
+                msg.limit.CopyFrom(limit_to_pb(v.limit))
+            msg.time.FromNanoseconds(round(v.ts * 1e9))
+            out.append(msg)
+        return pb.LimitHistoryResponse(versions=out)
 
     async def SetTradingState(self, request: pb.SetTradingStateRequest, context: grpc.aio.ServicerContext):
         try:

@@ -391,6 +391,22 @@ class Engine(OrderChecks):
             self._rec.require_room(len(deleted))
         return merged, deleted, missing
 
+    def stage_names(self, accounts: Iterable[str], symbols: Iterable[str], rows: int) -> None:
+        """Before installing a whole new limit set (import): room for its ``rows`` change rows, and
+        its distinct account and symbol names interned (BatchError when an interner is full)."""
+        self._rec.require_room(rows)
+        for interner, names, label in (
+            (self.accounts, accounts, "account"),
+            (self.symbols, symbols, "symbol"),
+        ):
+            for name in names:
+                if name and interner.intern(name) < 0:
+                    raise BatchError(
+                        f"limits.{label}", f"{interner.kind} capacity {interner.capacity} reached"
+                    )
+        self._fit_accounts()
+        self._fit_symbols()
+
     def compile_limits(self, merged: dict[str, Limit], version: int) -> LimitBook:
         return compile_limits(merged, self.accounts.get, self.symbols.get, version)
 

@@ -47,6 +47,17 @@ ALERT_COLUMNS = (
 )  # fmt: skip
 
 
+# Columns of a limit_history COPY, in table order (the limit columns are NULL where deleted).
+LIMIT_HISTORY_COLUMNS = (
+    "limit_id", "limits_version", "who", "ts", "action", "deleted", "kind", "account", "symbol", "threshold",
+    "warn_fraction", "disabled", "description", "template", "reference_volatility", "min_scale",
+)  # fmt: skip
+LIMIT_FIELDS = (
+    "limit_id", "kind", "account", "symbol", "threshold", "warn_fraction", "disabled", "description", "template",
+    "reference_volatility", "min_scale",
+)  # fmt: skip
+
+
 def change_rows(change: ch.Change) -> int:
     """Rows a change adds to the backlog (what the engine's has_room(rows) is measured in)."""
     if isinstance(change, ch.LimitsChanged):
@@ -59,7 +70,7 @@ def change_rows(change: ch.Change) -> int:
 
 
 def rows_of(cols: Columns | None) -> int:
-    return 0 if cols is None else int(cols["client_order_id"].shape[0])
+    return 0 if cols is None else int(next(iter(cols.values())).shape[0])
 
 
 @dataclass(slots=True)
@@ -76,6 +87,7 @@ class Coalesced:
     executions: Columns | None = None  # EXECUTION_COLUMNS, in report order
     check_events: Columns | None = None  # CHECK_EVENT_COLUMNS, in check order
     alerts: Columns | None = None  # ALERT_COLUMNS, in seq order
+    limit_history: Columns | None = None  # LIMIT_HISTORY_COLUMNS, one row per limit per change
     # closed_seq per close rank, when fixed before the write (a split flush: every part keeps the
     # flush's close order); None = the write takes ``closes`` new values.
     seqs: np.ndarray | None = None
@@ -91,6 +103,7 @@ class Coalesced:
             or self.executions is not None
             or self.check_events is not None
             or self.alerts is not None
+            or self.limit_history is not None
         )
 
 
@@ -101,6 +114,7 @@ def coalesce(changes: Iterable[ch.Change]) -> Coalesced:
     executions: list[ch.ExecutionsReported] = []
     events: list[ch.CheckEvents] = []
     alerts: list[ch.AlertsRaised] = []
+    limit_changes: list[ch.LimitsChanged] = []
     for change in changes:
         if isinstance(change, ch.OrdersAccepted | ch.OrdersUpdated):
             lifecycle.append(change)
@@ -110,6 +124,9 @@ def coalesce(changes: Iterable[ch.Change]) -> Coalesced:
             events.append(change)
         elif isinstance(change, ch.AlertsRaised):
             alerts.append(change)
+        elif isinstance(change, ch.LimitsChanged):
+            limit_changes.append(change)
+            _limits(out, change)
         else:
             _APPLY[type(change)](out, change)
     if lifecycle:
@@ -117,6 +134,7 @@ def coalesce(changes: Iterable[ch.Change]) -> Coalesced:
     out.executions = _audit(executions, EXECUTION_COLUMNS)
     out.check_events = _audit(events, CHECK_EVENT_COLUMNS)
     out.alerts = _audit(alerts, ALERT_COLUMNS)
+    out.limit_history = _limit_history(limit_changes)
     return out
 
 
@@ -268,17 +286,68 @@ def _marks(out: Coalesced, c: ch.MarksChanged) -> None:
 
 
 def _limits(out: Coalesced, c: ch.LimitsChanged) -> None:
+    limits = out.limits
     for lim in c.upserted:
-        clean = replace(
-            lim,
-            limit_id=_str(lim.limit_id),
-            account=_str(lim.account),
-            symbol=_str(lim.symbol),
-            description=_str(lim.description),
-        )
-        out.limits[clean.limit_id] = clean
+        if _NUL in lim.description or _NUL in lim.limit_id or _NUL in lim.account or _NUL in lim.symbol:
+            lim = replace(
+                lim,
+                limit_id=_str(lim.limit_id),
+                account=_str(lim.account),
+                symbol=_str(lim.symbol),
+                description=_str(lim.description),
+            )
+        limits[lim.limit_id] = lim
     for limit_id in c.deleted:
-        out.limits[_str(limit_id)] = None
+        limits[_str(limit_id)] = None
+
+
+def limit_columns(limits: list[Limit]) -> Columns:
+    """LIMIT_FIELDS as columns (strings as object arrays)."""
+    out: Columns = {}
+    n = len(limits)
+    for name in LIMIT_FIELDS:
+        values = [getattr(lim, name) for lim in limits]
+        if name in ("threshold", "warn_fraction", "reference_volatility", "min_scale"):
+            out[name] = np.fromiter(values, dtype=np.float64, count=n)
+        elif name == "kind":
+            out[name] = np.fromiter(values, dtype=np.int16, count=n)
+        elif name == "disabled":
+            out[name] = np.fromiter(values, dtype=bool, count=n)
+        else:
+            out[name] = _objects(values)
+    return out
+
+
+def _limit_history(changes: list[ch.LimitsChanged]) -> Columns | None:
+    """One history row per limit per change, in change order: upserts, then deletions."""
+    rows = sum(len(c.upserted) + len(c.deleted) for c in changes)
+    if not rows:
+        return None
+    upserted = [lim for c in changes for lim in c.upserted]
+    cols = limit_columns(upserted)
+    counts = np.array([len(c.upserted) + len(c.deleted) for c in changes], dtype=np.int64)
+    deleted = np.concatenate(
+        [np.r_[np.zeros(len(c.upserted), bool), np.ones(len(c.deleted), bool)] for c in changes]
+    )
+    out: Columns = {
+        "limit_id": _objects(
+            [x for c in changes for x in (*(lim.limit_id for lim in c.upserted), *c.deleted)]
+        ),
+        "limits_version": np.repeat(np.array([c.version for c in changes], dtype=np.int64), counts),
+        "who": np.repeat(_objects([c.who for c in changes]), counts),
+        "ts": np.repeat(np.array([c.ts for c in changes], dtype=np.float64), counts),
+        "action": np.repeat(_objects([c.action for c in changes]), counts),
+        "deleted": deleted,
+    }
+    up = np.flatnonzero(~deleted)
+    for name in LIMIT_FIELDS[1:]:
+        src = cols[name]
+        col = np.empty(rows, dtype=src.dtype) if src.dtype != object else _objects([""] * rows)
+        if src.dtype != object:
+            col[:] = 0
+        col[up] = src
+        out[name] = col
+    return out
 
 
 def _trading_state(out: Coalesced, c: ch.TradingStateChanged) -> None:
@@ -288,6 +357,5 @@ def _trading_state(out: Coalesced, c: ch.TradingStateChanged) -> None:
 _APPLY: dict[type, Callable[[Coalesced, Any], None]] = {
     ch.PositionsChanged: _positions,
     ch.MarksChanged: _marks,
-    ch.LimitsChanged: _limits,
     ch.TradingStateChanged: _trading_state,
 }

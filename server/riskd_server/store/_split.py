@@ -1,7 +1,7 @@
 """Cut a coalesced flush into parts, and name the row a one-row part holds (pure, safe in a thread).
 
 A flush is one sequence of rows in write order: orders, order updates, positions, marks, limits,
-trading states, executions, check events, alerts (``SEGMENTS``). ``halves`` cuts that sequence in the
+limit history, trading states, executions, check events, alerts (``SEGMENTS``). ``halves`` cuts that sequence in the
 middle, so writing the parts one after the other, first part first, keeps what one flush
 promised: audit rows stay in order, each key is still written once (coalescing made keys unique
 within the flush), and closes keep their order because every part carries the flush's closed_seq
@@ -22,6 +22,7 @@ from ._coalesce import (
     ALERT_COLUMNS,
     CHECK_EVENT_COLUMNS,
     EXECUTION_COLUMNS,
+    LIMIT_HISTORY_COLUMNS,
     ORDER_COLUMNS,
     UPDATE_COLUMNS,
     Coalesced,
@@ -29,10 +30,10 @@ from ._coalesce import (
 )
 
 SEGMENTS = (
-    "orders", "order_updates", "positions", "marks", "limits", "trading_states", "executions", "check_events",
-    "alerts",
+    "orders", "order_updates", "positions", "marks", "limits", "limit_history", "trading_states", "executions",
+    "check_events", "alerts",
 )  # fmt: skip
-_COLUMNAR = frozenset({"orders", "order_updates", "executions", "check_events", "alerts"})
+_COLUMNAR = frozenset({"orders", "order_updates", "executions", "check_events", "alerts", "limit_history"})
 
 Row = dict[str, Any]  # column name (as the table names it) -> a plain Python value
 
@@ -104,6 +105,10 @@ def only_row(b: Coalesced) -> tuple[str, str, Row]:
             "min_scale",
         )
         return "limits", "upsert", {name: getattr(lim, name) for name in fields}
+    if b.limit_history is not None:
+        row = {name: _plain(b.limit_history[name][0]) for name in LIMIT_HISTORY_COLUMNS}
+        row["ts"] = _when(row["ts"])
+        return "limit_history", "insert", row
     if b.trading_states:
         ((account, (state, reason, when)),) = b.trading_states.items()
         return (

@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import changes as ch
 from ..alerts.model import Alert, AlertFilter
-from . import _alerts, _write
+from . import _alerts, _history, _write
 from ._migrations import apply_migrations
 from ._snapshot import load_snapshot
 from ._writebehind import WriteBehind
@@ -74,6 +74,11 @@ class Store:
         """Persisted alerts matching ``flt`` with seq < before_seq, newest first."""
         async with asyncio.timeout(self._timeout), self._pool.connection() as conn:
             return await _alerts.query_alerts(conn, flt, before_seq, page_size)
+
+    async def limit_history(self, limit_id: str, keep: int) -> list[ch.LimitVersion]:
+        """The newest ``keep`` stored versions of a limit, newest first."""
+        async with asyncio.timeout(self._timeout), self._pool.connection() as conn:
+            return await _history.limit_history(conn, limit_id, keep)
 
     def write_behind(
         self,

@@ -17,10 +17,13 @@ from ._coalesce import (
     ALERT_COLUMNS,
     CHECK_EVENT_COLUMNS,
     EXECUTION_COLUMNS,
+    LIMIT_FIELDS,
+    LIMIT_HISTORY_COLUMNS,
     ORDER_COLUMNS,
     UPDATE_COLUMNS,
     Coalesced,
     Columns,
+    limit_columns,
     rows_of,
     text,
 )
@@ -40,6 +43,11 @@ _STAGING = (
         account text, symbol text, quantity float8) ON COMMIT DELETE ROWS""",
     """CREATE TEMP TABLE IF NOT EXISTS riskd_marks_in (
         symbol text, price float8, last_fill_price float8) ON COMMIT DELETE ROWS""",
+    """CREATE TEMP TABLE IF NOT EXISTS riskd_limits_in (
+        limit_id text, kind smallint, account text, symbol text, threshold float8, warn_fraction float8,
+        disabled boolean, description text, template text, reference_volatility float8,
+        min_scale float8) ON COMMIT DELETE ROWS""",
+    """CREATE TEMP TABLE IF NOT EXISTS riskd_limit_ids_in (limit_id text) ON COMMIT DELETE ROWS""",
 )
 
 _UPSERT_ORDERS = """
@@ -80,15 +88,29 @@ SELECT symbol, price, last_fill_price FROM riskd_marks_in
 ON CONFLICT (symbol) DO UPDATE SET
     price = EXCLUDED.price, last_fill_price = EXCLUDED.last_fill_price, updated_at = now()
 """
-_UPSERT_LIMIT = """
-INSERT INTO limits (limit_id, kind, account, symbol, threshold, warn_fraction, disabled, description,
-                    template, reference_volatility, min_scale)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+_LIMIT_COLUMNS = (
+    "limit_id, kind, account, symbol, threshold, warn_fraction, disabled, description, template,"
+    " reference_volatility, min_scale"
+)
+_UPSERT_LIMITS = f"""
+INSERT INTO limits ({_LIMIT_COLUMNS})
+SELECT {_LIMIT_COLUMNS} FROM riskd_limits_in
 ON CONFLICT (limit_id) DO UPDATE SET
     kind = EXCLUDED.kind, account = EXCLUDED.account, symbol = EXCLUDED.symbol,
     threshold = EXCLUDED.threshold, warn_fraction = EXCLUDED.warn_fraction,
     disabled = EXCLUDED.disabled, description = EXCLUDED.description, template = EXCLUDED.template,
     reference_volatility = EXCLUDED.reference_volatility, min_scale = EXCLUDED.min_scale, updated_at = now()
+"""
+_DELETE_LIMITS = "DELETE FROM limits AS l USING riskd_limit_ids_in AS d WHERE l.limit_id = d.limit_id"
+# Keep the newest ``keep`` history rows of each limit this flush touched (an index range per limit).
+_PRUNE_HISTORY = """
+DELETE FROM limit_history WHERE id IN (
+    SELECT old.id
+    FROM (SELECT limit_id FROM riskd_limits_in UNION ALL SELECT limit_id FROM riskd_limit_ids_in) AS t
+    CROSS JOIN LATERAL (
+        SELECT h.id FROM limit_history AS h WHERE h.limit_id = t.limit_id ORDER BY h.id DESC OFFSET %s
+    ) AS old
+)
 """
 _UPSERT_TRADING_STATE = """
 INSERT INTO trading_states (account, state, reason, updated_at) VALUES (%s, %s, %s, %s)
@@ -114,6 +136,11 @@ _ORDER_TYPES = (
 _UPDATE_TYPES = ("text", "float8", "int2", "timestamptz", "int8")
 _EXECUTION_TYPES = ("timestamptz", "text", "int2", "float8", "float8", "bool", "text")
 _CHECK_EVENT_TYPES = ("timestamptz", "text", "text", "text", "int2", "text", "float8", "float8", "bool")
+_LIMIT_HISTORY = f"limit_history ({', '.join(LIMIT_HISTORY_COLUMNS)})"
+_LIMIT_TYPES = (
+    "text", "int2", "text", "text", "float8", "float8", "bool", "text", "text", "float8", "float8",
+)  # fmt: skip
+_LIMIT_HISTORY_TYPES = ("text", "int8", "text", "timestamptz", "text", "bool", *_LIMIT_TYPES[1:])
 _ALERT_TYPES = (
     "int8", "timestamptz", "int2", "int2", "int2", "text", "text", "text", "text", "float8", "float8", "int8",
     "bool", "text",
@@ -127,7 +154,7 @@ async def prepare(conn: AsyncConnection) -> None:
             await conn.execute(ddl)
 
 
-async def write(conn: AsyncConnection, b: Coalesced) -> np.ndarray | None:
+async def write(conn: AsyncConnection, b: Coalesced, history_keep: int = 20) -> np.ndarray | None:
     """Write everything in ``b`` atomically (the caller bounds it with a timeout).
 
     The big COPY buffers are built in a worker thread (they need this flush's closed_seq values
@@ -139,6 +166,7 @@ async def write(conn: AsyncConnection, b: Coalesced) -> np.ndarray | None:
     async with conn.transaction():
         seqs = b.seqs if b.seqs is not None else await closed_seqs(conn, b.closes)
         orders, updates, executions, events, alerts = await asyncio.to_thread(_encode_all, b, seqs)
+        limits, limit_ids, history = await asyncio.to_thread(_encode_limits, b)
         if orders is not None:
             await _write_orders(conn, orders, rows_of(b.orders))
         if updates is not None:
@@ -155,7 +183,7 @@ async def write(conn: AsyncConnection, b: Coalesced) -> np.ndarray | None:
             marks = ((sym, px, fill) for sym, (px, fill) in b.marks.items())
             await _copy(conn, "riskd_marks_in", ("text", "float8", "float8"), marks)
             await conn.execute(_UPSERT_MARKS)
-        await _write_limits(conn, b)
+        await _write_limits(conn, limits, limit_ids, history, history_keep)
         if b.trading_states:
             async with conn.cursor() as cur:
                 await cur.executemany(
@@ -244,21 +272,42 @@ async def closed_seqs(conn: AsyncConnection, count: int) -> np.ndarray:
     return np.asarray(row[0], dtype=np.int64)
 
 
-async def _write_limits(conn: AsyncConnection, b: Coalesced) -> None:
-    if not b.limits:
-        return
+def _encode_limits(b: Coalesced) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """Binary COPY streams: limits upserted, limit ids deleted, history rows (None = no rows)."""
+    upserted = [lim for lim in b.limits.values() if lim is not None]
     deleted = [limit_id for limit_id, lim in b.limits.items() if lim is None]
-    upserted = [
-        (lim.limit_id, lim.kind, lim.account, lim.symbol, lim.threshold, lim.warn_fraction, lim.disabled,
-         lim.description, lim.template, lim.reference_volatility, lim.min_scale)
-        for lim in b.limits.values()
-        if lim is not None
-    ]  # fmt: skip
-    if deleted:
-        await conn.execute("DELETE FROM limits WHERE limit_id = ANY(%s)", (deleted,))
+    limits = ids = history = None
     if upserted:
-        async with conn.cursor() as cur:
-            await cur.executemany(_UPSERT_LIMIT, upserted)
+        cols = limit_columns(upserted)
+        limits = encode(_LIMIT_TYPES, [cols[name] for name in LIMIT_FIELDS], [None] * len(LIMIT_FIELDS))
+    if deleted:
+        col = np.empty(len(deleted), dtype=object)
+        col[:] = deleted
+        ids = encode(("text",), [col], [None])
+    if b.limit_history is not None:
+        h = b.limit_history
+        nulls = [None] * 6 + [h["deleted"]] * (len(LIMIT_HISTORY_COLUMNS) - 6)
+        history = encode(_LIMIT_HISTORY_TYPES, [h[name] for name in LIMIT_HISTORY_COLUMNS], nulls)
+    return limits, ids, history
+
+
+async def _write_limits(
+    conn: AsyncConnection, limits: bytes | None, ids: bytes | None, history: bytes | None, keep: int
+) -> None:
+    """Limits through staging tables (COPY, then one statement each: a million rows in one flush is
+    an import), then their history rows, pruned to the newest ``keep`` per limit touched."""
+    if limits is None and ids is None and history is None:
+        return
+    await conn.execute(_NO_HASH_JOIN.encode())  # index probes per touched limit, never a full scan
+    if ids is not None:
+        await _copy_bytes(conn, "riskd_limit_ids_in", ids)
+        await conn.execute(_DELETE_LIMITS)
+    if limits is not None:
+        await _copy_bytes(conn, "riskd_limits_in", limits)
+        await conn.execute(_UPSERT_LIMITS)
+    if history is not None:
+        await _copy_bytes(conn, _LIMIT_HISTORY, history)
+        await conn.execute(_PRUNE_HISTORY, (keep,))
 
 
 async def _copy_bytes(conn: AsyncConnection, target: str, data: bytes, chunk: int = 1 << 20) -> None:

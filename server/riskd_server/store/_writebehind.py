@@ -104,10 +104,12 @@ class WriteBehind:
         dead_letter_path: Path | str | None = None,
         dead_letter_max_bytes: int = _deadletter.DEFAULT_MAX_BYTES,
         dead_letter_backups: int = _deadletter.DEFAULT_BACKUPS,
+        limit_history: int = 20,
     ) -> None:
         if max_pending_rows < 1 or flush_interval <= 0 or write_timeout <= 0 or max_flush_rows < 1:
             raise ValueError("max_pending_rows, flush_interval, write_timeout and max_flush_rows must be > 0")
         self._pool = pool
+        self._history_keep = limit_history  # versions kept per limit (limit_history table)
         self._max_pending = max_pending_rows
         self._interval = flush_interval
         self._write_timeout = write_timeout
@@ -320,7 +322,7 @@ class WriteBehind:
         if not data:
             return []
         async with asyncio.timeout(self._write_timeout), self._pool.connection(self._write_timeout) as conn:
-            missing = await _write.write(conn, data)
+            missing = await _write.write(conn, data, self._history_keep)
         if missing is None:
             return []
         return [
