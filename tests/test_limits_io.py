@@ -235,7 +235,9 @@ def test_history_keeps_the_last_versions_with_who_and_when(riskd_server: RiskdSe
         assert versions[0].limit is None
         assert versions[1].limit is not None and versions[1].limit.threshold == 6
         assert versions[2].limit is not None and versions[2].limit.threshold == 5
-        assert [v.limits_version for v in versions] == sorted((v.limits_version for v in versions), reverse=True)
+        assert [v.limits_version for v in versions] == sorted(
+            (v.limits_version for v in versions), reverse=True
+        )
         assert all(v.who.startswith(("ipv4:127.0.0.1:", "ipv6:")) for v in versions)
         assert all(t0 - 1 <= v.time <= time.time() + 1 for v in versions)
         c.apply_template("T1", "conservative")

@@ -55,44 +55,57 @@ def limit_to_record(msg: pb.Limit) -> dict[str, Any]:
     return rec
 
 
-def record_to_limit(rec: Any, where: str) -> pb.Limit:
-    """A JSON object (limit_to_record's shape) as a Limit; ValueError naming ``where`` and the field.
+_KIND_CACHE: dict[str, int] = {}
 
-    effective_threshold is accepted and ignored (the server computes it)."""
+
+def record_fields(rec: Any, where: str) -> dict[str, Any]:
+    """A JSON object (limit_to_record's shape) as pb.Limit keyword arguments; ValueError naming
+    ``where`` and the field. effective_threshold is accepted and ignored (the server computes it)."""
     if not isinstance(rec, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-    unknown = sorted(set(rec) - _FIELDS)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    for name in ("limit_id", "kind", "threshold"):
-        if name not in rec:
-            raise ValueError(f"{where}: {name}: required")
-    msg = pb.Limit()
-    for name in _TEXT:
-        if name in rec:
-            if not isinstance(rec[name], str):
-                raise ValueError(f"{where}: {name}: expected a string, got {rec[name]!r}")
-            setattr(msg, name, rec[name])
-    for name in _FLOATS:
-        if name in rec:
-            value = rec[name]
-            if isinstance(value, bool) or not isinstance(value, int | float):
+    if not rec.keys() <= _FIELDS:
+        raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(set(rec) - _FIELDS))}")
+    try:
+        kind_name = rec["kind"]
+        rec["threshold"]
+        rec["limit_id"]
+    except KeyError as exc:
+        raise ValueError(f"{where}: {exc.args[0]}: required") from None
+    kind = _KIND_CACHE.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        kind = parse_check(kind_name, f"{where}: kind")
+        if isinstance(kind_name, str) and len(_KIND_CACHE) < 64:
+            _KIND_CACHE[kind_name] = kind
+    fields = dict(rec)
+    fields.pop("effective_threshold", None)
+    fields["kind"] = kind
+    for name, value in fields.items():
+        if name in _FLOATS:
+            if type(value) is not float and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise ValueError(f"{where}: {name}: expected a number, got {value!r}")
-            setattr(msg, name, float(value))
-    if "disabled" in rec:
-        if not isinstance(rec["disabled"], bool):
-            raise ValueError(f"{where}: disabled: expected true or false, got {rec['disabled']!r}")
-        msg.disabled = rec["disabled"]
-    msg.kind = parse_check(rec["kind"], f"{where}: kind")  # type: ignore[assignment]
-    return msg
+        elif name in _TEXT:
+            if type(value) is not str:
+                raise ValueError(f"{where}: {name}: expected a string, got {value!r}")
+        elif name == "disabled" and not isinstance(value, bool):
+            raise ValueError(f"{where}: disabled: expected true or false, got {value!r}")
+    return fields
+
+
+def record_to_limit(rec: Any, where: str) -> pb.Limit:
+    """A JSON object as a Limit (record_fields' checks)."""
+    return pb.Limit(**record_fields(rec, where))
 
 
 def _nan_to_error(token: str) -> float:
     raise ValueError(f"{token} is not a number JSON allows")
 
 
-def read_jsonl(path: str | os.PathLike[str] | IO[str]) -> Iterator[tuple[int, pb.Limit]]:
-    """(line number, Limit) per non-blank line; ValueError naming the file, line and field."""
+Item = tuple[int, "pb.Limit | dict[str, Any]"]  # (line number or 0, a Limit or its keyword arguments)
+
+
+def read_jsonl(path: str | os.PathLike[str] | IO[str]) -> Iterator[Item]:
+    """(line number, pb.Limit keyword arguments) per non-blank line; ValueError naming the file,
+    line and field."""
     if isinstance(path, str | os.PathLike):
         name = str(path)
         with Path(path).open(encoding="utf-8") as f:
@@ -101,25 +114,25 @@ def read_jsonl(path: str | os.PathLike[str] | IO[str]) -> Iterator[tuple[int, pb
         yield from _lines(path, getattr(path, "name", "<stream>"))
 
 
-def _lines(f: IO[str], name: str) -> Iterator[tuple[int, pb.Limit]]:
+def _lines(f: IO[str], name: str) -> Iterator[Item]:
+    decode = json.JSONDecoder(parse_constant=_nan_to_error).decode
     for number, line in enumerate(f, 1):
-        if not line.strip():
-            continue
-        where = f"{name}: line {number}"
         try:
-            rec = json.loads(line, parse_constant=_nan_to_error)
+            rec = decode(line)
         except ValueError as exc:
-            raise ValueError(f"{where}: not JSON: {exc}") from None
-        yield number, record_to_limit(rec, where)
+            if not line.strip():
+                continue
+            raise ValueError(f"{name}: line {number}: not JSON: {exc}") from None
+        yield number, record_fields(rec, f"{name}: line {number}")
 
 
-def numbered(limits: Iterable[LimitSpec | Mapping[str, Any] | pb.Limit]) -> Iterator[tuple[int, pb.Limit]]:
+def numbered(limits: Iterable[LimitSpec | Mapping[str, Any] | pb.Limit]) -> Iterator[Item]:
     """Limits given as values: numbered 0 (the server then names records by their position)."""
     for i, lim in enumerate(limits):
         yield 0, lim if isinstance(lim, pb.Limit) else encode_limit(lim, i)
 
 
-def import_source(limits: Any) -> Iterator[tuple[int, pb.Limit]]:
+def import_source(limits: Any) -> Iterator[Item]:
     """A JSON Lines path (str or Path) or open text file, else an iterable of limits."""
     if isinstance(limits, str | os.PathLike) or hasattr(limits, "readline"):
         return read_jsonl(limits)
@@ -129,7 +142,7 @@ def import_source(limits: Any) -> Iterator[tuple[int, pb.Limit]]:
 
 
 def import_requests(
-    items: Iterable[tuple[int, pb.Limit]],
+    items: Iterable[Item],
     *,
     dry_run: bool = False,
     replace: bool = False,
@@ -139,26 +152,25 @@ def import_requests(
     """Chunks of at most chunk_size limits; a chunk holds consecutive lines only (so the server's
     first_line + index is the file's line). Options ride on the first chunk; an empty import is
     one empty chunk."""
-    chunk: list[pb.Limit] = []
-    first = expected = 0
+    req = pb.ImportLimitsRequest(dry_run=dry_run, replace=replace, max_changes=max_changes)
+    n = expected = 0
     sent = False
-
-    def request() -> pb.ImportLimitsRequest:
-        req = pb.ImportLimitsRequest(limits=chunk, first_line=first)
-        if not sent:
-            req.dry_run, req.replace, req.max_changes = dry_run, replace, max_changes
-        return req
-
+    add, append = req.limits.add, req.limits.append
     for line, msg in items:
-        if chunk and (len(chunk) >= chunk_size or (line and line != expected)):
-            yield request()
-            sent, chunk = True, []
-        if not chunk:
-            first = line
-        chunk.append(msg)
+        if n and (n >= chunk_size or (line and line != expected)):
+            yield req
+            sent, req = True, pb.ImportLimitsRequest()
+            add, append, n = req.limits.add, req.limits.append, 0
+        if not n:
+            req.first_line = line
+        if isinstance(msg, dict):
+            add(**msg)
+        else:
+            append(msg)
+        n += 1
         expected = line + 1 if line else 0
-    if chunk or not sent:
-        yield request()
+    if n or not sent:
+        yield req
 
 
 def write_jsonl(responses: Iterable[pb.ExportLimitsResponse], out: IO[str]) -> int:

@@ -56,6 +56,7 @@ from .reflection import enable_reflection
 from .servicer import RiskServicer, add_risk_service
 from .snapshots import SnapshotHub
 from .store import Store, WriteBehind
+from .store._writebehind import ROW_ALLOWANCE
 from .templates import TemplateError, load_templates
 from .warm import CompileLog, warm_up
 
@@ -435,10 +436,12 @@ async def start(settings: Settings) -> RunningServer:
     metrics: Metrics | None = None
     timings = RpcTimings() if settings.metrics_listen else None
 
-    async def barrier() -> bool:
+    async def barrier(rows: int = 0) -> bool:
+        """Wait for the commit of everything queued: db_timeout, plus the write-behind's allowance
+        for a change of ``rows`` rows (an import)."""
         assert writer is not None
         try:
-            await writer.barrier(timeout=settings.db_timeout)
+            await writer.barrier(timeout=settings.db_timeout + 2 * rows * ROW_ALLOWANCE)  # + history rows
         except TimeoutError:
             log.warning("change acknowledged before it was committed (database slow or down)")
             return False

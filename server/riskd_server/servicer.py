@@ -49,13 +49,13 @@ from .wire.snapshot import SnapshotTooLarge, SnapshotWire
 
 log = logging.getLogger("riskd.servicer")
 
-Barrier = Callable[[], Awaitable[bool]]
+Barrier = Callable[..., Awaitable[bool]]  # (rows: int = 0): committed in time?
 # The stored versions of a limit, newest first (store.Store.limit_history).
 HistoryReader = Callable[[str], Awaitable[list[LimitVersion]]]
 SERVICE = "riskd.v1.RiskService"
 
 
-async def _no_barrier() -> bool:
+async def _no_barrier(rows: int = 0) -> bool:
     return True
 
 
@@ -351,7 +351,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     async def ImportLimits(self, request_iterator, context: grpc.aio.ServicerContext):
         """Stage every chunk (converted and validated in a worker thread as it arrives), then plan
         against the set in force and swap the new set in once; all or nothing."""
-        stager = ImportStager(import_record_errors, limit_from_pb)
+        stager = ImportStager(import_record_errors)
         first: pb.ImportLimitsRequest | None = None
         async for request in request_iterator:
             first = first or request
@@ -377,7 +377,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             await _abort(context, exc)
         if not dry_run and not diff.empty:
             self._poke()
-            await self._durable(context)
+            await self._durable(context, diff.added + diff.changed + diff.deleted)
         return pb.ImportLimitsResponse(
             diff=diff_to_pb(diff), limits_version=version, records=records, dry_run=dry_run
         )
@@ -494,9 +494,10 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         finally:  # cancelled (re-raised: grpc/grpc#43360) or ended: nothing of it stays
             hub.unsubscribe(sub)
 
-    async def _durable(self, context: grpc.aio.ServicerContext) -> None:
-        """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
-        persisted = await self._barrier()
+    async def _durable(self, context: grpc.aio.ServicerContext, rows: int = 0) -> None:
+        """Wait for the change to be committed (a big one, of ``rows`` rows, longer); tell the
+        caller (trailer) if it is only queued."""
+        persisted = await self._barrier(rows) if rows else await self._barrier()
         context.set_trailing_metadata((("riskd-persisted", "true" if persisted else "false"),))
 
 

@@ -6,7 +6,8 @@
 -- authentication exists. A deletion keeps only who/when/action (the limit columns are NULL).
 
 CREATE TABLE limit_history (
-    id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                   bigint GENERATED ALWAYS AS IDENTITY,  -- write order; no key of its own:
+                                                               -- rows are found by the index below
     limit_id             text NOT NULL,
     limits_version       bigint NOT NULL,
     who                  text NOT NULL DEFAULT '',

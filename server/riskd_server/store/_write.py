@@ -102,15 +102,16 @@ ON CONFLICT (limit_id) DO UPDATE SET
     reference_volatility = EXCLUDED.reference_volatility, min_scale = EXCLUDED.min_scale, updated_at = now()
 """
 _DELETE_LIMITS = "DELETE FROM limits AS l USING riskd_limit_ids_in AS d WHERE l.limit_id = d.limit_id"
-# Keep the newest ``keep`` history rows of each limit this flush touched (an index range per limit).
+# Keep the newest ``keep`` history rows of each limit this flush touched: one index range per
+# limit finds the older rows, deleted by their row address (the table has no key index to keep up).
 _PRUNE_HISTORY = """
-DELETE FROM limit_history WHERE id IN (
-    SELECT old.id
+DELETE FROM limit_history WHERE ctid = ANY(ARRAY(
+    SELECT old.ctid
     FROM (SELECT limit_id FROM riskd_limits_in UNION ALL SELECT limit_id FROM riskd_limit_ids_in) AS t
     CROSS JOIN LATERAL (
-        SELECT h.id FROM limit_history AS h WHERE h.limit_id = t.limit_id ORDER BY h.id DESC OFFSET %s
+        SELECT h.ctid FROM limit_history AS h WHERE h.limit_id = t.limit_id ORDER BY h.id DESC OFFSET %s
     ) AS old
-)
+))
 """
 _UPSERT_TRADING_STATE = """
 INSERT INTO trading_states (account, state, reason, updated_at) VALUES (%s, %s, %s, %s)

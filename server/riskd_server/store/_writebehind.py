@@ -44,6 +44,9 @@ _monotonic = time.monotonic
 
 # Coalesce in a worker thread above this many rows, so a big flush does not stall the event loop.
 _THREAD_ROWS = 2_000
+# Seconds a flush is allowed per row on top of write_timeout (measured ~50 us per limit row with
+# its history on a busy 2-core machine; twice that).
+ROW_ALLOWANCE = 1e-4
 # Where refused rows go when the dead_letter table refuses them too (the default data_dir's).
 DEFAULT_DEAD_LETTER_FILE = Path(".riskd") / "dead-letter.jsonl"
 _NO_ORDER = "no such order: its insert was refused or lost, so this update was not applied"
@@ -321,7 +324,9 @@ class WriteBehind:
         """Write ``data`` in one transaction; returns the order updates that found no order."""
         if not data:
             return []
-        async with asyncio.timeout(self._write_timeout), self._pool.connection(self._write_timeout) as conn:
+        # A flush of a million rows (an import) takes a minute, not db_timeout: allow for its size.
+        timeout = self._write_timeout + _split.size(data) * ROW_ALLOWANCE
+        async with asyncio.timeout(timeout), self._pool.connection(self._write_timeout) as conn:
             missing = await _write.write(conn, data, self._history_keep)
         if missing is None:
             return []
