@@ -87,7 +87,7 @@ def test_import_errors_name_file_line_and_field(riskd, riskd_server, tmp_path: P
         "\n"
         '{"limit_id": "x2", "kind": "MAX_POSITION", "threshold": 1, "warn_fraction": 1.5}\n'
     )
-    code, out, err = riskd("limits", "import", str(bad))
+    code, _, err = riskd("limits", "import", str(bad))
     assert (
         code == 3 and "line 3: warn_fraction: must be in [0, 1), got 1.5" in err and "nothing changed" in err
     )

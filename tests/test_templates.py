@@ -122,7 +122,7 @@ def test_server_refuses_to_start_with_a_bad_templates_file(tmp_path: Path, fresh
     with pytest.raises(StartupError, match=r"templates_file .*bad\.toml: template 'x': limits\[0\]\.kind"):
         asyncio.run(start(settings))
     missing = server_settings(fresh_dsn, templates_file=str(tmp_path / "missing.toml"))
-    with pytest.raises(StartupError, match="missing.toml"):
+    with pytest.raises(StartupError, match=r"missing\.toml"):
         asyncio.run(start(missing))
 
 
