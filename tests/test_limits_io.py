@@ -256,3 +256,23 @@ def test_history_survives_restart(riskd_server: RiskdServer) -> None:
     with RiskClient(riskd_server.target) as c:
         c.upsert_limits(LimitSpec("r", "MAX_POSITION", 2))
         assert [v.limit.threshold for v in c.limit_history("r") if v.limit] == [2, 1]
+
+
+def test_limits_and_history_are_written_in_copy_slices(riskd_server: RiskdServer, monkeypatch) -> None:
+    from riskd_server.store import _write
+
+    monkeypatch.setattr(_write, "COPY_SLICE", 7)
+    source = _limits(100)
+    with RiskClient(riskd_server.target) as c:
+        assert c.import_limits(source).diff.added == 100
+        res = c.import_limits(source[:40], replace=True)
+        assert (res.diff.deleted, res.diff.unchanged) == (60, 40)
+        assert res.persisted is True
+    db = _db_limits(riskd_server)
+    assert sorted(db) == sorted(s.limit_id for s in source[:40])
+    assert db["L0000011"] == (2, "A11", "S4", 111.0, 0.0, False, "d", "")
+    with psycopg.connect(riskd_server.settings.dsn) as conn:
+        rows = conn.execute(
+            "SELECT action, deleted, count(*) FROM limit_history GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+    assert rows == [("import", False, 100), ("import", True, 60)]

@@ -20,6 +20,7 @@ from ._coalesce import CHUNK, text
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _TRAILER = b"\xff\xff"
+HEADER_BYTES, TRAILER_BYTES = len(_HEADER), len(_TRAILER)  # a stream cut into slices drops them
 _PG_EPOCH = 946_684_800.0  # 2000-01-01T00:00:00Z in Unix seconds
 # Fixed-width types: (numpy big-endian dtype, bytes).
 _FIXED = {

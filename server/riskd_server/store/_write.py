@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from psycopg import AsyncConnection, errors
@@ -27,7 +27,7 @@ from ._coalesce import (
     rows_of,
     text,
 )
-from ._copybin import encode
+from ._copybin import HEADER_BYTES, TRAILER_BYTES, encode
 
 log = logging.getLogger("riskd.store")
 
@@ -167,7 +167,6 @@ async def write(conn: AsyncConnection, b: Coalesced, history_keep: int = 20) -> 
     async with conn.transaction():
         seqs = b.seqs if b.seqs is not None else await closed_seqs(conn, b.closes)
         orders, updates, executions, events, alerts = await asyncio.to_thread(_encode_all, b, seqs)
-        limits, limit_ids, history = await asyncio.to_thread(_encode_limits, b)
         if orders is not None:
             await _write_orders(conn, orders, rows_of(b.orders))
         if updates is not None:
@@ -184,7 +183,7 @@ async def write(conn: AsyncConnection, b: Coalesced, history_keep: int = 20) -> 
             marks = ((sym, px, fill) for sym, (px, fill) in b.marks.items())
             await _copy(conn, "riskd_marks_in", ("text", "float8", "float8"), marks)
             await conn.execute(_UPSERT_MARKS)
-        await _write_limits(conn, limits, limit_ids, history, history_keep)
+        await _write_limits(conn, b, history_keep)
         if b.trading_states:
             async with conn.cursor() as cur:
                 await cur.executemany(
@@ -273,42 +272,57 @@ async def closed_seqs(conn: AsyncConnection, count: int) -> np.ndarray:
     return np.asarray(row[0], dtype=np.int64)
 
 
-def _encode_limits(b: Coalesced) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """Binary COPY streams: limits upserted, limit ids deleted, history rows (None = no rows)."""
-    upserted = [lim for lim in b.limits.values() if lim is not None]
-    deleted = [limit_id for limit_id, lim in b.limits.items() if lim is None]
-    limits = ids = history = None
-    if upserted:
-        cols = limit_columns(upserted)
-        limits = encode(_LIMIT_TYPES, [cols[name] for name in LIMIT_FIELDS], [None] * len(LIMIT_FIELDS))
-    if deleted:
-        col = np.empty(len(deleted), dtype=object)
-        col[:] = deleted
-        ids = encode(("text",), [col], [None])
-    if b.limit_history is not None:
-        h = b.limit_history
-        nulls = [None] * 6 + [h["deleted"]] * (len(LIMIT_HISTORY_COLUMNS) - 6)
-        history = encode(_LIMIT_HISTORY_TYPES, [h[name] for name in LIMIT_HISTORY_COLUMNS], nulls)
-    return limits, ids, history
+# Rows per COPY slice of limits and their history: an import of a million limits is written
+# without its whole COPY stream in memory (each slice is encoded in a worker thread).
+COPY_SLICE = 50_000
+Slice = Callable[[int, int], tuple[Sequence[np.ndarray], Sequence[np.ndarray | None]]]
 
 
-async def _write_limits(
-    conn: AsyncConnection, limits: bytes | None, ids: bytes | None, history: bytes | None, keep: int
-) -> None:
+async def _write_limits(conn: AsyncConnection, b: Coalesced, keep: int) -> None:
     """Limits through staging tables (COPY, then one statement each: a million rows in one flush is
     an import), then their history rows, pruned to the newest ``keep`` per limit touched."""
-    if limits is None and ids is None and history is None:
+    if not b.limits and b.limit_history is None:
         return
     await conn.execute(_NO_HASH_JOIN.encode())  # index probes per touched limit, never a full scan
-    if ids is not None:
-        await _copy_bytes(conn, "riskd_limit_ids_in", ids)
+    upserted = [lim for lim in b.limits.values() if lim is not None]
+    deleted = np.array([limit_id for limit_id, lim in b.limits.items() if lim is None] or [""], dtype=object)
+    if len(upserted) < len(b.limits):
+        await _copy_sliced(conn, "riskd_limit_ids_in", ("text",), len(b.limits) - len(upserted),
+                           lambda i, j: ((deleted[i:j],), (None,)))  # fmt: skip
         await conn.execute(_DELETE_LIMITS)
-    if limits is not None:
-        await _copy_bytes(conn, "riskd_limits_in", limits)
+    if upserted:
+
+        def limit_slice(i: int, j: int) -> tuple[list[np.ndarray], list[None]]:
+            cols = limit_columns(upserted[i:j])
+            return [cols[name] for name in LIMIT_FIELDS], [None] * len(LIMIT_FIELDS)
+
+        await _copy_sliced(conn, "riskd_limits_in", _LIMIT_TYPES, len(upserted), limit_slice)
         await conn.execute(_UPSERT_LIMITS)
-    if history is not None:
-        await _copy_bytes(conn, _LIMIT_HISTORY, history)
+    h = b.limit_history
+    if h is not None:
+
+        def history_slice(i: int, j: int) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+            gone = h["deleted"][i:j]
+            nulls: list[np.ndarray | None] = [None] * 6 + [gone] * (len(LIMIT_HISTORY_COLUMNS) - 6)
+            return [h[name][i:j] for name in LIMIT_HISTORY_COLUMNS], nulls
+
+        await _copy_sliced(conn, _LIMIT_HISTORY, _LIMIT_HISTORY_TYPES, rows_of(h), history_slice)
         await conn.execute(_PRUNE_HISTORY, (keep,))
+
+
+async def _copy_sliced(conn: AsyncConnection, target: str, types: Sequence[str], n: int, part: Slice) -> None:
+    """One binary COPY of ``n`` rows, encoded ``COPY_SLICE`` rows at a time in a worker thread."""
+    statement = f"COPY {target} FROM STDIN (FORMAT BINARY)"
+    async with conn.cursor() as cur, cur.copy(statement.encode()) as copy:
+        for i in range(0, n, COPY_SLICE):
+            j = min(n, i + COPY_SLICE)
+            await copy.write(await asyncio.to_thread(_encode_slice, types, part, i, j, i == 0, j == n))
+
+
+def _encode_slice(types: Sequence[str], part: Slice, i: int, j: int, first: bool, last: bool) -> bytes:
+    columns, nulls = part(i, j)
+    data = encode(types, columns, nulls)
+    return data[0 if first else HEADER_BYTES : len(data) if last else len(data) - TRAILER_BYTES]
 
 
 async def _copy_bytes(conn: AsyncConnection, target: str, data: bytes, chunk: int = 1 << 20) -> None:
