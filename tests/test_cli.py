@@ -276,6 +276,7 @@ def test_limits_set_list_delete(riskd, engine_server) -> None:
         "warn_fraction": 0.0,
         "disabled": True,
         "description": "",
+        "template": "",
     }
     code, out, _ = riskd("limits", "list", "--account", "ACC1", "--json")
     assert [lim["limit_id"] for lim in json.loads(out)["limits"]] == ["acc1-qty"]

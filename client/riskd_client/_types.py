@@ -6,7 +6,7 @@ in sets or dict keys; nothing here talks to the network.
 
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 import grpc
 
@@ -78,7 +78,8 @@ class LimitSpec:
     template: str = ""  # the template it came from (apply_template); "" when set by hand
     reference_volatility: float = 0.0  # > 0: a dynamic limit
     min_scale: float = 0.0
-    effective_threshold: float | None = None  # read back only: the threshold in force now
+    # Read back only: the threshold in force now; not part of equality (a spec you write has none).
+    effective_threshold: float | None = field(default=None, compare=False)
 
 
 # ---------------------------------------------------------------------------------------- results
