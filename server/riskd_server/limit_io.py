@@ -21,6 +21,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ MAX_ERRORS = 20  # errors reported per failed import (the rest are counted)
 _SORT_SLICE = 50_000  # up to this many ids are sorted by list.sort (~30 ms holding the GIL)
 
 # Exact errors of one record: (record as received, the Limit, its line) -> messages "field: why".
-RecordCheck = Callable[[object, Limit, int], list[str]]
+RecordCheck = Callable[[Any, Limit, int], list[str]]
 _ACCOUNT_LEVEL = np.array(sorted(ACCOUNT_LEVEL_KINDS), dtype=np.int64)
 _CONFIGURABLE = np.array(sorted(CONFIGURABLE_KINDS), dtype=np.int64)
 
