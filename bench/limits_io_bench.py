@@ -167,6 +167,25 @@ def print_report(rep: LimitsIoReport) -> None:
         )
 
 
+def rows_of(rep: LimitsIoReport) -> list:
+    """make bench summary rows: time and peak RSS (server, CLI) of the import and the export."""
+    from .run_all import Row
+
+    return [
+        Row(
+            metric=f"limits {step.name}, {rep.limits:,}",
+            measured=f"{step.seconds:.1f} s",
+            baseline="",
+            ratio=None,
+            target="constant CLI memory",
+            ok=None,
+            note=f"peak RSS server {step.server_peak_mb:.0f} MB (idle {rep.server_idle_mb:.0f}), CLI {step.cli_peak_mb:.0f} MB",
+        )
+        for step in rep.steps
+        if step.name in ("import (all added)", "export", "re-import exported (unchanged)")
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limits", type=int, default=1_000_000)

@@ -343,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument("--skip-subscribers", action="store_true")
+    parser.add_argument("--skip-limits-io", action="store_true")
     parser.add_argument(
         "--relays",
         type=int,
@@ -447,6 +448,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for s in servers.values():
                 s.stop()
+
+    if not args.skip_limits_io:
+        from . import limits_io_bench
+
+        n = 100_000 if args.quick else 1_000_000
+        print(f"\n== limits export/import through the CLI (bench.limits_io_bench --limits {n})", flush=True)
+        lrep = limits_io_bench.run(n)
+        limits_io_bench.print_report(lrep)
+        report.notes.append(f"limits io: {asdict(lrep)}")
+        rows += limits_io_bench.rows_of(lrep)
 
     if not args.skip_subscribers:
         from . import subscribers_bench  # imports this module's table helpers
