@@ -120,7 +120,7 @@ def run(limits: int = 1_000_000, keep: bool = False) -> LimitsIoReport:
     source, changed, exported = tmp / "limits.jsonl", tmp / "changed.jsonl", tmp / "exported.jsonl"
     write_file(source, limits)
     write_file(changed, limits, bump=1.0)
-    server = spawn_riskd("limits-io", tmp / "data", ["--log-level", "WARNING"])
+    server = spawn_riskd("limits-io", tmp / "data", ["--log-level", "INFO"])
     pid = server.proc.pid
     try:
         time.sleep(1.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import NoReturn
 
@@ -351,6 +352,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     async def ImportLimits(self, request_iterator, context: grpc.aio.ServicerContext):
         """Stage every chunk (converted and validated in a worker thread as it arrives), then plan
         against the set in force and swap the new set in once; all or nothing."""
+        started = time.perf_counter()
         stager = ImportStager(import_record_errors)
         first: pb.ImportLimitsRequest | None = None
         async for request in request_iterator:
@@ -365,6 +367,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         except LimitImportError as exc:
             await _invalid(context, str(exc))
         records, stager.staged = stager.records, {}
+        staged_at = time.perf_counter()
         try:
             diff, version = await self._limits.apply(
                 lambda current: plan_import(
@@ -375,9 +378,25 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             )
         except (BatchError, Backpressure, LimitValidationError) as exc:
             await _abort(context, exc)
+        installed_at = time.perf_counter()
         if not dry_run and not diff.empty:
             self._poke()
             await self._durable(context, diff.added + diff.changed + diff.deleted)
+        log.info(
+            "import from %s: %d records read and checked in %.1fs, planned%s in %.1fs, committed in %.1fs:"
+            " %d added, %d changed, %d deleted, %d unchanged%s",
+            context.peer(),
+            records,
+            staged_at - started,
+            "" if dry_run or diff.empty else " and installed",
+            installed_at - staged_at,
+            time.perf_counter() - installed_at,
+            diff.added,
+            diff.changed,
+            diff.deleted,
+            diff.unchanged,
+            " (dry run)" if dry_run else "",
+        )
         return pb.ImportLimitsResponse(
             diff=diff_to_pb(diff), limits_version=version, records=records, dry_run=dry_run
         )

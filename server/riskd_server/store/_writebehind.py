@@ -42,6 +42,8 @@ from ._errors import describe, is_data_error, needs_operator, sqlstate
 log = logging.getLogger("riskd.store")
 _monotonic = time.monotonic
 
+# Flushes at least this big (an import) are logged with their time.
+_BIG_FLUSH = 100_000
 # Coalesce in a worker thread above this many rows, so a big flush does not stall the event loop.
 _THREAD_ROWS = 2_000
 # Seconds a flush is allowed per row on top of write_timeout (measured ~50 us per limit row with
@@ -315,6 +317,8 @@ class WriteBehind:
         self._flushed_rows += rows
         self._flushed_changes += len(batch)
         self._last_flush_seconds = time.perf_counter() - started
+        if rows >= _BIG_FLUSH:
+            log.info("flushed %d rows (%d changes) in %.1fs", rows, len(batch), self._last_flush_seconds)
         if self._consecutive:
             log.info("flushing again after %d failed attempts", self._consecutive)
             self._consecutive = 0
