@@ -19,6 +19,7 @@ from riskd_server.limit_io import (
     columns_of,
     next_chunk,
     plan_import,
+    row_of,
     sorted_ids,
 )
 from riskd_server.limits import Limit
@@ -51,7 +52,7 @@ records = st.builds(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(records, max_size=30))
 def test_the_vectorised_flags_cover_every_exact_error(msgs: list[pb.Limit]) -> None:
-    flags = _flags(columns_of(msgs))
+    flags = _flags(columns_of([row_of(m) for m in msgs]))
     for i, msg in enumerate(msgs):
         if import_record_errors(msg, limit_from_pb(msg), i + 1):
             assert flags[i], msg
@@ -167,3 +168,15 @@ def test_pb_round_trip_of_every_field() -> None:
     lim = Limit(limit_id="i", kind=2, account="a", symbol="s", threshold=3, warn_fraction=0.25, disabled=True,
                 description="d", template="t", reference_volatility=0.1, min_scale=0.5)  # fmt: skip
     assert limit_from_pb(limit_to_pb(lim)) == lim
+
+
+def test_an_unchanged_record_is_staged_as_the_object_in_force() -> None:
+    current = {f"id{i}": Limit(limit_id=f"id{i}", kind=1, threshold=i) for i in range(4)}
+    stager = ImportStager(import_record_errors, current)
+    msgs = [limit_to_pb(lim) for lim in current.values()]
+    msgs[2].threshold = 99
+    assert stager.add(msgs, 1)
+    staged = stager.result()
+    assert [staged[k] is current[k] for k in current] == [True, True, False, True]
+    plan = plan_import(current, staged)
+    assert (plan.diff.changed, plan.diff.unchanged) == (1, 3) and plan.upserted == (staged["id2"],)

@@ -21,6 +21,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from .names import control_flags
 DEFAULT_CHUNK = 10_000
 MAX_CHUNK = 100_000
 DEFAULT_MAX_CHANGES = 1_000
+MAX_LISTED_CHANGES = 100_000  # a diff listing more would not fit one response (~150 bytes each)
 MAX_ERRORS = 20  # errors reported per failed import (the rest are counted)
 _SORT_SLICE = 50_000  # up to this many ids are sorted by list.sort (~30 ms holding the GIL)
 
@@ -54,20 +56,22 @@ FIELDS = (
     "limit_id", "kind", "account", "symbol", "threshold", "warn_fraction", "disabled", "description", "template",
     "reference_volatility", "min_scale",
 )  # fmt: skip
-Columns = dict[str, list]
+Columns = dict[str, Sequence]
+Row = tuple  # a limit's FIELDS values, in order
+row_of = attrgetter(*FIELDS)  # a protobuf Limit or a Limit -> its Row (one C call)
 
 
-def columns_of(records: Sequence[object]) -> Columns:
-    """Every Limit field of records (protobuf Limits or Limit values) as one list per field."""
-    return {name: [getattr(r, name) for r in records] for name in FIELDS}
+def columns_of(rows: Sequence[Row]) -> Columns:
+    """Rows as one sequence per field."""
+    if not rows:
+        return {name: () for name in FIELDS}
+    return dict(zip(FIELDS, zip(*rows, strict=True), strict=True))
 
 
-def limits_of(cols: Columns) -> list[Limit]:
-    return [
-        Limit(limit_id=i, kind=k, account=a, symbol=s, threshold=t, warn_fraction=w, disabled=d, description=de,
-              template=te, reference_volatility=rv, min_scale=ms)
-        for i, k, a, s, t, w, d, de, te, rv, ms in zip(*(cols[name] for name in FIELDS), strict=True)
-    ]  # fmt: skip
+def limit_of(row: Row) -> Limit:
+    i, k, a, s, t, w, d, de, te, rv, ms = row
+    return Limit(limit_id=i, kind=k, account=a, symbol=s, threshold=t, warn_fraction=w, disabled=d, description=de,
+                 template=te, reference_volatility=rv, min_scale=ms)  # fmt: skip
 
 
 def _flags(cols: Columns) -> np.ndarray:
@@ -110,6 +114,9 @@ class ImportStager:
     """Collects an import's records; ``add`` per chunk, then ``staged`` (or ``error``)."""
 
     check: RecordCheck
+    # The limit set in force when the import began: a record equal to its limit is staged as that
+    # object (a re-import creates no new objects; plan_import checks again against the set then).
+    current: Mapping[str, Limit] = field(default_factory=dict)
     staged: dict[str, Limit] = field(default_factory=dict)
     records: int = 0
     errors: list[str] = field(default_factory=list)
@@ -117,13 +124,13 @@ class ImportStager:
 
     def add(self, records: Sequence[object], first_line: int) -> bool:
         """Convert and validate one chunk; False once the import has failed (stop reading)."""
-        cols = columns_of(records)
-        limits = limits_of(cols)
+        rows = list(map(row_of, records))
+        cols = columns_of(rows)
         start = first_line or self.records + 1
         label = "line" if first_line else "record"
-        self.records += len(limits)
+        self.records += len(rows)
         for i in np.flatnonzero(_flags(cols)).tolist():
-            for problem in self.check(records[i], limits[i], start + i):
+            for problem in self.check(records[i], limit_of(rows[i]), start + i):
                 self._error(f"{label} {start + i}: {problem}")
         ids = cols["limit_id"]
         if not self.staged.keys().isdisjoint(ids) or len(set(ids)) < len(ids):
@@ -132,10 +139,13 @@ class ImportStager:
         if self.errors:
             self.staged = {}  # refused: nothing of it is kept
             return False
-        self.staged.update(zip(ids, limits, strict=True))
+        get = self.current.get
+        self.staged.update(
+            (r[0], old if (old := get(r[0])) is not None and row_of(old) == r else limit_of(r)) for r in rows
+        )
         return True
 
-    def _duplicates(self, ids: list[str], earlier: list[int], start: int, label: str) -> None:
+    def _duplicates(self, ids: Sequence[str], earlier: list[int], start: int, label: str) -> None:
         """Name each record whose limit_id was given before, and where."""
         before = set(earlier)
         first: dict[str, int] = {}
@@ -209,8 +219,8 @@ def plan_import(
     max_changes: int = DEFAULT_MAX_CHANGES,
     dry_run: bool = False,
 ) -> Plan:
-    """Compare staged limits with the set in force (``staged`` is consumed: with replace it
-    becomes the new set)."""
+    """Compare staged limits with the set in force (``staged`` is consumed: an unchanged limit
+    becomes the object in force, and with replace it becomes the new set)."""
     upserted: list[Limit] = []
     added = changed = unchanged = 0
     for limit_id, new in staged.items():
@@ -218,20 +228,21 @@ def plan_import(
         if old is None:
             added += 1
             upserted.append(new)
-        elif old == new:
+        elif old is new or old == new:
             unchanged += 1
-            staged[limit_id] = old  # same value: keep the object in force (no size change)
+            staged[limit_id] = old  # the object in force (no resize)
         else:
             changed += 1
             upserted.append(new)
-    deleted = [limit_id for limit_id in current if limit_id not in staged] if replace else []
+    limits = staged
+    deleted = [limit_id for limit_id in current if limit_id not in limits] if replace else []
     ids = heapq.nsmallest(max_changes, chain((lim.limit_id for lim in upserted), deleted))
-    changes = tuple(Change(i, current.get(i), staged.get(i)) for i in ids)
+    changes = tuple(Change(i, current.get(i), limits.get(i)) for i in ids)
     diff = Diff(added, changed, len(deleted), unchanged, changes, len(upserted) + len(deleted) - len(ids))
     if dry_run or diff.empty:
         return Plan(diff, None, (), ())
     if replace:
-        merged = staged
+        merged = limits
     else:
         merged = dict(current)
         merged.update((lim.limit_id, lim) for lim in upserted)

@@ -31,6 +31,7 @@ from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
 from .limit_io import (
     DEFAULT_MAX_CHANGES,
+    MAX_LISTED_CHANGES,
     Diff,
     ExportFilter,
     ImportStager,
@@ -353,7 +354,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         """Stage every chunk (converted and validated in a worker thread as it arrives), then plan
         against the set in force and swap the new set in once; all or nothing."""
         started = time.perf_counter()
-        stager = ImportStager(import_record_errors)
+        stager = ImportStager(import_record_errors, self._engine.limits.limits)
         first: pb.ImportLimitsRequest | None = None
         async for request in request_iterator:
             first = first or request
@@ -361,7 +362,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
                 break  # the import is refused already: stop reading
         dry_run = bool(first and first.dry_run)
         replace = bool(first and first.replace)
-        max_changes = (first.max_changes if first else 0) or DEFAULT_MAX_CHANGES
+        max_changes = min((first.max_changes if first else 0) or DEFAULT_MAX_CHANGES, MAX_LISTED_CHANGES)
         try:
             staged = stager.result()
         except LimitImportError as exc:
