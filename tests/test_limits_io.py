@@ -276,3 +276,14 @@ def test_limits_and_history_are_written_in_copy_slices(riskd_server: RiskdServer
             "SELECT action, deleted, count(*) FROM limit_history GROUP BY 1, 2 ORDER BY 1, 2"
         ).fetchall()
     assert rows == [("import", False, 100), ("import", True, 60)]
+
+
+@pytest.mark.parametrize("riskd_settings", [{"max_pending_rows": 12_000}])
+def test_an_import_bigger_than_the_backlog_bound_is_refused_whole(riskd_server: RiskdServer) -> None:
+    with RiskClient(riskd_server.target) as c:
+        with pytest.raises(RiskdError) as err:
+            c.import_limits(_limits(15_000))  # more than limit_admin.SMALL_CHANGE: the whole-set path
+        assert err.value.code == "UNAVAILABLE"
+        assert not c.list_limits().limits
+        assert c.import_limits(_limits(11_000)).diff.added == 11_000  # within the bound
+    assert len(_db_limits(riskd_server)) == 11_000
