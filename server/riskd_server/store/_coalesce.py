@@ -339,6 +339,9 @@ def _limit_history(changes: list[ch.LimitsChanged]) -> Columns | None:
         "action": np.repeat(_objects([c.action for c in changes]), counts),
         "deleted": deleted,
     }
+    if not deleted.any():  # upserts only (an import): the limits' columns as they are
+        out.update((name, cols[name]) for name in LIMIT_FIELDS[1:])
+        return out
     up = np.flatnonzero(~deleted)
     for name in LIMIT_FIELDS[1:]:
         src = cols[name]
