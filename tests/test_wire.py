@@ -360,6 +360,9 @@ class _Context:
         self.code, self.details = code, details
         raise _Aborted
 
+    def peer(self) -> str:  # who changed a limit (the limit history)
+        return "ipv4:127.0.0.1:1"
+
 
 @pytest.mark.parametrize(
     "data",
