@@ -79,7 +79,9 @@ def test_factor_top_k_matches_eigh() -> None:
     diag = np.diag(np.cov(m))
     np.testing.assert_allclose(factor.vol**2, diag, rtol=1e-9)
     assert factor.summary.explained_variance == pytest.approx(vals[-3:].sum() / vals.sum())
-    np.testing.assert_allclose(factor.sigma_times(np.ones(25)), (top + np.diag(factor.specific)) @ np.ones(25))
+    np.testing.assert_allclose(
+        factor.sigma_times(np.ones(25)), (top + np.diag(factor.specific)) @ np.ones(25)
+    )
 
 
 def test_k_larger_than_rank_is_capped() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._alerts import ALERT_KINDS, SEVERITIES
 from ._columns import CHECKS, EXEC_TYPES, SIDES, TRADING_STATES, check_name, parse_check
+from ._returns import ReturnsFileError
 from ._types import (
     AccountSnapshot,
     AlertBatch,
@@ -25,11 +26,14 @@ from ._types import (
     LimitsChange,
     LimitSpec,
     LimitUtilisation,
+    ModelRefreshed,
     Order,
     OrderResult,
     Position,
     PositionSnapshot,
+    ReturnsImported,
     RiskdError,
+    RiskModelInfo,
     RiskSnapshot,
     StateChange,
     TradingStateChange,
@@ -61,11 +65,15 @@ __all__ = [
     "LimitSpec",
     "LimitUtilisation",
     "LimitsChange",
+    "ModelRefreshed",
     "Order",
     "OrderResult",
     "Position",
     "PositionSnapshot",
+    "ReturnsFileError",
+    "ReturnsImported",
     "RiskClient",
+    "RiskModelInfo",
     "RiskSnapshot",
     "RiskdError",
     "StateChange",

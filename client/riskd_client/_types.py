@@ -362,3 +362,53 @@ class RiskdError(Exception):
         if self.status is grpc.StatusCode.DEADLINE_EXCEEDED:
             return f"{self.method}: no answer from {self.target} in time ({self.code})"
         return f"{self.method} failed: {self.code}: {self.details}"
+
+
+# ---------------------------------------------------------------------------------------- VaR model
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnsImported:
+    """Result of import_returns: ``rows`` sent, ``upserted`` of them new or changed in the
+    database (a re-import of the same data upserts 0), distinct symbols and the day range sent."""
+
+    rows: int
+    upserted: int
+    symbols: int
+    first_day: int
+    last_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRefreshed:
+    """Result of refresh_risk_model: the version now in force and the build's seconds."""
+
+    model_version: str
+    build_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RiskModelInfo:
+    """The risk model in force (get_risk_model). ``model_version`` is empty when the server has
+    none yet; ``symbols``/``volatility`` are filled only with include_symbols=True."""
+
+    model_version: str
+    model: str  # "factor" or "sample"
+    symbol_count: int
+    days: int
+    first_day: int
+    last_day: int
+    factors: int
+    explained_variance: float
+    defaulted_symbols: tuple[str, ...]
+    memory_bytes: int
+    confidence: float
+    horizon_days: float
+    z: float
+    built_at: float  # Unix seconds
+    symbols: tuple[str, ...] = ()
+    volatility: tuple[float, ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.model_version)

@@ -152,7 +152,9 @@ OPTIONS: tuple[Option, ...] = (
         "VaR risk model: factor (top var_factors principal components plus specific variances; n x k "
         "floats) or sample (the full n x n sample covariance: 200 MB at 5,000 symbols)",
     ),
-    Option("var_window", int, 250, "days of returns the risk model uses (the last ones present in the data)", 2),
+    Option(
+        "var_window", int, 250, "days of returns the risk model uses (the last ones present in the data)", 2
+    ),
     Option("var_factors", int, 20, "principal components the factor model keeps", 1),
     Option(
         "var_min_days",

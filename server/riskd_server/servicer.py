@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import grpc
 import numpy as np
+import psycopg
 from google.protobuf.message import DecodeError
 
 from riskd.v1 import risk_pb2 as pb
@@ -26,7 +27,11 @@ from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, t
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
 from .limits import Limit, LimitValidationError
+from .risk import rpc as risk_rpc
+from .risk.returns import ReturnsInputError
+from .risk.service import ModelBuildError, NoReturns, RiskModelService
 from .snapshots import IntervalError, SnapshotHub, interval_of
+from .store import Store
 from .wire.encode import encode_response, executions_wire, warm_up
 from .wire.request import parse_check_request, parse_report_request
 from .wire.snapshot import SnapshotTooLarge, SnapshotWire
@@ -90,6 +95,10 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         self.snapshots = snapshots or SnapshotHub(engine)
         self._poke = self.snapshots.poke  # after every change: O(1), see snapshots.SnapshotHub
         self._snapshot_wire = SnapshotWire()
+        # Set by the server once the store is open (None: ImportReturns and RefreshRiskModel are
+        # refused FAILED_PRECONDITION, e.g. on an engine-only server).
+        self.returns_store: Store | None = None
+        self.risk_models: RiskModelService | None = None
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -287,6 +296,51 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         finally:  # cancelled (re-raised: grpc/grpc#43360) or ended: nothing of it stays
             hub.unsubscribe(sub)
 
+    # ------------------------------------------------------------------ returns and the risk model
+
+    async def ImportReturns(
+        self, request_iterator: AsyncIterator[pb.ImportReturnsRequest], context: grpc.aio.ServicerContext
+    ):
+        """Stream chunks of (symbol, day, ret) into PostgreSQL, all or nothing (risk.rpc)."""
+        store = self.returns_store
+        if store is None:
+            await _precondition(context, "ImportReturns needs the database (not available on this server)")
+        try:
+            result = await risk_rpc.import_stream(store, request_iterator)
+        except ReturnsInputError as exc:
+            await _invalid(context, str(exc))
+        except (TimeoutError, psycopg.Error) as exc:
+            log.warning("ImportReturns failed: %s: %s", type(exc).__name__, exc)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"ImportReturns: database error, nothing imported: {type(exc).__name__}: {exc}".strip(),
+            )
+        log.info(
+            "imported %d returns (%d new or changed), %d symbols",
+            result.rows,
+            result.upserted,
+            result.symbols,
+        )
+        return risk_rpc.import_response(result)
+
+    async def RefreshRiskModel(self, request: pb.RefreshRiskModelRequest, context: grpc.aio.ServicerContext):
+        """Rebuild the risk model now (a worker thread) and swap it in."""
+        models = self.risk_models
+        if models is None:
+            await _precondition(context, "RefreshRiskModel needs the database (not available on this server)")
+        try:
+            done = await models.refresh()
+        except NoReturns:
+            await _precondition(
+                context, "no returns stored: import some first (riskd returns import FILE.csv)"
+            )
+        except ModelBuildError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, f"{exc}; the previous model stays in force")
+        return pb.RefreshRiskModelResponse(model_version=done.model.version, build_seconds=done.build_seconds)
+
+    async def GetRiskModel(self, request: pb.GetRiskModelRequest, context: grpc.aio.ServicerContext):
+        return risk_rpc.model_response(self._engine.risk_model, request.include_symbols)
+
     async def _durable(self, context: grpc.aio.ServicerContext) -> None:
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
         persisted = await self._barrier()
@@ -351,6 +405,11 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, prefix: str 
 async def _too_large(context: grpc.aio.ServicerContext, exc: SnapshotTooLarge) -> NoReturn:
     log.warning("refusing a snapshot: %s", exc)
     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    raise AssertionError("unreachable: context.abort raises")
+
+
+async def _precondition(context: grpc.aio.ServicerContext, message: str) -> NoReturn:
+    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
     raise AssertionError("unreachable: context.abort raises")
 
 
