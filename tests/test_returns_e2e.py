@@ -55,7 +55,7 @@ def test_import_refresh_and_get_model(riskd_server: RiskdServer) -> None:
         assert err.value.code == "FAILED_PRECONDITION"
         # Two chunks, one row repeated across them: the last one wins.
         first = {"symbol": s[:20], "day": d[:20], "ret": r[:20]}
-        second = (s[20:] + ["S0"], d[20:] + [20260105], r[20:] + [0.05])
+        second = ([*s[20:], "S0"], [*d[20:], 20260105], [*r[20:], 0.05])
         res = c.import_returns([first, second])
         assert (res.rows, res.upserted, res.symbols, res.first_day, res.last_day) == (
             41,
