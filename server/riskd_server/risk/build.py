@@ -182,12 +182,15 @@ def _factor_loadings(x: np.ndarray, modelled: np.ndarray, k: int, denom: int) ->
     rows = np.flatnonzero(modelled)
     if rows.shape[0] == 0 or x.shape[1] == 0:
         return np.zeros((n, 1)), 0.0
-    _, s, vt = np.linalg.svd(x[rows].T, full_matrices=False)  # min(d, n) singular values, descending
+    # x[rows] = U S Wᵀ is the transpose of xᵀ = W S Uᵀ: U's columns are the right singular vectors
+    # of the d x n matrix. LAPACK is faster on the tall n x d layout (about 90 against 150 ms at
+    # 5,000 x 250).
+    u, s, _ = np.linalg.svd(x[rows], full_matrices=False)  # min(n, d) singular values, descending
     total = float(np.sum(s**2))
     rank = int(np.count_nonzero(s > _RANK_TOL * s[0])) if s[0] > 0 else 0
     kept = max(1, min(k, rank))
     b = np.zeros((n, kept))
     if rank:
-        b[rows] = vt[:kept].T * (s[:kept] / np.sqrt(denom))
+        b[rows] = u[:, :kept] * (s[:kept] / np.sqrt(denom))
     explained = float(np.sum(s[:kept] ** 2) / total) if total > 0 else 0.0
     return b, explained
