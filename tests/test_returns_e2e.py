@@ -206,3 +206,29 @@ def test_holder_coalesces_and_keeps_the_old_model_on_failure() -> None:
 
     asyncio.run(go())
     assert SAMPLE != FACTOR
+
+
+def test_one_import_at_a_time_and_idle_streams_end(riskd_server: RiskdServer) -> None:
+    from riskd.v1 import risk_pb2 as pb
+    from riskd_server.risk.rpc import ImportBusy, ImportIdle, ReturnsImporter
+
+    assert riskd_server.running is not None
+    importer = ReturnsImporter(riskd_server.running.store, idle_timeout=0.3)
+
+    async def slow(pause: float):
+        yield pb.ImportReturnsRequest(symbol=["A"], day=[20260105], ret=[0.01])
+        await asyncio.sleep(pause)
+        yield pb.ImportReturnsRequest(symbol=["B"], day=[20260105], ret=[0.02])
+
+    async def go() -> None:
+        first = asyncio.ensure_future(importer.run(slow(0.2)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ImportBusy):
+            await importer.run(slow(0.0))
+        assert (await first).upserted == 2
+        with pytest.raises(ImportIdle, match=r"no chunk for 0.3s after chunk\[0\]"):
+            await importer.run(slow(1.0))
+        assert (await importer.run(slow(0.0))).upserted == 0  # free again; same rows
+
+    riskd_server.run(go())
+    assert count_rows(riskd_server) == 2

@@ -52,6 +52,7 @@ from .metrics.sources import (
 )
 from .reflection import enable_reflection
 from .risk.build import BuildParams
+from .risk.rpc import ReturnsImporter
 from .risk.service import RiskModelService
 from .servicer import RiskServicer, add_risk_service
 from .snapshots import SnapshotHub
@@ -541,7 +542,7 @@ async def start(settings: Settings) -> RunningServer:
         cleanup.append(pipeline.stop)  # before the write-behind's final flush (cleanup runs last first)
         risk_models = _risk_models(settings, store, engine)
         cleanup.append(risk_models.stop)  # before the pool closes
-        servicer.returns_store = store
+        servicer.returns_importer = ReturnsImporter(store)
         servicer.risk_models = risk_models
         seconds = await _in_thread(warm_up)
         compiling.remove()

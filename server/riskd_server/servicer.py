@@ -31,7 +31,6 @@ from .risk import rpc as risk_rpc
 from .risk.returns import ReturnsInputError
 from .risk.service import ModelBuildError, NoReturns, RiskModelService
 from .snapshots import IntervalError, SnapshotHub, interval_of
-from .store import Store
 from .wire.encode import encode_response, executions_wire, warm_up
 from .wire.request import parse_check_request, parse_report_request
 from .wire.snapshot import SnapshotTooLarge, SnapshotWire
@@ -97,7 +96,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         self._snapshot_wire = SnapshotWire()
         # Set by the server once the store is open (None: ImportReturns and RefreshRiskModel are
         # refused FAILED_PRECONDITION, e.g. on an engine-only server).
-        self.returns_store: Store | None = None
+        self.returns_importer: risk_rpc.ReturnsImporter | None = None
         self.risk_models: RiskModelService | None = None
         warm_up()
 
@@ -302,13 +301,17 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         self, request_iterator: AsyncIterator[pb.ImportReturnsRequest], context: grpc.aio.ServicerContext
     ):
         """Stream chunks of (symbol, day, ret) into PostgreSQL, all or nothing (risk.rpc)."""
-        store = self.returns_store
-        if store is None:
+        importer = self.returns_importer
+        if importer is None:
             await _precondition(context, "ImportReturns needs the database (not available on this server)")
         try:
-            result = await risk_rpc.import_stream(store, request_iterator)
+            result = await importer.run(request_iterator)
         except ReturnsInputError as exc:
             await _invalid(context, str(exc))
+        except risk_rpc.ImportBusy as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except risk_rpc.ImportIdle as exc:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         except (TimeoutError, psycopg.Error) as exc:
             log.warning("ImportReturns failed: %s: %s", type(exc).__name__, exc)
             await context.abort(
@@ -316,10 +319,12 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
                 f"ImportReturns: database error, nothing imported: {type(exc).__name__}: {exc}".strip(),
             )
         log.info(
-            "imported %d returns (%d new or changed), %d symbols",
+            "imported %d returns (%d new or changed), %d symbols; COPY %.3fs, upsert %.3fs",
             result.rows,
             result.upserted,
             result.symbols,
+            result.copy_seconds,
+            result.upsert_seconds,
         )
         return risk_rpc.import_response(result)
 

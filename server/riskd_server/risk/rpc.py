@@ -4,7 +4,9 @@ builds); the servicer maps the errors raised here to gRPC statuses."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -19,16 +21,57 @@ if TYPE_CHECKING:
     from ..store import Store
 
 
-async def import_stream(store: Store, requests: AsyncIterator[pb.ImportReturnsRequest]) -> ImportResult:
-    """Validate and COPY every chunk, then upsert them all in the same transaction (all or
-    nothing); raises ReturnsInputError (nothing changed) or a database/timeout error."""
-    async with store.returns_import() as imp:
-        chunk = 0
-        async for request in requests:
-            cols = validate_chunk(request.symbol, request.day, request.ret, chunk, imp.rows)
-            await imp.add(cols)
-            chunk += 1
-        return await imp.finish()
+IDLE_TIMEOUT = 60.0  # seconds an import may wait for its next chunk (it holds a connection)
+
+
+class ImportBusy(RuntimeError):
+    """Another ImportReturns is running (one at a time: each holds a pool connection and a
+    transaction, and the write-behind must keep one)."""
+
+
+class ImportIdle(TimeoutError):
+    """The client sent no chunk for IDLE_TIMEOUT seconds."""
+
+
+class ReturnsImporter:
+    """Runs ImportReturns streams, one at a time."""
+
+    def __init__(self, store: Store, idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self._store = store
+        self._idle = idle_timeout
+        self._busy = False
+
+    async def run(self, stream: AsyncIterable[pb.ImportReturnsRequest]) -> ImportResult:
+        """Validate and COPY every chunk, then upsert them all in the same transaction (all or
+        nothing); raises ReturnsInputError (nothing changed), ImportBusy, ImportIdle or a
+        database/timeout error."""
+        if self._busy:
+            raise ImportBusy("another ImportReturns is running; retry when it is done")
+        self._busy = True
+        requests = aiter(stream)
+        try:
+            async with self._store.returns_import() as imp:
+                chunk = 0
+                while True:
+                    try:
+                        async with asyncio.timeout(self._idle):
+                            request = await anext(requests)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise ImportIdle(
+                            f"no chunk for {self._idle:g}s after chunk[{chunk - 1}]; nothing imported"
+                        ) from None
+                    cols = validate_chunk(request.symbol, request.day, request.ret, chunk, imp.rows)
+                    await imp.add(cols)
+                    chunk += 1
+                return await imp.finish()
+        finally:
+            self._busy = False
+            close = getattr(requests, "aclose", None)
+            if close is not None:  # an abandoned async generator would be finalised later, noisily
+                with contextlib.suppress(Exception):
+                    await close()
 
 
 def import_response(result: ImportResult) -> pb.ImportReturnsResponse:
