@@ -172,17 +172,17 @@ def demo_rows(
     """A realistic correlated returns set, one (symbol, day, ret) at a time (constant memory).
 
     Each symbol has a market beta (~1), loadings on a few sector/style factors and its own noise
-    (1-3 % daily vol in all); factor returns are drawn per day, so symbols co-move like equities.
+    (about 1.5-2.5 % daily vol in all; average pairwise correlation about 0.2); factor returns are drawn per day, so symbols co-move like equities.
     Deterministic for a seed. Rows come day by day, symbol by symbol within a day.
     """
     rng = random.Random(seed)
     names = [f"SYM{i:0{max(4, len(str(symbols - 1)))}d}" for i in range(symbols)]
-    vols = [0.004] + [0.006] * (factors - 1) if factors else []
+    vols = [0.01] + [0.006] * (factors - 1) if factors else []
     betas = [
         [rng.gauss(1.0, 0.3)] + [rng.gauss(0.0, 0.8) for _ in range(max(factors - 1, 0))] if factors else []
         for _ in range(symbols)
     ]
-    noise = [rng.uniform(0.008, 0.025) for _ in range(symbols)]
+    noise = [rng.uniform(0.008, 0.02) for _ in range(symbols)]
     drift = [rng.gauss(0.0003, 0.0002) for _ in range(symbols)]
     last = last or dt.date.today() - dt.timedelta(days=1)
     for day in business_days(days, last):
