@@ -51,7 +51,7 @@ def add_returns_parsers(sub: argparse._SubParsersAction, client: Client) -> None
         "demo-data",
         help="write a realistic correlated returns CSV (a few factors plus noise)",
         description="Write daily returns for SYMBOLS symbols over the last DAYS weekdays: a market factor, "
-        "a few sector factors and idiosyncratic noise (about 1.5-2.5 %% daily vol), deterministic for a --seed. "
+        "a few sector factors and idiosyncratic noise (about 1-3 %% daily vol), deterministic for a --seed. "
         "Import it with `riskd returns import FILE`.",
     )
     p.add_argument("--symbols", type=int, default=100, metavar="N", help="symbols (%(default)s)")

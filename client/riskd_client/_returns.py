@@ -172,7 +172,8 @@ def demo_rows(
     """A realistic correlated returns set, one (symbol, day, ret) at a time (constant memory).
 
     Each symbol has a market beta (~1), loadings on a few sector/style factors and its own noise
-    (about 1.5-2.5 % daily vol in all; average pairwise correlation about 0.2); factor returns are drawn per day, so symbols co-move like equities.
+    (about 1-3 % daily vol in all, average pairwise correlation about 0.25); factor returns are
+    drawn per day, so symbols co-move like equities.
     Deterministic for a seed. Rows come day by day, symbol by symbol within a day.
     """
     rng = random.Random(seed)
