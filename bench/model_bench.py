@@ -4,14 +4,18 @@
 
     python -m bench.model_bench [--symbols 1000 5000] [--days 250] [--repeat 3]
 
-Prints one row per (symbols, model): the best of --repeat builds, and the bytes the model holds
-(sample: n² x 8 + 2n x 8; factor: n x k x 8 + 2n x 8).
+Prints one row per (symbols, model): the best of --repeat builds, the bytes the model holds
+(sample: n² x 8 + 2n x 8; factor: n x k x 8 + 2n x 8) and the peak of numpy allocations during
+one build (tracemalloc; the model included). OpenBLAS uses every core unless
+OPENBLAS_NUM_THREADS is set: run it both ways on a shared machine (see the README figures).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -35,9 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--factors", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    print(f"pure build (no database read), {args.days} days, best of {args.repeat}")
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    print(f"pure build (no database read), {args.days} days, best of {args.repeat}, BLAS threads: {blas}")
     print(
-        f"{'symbols':>8}  {'model':<7} {'build ms':>9}  {'memory MB':>10}  {'factors':>7}  {'explained':>9}"
+        f"{'symbols':>8}  {'model':<7} {'build ms':>9}  {'model MB':>9}  {'peak MB':>8}  {'factors':>7}  "
+        f"{'explained':>9}"
     )
     for n in args.symbols:
         window = data(n, args.days)
@@ -50,11 +56,14 @@ def main(argv: list[str] | None = None) -> None:
                 model = build_model(window, params)
                 best = min(best, time.perf_counter() - start)
                 del model
+            tracemalloc.start()
             model = build_model(window, params)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
             s = model.summary
             print(
-                f"{n:>8}  {kind:<7} {best * 1e3:>9.1f}  {s.memory_bytes / 1e6:>10.2f}  {s.factors:>7}  "
-                f"{s.explained_variance:>9.1%}"
+                f"{n:>8}  {kind:<7} {best * 1e3:>9.1f}  {s.memory_bytes / 1e6:>9.2f}  {peak / 1e6:>8.1f}  "
+                f"{s.factors:>7}  {s.explained_variance:>9.1%}"
             )
             del model
 

@@ -185,3 +185,16 @@ def test_params_are_validated() -> None:
         BuildParams(confidence=0.4)
     with pytest.raises(ValueError):
         BuildParams(factors=0)
+
+
+@pytest.mark.parametrize(("n", "d"), [(300, 40), (12, 60), (40, 40)])
+def test_factor_equals_thin_svd_of_the_returns(n: int, d: int) -> None:
+    """The Gram-matrix route gives the same B Bᵀ as LAPACK's thin SVD of the centred returns."""
+    m = correlated(n, d, k=6, seed=n + d)
+    model = build_model(window(m), BuildParams(kind=FACTOR, factors=5))
+    centred = m - m.mean(axis=1, keepdims=True)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    b = u[:, :5] * s[:5] / np.sqrt(d - 1)
+    assert model.loadings is not None
+    np.testing.assert_allclose(model.loadings @ model.loadings.T, b @ b.T, rtol=1e-9, atol=1e-16)
+    np.testing.assert_allclose(np.abs(model.loadings), np.abs(b), rtol=1e-6, atol=1e-12)  # up to sign
