@@ -5,6 +5,7 @@ the CLI round trip (demo-data -> returns import -> model) and the holder's coale
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,55 @@ def test_holder_coalesces_and_keeps_the_old_model_on_failure() -> None:
         assert current[0].version == installed[1] and svc.failures == 1
 
     asyncio.run(go())
-    assert SAMPLE != FACTOR
+
+
+def test_holder_timer_rebuilds_and_stops() -> None:
+    """start() builds in the background and again every refresh seconds; stop() ends it; no
+    returns is not an error (no model)."""
+    reads = 0
+
+    async def read(window: int) -> ReturnsWindow:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return ReturnsWindow((), np.zeros(0, dtype=np.int32), np.zeros((0, 0)))
+        m = np.random.default_rng(reads).normal(0, 0.01, (2, 25))
+        return ReturnsWindow(("A", "B"), np.arange(20260101, 20260126, dtype=np.int32), m)
+
+    async def go() -> None:
+        models: list[Any] = []
+        svc = RiskModelService(read, models.append, BuildParams(kind=SAMPLE), refresh=0.05)
+        svc.start()
+        await asyncio.sleep(0.4)
+        await svc.stop()
+        assert reads >= 3 and len(models) == reads - 1  # the first read found nothing
+        seen = reads
+        await asyncio.sleep(0.15)
+        assert reads == seen  # stopped
+
+    asyncio.run(go())
+
+
+def test_model_is_built_at_start_in_the_background(riskd_server: RiskdServer) -> None:
+    s, d, r = grid(3, 8)
+    with RiskClient(riskd_server.target, timeout=30) as c:
+        c.import_returns([(s, d, r)])
+        version = c.refresh_risk_model().model_version
+    riskd_server.restart()  # SERVING first; the model follows from the stored returns
+    with RiskClient(riskd_server.target, timeout=30) as c:
+        deadline = time.monotonic() + 60
+        while not c.get_risk_model().exists and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.get_risk_model().model_version == version
+
+
+def test_model_bench_prints_both_models(capsys) -> None:
+    from bench import model_bench
+
+    model_bench.main(["--symbols", "50", "--days", "30", "--repeat", "1", "--factors", "3"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [(r[0], r[1], r[5]) for r in rows] == [("50", "factor", "3"), ("50", "sample", "0")]
+    assert float(rows[1][3]) == pytest.approx((50 * 50 + 2 * 50) * 8 / 1e6, abs=0.01)
 
 
 def test_one_import_at_a_time_and_idle_streams_end(riskd_server: RiskdServer) -> None:
