@@ -84,7 +84,8 @@ class Store:
     ) -> AsyncIterator[_returns.ReturnsImport]:
         """One ImportReturns: a pool connection (waited for up to the store's timeout) holding one
         transaction; leaving the block normally commits, an exception rolls everything back.
-        Each chunk's COPY gets the store's timeout, the final upsert ``finish_timeout``."""
+        Each chunk's COPY gets the store's timeout, the final upsert ``finish_timeout`` (default
+        max(timeout, 120 s)) plus 100 us a row."""
         async with self._pool.connection(timeout=self._timeout) as conn, conn.transaction():
             yield _returns.ReturnsImport(conn, self._timeout, finish_timeout or max(self._timeout, 120.0))
 
