@@ -10,9 +10,7 @@ from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
 
 
-@pytest.mark.parametrize(
-    "field", [{"reference_volatility": 0.02}, {"min_scale": 0.5}], ids=str
-)
+@pytest.mark.parametrize("field", [{"reference_volatility": 0.02}, {"min_scale": 0.5}], ids=str)
 def test_upsert_refuses_fields_it_does_not_apply(riskd_server: RiskdServer, field: dict) -> None:
     ok = pb.Limit(limit_id="q", kind=pb.RISK_CHECK_MAX_ORDER_QUANTITY, threshold=10)
     bad = pb.Limit(limit_id="p", kind=pb.RISK_CHECK_MAX_POSITION, threshold=10, **field)
