@@ -7,12 +7,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .codec import register_inspect
 from .reader import JournalDamage, read, verify
 
-# Names of the record types, for inspect; the journal's users register theirs.
+# Names of the record types, and one-line descriptions of their payloads, for inspect.
 TYPE_NAMES: dict[int, str] = {}
-# Optional one-line descriptions of a payload by type (inspect --decode).
 DESCRIBERS: dict[int, Callable[[bytes], str]] = {}
+register_inspect(TYPE_NAMES, DESCRIBERS)
 
 
 def journal_dir(args: argparse.Namespace) -> Path:
