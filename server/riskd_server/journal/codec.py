@@ -16,6 +16,7 @@ included); a payload that does not parse, or leaves bytes over, raises CodecErro
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import struct
@@ -246,14 +247,14 @@ def register_inspect(names: dict[int, str], describers: dict[int, Callable[[byte
     """Teach ``riskd journal inspect`` the change record types."""
     for number, name in NAMES.items():
         names[number] = name
-        describers[number] = lambda payload, number=number: describe(number, payload)
+        describers[number] = functools.partial(describe, number)
 
 
 def same_change(a: ch.Change, b: ch.Change) -> bool:
     """Field by field equality with NaN equal to NaN (tests)."""
     if type(a) is not type(b):
         return False
-    for f in dataclasses.fields(a):  # type: ignore[arg-type]
+    for f in dataclasses.fields(a):
         x, y = getattr(a, f.name), getattr(b, f.name)
         if isinstance(x, np.ndarray):
             if x.dtype == object:
