@@ -38,7 +38,13 @@ SELECT DISTINCT ON (symbol, day) symbol, day::integer, ret FROM returns_in ORDER
 ON CONFLICT (symbol, day) DO UPDATE SET ret = excluded.ret
 WHERE returns.ret IS DISTINCT FROM excluded.ret"""
 _IMPORTED = "SELECT count(DISTINCT symbol), coalesce(min(day), 0), coalesce(max(day), 0) FROM returns_in"
-_DAYS = "SELECT day FROM (SELECT DISTINCT day FROM returns) d ORDER BY day DESC LIMIT %s"
+# The last N distinct days by walking the day index down (one probe per day, not a scan of every row).
+_DAYS = """WITH RECURSIVE d(day) AS (
+    SELECT max(day) FROM returns
+    UNION ALL
+    SELECT (SELECT max(r.day) FROM returns r WHERE r.day < d.day) FROM d WHERE d.day IS NOT NULL
+)
+SELECT day FROM d WHERE day IS NOT NULL LIMIT %s"""
 # One row per symbol: its days and returns as packed big-endian int4 and float8 (both aggregates
 # see the group's rows in the same order), so the stream is a message per symbol, not per return.
 _ROWS = """COPY (
