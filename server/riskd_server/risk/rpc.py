@@ -62,7 +62,10 @@ class ReturnsImporter:
                         raise ImportIdle(
                             f"no chunk for {self._idle:g}s after chunk[{chunk - 1}]; nothing imported"
                         ) from None
-                    cols = validate_chunk(request.symbol, request.day, request.ret, chunk, imp.rows)
+                    # ~1-2 ms per 10,000 rows: in a worker thread, as the COPY encoding (store)
+                    cols = await asyncio.to_thread(
+                        validate_chunk, request.symbol, request.day, request.ret, chunk, imp.rows
+                    )
                     await imp.add(cols)
                     chunk += 1
                 return await imp.finish()
