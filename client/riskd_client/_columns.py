@@ -8,6 +8,7 @@ and names the offending column, so there is one rule and one message.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,8 +21,10 @@ from ._types import (
     LimitUtilisation,
     Order,
     Position,
+    PositionSizing,
     PositionSnapshot,
     RiskSnapshot,
+    SymbolSize,
     ViolationInfo,
 )
 
@@ -359,6 +362,45 @@ def decode_snapshot(msg: pb.GetRiskSnapshotResponse | pb.StreamRiskSnapshotsResp
         ),
         state_version=msg.state_version,
         firm_trading_state=state_name(msg.firm_trading_state),
+    )
+
+
+def decode_sizes(msg: pb.SizePositionsResponse) -> PositionSizing:
+    """A SizePositionsResponse -> PositionSizing (no limit columns: +inf, no limit applied)."""
+    z = msg.sizes
+    n = len(z.symbol)
+    inf = [math.inf] * n
+    limit_buy = list(z.limit_buy_quantity) or inf
+    limit_sell = list(z.limit_sell_quantity) or inf
+    return PositionSizing(
+        var=msg.var,
+        var_budget=msg.var_budget,
+        model_version=msg.model_version,
+        server_micros=msg.server_micros,
+        sizes=tuple(
+            map(
+                SymbolSize,
+                z.symbol,
+                z.max_buy_quantity,
+                z.max_sell_quantity,
+                z.marginal_var,
+                z.component_var,
+                z.price,
+                z.exposure,
+                limit_buy,
+                limit_sell,
+            )
+        ),
+    )
+
+
+def size_request(
+    account: str, symbols: str | Iterable[str], var_budget: float, apply_limits: bool
+) -> pb.SizePositionsRequest:
+    """One symbol or several (a str is one symbol); none: every symbol of the server's model."""
+    names = [symbols] if isinstance(symbols, str) else list(symbols)
+    return pb.SizePositionsRequest(
+        account=account, symbols=names, var_budget=var_budget, apply_limits=apply_limits
     )
 
 

@@ -329,6 +329,61 @@ class RiskSnapshot:
         return {a.account: a for a in self.accounts}
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolSize:
+    """One symbol of a PositionSizing: the largest buy and sell the account's VaR budget allows (inf:
+    unbounded; 0 with price 0: the symbol has no mark, so no order could be priced), dVaR/dw
+    (marginal_var) and w x marginal (component_var), the mark used and the current exposure w. With
+    apply_limits, limit_buy/limit_sell: the largest the quantity, notional, position, gross and net
+    limits accept (inf when none applies)."""
+
+    symbol: str
+    max_buy: float
+    max_sell: float
+    marginal_var: float
+    component_var: float
+    price: float
+    exposure: float
+    limit_buy: float
+    limit_sell: float
+
+    @property
+    def buy(self) -> float:
+        """The largest buy both the VaR budget and the limits accept."""
+        return min(self.max_buy, self.limit_buy)
+
+    @property
+    def sell(self) -> float:
+        return min(self.max_sell, self.limit_sell)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSizing:
+    """size_positions: the account's VaR now, the budget used (max(budget, VaR): an order may take
+    the VaR up to it, or lower it), the model version, the server's time in microseconds, and one
+    SymbolSize per symbol asked (model order when none was named)."""
+
+    var: float
+    var_budget: float
+    model_version: str
+    server_micros: float
+    sizes: tuple[SymbolSize, ...]
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __iter__(self):
+        return iter(self.sizes)
+
+    def by_symbol(self) -> dict[str, SymbolSize]:
+        return {s.symbol: s for s in self.sizes}
+
+    def top_contributors(self, n: int = 10) -> list[SymbolSize]:
+        """The n symbols with the largest component VaR, largest first (what drives the VaR)."""
+        held = [s for s in self.sizes if s.component_var != 0.0]
+        return sorted(held, key=lambda s: (-s.component_var, s.symbol))[:n]
+
+
 # ---------------------------------------------------------------------------------------- errors
 
 
