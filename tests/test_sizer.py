@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from risk_models import make_model
 
 from riskd_server import changes as ch
 from riskd_server.engine import Engine, EngineConfig
@@ -25,7 +26,6 @@ from riskd_server.limits import (
 from riskd_server.risk.model import FACTOR, SAMPLE
 from riskd_server.risk.sizer import PRECONDITION, Sizer, SizingError, compute
 from riskd_server.risk.sizing import naive_var
-from risk_models import make_model
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
 _ids = itertools.count()

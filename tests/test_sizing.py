@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from risk_models import make_model
 
 from riskd_server.risk.model import FACTOR, SAMPLE
 from riskd_server.risk.sizing import largest_move, naive_var, size_var
-from risk_models import make_model
 
 N = 30
 SYMBOLS = [f"S{i}" for i in range(N)]
@@ -101,7 +101,6 @@ def test_a_budget_below_the_var_allows_only_orders_that_lower_it(kind: str) -> N
     assert out.max_buy[0] == 0.0 and out.max_sell[0] > 0.0
     assert out.max_sell[2] == 0.0 and out.max_buy[2] > 0.0  # short outside the model: buy back
     # selling exactly 2 g / Sigma_ss (the other root) brings the variance back to where it was
-    w, extra = _exposures(model, held_row, held_w)
     for i, extra_index in ((0, -1), (2, 0)):
         q = out.max_sell[i] if i == 0 else out.max_buy[i]
         side = -1.0 if i == 0 else 1.0

@@ -26,9 +26,9 @@ from ._types import (
     ExecutionResults,
     LimitListing,
     LimitsChange,
+    PositionSizing,
     RiskdError,
     RiskSnapshot,
-    PositionSizing,
     StateChange,
     TradingStateChange,
 )

@@ -27,9 +27,9 @@ from ._types import (
     ExecutionResults,
     LimitListing,
     LimitsChange,
+    PositionSizing,
     RiskdError,
     RiskSnapshot,
-    PositionSizing,
     StateChange,
     TradingStateChange,
 )
