@@ -28,7 +28,8 @@ from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, t
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
 from .limits import Limit, LimitValidationError
-from .risk.sizer import Sizer, SizingError, SizingResult, compute
+from .risk.sizer import Sizer, SizingError, compute
+from .risk.sizing_wire import SizesWire, server_micros_field
 from .snapshots import IntervalError, SnapshotHub, interval_of
 from .wire.encode import encode_response, executions_wire, warm_up
 from .wire.request import parse_check_request, parse_report_request
@@ -94,6 +95,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         self._poke = self.snapshots.poke  # after every change: O(1), see snapshots.SnapshotHub
         self._snapshot_wire = SnapshotWire()
         self._sizer = Sizer(engine)
+        self._sizes_wire = SizesWire()
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -293,9 +295,12 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
 
     # ------------------------------------------------------------------ VaR sizing
 
-    async def SizePositions(self, request: pb.SizePositionsRequest, context: grpc.aio.ServicerContext):
-        """Read the account on the loop (the engine is not thread-safe), size it: on the loop for a
-        few symbols, in a worker thread past SIZING_INLINE (risk.sizer; ~1 ms there, measured)."""
+    async def SizePositionsRaw(
+        self, request: pb.SizePositionsRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """SizePositions, answered with bytes (risk.sizing_wire). The account is read on the loop
+        (the engine is not thread-safe); the sizing runs on the loop for a few symbols and in a
+        worker thread past SIZING_INLINE (measured: ~1 ms of work there; bench/sizing_bench.py)."""
         start = time.perf_counter()
         try:
             inputs = self._sizer.gather(
@@ -307,9 +312,8 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             result = await asyncio.to_thread(compute, inputs)
         else:
             result = compute(inputs)
-        reply = sizes_to_pb(result)
-        reply.server_micros = (time.perf_counter() - start) * 1e6  # serialising it is grpc's, after
-        return reply
+        body = self._sizes_wire.encode(result)
+        return body + server_micros_field((time.perf_counter() - start) * 1e6)
 
     async def _durable(self, context: grpc.aio.ServicerContext) -> None:
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
@@ -321,34 +325,12 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
 SIZING_INLINE = 1_000
 
 
-def sizes_to_pb(r: SizingResult) -> pb.SizePositionsResponse:
-    """The sizing columns as a SizePositionsResponse (repeated doubles filled from lists; the limit
-    columns only with apply_limits)."""
-    sizes = pb.PositionSizes(
-        symbol=r.symbols,
-        max_buy_quantity=r.max_buy.tolist(),
-        max_sell_quantity=r.max_sell.tolist(),
-        marginal_var=r.marginal.tolist(),
-        component_var=r.component.tolist(),
-        price=r.price.tolist(),
-        exposure=r.exposure.tolist(),
-    )
-    if r.limit_buy is not None and r.limit_sell is not None:
-        sizes.limit_buy_quantity.extend(r.limit_buy.tolist())
-        sizes.limit_sell_quantity.extend(r.limit_sell.tolist())
-    return pb.SizePositionsResponse(
-        var=r.var,
-        var_budget=r.budget,
-        model_version=r.model_version,
-        sizes=sizes,
-    )
-
-
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     """RiskService's method handlers: the generated ones, except that the hot calls (CheckOrders,
     CheckOrderStream, ReportExecutions), SubscribeAlerts and QueryAlerts take or return raw bytes
     (RiskServicer has no protobuf handlers for them; tests/oracle_servicer.py adds the hot ones as the
-    tests' reference), and the snapshot calls return bytes (wire.snapshot)."""
+    tests' reference), and the snapshot calls and SizePositions return bytes (wire.snapshot,
+    risk.sizing_wire)."""
     capture = _Capture()
     pb_grpc.add_RiskServiceServicer_to_server(servicer, capture)
     handlers = dict(capture.handlers)
@@ -357,6 +339,9 @@ def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     handlers["ReportExecutions"] = grpc.unary_unary_rpc_method_handler(servicer.ReportExecutionsRaw)
     handlers["QueryAlerts"] = grpc.unary_unary_rpc_method_handler(servicer.QueryAlertsRaw)
     handlers["SubscribeAlerts"] = grpc.unary_stream_rpc_method_handler(servicer.SubscribeAlertsRaw)
+    handlers["SizePositions"] = grpc.unary_unary_rpc_method_handler(
+        servicer.SizePositionsRaw, request_deserializer=pb.SizePositionsRequest.FromString
+    )
     handlers["GetRiskSnapshot"] = grpc.unary_unary_rpc_method_handler(
         servicer.GetRiskSnapshotRaw, request_deserializer=pb.GetRiskSnapshotRequest.FromString
     )
