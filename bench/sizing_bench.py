@@ -8,10 +8,15 @@ server is RiskServicer over that engine on a grpc.aio server in this process (it
 called with the blocking RiskClient; server time is the response's server_micros (read the
 account, size, build the response; serialising it is grpc's).
 
+Between two calls --moves of the account's positions change (LoadPositions on the server's loop),
+as when it trades: the sample model's Sigma @ w is then updated from those rows (risk.sigma_cache);
+the first call after a model is installed computes it whole (reported apart). "size ms" is the
+sizing alone in process without that cache.
+
 The naive way is timed on --naive-symbols symbols and scaled to all of them (per-symbol cost is
 constant: each recomputes the whole product), because the sample model would take minutes.
 
-    python -m bench.sizing_bench [--symbols 5000] [--held 5000] [--factors 20] [--reps 30]
+    python -m bench.sizing_bench [--symbols 5000] [--held 5000] [--factors 20] [--reps 30] [--moves 10]
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ class _Server:
 @dataclass(frozen=True, slots=True)
 class Row:
     model: str
+    cold_ms: float  # the first call after the model is installed (sample: no Sigma @ w cached)
     server_p50_ms: float
     server_p99_ms: float
     rtt_p50_ms: float
@@ -130,7 +136,7 @@ class Row:
     naive_measured: int
 
 
-def run(symbols: int, held: int, factors: int, reps: int, naive_symbols: int) -> list[Row]:
+def run(symbols: int, held: int, factors: int, reps: int, naive_symbols: int, moves: int) -> list[Row]:
     warm_up()
     names = [f"S{i:05d}" for i in range(symbols)]
     rng = np.random.default_rng(7)
@@ -150,15 +156,24 @@ def run(symbols: int, held: int, factors: int, reps: int, naive_symbols: int) ->
                 model = build_model(kind, names, factors)
                 server.run(lambda m=model: eng.set_risk_model(m))
                 budget = 2.0 * model.var(w)
+                cold = client.size_positions("ACC", var_budget=budget, apply_limits=True).server_micros
                 server_us: list[float] = []
                 rtts: list[float] = []
-                for _ in range(reps + 1):
+                for _ in range(reps):
+                    # between two calls the account trades: --moves of its positions change
+                    moved = rng.choice(held_idx, size=moves, replace=False)
+                    server.run(
+                        lambda mv=moved: eng.load_positions(  # type: ignore[misc]
+                            ["ACC"] * mv.shape[0],
+                            [names[i] for i in mv],
+                            np.round(rng.normal(0, 2_000, mv.shape[0])),
+                        )
+                    )
                     t0 = time.perf_counter()
                     r = client.size_positions("ACC", var_budget=budget, apply_limits=True)
                     rtts.append(time.perf_counter() - t0)
                     server_us.append(r.server_micros)
                 assert len(r) == symbols
-                server_us, rtts = server_us[1:], rtts[1:]
                 sizer = Sizer(eng)
                 gather = _times(lambda s=sizer, b=budget: s.gather("ACC", (), b, True), reps)  # type: ignore[misc]
                 inputs = sizer.gather("ACC", (), budget, True)
@@ -172,6 +187,7 @@ def run(symbols: int, held: int, factors: int, reps: int, naive_symbols: int) ->
                 naive_ms = (time.perf_counter() - t0) * 1e3 * symbols / m
                 rows.append(
                     Row(
+                        cold_ms=cold / 1e3,
                         model=f"{kind} (k = {factors})"
                         if kind == FACTOR
                         else f"{kind} ({symbols} x {symbols})",
@@ -199,20 +215,24 @@ def main() -> None:
     ap.add_argument("--factors", type=int, default=20)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--naive-symbols", type=int, default=200, help="symbols the naive way is timed on")
+    ap.add_argument("--moves", type=int, default=10, help="positions changed between two calls")
     args = ap.parse_args()
-    rows = run(args.symbols, min(args.held, args.symbols), args.factors, args.reps, args.naive_symbols)
+    held = min(args.held, args.symbols)
+    moves = min(args.moves, held)
+    rows = run(args.symbols, held, args.factors, args.reps, args.naive_symbols, moves)
     print(
-        f"SizePositions, {args.symbols} symbols, account holding {min(args.held, args.symbols)}, apply_limits"
+        f"SizePositions of all {args.symbols} symbols, account holding {held}, apply_limits, "
+        f"{moves} positions changed between calls, {args.reps} calls"
     )
     print(
-        "| model | server p50 / p99 ms | round trip p50 ms | read engine ms | size ms | response ms "
-        "| naive ms (timed on N symbols) | naive / server p50 |"
+        "| model | server p50 / p99 ms | first call ms | round trip p50 ms | read engine ms "
+        "| size ms (uncached) | response ms | naive ms (timed on N symbols) | naive / server p50 |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r.model} | {r.server_p50_ms:.2f} / {r.server_p99_ms:.2f} | {r.rtt_p50_ms:.2f} | "
-            f"{r.gather_ms:.2f} | {r.compute_ms:.2f} | {r.encode_ms:.2f} | "
+            f"| {r.model} | {r.server_p50_ms:.2f} / {r.server_p99_ms:.2f} | {r.cold_ms:.2f} | "
+            f"{r.rtt_p50_ms:.2f} | {r.gather_ms:.2f} | {r.compute_ms:.2f} | {r.encode_ms:.2f} | "
             f"{r.naive_ms:,.0f} ({r.naive_measured}) | {r.naive_ms / r.server_p50_ms:,.0f}x |"
         )
 

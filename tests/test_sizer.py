@@ -200,3 +200,16 @@ def test_no_model_is_a_failed_precondition() -> None:
     with pytest.raises(SizingError) as err:
         Sizer(eng).gather("ACC", [], 1.0, False)
     assert err.value.code == PRECONDITION and str(err.value) == "no risk model yet"
+
+
+def test_the_sigma_cache_answers_like_a_fresh_product() -> None:
+    eng = _engine(SAMPLE)
+    sizer = Sizer(eng)
+    for qty in (100.0, 250.0, -40.0):
+        eng.load_positions(["ACC"], ["CCC"], [qty])
+        cached = sizer.compute(sizer.gather("ACC", (), 1e6, False))
+        fresh = compute(Sizer(eng).gather("ACC", (), 1e6, False))
+        assert cached.var == pytest.approx(fresh.var, rel=1e-12)
+        np.testing.assert_allclose(cached.max_buy, fresh.max_buy, rtol=1e-9)
+        np.testing.assert_allclose(cached.marginal, fresh.marginal, rtol=1e-9)
+    assert sizer.sigma_cache.incremental == 2 and sizer.sigma_cache.full == 1

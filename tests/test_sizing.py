@@ -198,3 +198,38 @@ def test_random_books(kind: str, book: dict[int, float], budget: float, ask: int
         slack = 1e-12 * max(limit, abs(side * q * price) * model.vol.max() * model.scale)
         assert _moved_var(*args, side * 0.999 * q * price) <= limit + slack
         assert _moved_var(*args, side * 1.001 * q * price) > limit - slack
+
+
+def test_sigma_cache_follows_changes_and_stays_bounded() -> None:
+    from riskd_server.risk.sigma_cache import SigmaCache
+
+    model = make_model(SAMPLE, [f"C{i}" for i in range(40)], seed=2)
+    factor = MODELS[FACTOR]
+    cache = SigmaCache(accounts=2, refresh_every=5)
+    rng = np.random.default_rng(9)
+    rows = np.arange(0, 40, 2)
+    weights = rng.normal(0, 1e6, size=rows.shape[0])
+    for step in range(30):
+        pick = rng.choice(rows.shape[0], size=2, replace=False)  # two exposures move a step
+        weights[pick] += rng.normal(0, 1e5, size=2)
+        if step == 10:
+            weights[:] = rng.normal(0, 1e6, size=rows.shape[0])  # most moved: a full product
+        got = cache.sigma_w("A", model, rows, weights)
+        w = np.zeros(40)
+        w[rows] = weights
+        np.testing.assert_allclose(got, model.covariance @ w, rtol=1e-11, atol=1e-9 * np.abs(w).max())
+        assert not got.flags.writeable
+    assert cache.incremental > 15 and cache.full >= 30 // 6  # refreshed every 5 updates
+    assert cache.sigma_w("A", model, rows, weights) is got  # nothing moved: the same product
+    full = cache.full
+    cache.sigma_w("A", make_model(SAMPLE, [f"C{i}" for i in range(40)], seed=3), rows, weights)
+    assert cache.full == full + 1  # a new model: recomputed
+    cache.sigma_w("B", model, rows, weights)
+    cache.sigma_w("C", model, rows, weights)
+    assert len(cache) == 2  # "A" evicted, least recently used
+    # the factor model is not cached
+    np.testing.assert_allclose(
+        cache.sigma_w("F", factor, rows[:5], weights[:5]),
+        factor.sigma_times(np.bincount(rows[:5], weights[:5], minlength=N)),
+    )
+    assert len(cache) == 2

@@ -137,10 +137,10 @@ def print_sizing(s: PositionSizing, account: str, out: TextIO, limits: bool = Fa
             cells += [_amount(z.limit_buy), _amount(z.limit_sell)]
         return cells
 
-    _table(header, [row(z) for z in s.sizes], out, "  ", set(range(1, len(header))))
-    unpriced = sum(1 for z in s.sizes if not z.price > 0)
+    _table(header, [row(z) for z in s], out, "  ", set(range(1, len(header))))
+    unpriced = sum(1 for p in s.price if not p > 0)
     note = f"; {unpriced} without a mark (0: no order can be priced)" if unpriced else ""
-    print(f"{len(s.sizes)} symbol(s){note}; server {s.server_micros / 1000:.2f} ms", file=out)
+    print(f"{len(s)} symbol(s){note}; server {s.server_micros / 1000:.2f} ms", file=out)
 
 
 def print_var(
@@ -183,6 +183,6 @@ def sizing_json(s: PositionSizing, account: str) -> dict[str, Any]:
                 "limit_buy": _finite(z.limit_buy),
                 "limit_sell": _finite(z.limit_sell),
             }
-            for z in s.sizes
+            for z in s
         ],
     }

@@ -24,7 +24,6 @@ from ._types import (
     PositionSizing,
     PositionSnapshot,
     RiskSnapshot,
-    SymbolSize,
     ViolationInfo,
 )
 
@@ -366,31 +365,24 @@ def decode_snapshot(msg: pb.GetRiskSnapshotResponse | pb.StreamRiskSnapshotsResp
 
 
 def decode_sizes(msg: pb.SizePositionsResponse) -> PositionSizing:
-    """A SizePositionsResponse -> PositionSizing (no limit columns: +inf, no limit applied)."""
+    """A SizePositionsResponse -> PositionSizing (no limit columns: +inf, no limit applied).
+    Columns are copied with slices (upb copies a slice in C; iterating is twice as slow)."""
     z = msg.sizes
-    n = len(z.symbol)
-    inf = [math.inf] * n
-    limit_buy = list(z.limit_buy_quantity) or inf
-    limit_sell = list(z.limit_sell_quantity) or inf
+    inf = (math.inf,) * len(z.symbol)
     return PositionSizing(
         var=msg.var,
         var_budget=msg.var_budget,
         model_version=msg.model_version,
         server_micros=msg.server_micros,
-        sizes=tuple(
-            map(
-                SymbolSize,
-                z.symbol,
-                z.max_buy_quantity,
-                z.max_sell_quantity,
-                z.marginal_var,
-                z.component_var,
-                z.price,
-                z.exposure,
-                limit_buy,
-                limit_sell,
-            )
-        ),
+        symbol=tuple(z.symbol[:]),
+        max_buy=tuple(z.max_buy_quantity[:]),
+        max_sell=tuple(z.max_sell_quantity[:]),
+        marginal_var=tuple(z.marginal_var[:]),
+        component_var=tuple(z.component_var[:]),
+        price=tuple(z.price[:]),
+        exposure=tuple(z.exposure[:]),
+        limit_buy=tuple(z.limit_buy_quantity[:]) or inf,
+        limit_sell=tuple(z.limit_sell_quantity[:]) or inf,
     )
 
 

@@ -28,7 +28,7 @@ from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, t
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
 from .limits import Limit, LimitValidationError
-from .risk.sizer import Sizer, SizingError, compute
+from .risk.sizer import Sizer, SizingError
 from .risk.sizing_wire import SizesWire, server_micros_field
 from .snapshots import IntervalError, SnapshotHub, interval_of
 from .wire.encode import encode_response, executions_wire, warm_up
@@ -309,9 +309,9 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         except SizingError as exc:
             await context.abort(grpc.StatusCode[exc.code], str(exc))
         if inputs.ask_row.shape[0] + inputs.held_row.shape[0] > SIZING_INLINE:
-            result = await asyncio.to_thread(compute, inputs)
+            result = await asyncio.to_thread(self._sizer.compute, inputs)
         else:
-            result = compute(inputs)
+            result = self._sizer.compute(inputs)
         body = self._sizes_wire.encode(result)
         return body + server_micros_field((time.perf_counter() - start) * 1e6)
 

@@ -25,6 +25,7 @@ from ..kernel.sizing import resolve_thresholds
 from ..limits import MAX_NAME_LEN, MAX_VAR
 from .limit_room import ROOM_KINDS, limit_room
 from .model import RiskModel
+from .sigma_cache import SigmaCache
 from .sizing import model_diagonal, size_var
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class SizingError(ValueError):
 class SizingInputs:
     """Everything compute needs, as private copies (safe to hand to another thread)."""
 
+    account: str
     model: RiskModel
     diag: np.ndarray
     symbols: Sequence[str]  # asked, in answer order
@@ -95,9 +97,14 @@ class _ModelIds:
 class Sizer:
     """Reads sizing inputs from one engine (see module doc)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sigma_cache: SigmaCache | None = None) -> None:
         self._engine = engine
         self._ids: _ModelIds | None = None
+        self.sigma_cache = sigma_cache if sigma_cache is not None else SigmaCache()
+
+    def compute(self, inputs: SizingInputs) -> SizingResult:
+        """compute with this sizer's Sigma @ w cache (any thread)."""
+        return compute(inputs, self.sigma_cache)
 
     def _model_ids(self, model: RiskModel) -> _ModelIds:
         ids = self._ids
@@ -181,6 +188,7 @@ class Sizer:
                 exp.position_net + exp.open_net,
             )
         return SizingInputs(
+            account=account,
             model=model,
             diag=ids.diag,
             symbols=names,
@@ -210,11 +218,17 @@ def _by_book(column: np.ndarray, book_at: np.ndarray) -> np.ndarray:
     return np.append(column, 0.0)[book_at]
 
 
-def compute(inputs: SizingInputs) -> SizingResult:
-    """Size the gathered inputs (pure: any thread)."""
+def compute(inputs: SizingInputs, sigma_cache: SigmaCache | None = None) -> SizingResult:
+    """Size the gathered inputs (any thread); sigma_cache: Sigma @ w kept by account (sample model)."""
+    sigma_w = None
+    if sigma_cache is not None and inputs.model.covariance is not None:
+        inside = inputs.held_row >= 0
+        sigma_w = sigma_cache.sigma_w(
+            inputs.account, inputs.model, inputs.held_row[inside], inputs.held_w[inside]
+        )
     sizes = size_var(
         inputs.model, inputs.held_row, inputs.held_w, inputs.ask_row, inputs.ask_w, inputs.price,
-        inputs.budget, inputs.diag,
+        inputs.budget, inputs.diag, sigma_w,
     )  # fmt: skip
     limit_buy = limit_sell = None
     if inputs.room_args is not None:
@@ -254,5 +268,7 @@ def warm_sizing(engine: Engine) -> None:
         sizer = Sizer(engine)
         compute(sizer.gather("WA", (), 1e6, True))
         compute(sizer.gather("WA", ["WS", "WZ"], 1e6, False))
+        sizer.compute(sizer.gather("WA", (), 1e6, False))
+        sizer.compute(sizer.gather("WA", (), 1e6, False))  # from the Sigma @ w cache
     finally:
         engine.set_risk_model(previous)

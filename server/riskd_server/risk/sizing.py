@@ -100,6 +100,7 @@ def size_var(
     price: np.ndarray,
     budget: float,
     diag: np.ndarray | None = None,
+    sigma_w: np.ndarray | None = None,
 ) -> VarSizes:
     """Size r asked symbols for one account.
 
@@ -107,7 +108,7 @@ def size_var(
     symbol the model does not list, and the exposure in currency (finite). ask_row/ask_w/price:
     per asked symbol (repeats allowed), its model row or -1, its current exposure (0 when not
     held) and its mark (NaN or <= 0: none). budget B >= 0. diag: model_diagonal(model), cached by
-    the caller.
+    the caller. sigma_w: Sigma @ w in model order if the caller has it (risk.sizer's cache).
     """
     if diag is None:
         diag = model_diagonal(model)
@@ -116,7 +117,7 @@ def size_var(
     in_model = held_row >= 0
     rows, weights = held_row[in_model], held_w[in_model]
     outside = held_w[~in_model]
-    g_model = sigma_times_sparse(model, rows, weights)
+    g_model = sigma_times_sparse(model, rows, weights) if sigma_w is None else sigma_w
     variance = float(weights @ g_model[rows]) + dv2 * float(outside @ outside)
     variance = max(variance, 0.0)
     sd = float(np.sqrt(variance))
