@@ -180,7 +180,11 @@ def test_cli(riskd_server: RiskdServer, desk: RiskModel, capsys: pytest.CaptureF
     ]  # fmt: skip
     aaa, ddd = lines[2].split(), lines[3].split()
     assert aaa[:3] == ["AAA", "10", "10,000.00"] and aaa[-2:] == ["inf", "inf"]
-    assert ddd[:5] == ["DDD", "-", "0.00", "0", "0"]
+    max_buy = float(aaa[3].replace(",", ""))
+    with RiskClient(riskd_server.target) as c:
+        sized = c.size_positions("ACC", "AAA", var_budget=100_000)[0]
+    assert sized.max_buy - 0.01 < max_buy <= sized.max_buy  # rounded down to cents
+    assert ddd[:7] == ["DDD", "-", "0.00", "0.00", "0.00", ddd[5], "0.00"]
     assert lines[4].startswith("2 symbol(s); 1 without a mark")
 
     code, out, err = riskd("var", "ACC", "--top", "2")  # no MAX_VAR limit: the VaR alone

@@ -106,10 +106,13 @@ def cmd_var(args: argparse.Namespace, client: Callable[[argparse.Namespace], Ris
 
 
 def _amount(x: float) -> str:
-    """Quantities: 'inf' when unbounded, else as _qty (whole numbers plain, else 10 digits)."""
+    """A largest quantity: 'inf' when unbounded, else rounded *down* to 2 decimals with thousands
+    separators (rounding up could show an order the rule rejects)."""
     if math.isinf(x):
         return "inf"
-    return _qty(x)
+    if not math.isfinite(x) or abs(x) >= 1e15:
+        return _qty(x)
+    return f"{math.floor(x * 100) / 100:,.2f}"
 
 
 def _header(s: PositionSizing, account: str, budgeted: bool = True) -> str:

@@ -140,7 +140,7 @@ def size_var(
         max_buy=max_buy,
         max_sell=max_sell,
         marginal=marginal,
-        component=ask_w * marginal,
+        component=ask_w * marginal + 0.0,  # + 0.0: no -0.0 for a symbol not held
     )
 
 
