@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from risk_models import make_model
 
 from riskd_server import changes as ch
@@ -213,3 +215,54 @@ def test_the_sigma_cache_answers_like_a_fresh_product() -> None:
         np.testing.assert_allclose(cached.max_buy, fresh.max_buy, rtol=1e-9)
         np.testing.assert_allclose(cached.marginal, fresh.marginal, rtol=1e-9)
     assert sizer.sigma_cache.incremental == 2 and sizer.sigma_cache.full == 1
+
+
+_KINDS = [MAX_ORDER_QUANTITY, MAX_ORDER_NOTIONAL, MAX_POSITION, MAX_GROSS_EXPOSURE, MAX_NET_EXPOSURE]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    limits=st.lists(
+        st.tuples(
+            st.sampled_from(_KINDS),
+            st.sampled_from(["", "ACC"]),
+            st.sampled_from(["", "AAA", "BBB"]),
+            st.floats(min_value=1.0, max_value=1e6),
+        ),
+        max_size=8,
+    ),
+    positions=st.lists(st.floats(min_value=-5e3, max_value=5e3).map(round), min_size=2, max_size=2),
+    opens=st.lists(
+        st.tuples(st.sampled_from(["AAA", "BBB"]), st.sampled_from([BUY, SELL]), st.integers(1, 500))
+    ),
+    prices=st.lists(st.floats(min_value=0.5, max_value=500.0), min_size=2, max_size=2),
+)
+def test_random_limits_agree_with_the_check_kernel(limits, positions, opens, prices) -> None:
+    eng = Engine(EngineConfig(max_open_orders=1_000, closed_order_retention=100))
+    eng.set_risk_model(make_model(FACTOR, SYMBOLS, seed=1))
+    eng.update_prices(["AAA", "BBB"], prices)
+    eng.load_positions(["ACC", "ACC"], ["AAA", "BBB"], positions)
+    for i, (sym, side, qty) in enumerate(opens):  # open orders, before any limit
+        eng.check_orders([f"open{i}"], ["ACC"], [sym], [side], [float(qty)], [0.0])
+    account_level = {MAX_GROSS_EXPOSURE, MAX_NET_EXPOSURE}
+    eng.upsert_limits(
+        [
+            Limit(limit_id=f"l{i}", kind=k, account=a, symbol="" if k in account_level else s, threshold=t)
+            for i, (k, a, s, t) in enumerate(limits)
+        ]
+    )
+    r = compute(Sizer(eng).gather("ACC", ["AAA", "BBB"], 1e12, True))
+    assert r.limit_buy is not None and r.limit_sell is not None
+    for i, sym in enumerate(("AAA", "BBB")):
+        for side, room in ((BUY, r.limit_buy[i]), (SELL, r.limit_sell[i])):
+            assert room >= 0.0 and not math.isnan(room)
+            if not math.isfinite(room):
+                continue
+            probes = ((0.999, True), (1.001, False)) if room > 0.0 else ((1.0, False),)
+            for factor, accepted in probes:
+                qty = factor * room if room > 0.0 else 1.0
+                oid = f"probe{next(_ids)}"
+                out = eng.check_orders([oid], ["ACC"], [sym], [side], [qty], [0.0])
+                assert bool(out.accepted[0]) is accepted, (sym, side, factor, room, out.reject_mask)
+                if accepted:
+                    eng.report_executions([oid], [2], [0.0], [0.0])

@@ -95,3 +95,19 @@ def test_a_model_sized_whole_reuses_its_symbol_column(limits: bool) -> None:
 def test_empty_answer() -> None:
     r = _result([], np.zeros(1), True, var=0.0, version="")
     _same(SizesWire().encode(r) + server_micros_field(1.0), reference(r, 1.0))
+
+
+def test_every_response_field_is_written() -> None:
+    """A field added to the proto fails here until sizing_wire writes it (as test_wire_schema does
+    for the parsers)."""
+    sizes = [f.name for f in pb.PositionSizes.DESCRIPTOR.fields]
+    assert sizes == [
+        "symbol", "max_buy_quantity", "max_sell_quantity", "marginal_var", "component_var", "price",
+        "exposure", "limit_buy_quantity", "limit_sell_quantity",
+    ]  # fmt: skip
+    assert [f.number for f in pb.PositionSizes.DESCRIPTOR.fields] == list(range(1, 10))
+    top = [(f.name, f.number) for f in pb.SizePositionsResponse.DESCRIPTOR.fields]
+    assert top == [("var", 1), ("var_budget", 2), ("model_version", 3), ("sizes", 4), ("server_micros", 5)]
+    r = _result(["A"], np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]), True)
+    got = pb.SizePositionsResponse.FromString(SizesWire().encode(r) + server_micros_field(3.0))
+    assert all(len(getattr(got.sizes, name)) == 1 for name in sizes)
