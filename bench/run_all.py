@@ -13,7 +13,8 @@
    against a bare grpc.aio stream holder in the same run (alert delay p99 <= 1.5x the holder's and
    <= 1 s, RSS per idle subscriber <= 1.25x), CheckOrders throughput with N subscribers vs none
    (>= 0.9), 100,000-alert bursts (history at its cap, RSS flat), filtered QueryAlerts (<= 1 ms).
-   N = 2,000 by default, 10,000 with --full, 500 with --quick; --subscribers N sets it.
+   N = 2,000 by default, 10,000 with --full, 500 with --quick; --subscribers N sets it. The server
+   runs 2 alert relays (`--relays N`; 0: subscribers on the server itself).
 
 The real server is engine-only by default (RiskServicer(Engine()), no database: the write-behind is a
 side exit) unless --full/--dsn start the complete server. Results are written to bench/results/.
@@ -343,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument("--skip-subscribers", action="store_true")
     parser.add_argument(
+        "--relays",
+        type=int,
+        default=2,
+        help="alert relays the subscriber step's server runs (`riskd serve --alert-relays`; 0: none)",
+    )
+    parser.add_argument(
         "--subscribers", type=int, help="alert subscribers held (default 2,000; --full 10,000; --quick 500)"
     )
     parser.add_argument(
@@ -448,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         sub_argv += ["--full"] if args.full else []
         sub_argv += ["--subscribers", str(args.subscribers)] if args.subscribers else []
         sub_argv += ["--no-uvloop"] if args.no_uvloop else []
+        sub_argv += ["--relays", str(args.relays)]
         sub_args = subscribers_bench.settle_args(subscribers_bench.build_parser().parse_args(sub_argv))
         print(f"\n== alert subscribers (bench.subscribers_bench {' '.join(sub_argv)})", flush=True)
         srep = subscribers_bench.run(sub_args)

@@ -133,6 +133,7 @@ class ThroughputRun:
     ticks: int = 0  # fresh marked alerts the ticker raised
     wall_s: float = 0.0  # the run, warm-up included
     server_cpu_s: float = math.nan  # the server process's CPU time over the run
+    relay_cpu_s: float = 0.0  # the alert relays' CPU time over the run (--relays)
     orders_checked: float = math.nan  # riskd_orders_checked_total over the run (--metrics-listen)
 
     @property
@@ -295,9 +296,10 @@ def hold_streams(
 ) -> SubscriberPool:
     """Open the streams (with ``fig``: RSS before and with them, then the marked rounds); the pool
     stays open."""
-    rss_before = settle_rss(server.proc.pid) if fig is not None else 0
+    target, pids = fanout_end(server)
+    rss_before = sum(settle_rss(p) for p in pids) if fig is not None else 0
     pool = SubscriberPool(
-        server.target,
+        target,
         args.subscribers,
         args.client_procs,
         args.channels,
@@ -318,6 +320,8 @@ def hold_streams(
     )
     if fig is None:
         return pool
+    if target != server.target:
+        fig.server = f"{fig.server} via {len(pids) - 1} relays at {target}"
     fig.opened, fig.refused, fig.failed, fig.open_s = (
         st["open"],
         st["refused"],
@@ -326,7 +330,7 @@ def hold_streams(
     )
     fig.rss_before = rss_before
     time.sleep(args.settle)
-    fig.rss_open = rss_bytes(server.proc.pid)
+    fig.rss_open = sum(rss_bytes(p) for p in pids)
     print(
         f"  RSS {fig.rss_before / 2**20:,.1f} -> {fig.rss_open / 2**20:,.1f} MB: "
         f"{fig.per_stream_kb:.1f} KB per idle stream",
@@ -334,15 +338,41 @@ def hold_streams(
     )
     cpu = 0.0
     for r in rounds:
-        cpu0 = _cpu_seconds(server.proc.pid)
+        cpu0 = sum(_cpu_seconds(p) for p in pids)
         fire(r)
         if not pool.wait_round(r, args.round_timeout):
             print(f"  round {r}: not every stream got the alert within {args.round_timeout:g} s", flush=True)
-        cpu += _cpu_seconds(server.proc.pid) - cpu0
+        cpu += sum(_cpu_seconds(p) for p in pids) - cpu0
         time.sleep(args.round_gap)
     fig.cpu_per_round_ms = cpu / max(len(rounds), 1) * 1e3
-    fig.rss_rounds = rss_bytes(server.proc.pid)
+    fig.rss_rounds = sum(rss_bytes(p) for p in pids)
     return pool
+
+
+RELAYS_BANNER = "riskd alert relays on "
+
+
+def fanout_end(server: ServerProcess) -> tuple[str, list[int]]:
+    """Where subscribers connect and the processes that serve them: the server itself, or, when it
+    runs alert relays (`--alert-relays`), their shared port and the server with its relays (RSS
+    and CPU per alert count every process that does the fan-out's work)."""
+    line = next((x for x in server.lines if x.startswith(RELAYS_BANNER)), "")
+    if not line:
+        return server.target, [server.proc.pid]
+    return line[len(RELAYS_BANNER) :].split()[0], [server.proc.pid, *relay_pids(server.proc.pid)]
+
+
+def relay_pids(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [
+            c.pid
+            for c in psutil.Process(pid).children()
+            if "riskd_server.alerts.relay" in " ".join(c.cmdline())
+        ]
+    except psutil.Error:
+        return []
 
 
 def close_streams(fig: FanoutFigures, server: ServerProcess, pool: SubscriberPool, rounds: range) -> Delays:
@@ -350,7 +380,7 @@ def close_streams(fig: FanoutFigures, server: ServerProcess, pool: SubscriberPoo
     fig.ended, fig.dropped, fig.end_error = st["ended"], st["dropped"], st["end_error"]
     fig.take_delays(delays, rounds)
     time.sleep(1.0)
-    fig.rss_closed = rss_bytes(server.proc.pid)
+    fig.rss_closed = sum(rss_bytes(p) for p in fanout_end(server)[1])
     print(
         f"  delay to all {fig.opened:,}: p50 {fig.p50_ms:,.1f} ms, p99 {fig.p99_ms:,.1f} ms, "
         f"max {fig.max_ms:,.1f} ms (per round max {fig.round_max_ms}); server CPU "
@@ -766,6 +796,8 @@ class RiskdSession:
         serve_args = list(args.serve_args)
         if _has_setting("metrics_listen") and not any(a.startswith("--metrics-listen") for a in serve_args):
             serve_args += ["--metrics-listen", "127.0.0.1:0"]  # the server's own timer for QueryAlerts
+        if args.relays and not any(a.startswith("--alert-relays") for a in serve_args):
+            serve_args += ["--alert-relays", str(args.relays), "--alert-relay-listen", "127.0.0.1:0"]
         self.server: ServerProcess | None = None
         self.channel: grpc.Channel | None = None
         try:
@@ -775,6 +807,10 @@ class RiskdSession:
             raise
         print(f"  {self.server.banner} at {self.server.target} (pid {self.server.proc.pid})", flush=True)
         self.metrics_url = ""
+        for _ in range(100 if args.relays else 0):  # the relays' line follows the banner
+            if any(x.startswith(RELAYS_BANNER) for x in self.server.lines):
+                break
+            time.sleep(0.05)
         for _ in range(50 if "--metrics-listen" in serve_args else 0):  # printed after the banner
             self.metrics_url = next(
                 (x.rsplit(" ", 1)[1] for x in self.server.lines if x.startswith("riskd metrics on ")), ""
@@ -828,9 +864,11 @@ def run_riskd(args: argparse.Namespace, report: Report) -> None:
             before = pool.stats()["alerts"] if pool is not None else 0
             drain(stub)
             raised0 = alert_stats(stub).raised
-            checked0, cpu0 = (
+            relays = relay_pids(server.proc.pid)
+            checked0, cpu0, relay0 = (
                 counter(rs.metrics_url, "riskd_orders_checked_total"),
                 _cpu_seconds(server.proc.pid),
+                sum(_cpu_seconds(p) for p in relays),
             )
             t0 = time.perf_counter()
             with Ticker(stub, interval, ticks) as ticker:
@@ -838,6 +876,7 @@ def run_riskd(args: argparse.Namespace, report: Report) -> None:
             run = ThroughputRun(regime, n, asdict(result), ticks=len(ticker.raised))
             run.wall_s = time.perf_counter() - t0
             run.server_cpu_s = _cpu_seconds(server.proc.pid) - cpu0
+            run.relay_cpu_s = sum(_cpu_seconds(p) for p in relays) - relay0
             run.orders_checked = counter(rs.metrics_url, "riskd_orders_checked_total") - checked0
             ticked.extend(ticker.raised)
             if ticker.error:
@@ -849,7 +888,8 @@ def run_riskd(args: argparse.Namespace, report: Report) -> None:
             print(
                 f"    alerts raised {run.raised:,}"
                 + (f", delivered {run.deliveries:,}" if pool is not None else "")
-                + f"; server CPU {run.cpu_us_per_order:.2f} µs per order checked",
+                + f"; server CPU {run.cpu_us_per_order:.2f} µs per order checked"
+                + (f"; relays' CPU {run.relay_cpu_s:.1f} s" if relays else ""),
                 flush=True,
             )
             thr.runs.append(run)
@@ -911,6 +951,8 @@ def run_riskd(args: argparse.Namespace, report: Report) -> None:
 
 def rows_of(report: Report) -> list:
     rows = []
+    relays = report.settings.get("relays") or 0
+    via = f" (via {relays} relays)" if relays else ""
     h, r = report.holder, report.riskd
     if h is not None and h.opened:
         rows.append(
@@ -929,7 +971,7 @@ def rows_of(report: Report) -> list:
         ratio = r.p99_ms / h.p99_ms if h is not None and h.opened else None
         rows.append(
             Row(
-                f"riskd: {r.opened:,} SubscribeAlerts, alert delay p99 vs holder",
+                f"riskd: {r.opened:,} SubscribeAlerts{via}, alert delay p99 vs holder",
                 f"{r.p99_ms:,.0f} ms (p50 {r.p50_ms:,.0f})",
                 f"holder {h.p99_ms:,.0f} ms" if h else "",
                 ratio,
@@ -954,7 +996,7 @@ def rows_of(report: Report) -> list:
         rratio = r.per_stream_kb / h.per_stream_kb if h is not None and h.opened else None
         rows.append(
             Row(
-                "riskd: RSS per idle subscriber vs holder",
+                f"riskd: RSS per idle subscriber{via} vs holder",
                 f"{r.per_stream_kb:.1f} KB",
                 f"holder {h.per_stream_kb:.1f} KB" if h else "",
                 rratio,
@@ -977,14 +1019,15 @@ def rows_of(report: Report) -> list:
         seconds = sum(x.wall_s for x in att) or 1.0
         rows.append(
             Row(
-                f"riskd: CheckOrders batch 1000, {t.subscribers:,} subscribers vs none ({what})",
+                f"riskd: CheckOrders batch 1000, {t.subscribers:,} subscribers{via} vs none ({what})",
                 _fmt_rate(t.rate(regime, True)) + " orders",
                 "none " + " / ".join(_fmt_rate(x.result["orders_per_s"]) for x in runs if not x.subscribers),
                 ratio,
                 f">= {THROUGHPUT_RATIO_TARGET}" if regime == "quiet" else "(info)",
                 ratio >= THROUGHPUT_RATIO_TARGET if regime == "quiet" else None,
                 f"server CPU/order {t.cpu(regime, True):.2f} vs {t.cpu(regime, False):.2f} µs; "
-                f"CheckOrders p99 {t.latency_ms(regime, True):,.0f} vs {t.latency_ms(regime, False):,.0f} ms, "
+                + (f"relays' CPU {sum(x.relay_cpu_s for x in att) / seconds:.2f} s/s; " if relays else "")
+                + f"CheckOrders p99 {t.latency_ms(regime, True):,.0f} vs {t.latency_ms(regime, False):,.0f} ms, "
                 f"max {t.latency_ms(regime, True, 'max_us'):,.0f} vs {t.latency_ms(regime, False, 'max_us'):,.0f} ms; "
                 f"alerts raised while attached {sum(x.raised for x in att):,}, "
                 f"deliveries {sum(x.deliveries for x in att):,} (~{sum(x.deliveries for x in att) / seconds:,.0f}/s)"
@@ -1103,6 +1146,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="extra `riskd serve` argument (repeat; e.g. --serve-arg=--alert-history --serve-arg=2000)",
+    )
+    parser.add_argument(
+        "--relays",
+        type=int,
+        default=0,
+        help="riskd runs with --alert-relays N and the subscribers connect to the relays (0: to the server)",
     )
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")

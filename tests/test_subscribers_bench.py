@@ -97,3 +97,26 @@ def test_riskd_phases_measure_streams_throughput_bursts_and_queries(tmp_path: Pa
     assert all(q["rtt_p50_us"] > 0 and q["empty_p50_us"] > 0 for q in queries.values())
     rows = {r["metric"]: r for r in report["rows"]}
     assert any(m.startswith("riskd: 40 SubscribeAlerts") for m in rows), list(rows)
+
+
+def test_riskd_with_relays_serves_the_subscribers_from_the_relays(tmp_path: Path, fresh_dsn: str) -> None:
+    """`--relays 1`: the streams are held by the relay, the server holds one (the relay's)."""
+    report = _run(
+        tmp_path,
+        f"--serve-arg=--dsn={fresh_dsn}",
+        "--skip-holder",
+        "--relays",
+        "1",
+        "--duration",
+        "0",
+        "--burst",
+        "0",
+        "--queries",
+        "0",
+    )
+    assert not [n for n in report["notes"] if "stopped" in n], report["notes"]
+    riskd = report["riskd"]
+    assert riskd["opened"] == 40 and riskd["failed"] == 0 and riskd["missing"] == 0 and riskd["ended"] == 0
+    rows = {r["metric"]: r for r in report["rows"]}
+    assert riskd["server"].startswith("riskd via 1 relays at 127.0.0.1:"), riskd["server"]
+    assert any(m.startswith("riskd: 40 SubscribeAlerts (via 1 relays)") for m in rows), list(rows)

@@ -97,6 +97,20 @@ OPTIONS: tuple[Option, ...] = (
         "open SubscribeAlerts streams; more are refused RESOURCE_EXHAUSTED",
         0,
     ),
+    Option(
+        "alert_relays",
+        int,
+        0,
+        "riskd relay processes to start beside the server, serving SubscribeAlerts on "
+        "alert_relay_listen from one subscription each (0: none; the server serves every subscriber)",
+        0,
+    ),
+    Option(
+        "alert_relay_listen",
+        str,
+        "",
+        "HOST:PORT the alert relays share (empty: the server's host, its port + 1)",
+    ),
     Option("max_pending_requests", int, 3_000, "new calls the gRPC core queues before refusing them", 1),
     Option("alert_history", int, 100_000, "alerts kept in memory for queries and resumed subscriptions", 1),
     Option(
@@ -173,6 +187,8 @@ class Settings:
     alert_subscriber_queue: int = 256
     max_alert_subscribers: int = 20_000
     max_pending_requests: int = 3_000
+    alert_relays: int = 0
+    alert_relay_listen: str = ""
     alert_history: int = 100_000
     alert_dedupe_window: float = 10.0
     alert_dedupe_keys: int = 100_000

@@ -58,6 +58,9 @@ class Limit:
     warn_fraction: float = 0.0
     disabled: bool = False
     description: str = ""
+    template: str = ""  # the template it was created from (ApplyTemplate); "" when set by hand
+    reference_volatility: float = 0.0  # > 0: a dynamic limit (see README, "Dynamic limits")
+    min_scale: float = 0.0  # lowest scale a dynamic limit tightens to; 0: the server's default
 
 
 class LimitValidationError(ValueError):
@@ -86,7 +89,17 @@ def limit_errors(limit: Limit, index: int) -> list[str]:
     for name in ("account", "symbol"):
         if len(getattr(limit, name)) > MAX_NAME_LEN:
             errors.append(f"{where}.{name}: longer than {MAX_NAME_LEN} characters")
-    for name in ("limit_id", "account", "symbol"):
+    if len(limit.template) > MAX_NAME_LEN:
+        errors.append(f"{where}.template: longer than {MAX_NAME_LEN} characters")
+    if not math.isfinite(limit.reference_volatility) or limit.reference_volatility < 0:
+        errors.append(
+            f"{where}.reference_volatility: must be finite and >= 0, got {limit.reference_volatility}"
+        )
+    if not math.isfinite(limit.min_scale) or not 0 <= limit.min_scale <= 1:
+        errors.append(
+            f"{where}.min_scale: must be in [0, 1] (0: the server's default), got {limit.min_scale}"
+        )
+    for name in ("limit_id", "account", "symbol", "template"):
         if has_control(getattr(limit, name)):
             errors.append(f"{where}.{name}: holds a control character (U+0000-U+001F, U+007F-U+009F)")
     if not math.isfinite(limit.threshold) or limit.threshold < 0:

@@ -38,6 +38,7 @@ from .alerts.mailer import DigestMailer, MailerConfig
 from .alerts.model import Alert, AlertFilter
 from .alerts.pipeline import AlertPipeline
 from .alerts.probes import backlog_probe, breaker_probe
+from .alerts.relays import RelayProcesses, RelayStartError, loopback_target, relay_listen
 from .alerts.stats import AlertStats
 from .config import Settings, parse_addresses
 from .engine import Engine, EngineConfig
@@ -371,6 +372,7 @@ class RunningServer:
     snapshots: SnapshotHub | None = None  # StreamRiskSnapshots' subscribers (stats, tests)
     mailer: DigestMailer | None = None  # alert digests by email; None when smtp_host is empty
     metrics: Metrics | None = None  # the Prometheus endpoint (settings.metrics_listen), or None
+    relays: RelayProcesses | None = None  # settings.alert_relays processes, or None
 
     @property
     def metrics_port(self) -> int | None:
@@ -533,6 +535,7 @@ async def start(settings: Settings) -> RunningServer:
         gc.freeze()
 
         await server.start()
+        relays = await _start_relays(settings, port, cleanup)
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
@@ -555,8 +558,39 @@ async def start(settings: Settings) -> RunningServer:
         snapshots=servicer.snapshots,
         mailer=mailer,
         metrics=metrics,
+        relays=relays,
         _cleanup=cleanup,
     )
+
+
+async def _start_relays(settings: Settings, port: int, cleanup: list[Cleanup]) -> RelayProcesses | None:
+    """settings.alert_relays `riskd relay` processes on one port, fed by this server (alerts.relays)."""
+    if settings.alert_relays <= 0:
+        return None
+    relays = RelayProcesses(
+        target=loopback_target(settings.listen, port),
+        listen=relay_listen(settings.alert_relay_listen, settings.listen),
+        count=settings.alert_relays,
+        extra_args=[
+            "--history",
+            str(settings.alert_history),
+            "--queue",
+            str(settings.alert_subscriber_queue),
+            "--max-subscribers",
+            str(max(settings.max_alert_subscribers, 1)),
+            "--max-pending-requests",
+            str(settings.max_pending_requests),
+            "--log-level",
+            settings.log_level.lower(),
+            *([] if settings.uvloop else ["--no-uvloop"]),
+        ],
+    )
+    try:
+        await relays.start()
+    except RelayStartError as exc:
+        raise StartupError(str(exc)) from exc
+    cleanup.append(relays.stop)
+    return relays
 
 
 async def _start_mailer(settings: Settings, cleanup: list[Cleanup]) -> DigestMailer | None:
@@ -603,6 +637,12 @@ async def serve(settings: Settings) -> None:
         if running.metrics_port is not None:
             metrics_host = settings.metrics_listen.rpartition(":")[0]
             print(f"riskd metrics on http://{metrics_host}:{running.metrics_port}/metrics", flush=True)
+        if running.relays is not None:
+            relay_host = running.relays.listen.rpartition(":")[0]
+            print(
+                f"riskd alert relays on {relay_host}:{running.relays.port} ({running.relays.count} processes)",
+                flush=True,
+            )
         await stop.wait()
         await running.stop()
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import NoReturn
 
 import grpc
@@ -55,6 +55,9 @@ def limit_from_pb(msg: pb.Limit) -> Limit:
         warn_fraction=msg.warn_fraction,
         disabled=msg.disabled,
         description=msg.description,
+        template=msg.template,
+        reference_volatility=msg.reference_volatility,
+        min_scale=msg.min_scale,
     )
 
 
@@ -68,7 +71,24 @@ def limit_to_pb(lim: Limit) -> pb.Limit:
         warn_fraction=lim.warn_fraction,
         disabled=lim.disabled,
         description=lim.description,
+        template=lim.template,
+        reference_volatility=lim.reference_volatility,
+        min_scale=lim.min_scale,
+        effective_threshold=lim.threshold,
     )
+
+
+def _refuse_unsupported(msgs: Iterable[pb.Limit]) -> None:
+    """Limit fields the proto has but this server does not apply yet: refused, never ignored (a
+    dynamic limit silently static misleads an operator)."""
+    errors = [
+        f"limits[{i}].{name}: not supported by this server yet"
+        for i, msg in enumerate(msgs)
+        for name in ("reference_volatility", "min_scale")
+        if getattr(msg, name)
+    ]
+    if errors:
+        raise LimitValidationError(errors)
 
 
 class RiskServicer(pb_grpc.RiskServiceServicer):
@@ -180,6 +200,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     async def UpsertLimits(self, request: pb.UpsertLimitsRequest, context: grpc.aio.ServicerContext):
         limits = [limit_from_pb(msg) for msg in request.limits]
         try:
+            _refuse_unsupported(request.limits)
             version = await self._limits.upsert(limits)
         except (BatchError, Backpressure, LimitValidationError) as exc:
             await _abort(context, exc)

@@ -247,7 +247,7 @@ class LoadPositionsResponse(_message.Message):
     def __init__(self, loaded: _Optional[int] = ..., state_version: _Optional[int] = ...) -> None: ...
 
 class Limit(_message.Message):
-    __slots__ = ("limit_id", "kind", "account", "symbol", "threshold", "warn_fraction", "disabled", "description")
+    __slots__ = ("limit_id", "kind", "account", "symbol", "threshold", "warn_fraction", "disabled", "description", "template", "reference_volatility", "min_scale", "effective_threshold")
     LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -256,6 +256,10 @@ class Limit(_message.Message):
     WARN_FRACTION_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_VOLATILITY_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCALE_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     limit_id: str
     kind: RiskCheck
     account: str
@@ -264,7 +268,11 @@ class Limit(_message.Message):
     warn_fraction: float
     disabled: bool
     description: str
-    def __init__(self, limit_id: _Optional[str] = ..., kind: _Optional[_Union[RiskCheck, str]] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ..., threshold: _Optional[float] = ..., warn_fraction: _Optional[float] = ..., disabled: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
+    template: str
+    reference_volatility: float
+    min_scale: float
+    effective_threshold: float
+    def __init__(self, limit_id: _Optional[str] = ..., kind: _Optional[_Union[RiskCheck, str]] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ..., threshold: _Optional[float] = ..., warn_fraction: _Optional[float] = ..., disabled: _Optional[bool] = ..., description: _Optional[str] = ..., template: _Optional[str] = ..., reference_volatility: _Optional[float] = ..., min_scale: _Optional[float] = ..., effective_threshold: _Optional[float] = ...) -> None: ...
 
 class UpsertLimitsRequest(_message.Message):
     __slots__ = ("limits",)
@@ -297,14 +305,16 @@ class DeleteLimitsResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ..., not_found: _Optional[_Iterable[str]] = ..., limits_version: _Optional[int] = ...) -> None: ...
 
 class ListLimitsRequest(_message.Message):
-    __slots__ = ("account", "symbol", "kind")
+    __slots__ = ("account", "symbol", "kind", "template")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     account: str
     symbol: str
     kind: RiskCheck
-    def __init__(self, account: _Optional[str] = ..., symbol: _Optional[str] = ..., kind: _Optional[_Union[RiskCheck, str]] = ...) -> None: ...
+    template: str
+    def __init__(self, account: _Optional[str] = ..., symbol: _Optional[str] = ..., kind: _Optional[_Union[RiskCheck, str]] = ..., template: _Optional[str] = ...) -> None: ...
 
 class ListLimitsResponse(_message.Message):
     __slots__ = ("limits", "limits_version")
@@ -673,3 +683,143 @@ class SizePositionsResponse(_message.Message):
     sizes: PositionSizes
     server_micros: float
     def __init__(self, var: _Optional[float] = ..., var_budget: _Optional[float] = ..., model_version: _Optional[str] = ..., sizes: _Optional[_Union[PositionSizes, _Mapping]] = ..., server_micros: _Optional[float] = ...) -> None: ...
+
+class ApplyTemplateRequest(_message.Message):
+    __slots__ = ("account", "template", "scale", "dry_run")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    template: str
+    scale: float
+    dry_run: bool
+    def __init__(self, account: _Optional[str] = ..., template: _Optional[str] = ..., scale: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ApplyTemplateResponse(_message.Message):
+    __slots__ = ("limits", "upserted", "limits_version", "diff")
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIFF_FIELD_NUMBER: _ClassVar[int]
+    limits: _containers.RepeatedCompositeFieldContainer[Limit]
+    upserted: int
+    limits_version: int
+    diff: LimitDiff
+    def __init__(self, limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., upserted: _Optional[int] = ..., limits_version: _Optional[int] = ..., diff: _Optional[_Union[LimitDiff, _Mapping]] = ...) -> None: ...
+
+class ListTemplatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LimitTemplate(_message.Message):
+    __slots__ = ("name", "description", "limits", "source")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    limits: _containers.RepeatedCompositeFieldContainer[Limit]
+    source: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ListTemplatesResponse(_message.Message):
+    __slots__ = ("templates",)
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[LimitTemplate]
+    def __init__(self, templates: _Optional[_Iterable[_Union[LimitTemplate, _Mapping]]] = ...) -> None: ...
+
+class ExportLimitsRequest(_message.Message):
+    __slots__ = ("filter", "chunk_size")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    filter: ListLimitsRequest
+    chunk_size: int
+    def __init__(self, filter: _Optional[_Union[ListLimitsRequest, _Mapping]] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+
+class ExportLimitsResponse(_message.Message):
+    __slots__ = ("limits", "limits_version")
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    limits: _containers.RepeatedCompositeFieldContainer[Limit]
+    limits_version: int
+    def __init__(self, limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., limits_version: _Optional[int] = ...) -> None: ...
+
+class ImportLimitsRequest(_message.Message):
+    __slots__ = ("limits", "first_line", "dry_run", "replace", "max_changes")
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LINE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    limits: _containers.RepeatedCompositeFieldContainer[Limit]
+    first_line: int
+    dry_run: bool
+    replace: bool
+    max_changes: int
+    def __init__(self, limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., first_line: _Optional[int] = ..., dry_run: _Optional[bool] = ..., replace: _Optional[bool] = ..., max_changes: _Optional[int] = ...) -> None: ...
+
+class LimitChange(_message.Message):
+    __slots__ = ("limit_id", "old", "new")
+    LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    limit_id: str
+    old: Limit
+    new: Limit
+    def __init__(self, limit_id: _Optional[str] = ..., old: _Optional[_Union[Limit, _Mapping]] = ..., new: _Optional[_Union[Limit, _Mapping]] = ...) -> None: ...
+
+class LimitDiff(_message.Message):
+    __slots__ = ("added", "changed", "deleted", "unchanged", "changes", "changes_omitted")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_OMITTED_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    changed: int
+    deleted: int
+    unchanged: int
+    changes: _containers.RepeatedCompositeFieldContainer[LimitChange]
+    changes_omitted: int
+    def __init__(self, added: _Optional[int] = ..., changed: _Optional[int] = ..., deleted: _Optional[int] = ..., unchanged: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[LimitChange, _Mapping]]] = ..., changes_omitted: _Optional[int] = ...) -> None: ...
+
+class ImportLimitsResponse(_message.Message):
+    __slots__ = ("diff", "limits_version", "records", "dry_run")
+    DIFF_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    diff: LimitDiff
+    limits_version: int
+    records: int
+    dry_run: bool
+    def __init__(self, diff: _Optional[_Union[LimitDiff, _Mapping]] = ..., limits_version: _Optional[int] = ..., records: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class LimitHistoryRequest(_message.Message):
+    __slots__ = ("limit_id",)
+    LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    limit_id: str
+    def __init__(self, limit_id: _Optional[str] = ...) -> None: ...
+
+class LimitVersion(_message.Message):
+    __slots__ = ("limit", "limits_version", "who", "time", "action")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WHO_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    limit: Limit
+    limits_version: int
+    who: str
+    time: _timestamp_pb2.Timestamp
+    action: str
+    def __init__(self, limit: _Optional[_Union[Limit, _Mapping]] = ..., limits_version: _Optional[int] = ..., who: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action: _Optional[str] = ...) -> None: ...
+
+class LimitHistoryResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[LimitVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[LimitVersion, _Mapping]]] = ...) -> None: ...

@@ -125,6 +125,31 @@ class RiskServiceStub:
                 request_serializer=riskd_dot_v1_dot_risk__pb2.SizePositionsRequest.SerializeToString,
                 response_deserializer=riskd_dot_v1_dot_risk__pb2.SizePositionsResponse.FromString,
                 _registered_method=True)
+        self.ApplyTemplate = channel.unary_unary(
+                '/riskd.v1.RiskService/ApplyTemplate',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.ApplyTemplateRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.ApplyTemplateResponse.FromString,
+                _registered_method=True)
+        self.ListTemplates = channel.unary_unary(
+                '/riskd.v1.RiskService/ListTemplates',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.ListTemplatesRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.ListTemplatesResponse.FromString,
+                _registered_method=True)
+        self.ExportLimits = channel.unary_stream(
+                '/riskd.v1.RiskService/ExportLimits',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.ExportLimitsRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.ExportLimitsResponse.FromString,
+                _registered_method=True)
+        self.ImportLimits = channel.stream_unary(
+                '/riskd.v1.RiskService/ImportLimits',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.ImportLimitsRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.ImportLimitsResponse.FromString,
+                _registered_method=True)
+        self.LimitHistory = channel.unary_unary(
+                '/riskd.v1.RiskService/LimitHistory',
+                request_serializer=riskd_dot_v1_dot_risk__pb2.LimitHistoryRequest.SerializeToString,
+                response_deserializer=riskd_dot_v1_dot_risk__pb2.LimitHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class RiskServiceServicer:
@@ -257,6 +282,41 @@ class RiskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyTemplate(self, request, context):
+        """Expand a named template into limits for an account (validated like an upsert).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTemplates(self, request, context):
+        """The templates: built-in and from templates_file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportLimits(self, request, context):
+        """Stream the limits out in chunks (constant memory).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportLimits(self, request_iterator, context):
+        """Upsert limits streamed in chunks; all-or-nothing; dry_run and replace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LimitHistory(self, request, context):
+        """The stored versions of one limit: who changed what and when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -349,6 +409,31 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     servicer.SizePositions,
                     request_deserializer=riskd_dot_v1_dot_risk__pb2.SizePositionsRequest.FromString,
                     response_serializer=riskd_dot_v1_dot_risk__pb2.SizePositionsResponse.SerializeToString,
+            ),
+            'ApplyTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyTemplate,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.ApplyTemplateRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.ApplyTemplateResponse.SerializeToString,
+            ),
+            'ListTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTemplates,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.ListTemplatesRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.ListTemplatesResponse.SerializeToString,
+            ),
+            'ExportLimits': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportLimits,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.ExportLimitsRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.ExportLimitsResponse.SerializeToString,
+            ),
+            'ImportLimits': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportLimits,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.ImportLimitsRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.ImportLimitsResponse.SerializeToString,
+            ),
+            'LimitHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.LimitHistory,
+                    request_deserializer=riskd_dot_v1_dot_risk__pb2.LimitHistoryRequest.FromString,
+                    response_serializer=riskd_dot_v1_dot_risk__pb2.LimitHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -838,6 +923,141 @@ class RiskService:
             '/riskd.v1.RiskService/SizePositions',
             riskd_dot_v1_dot_risk__pb2.SizePositionsRequest.SerializeToString,
             riskd_dot_v1_dot_risk__pb2.SizePositionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskd.v1.RiskService/ApplyTemplate',
+            riskd_dot_v1_dot_risk__pb2.ApplyTemplateRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.ApplyTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskd.v1.RiskService/ListTemplates',
+            riskd_dot_v1_dot_risk__pb2.ListTemplatesRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.ListTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/riskd.v1.RiskService/ExportLimits',
+            riskd_dot_v1_dot_risk__pb2.ExportLimitsRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.ExportLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportLimits(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/riskd.v1.RiskService/ImportLimits',
+            riskd_dot_v1_dot_risk__pb2.ImportLimitsRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.ImportLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LimitHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskd.v1.RiskService/LimitHistory',
+            riskd_dot_v1_dot_risk__pb2.LimitHistoryRequest.SerializeToString,
+            riskd_dot_v1_dot_risk__pb2.LimitHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -215,6 +215,11 @@ class AlertHub:
                 queue.clear()
                 self._waking = False
 
+    def reset(self, history: HistoryReader) -> None:
+        """A new history after the numbering started again (alerts.relay); live streams go on."""
+        self.history = history
+        self._last_seq = 0
+
     @property
     def last_seq(self) -> int:
         """The newest seq published or held in the history (0 when none)."""

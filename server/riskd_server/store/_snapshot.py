@@ -31,7 +31,8 @@ from ._copyparse import FLOAT, INT, INT_NULL, TEXT, CopyColumns, copy_out, parse
 log = logging.getLogger("riskd.store")
 
 _LIMITS = """
-SELECT limit_id, kind, account, symbol, threshold, warn_fraction, disabled, description
+SELECT limit_id, kind, account, symbol, threshold, warn_fraction, disabled, description,
+       template, reference_volatility, min_scale
 FROM limits ORDER BY limit_id
 """
 _TRADING_STATES = "SELECT account, state FROM trading_states ORDER BY account"

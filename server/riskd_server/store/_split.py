@@ -99,6 +99,9 @@ def only_row(b: Coalesced) -> tuple[str, str, Row]:
             "warn_fraction",
             "disabled",
             "description",
+            "template",
+            "reference_volatility",
+            "min_scale",
         )
         return "limits", "upsert", {name: getattr(lim, name) for name in fields}
     if b.trading_states:

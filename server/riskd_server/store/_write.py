@@ -81,12 +81,14 @@ ON CONFLICT (symbol) DO UPDATE SET
     price = EXCLUDED.price, last_fill_price = EXCLUDED.last_fill_price, updated_at = now()
 """
 _UPSERT_LIMIT = """
-INSERT INTO limits (limit_id, kind, account, symbol, threshold, warn_fraction, disabled, description)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO limits (limit_id, kind, account, symbol, threshold, warn_fraction, disabled, description,
+                    template, reference_volatility, min_scale)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (limit_id) DO UPDATE SET
     kind = EXCLUDED.kind, account = EXCLUDED.account, symbol = EXCLUDED.symbol,
     threshold = EXCLUDED.threshold, warn_fraction = EXCLUDED.warn_fraction,
-    disabled = EXCLUDED.disabled, description = EXCLUDED.description, updated_at = now()
+    disabled = EXCLUDED.disabled, description = EXCLUDED.description, template = EXCLUDED.template,
+    reference_volatility = EXCLUDED.reference_volatility, min_scale = EXCLUDED.min_scale, updated_at = now()
 """
 _UPSERT_TRADING_STATE = """
 INSERT INTO trading_states (account, state, reason, updated_at) VALUES (%s, %s, %s, %s)
@@ -248,7 +250,7 @@ async def _write_limits(conn: AsyncConnection, b: Coalesced) -> None:
     deleted = [limit_id for limit_id, lim in b.limits.items() if lim is None]
     upserted = [
         (lim.limit_id, lim.kind, lim.account, lim.symbol, lim.threshold, lim.warn_fraction, lim.disabled,
-         lim.description)
+         lim.description, lim.template, lim.reference_volatility, lim.min_scale)
         for lim in b.limits.values()
         if lim is not None
     ]  # fmt: skip
