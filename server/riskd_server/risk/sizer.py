@@ -22,7 +22,7 @@ import numpy as np
 
 from ..engine.names import bad_names
 from ..kernel.sizing import resolve_thresholds
-from ..limits import MAX_NAME_LEN, MAX_VAR
+from ..limits import MAX_VAR
 from .limit_room import ROOM_KINDS, limit_room
 from .model import RiskModel
 from .sigma_cache import SigmaCache
@@ -128,7 +128,7 @@ class Sizer:
         model = eng.risk_model
         if model is None:
             raise SizingError(PRECONDITION, "no risk model yet")
-        if not account or len(account) > MAX_NAME_LEN or bad_names([account])[0]:
+        if bad_names([account])[0]:  # empty, longer than 128 characters or a control character
             raise SizingError(INVALID, f"account: invalid name {account!r}")
         if not 0.0 <= var_budget <= MAX_BUDGET:  # NaN fails too
             raise SizingError(INVALID, f"var_budget: must be in [0, {MAX_BUDGET:g}], got {var_budget}")
