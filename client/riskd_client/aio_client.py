@@ -28,6 +28,7 @@ from ._types import (
     LimitListing,
     LimitsChange,
     ModelRefreshed,
+    PositionSizing,
     ReturnsImported,
     RiskdError,
     RiskModelInfo,
@@ -316,6 +317,27 @@ class AsyncRiskClient:
             delay = backoff.next()
             log.info("alert stream: %s; resuming after seq %d in %.2fs", reason, resume.after_seq, delay)
             await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ VaR sizing
+
+    async def size_positions(
+        self,
+        account: str,
+        symbols: str | Iterable[str] = (),
+        *,
+        var_budget: float = 0.0,
+        apply_limits: bool = False,
+        timeout: float | None = None,
+    ) -> PositionSizing:
+        """How much of each symbol the account may still buy or sell under its VaR budget.
+
+        symbols: one or several; none sizes every symbol of the server's risk model. var_budget 0
+        uses the account's MAX_VAR limit (FAILED_PRECONDITION when none applies). apply_limits
+        also reports the largest orders the quantity, notional, position, gross and net limits
+        accept (SymbolSize.limit_buy/limit_sell; SymbolSize.buy/sell take the smaller of both).
+        """
+        request = col.size_request(account, symbols, var_budget, apply_limits)
+        return col.decode_sizes(await self._unary("SizePositions", request, timeout))
 
     # ------------------------------------------------------------------ risk snapshots
 

@@ -8,7 +8,9 @@ the write-behind to commit so an acknowledged limit or halt survives a crash.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import NoReturn
 
@@ -30,6 +32,8 @@ from .limits import Limit, LimitValidationError
 from .risk import rpc as risk_rpc
 from .risk.returns import ReturnsInputError
 from .risk.service import ModelBuildError, NoReturns, RiskModelService
+from .risk.sizer import Sizer, SizingError
+from .risk.sizing_wire import SizesWire, server_micros_field
 from .snapshots import IntervalError, SnapshotHub, interval_of
 from .wire.encode import encode_response, executions_wire, warm_up
 from .wire.request import parse_check_request, parse_report_request
@@ -118,6 +122,8 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         # refused FAILED_PRECONDITION, e.g. on an engine-only server).
         self.returns_importer: risk_rpc.ReturnsImporter | None = None
         self.risk_models: RiskModelService | None = None
+        self._sizer = Sizer(engine)
+        self._sizes_wire = SizesWire()
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -367,17 +373,44 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     async def GetRiskModel(self, request: pb.GetRiskModelRequest, context: grpc.aio.ServicerContext):
         return risk_rpc.model_response(self._engine.risk_model, request.include_symbols)
 
+    # ------------------------------------------------------------------ VaR sizing
+
+    async def SizePositionsRaw(
+        self, request: pb.SizePositionsRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """SizePositions, answered with bytes (risk.sizing_wire). The account is read on the loop
+        (the engine is not thread-safe); the sizing runs on the loop for a few symbols and in a
+        worker thread past SIZING_INLINE (measured: ~1 ms of work there; bench/sizing_bench.py)."""
+        start = time.perf_counter()
+        try:
+            inputs = self._sizer.gather(
+                request.account, request.symbols, request.var_budget, request.apply_limits
+            )
+        except SizingError as exc:
+            await context.abort(grpc.StatusCode[exc.code], str(exc))
+        if inputs.ask_row.shape[0] + inputs.held_row.shape[0] > SIZING_INLINE:
+            result = await asyncio.to_thread(self._sizer.compute, inputs)
+        else:
+            result = self._sizer.compute(inputs)
+        body = self._sizes_wire.encode(result)
+        return body + server_micros_field((time.perf_counter() - start) * 1e6)
+
     async def _durable(self, context: grpc.aio.ServicerContext) -> None:
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
         persisted = await self._barrier()
         context.set_trailing_metadata((("riskd-persisted", "true" if persisted else "false"),))
 
 
+# Asked plus held symbols past which SizePositions computes in a worker thread (above ~1 ms).
+SIZING_INLINE = 1_000
+
+
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     """RiskService's method handlers: the generated ones, except that the hot calls (CheckOrders,
     CheckOrderStream, ReportExecutions), SubscribeAlerts and QueryAlerts take or return raw bytes
     (RiskServicer has no protobuf handlers for them; tests/oracle_servicer.py adds the hot ones as the
-    tests' reference), and the snapshot calls return bytes (wire.snapshot)."""
+    tests' reference), and the snapshot calls and SizePositions return bytes (wire.snapshot,
+    risk.sizing_wire)."""
     capture = _Capture()
     pb_grpc.add_RiskServiceServicer_to_server(servicer, capture)
     handlers = dict(capture.handlers)
@@ -386,6 +419,9 @@ def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     handlers["ReportExecutions"] = grpc.unary_unary_rpc_method_handler(servicer.ReportExecutionsRaw)
     handlers["QueryAlerts"] = grpc.unary_unary_rpc_method_handler(servicer.QueryAlertsRaw)
     handlers["SubscribeAlerts"] = grpc.unary_stream_rpc_method_handler(servicer.SubscribeAlertsRaw)
+    handlers["SizePositions"] = grpc.unary_unary_rpc_method_handler(
+        servicer.SizePositionsRaw, request_deserializer=pb.SizePositionsRequest.FromString
+    )
     handlers["GetRiskSnapshot"] = grpc.unary_unary_rpc_method_handler(
         servicer.GetRiskSnapshotRaw, request_deserializer=pb.GetRiskSnapshotRequest.FromString
     )

@@ -12,6 +12,7 @@ from .engine import Engine, EngineConfig
 from .engine.snapshot import SnapshotReader
 from .engine.snapshot_changes import ChangeTracker
 from .limits import Limit
+from .risk.sizer import warm_sizing
 from .wire.request import OneOrder, SpanOrders, parse_check_request
 from .wire.snapshot import encode_snapshot
 
@@ -76,5 +77,6 @@ def warm_up() -> float:
     reader = SnapshotReader(eng)  # risk snapshots: the book lists, the ranking, the encoder
     encode_snapshot(reader.columns(reader.all_ids()))
     ChangeTracker(eng).detect()
+    warm_sizing(eng)  # VaR sizing: limit resolution and the sample model's row sum
     assert out.accepted.shape[0] == 3 and math.isfinite(eng.position("WA", "WS"))
     return time.perf_counter() - start

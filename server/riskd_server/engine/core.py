@@ -28,6 +28,7 @@ from ..limits import Limit, validate_limits
 from ..names import control_flags
 from ..outcomes import EXEC_MESSAGES, AccountExposure, BatchError, ExecOutcome
 from ..risk.model import RiskModel
+from .books import AccountBooks, BookLists, marks_of
 from .checking import OrderChecks, _OneOrderScratch
 from .config import EngineConfig
 from .counts import CheckCounter
@@ -80,6 +81,8 @@ class Engine(OrderChecks):
         self.check_counter = CheckCounter()
         # The VaR risk model in force (risk.model), swapped whole by set_risk_model; None = none yet.
         self.risk_model: RiskModel | None = None
+        # Per-account book lists for account_books (a derived index; books are never removed).
+        self._book_lists = BookLists()
 
     @property
     def sink(self) -> ChangeSink | None:
@@ -152,6 +155,15 @@ class Engine(OrderChecks):
             open_net=float(row[L.A_OPEN_NET] + row[L.A_OPEN_NET_LO]),
             open_orders=int(row[L.A_OPEN_COUNT]),
         )
+
+    def account_books(self, account: str) -> AccountBooks:
+        """The account's books (symbol ids, position, open buy and sell, mark) as private copies;
+        empty for an unknown account. O(new books since the last read + the account's books)."""
+        return self._book_lists.books_of(self._s, self.accounts.get(account))
+
+    def symbol_marks(self, symbol_ids: np.ndarray) -> np.ndarray:
+        """Marks of symbol ids as the checks price a market order (NaN: none, or id -1)."""
+        return marks_of(self._s, symbol_ids)
 
     def recompute_exposure(self) -> None:
         """Rebuild every account's exposure sums from the open orders and positions (recovery; the
