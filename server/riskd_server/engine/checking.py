@@ -247,7 +247,12 @@ class OrderChecks:
         args = self._s.kernel_args
         if args is None:
             s, lb = self._s, self._limits
-            args = self._s.kernel_args = (*s.groups(), lb.tables, self.config.max_order_notional)
+            args = self._s.kernel_args = (
+                *s.groups(),
+                lb.tables,
+                s.var_group(),
+                self.config.max_order_notional,
+            )
         return args
 
     def _violation_scratch(self, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -54,6 +54,7 @@ from .layout import (
     A_LVL_NET,
     A_LVL_OPEN,
     A_LVL_RATE,
+    A_LVL_VAR,
     A_OPEN_COUNT,
     A_OPEN_GROSS,
     A_OPEN_GROSS_LO,
@@ -77,7 +78,6 @@ from .layout import (
     BP_ACCOUNT,
     BP_NEXT,
     BP_SYMBOL,
-    BP_UNLINKED,
     C_BOOKS,
     C_FIRM_TRADING,
     C_FREE_TOP,
@@ -101,6 +101,7 @@ from .layout import (
     S_FILL,
     S_PRICE,
     SYMBOL_BITS,
+    VC_ON,
 )
 from .levels import (
     _DUPLICATE,
@@ -113,7 +114,8 @@ from .levels import (
     resolve_account_limits,
     resolve_book_limits,
 )
-from .state import Accounts, Books, LimitTables, Orders, Symbols
+from .state import Accounts, Books, LimitTables, Orders, Symbols, VarState
+from .var import book_w, var_move, var_price
 
 _BUY = 1
 _SELL = 2
@@ -179,6 +181,7 @@ def check_batch(
     books: Books,
     orders: Orders,
     limits: LimitTables,
+    var: VarState,
     max_notional: float,
 ) -> np.int64:
     """Check orders in sequence, open the accepted ones; returns the number of violations written.
@@ -186,13 +189,18 @@ def check_batch(
     An order whose reference notional (qty * p) is not finite or exceeds max_notional is invalid:
     the bound keeps every exposure term finite (kernel.exposure).
 
+    MAX_VAR (kernel.var): only an account whose cached level (A_LVL_VAR) is finite prices its
+    order, in O(k); with a model installed every accepted order moves its account's VaR terms.
+
     A three-stage software pipeline: step k prefetches the hash buckets of order k, looks up the
     book of order k - _AHEAD (its bucket has arrived) and prefetches its row, and checks order
     k - 2 * _AHEAD on cached data. Only the check stage changes state, in order.
     """
     acct, ctr = accounts
-    sym = symbols[0]
+    sym, sym_books = symbols
     book_ht, book, book_pair = books
+    vsym, vacct, vctl = var
+    var_on = vctl[VC_ON] != 0.0
     ord_ht, ordf, ordi, free, _ = orders
     lim_exact, lim_tab, lim_f, lim_version = limits
     nv = np.int64(0)
@@ -274,6 +282,11 @@ def check_batch(
         if rate_t >= 0.0:  # the bucket only runs under a rate limit (per account: predictable)
             rate, rate_breach = _take_token(acct, a, rate_t, now)
         full = ctr[C_FREE_TOP] <= 0  # server capacity: no free order slot
+        m0 = mark if mark == mark else 0.0  # the VaR's valuation (kernel.var.mark0)
+        var_after, var_before = math.nan, math.nan
+        if acct[a, A_LVL_VAR] < math.inf:  # a MAX_VAR limit applies (per account: predictable)
+            w = (pos + open_buy - open_sell) * m0  # kernel.var.book_w
+            var_after, var_before = var_price(a, s, w, signed * p, vsym, vacct, vctl)
         # Non-short-circuit | : one flag, no branch per kind.
         report = (
             (qty > book[row, B_LVL_QTY])  # -inf on a restricted symbol
@@ -285,6 +298,7 @@ def check_batch(
             | rate_breach
             | (rate > acct[a, A_LVL_RATE])
             | (open_count > acct[a, A_LVL_OPEN])
+            | (var_after > acct[a, A_LVL_VAR])
             | full
         )
         mask = np.uint32(0)
@@ -292,6 +306,7 @@ def check_batch(
             nv, mask = report_limits(
                 vi, vf, nv, i, a, s, book[row], acct[a], lim_exact, lim_tab, lim_f, qty, notional,
                 position, gross, net, net_after, collar, rate, rate_breach, open_count, full, ctr[C_OPEN],
+                var_after, var_before,
             )  # fmt: skip
 
         bucket = ht_slot(ord_ht, key)  # the id's bucket, or the empty one it would take
@@ -319,17 +334,28 @@ def check_batch(
         mask_out[i] = mask
         if mask == 0:
             if bidx < 0:
-                bidx = open_book(a, s, book_ht, book, book_pair, ctr)
+                bidx = open_book(a, s, book_ht, book, book_pair, sym_books, ctr)
             _open_order(a, side, key, bucket, qty, p, bidx, acct, book, ord_ht, ordf, ordi, free, ctr)
+            if var_on:
+                var_move(a, s, (pos + open_buy - open_sell) * m0, book_w(book, bidx, m0), vsym, vacct, vctl)
     return nv
 
 
 @njit(cache=True, nogil=True)
 def open_book(
-    a: np.int64, s: np.int64, book_ht: np.ndarray, book: np.ndarray, book_pair: np.ndarray, ctr: np.ndarray
+    a: np.int64,
+    s: np.int64,
+    book_ht: np.ndarray,
+    book: np.ndarray,
+    book_pair: np.ndarray,
+    sym_books: np.ndarray,
+    ctr: np.ndarray,
 ) -> np.int64:
     """Create the book of (a, s) in the next free row; its limit cache (B_LIM_TAG..) is left as is,
-    because check_batch resolves an order's limits into that spare row before accepting it."""
+    because check_batch resolves an order's limits into that spare row before accepting it.
+
+    The book joins its symbol's list at once (not when it first holds a position): a mark change
+    revalues open orders' exposure too in the VaR terms (kernel.var.var_remark)."""
     bidx = ctr[C_BOOKS]
     ctr[C_BOOKS] = bidx + 1
     ht_put(book_ht, book_key(a, s), bidx)
@@ -338,7 +364,8 @@ def open_book(
     book[bidx, B_OPEN_SELL] = 0.0
     book_pair[bidx, BP_ACCOUNT] = a
     book_pair[bidx, BP_SYMBOL] = s
-    book_pair[bidx, BP_NEXT] = BP_UNLINKED  # linked to its symbol once it holds a position
+    book_pair[bidx, BP_NEXT] = sym_books[s]
+    sym_books[s] = bidx
     return bidx
 
 
