@@ -301,3 +301,11 @@ def test_a_model_too_large_for_the_account_bound_is_refused() -> None:
     with pytest.raises(VarModelTooLarge):
         engine.set_risk_model(model)
     assert engine.risk_model is None and engine._s.vctl[L.VC_ON] == 0.0
+
+
+def test_the_alert_for_an_unpriced_var_limit_says_why() -> None:
+    from riskd_server.alerts.messages import check_message
+
+    text = check_message(MAX_VAR, False, "A", "S0", math.inf, 1e9, "o1")
+    assert text == "MAX_VAR: order o1 (A S0) rejected: no risk model installed"
+    assert "12 > 10" in check_message(MAX_VAR, False, "A", "S0", 12.0, 10.0, "o2")

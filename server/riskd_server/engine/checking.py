@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .state import State
 
 # Write-behind rows one checked order can produce, at most: an accepted order is one OrdersAccepted
-# row plus a warning per kind (<= 9); a rejected one is a CheckEvents row per failing check (<= 13).
+# row plus a warning per kind (<= 10); a rejected one is a CheckEvents row per failing check (<= 14).
 CHECK_ROWS_PER_ORDER = L.MAX_VIOLATIONS_PER_ORDER
 
 

@@ -119,14 +119,23 @@ def var_move(
         for j in range(k):
             bj = vsym[s, j]
             if bj != 0.0:
-                dd_add(vacct, a, VA_F + j, VA_F + k + j, bj * w_new)
-                dd_add(vacct, a, VA_F + j, VA_F + k + j, -(bj * w_old))
+                _dd_replace(vacct, a, VA_F + j, VA_F + k + j, bj * w_new, bj * w_old)
         spec = vsym[s, k + VS_SPEC]
     else:
         spec = vctl[VC_DEFAULT]
-    dd_add(vacct, a, VA_SPEC, VA_SPEC_LO, spec * (w_new * w_new))
-    dd_add(vacct, a, VA_SPEC, VA_SPEC_LO, -(spec * (w_old * w_old)))
+    _dd_replace(vacct, a, VA_SPEC, VA_SPEC_LO, spec * (w_new * w_new), spec * (w_old * w_old))
     var_refresh(a, vacct, k)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dd_replace(arr: np.ndarray, a: np.int64, hi: np.int64, lo: np.int64, t_new: float, t_old: float) -> None:
+    """arr[a, hi] + arr[a, lo] += t_new - t_old, the difference taken exactly (TwoSum: d + e) and
+    added once (as exposure._revalue): half the work of adding t_new and then -t_old."""
+    d = t_new - t_old
+    bb = d - t_new
+    e = (t_new - (d - bb)) + (-t_old - bb)
+    dd_add(arr, a, hi, lo, d)
+    arr[a, lo] += e
 
 
 @njit(cache=True, nogil=True, inline="always")
