@@ -70,7 +70,9 @@ class NaiveResult:
     us_per_order: float
 
 
-def bench_naive(engine: Engine, workload: Workload, model: RiskModel, orders: int, dense: bool) -> NaiveResult:
+def bench_naive(
+    engine: Engine, workload: Workload, model: RiskModel, orders: int, dense: bool
+) -> NaiveResult:
     """Per order: the account's dense w (kept up to date, untimed) and VaR after recomputed from
     scratch in numpy; the rule applied; accepted orders update w."""
     n = len(model.symbols)
@@ -141,7 +143,9 @@ def run(quick: bool = False) -> VarBenchReport:
 
 
 def print_report(rep: VarBenchReport) -> None:
-    print(f"MAX_VAR kernel bench: {rep.symbols:,} symbols, factor model k = {rep.k}, batches of 1,000, no database")
+    print(
+        f"MAX_VAR kernel bench: {rep.symbols:,} symbols, factor model k = {rep.k}, batches of 1,000, no database"
+    )
     print(f"  model install (tables + every account's terms): {rep.install_ms:.1f} ms")
     for t in (rep.plain, rep.var_on):
         print(

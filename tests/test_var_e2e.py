@@ -35,7 +35,9 @@ def test_max_var_through_the_server(client: RiskClient, riskd_server: RiskdServe
     model = make_model(["AAA", "BBB"], 7)
     riskd_server.call(engine.set_risk_model, model)
     q_ok = 0.9 * 5_000.0 / var_of(model, {"AAA": 100.0})  # VaR is linear in a one-symbol book
-    res = client.check([Order("o1", "VA", "AAA", "BUY", q_ok, 0.0), Order("o2", "VA", "AAA", "BUY", q_ok, 0.0)])
+    res = client.check(
+        [Order("o1", "VA", "AAA", "BUY", q_ok, 0.0), Order("o2", "VA", "AAA", "BUY", q_ok, 0.0)]
+    )
     assert res.accepted == [True, False]
     (warn,) = res[0].reasons  # 90 % of T: past warn_fraction 0.5, accepted with a warning
     assert warn.warning and warn.observed == pytest.approx(4_500.0, rel=1e-9)
@@ -66,5 +68,7 @@ def test_max_var_through_the_server(client: RiskClient, riskd_server: RiskdServe
     assert riskd_server.call(engine.account_var, "VA")[0] == pytest.approx(var_of(model, w), rel=1e-9)
     # A selling order that lowers |w| passes even with T below the VaR.
     client.upsert_limits([LimitSpec("var-a", "MAX_VAR", 1.0, account="VA")])
-    res = client.check([Order("d1", "VA", "AAA", "SELL", q_ok / 4, 0.0), Order("d2", "VA", "AAA", "BUY", 1, 0.0)])
+    res = client.check(
+        [Order("d1", "VA", "AAA", "SELL", q_ok / 4, 0.0), Order("d2", "VA", "AAA", "BUY", 1, 0.0)]
+    )
     assert res.accepted == [True, False]

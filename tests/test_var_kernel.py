@@ -28,7 +28,7 @@ from riskd_server.risk.var_tables import factor_form, pivoted_cholesky
 
 ACCOUNTS = ["A", "B", "C"]
 SYMBOLS = [f"S{i}" for i in range(7)]
-MODEL_SYMBOLS = SYMBOLS[:5] + ["M9"]  # S5, S6 are unknown to every model; M9 is never traded
+MODEL_SYMBOLS = [*SYMBOLS[:5], "M9"]  # S5, S6 are unknown to every model; M9 is never traded
 REL = 1e-9
 
 qty = st.sampled_from([1.0, 3.0, 7.5, 100.0, 2_500.0, 1e6])
@@ -43,7 +43,9 @@ op = st.one_of(
     st.tuples(
         st.just("positions"),
         st.lists(
-            st.tuples(st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS), st.sampled_from([0.0, 5.0, -40.0, 1e5])),
+            st.tuples(
+                st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS), st.sampled_from([0.0, 5.0, -40.0, 1e5])
+            ),
             min_size=1,
             max_size=3,
         ),
@@ -85,7 +87,7 @@ def assert_terms(engine: Engine, ref: Reference) -> None:
     """Every account's cached VaR (and factor exposures) equals the reference's full recomputation."""
     model = ref.model
     for account in ACCOUNTS:
-        cached, f, spec = engine.account_var(account)
+        cached, f, _ = engine.account_var(account)
         if model is None:
             assert cached == 0.0
             continue
@@ -135,8 +137,10 @@ def run_check(engine: Engine, ref: Reference, orders, next_id: list[int]) -> Non
                 after = var_of(ref.model, after_w)
                 _, und = variance(ref.model, after_w)
                 band = 1e-7 * max(after, before, t) + ref.model.scale * math.sqrt(REL * und)
-                near = abs(after - t) <= band or abs(after - before) <= band or (
-                    warn > 0 and abs(after - warn * t) <= band
+                near = (
+                    abs(after - t) <= band
+                    or abs(after - before) <= band
+                    or (warn > 0 and abs(after - warn * t) <= band)
                 )
                 breach = var_rule(after, before, t)
                 if not near:
@@ -196,7 +200,15 @@ def apply(engine: Engine, ref: Reference, step, next_id: list[int]) -> None:
     elif kind == "limit":
         _, account, t, warn = step
         engine.upsert_limits(
-            [Limit(limit_id=f"var-{account or 'any'}", kind=MAX_VAR, account=account, threshold=t, warn_fraction=warn)]
+            [
+                Limit(
+                    limit_id=f"var-{account or 'any'}",
+                    kind=MAX_VAR,
+                    account=account,
+                    threshold=t,
+                    warn_fraction=warn,
+                )
+            ]
         )
         ref.limits[account] = (t, warn)
 
@@ -205,7 +217,9 @@ def apply(engine: Engine, ref: Reference, step, next_id: list[int]) -> None:
 @given(st.lists(op, min_size=1, max_size=30), st.integers(0, 10_000), st.sampled_from([FACTOR, SAMPLE]))
 def test_cached_terms_and_verdicts_match_a_full_recomputation(steps, seed, first_kind) -> None:
     # Tiny initial sizes: accounts, symbols and books all grow after the first model is installed.
-    engine = Engine(EngineConfig(initial_accounts=1, initial_symbols=1, initial_books=1, initial_order_slots=4))
+    engine = Engine(
+        EngineConfig(initial_accounts=1, initial_symbols=1, initial_books=1, initial_order_slots=4)
+    )
     ref = Reference()
     next_id = [0]
     apply(engine, ref, ("model", seed, first_kind, 2), next_id)
@@ -220,7 +234,9 @@ def test_cached_terms_and_verdicts_match_a_full_recomputation(steps, seed, first
         np.testing.assert_allclose(engine._s.vacct[:, L.VA_V], before[:, L.VA_V], rtol=1e-12, atol=1e-300)
         f_now = engine._s.vacct[:, L.VA_F : L.VA_F + k] + engine._s.vacct[:, L.VA_F + k : L.VA_F + 2 * k]
         f_before = before[:, L.VA_F : L.VA_F + k] + before[:, L.VA_F + k : L.VA_F + 2 * k]
-        np.testing.assert_allclose(f_now, f_before, rtol=1e-12, atol=1e-300 + 1e-15 * np.abs(f_before).max(initial=0.0))
+        np.testing.assert_allclose(
+            f_now, f_before, rtol=1e-12, atol=1e-300 + 1e-15 * np.abs(f_before).max(initial=0.0)
+        )
 
 
 def _engine_with(model: RiskModel | None, t: float) -> Engine:
@@ -286,7 +302,9 @@ def test_sample_models_are_priced_through_an_exact_low_rank_factor() -> None:
     assert form.k <= 8  # rank <= days - 1
     assert model.covariance is not None
     np.testing.assert_allclose(
-        form.loadings @ form.loadings.T + np.diag(form.specific), model.covariance, atol=1e-13 * model.covariance.max()
+        form.loadings @ form.loadings.T + np.diag(form.specific),
+        model.covariance,
+        atol=1e-13 * model.covariance.max(),
     )
     full = np.cov(np.random.default_rng(2).normal(size=(60, 12)), rowvar=False)
     lmat, resid = pivoted_cholesky(full)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from riskd_server.risk.model import FACTOR, SAMPLE, ModelSummary, RiskModel
+from riskd_server.risk.model import FACTOR, ModelSummary, RiskModel
 
 Z99 = 2.3263478740408408  # NormalDist().inv_cdf(0.99)
 
@@ -85,7 +85,7 @@ def exposures(
     marks: Mapping[str, float],
     account: str,
 ) -> dict[str, float]:
-    """w_s = (pos + open buy − open sell) × mark for one account; unmarked symbols count 0."""
+    """w_s = (pos + open buy - open sell) x mark for one account; unmarked symbols count 0."""
     net: dict[str, float] = {}
     for (a, s), q in positions.items():
         if a == account:
@@ -97,5 +97,5 @@ def exposures(
 
 
 def var_rule(var_after: float, var_before: float, threshold: float) -> bool:
-    """The MAX_VAR rule: True = reject (VaR′ > T and VaR′ > VaR: an order lowering VaR passes)."""
+    """The MAX_VAR rule: True = reject (VaR' > T and VaR' > VaR: an order lowering VaR passes)."""
     return var_after > threshold and var_after > var_before

@@ -24,8 +24,8 @@ from ..kernel.checks import book_key
 from ..kernel.executions import apply_executions, load_positions, unknown_ids
 from ..kernel.exposure import UNKNOWN_SYMBOL as _UNKNOWN_SYMBOL
 from ..kernel.exposure import first_bad_price, recompute_exposure, set_prices
-from ..limitbook import LimitBook, compile_limits
 from ..kernel.var import marks0, var_recompute, var_remarks
+from ..limitbook import LimitBook, compile_limits
 from ..limits import MAX_VAR, Limit, validate_limits
 from ..names import control_flags
 from ..outcomes import EXEC_MESSAGES, AccountExposure, BatchError, ExecOutcome
@@ -166,7 +166,11 @@ class Engine(OrderChecks):
         row = s.vacct[a]
         f = row[L.VA_F : L.VA_F + k] + row[L.VA_F + k : L.VA_F + 2 * k]
         v = float(row[L.VA_V])
-        return float(s.vctl[L.VC_SCALE]) * float(np.sqrt(max(v, 0.0))), f, float(row[L.VA_SPEC] + row[L.VA_SPEC_LO])
+        return (
+            float(s.vctl[L.VC_SCALE]) * float(np.sqrt(max(v, 0.0))),
+            f,
+            float(row[L.VA_SPEC] + row[L.VA_SPEC_LO]),
+        )
 
     # ------------------------------------------------------------------ queries
 

@@ -266,7 +266,15 @@ def apply_executions(
             w_old = book_w(book, b, m)
             _release(slot, ordf[slot, OF_OPEN], ordf, ordi, book, acct)
             if var_on:
-                var_move(ordi[slot, OI_ACCOUNT], book_pair[b, BP_SYMBOL], w_old, book_w(book, b, m), vsym, vacct, vctl)
+                var_move(
+                    ordi[slot, OI_ACCOUNT],
+                    book_pair[b, BP_SYMBOL],
+                    w_old,
+                    book_w(book, b, m),
+                    vsym,
+                    vacct,
+                    vctl,
+                )
             _close(slot, bucket, ordi, ord_ht, free, ring, acct, ctr)
             status_out[i] = X_APPLIED
             book_out[i] = b

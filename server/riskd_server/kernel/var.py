@@ -1,7 +1,7 @@
 """The MAX_VAR check's incremental terms: price an order against its account's VaR in O(k).
 
 VaR(w) = scale * sqrt(wᵀ Sigma w), scale = z * sqrt(horizon_days), w_s the account's exposure in
-symbol s: (position + open buy − open sell) × mark (the symbol's mark as the other checks read it,
+symbol s: (position + open buy - open sell) x mark (the symbol's mark as the other checks read it,
 ``checks.mark_of``; an unmarked symbol's exposure counts 0 until it has a mark). Every model is
 held in factor form, Sigma = B Bᵀ + diag(spec) (a sample covariance is factored once when
 installed, risk.var_tables), so per account it suffices to keep
@@ -18,13 +18,13 @@ from the same values as when they went in, into double-double sums (``exposure.d
 cached terms equal a fresh recomputation (``var_recompute``) to ~2**-105 of the largest partial
 sum whatever the history, like the exposure sums. V is recomputed from f after each change.
 
-Called only when a model is installed (``vctl[VC_ON]``); ``var_move`` and ``var_remark`` are plain
-njit calls (branchy), which the check kernel takes only for accepted orders and only then.
+Called only when a model is installed (``vctl[VC_ON]``). The check kernel (checks.check_batch)
+writes out the pricing and ``var_move``'s update of an accepted order in its own loop (as calls
+they cost ~120 ns an order each, more than the arithmetic); executions, marks and position loads
+call ``var_move`` and ``var_remark``.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit
@@ -47,9 +47,7 @@ from .layout import (
     VC_DEFAULT,
     VC_K,
     VC_ON,
-    VC_SCALE,
     VS_SPEC,
-    VS_TOTAL,
 )
 from .state import Accounts, Books, Symbols, VarState
 
@@ -70,38 +68,6 @@ def book_w(book: np.ndarray, b: np.int64, m: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def var_price(
-    a: np.int64,
-    s: np.int64,
-    w: float,
-    d: float,
-    vsym: np.ndarray,
-    vacct: np.ndarray,
-    vctl: np.ndarray,
-) -> tuple[float, float]:
-    """(VaR after adding d to w_s, VaR now) of account a whose exposure in s is w.
-
-    Without a model the VaR cannot be priced: (+inf, 0.0), so a MAX_VAR limit in force rejects
-    (fail closed; see README). d NaN (no reference price) gives NaN, which breaches nothing.
-    """
-    if vctl[VC_ON] == 0.0:
-        return (math.inf, 0.0) if d == d else (math.nan, 0.0)
-    k = np.int64(vctl[VC_K])
-    v = vacct[a, VA_V]
-    if s < vsym.shape[0]:
-        g = vsym[s, k + VS_SPEC] * w
-        for j in range(k):
-            g += vsym[s, j] * vacct[a, VA_F + j]
-        total = vsym[s, k + VS_TOTAL]
-    else:  # a symbol the tables do not cover yet: default variance, no correlation
-        g = vctl[VC_DEFAULT] * w
-        total = vctl[VC_DEFAULT]
-    after = v + d * (2.0 * g + d * total)
-    scale = vctl[VC_SCALE]
-    return scale * math.sqrt(max(after, 0.0)), scale * math.sqrt(max(v, 0.0))
-
-
-@njit(cache=True, nogil=True)
 def var_move(
     a: np.int64,
     s: np.int64,
@@ -119,16 +85,16 @@ def var_move(
         for j in range(k):
             bj = vsym[s, j]
             if bj != 0.0:
-                _dd_replace(vacct, a, VA_F + j, VA_F + k + j, bj * w_new, bj * w_old)
+                dd_replace(vacct, a, VA_F + j, VA_F + k + j, bj * w_new, bj * w_old)
         spec = vsym[s, k + VS_SPEC]
     else:
         spec = vctl[VC_DEFAULT]
-    _dd_replace(vacct, a, VA_SPEC, VA_SPEC_LO, spec * (w_new * w_new), spec * (w_old * w_old))
+    dd_replace(vacct, a, VA_SPEC, VA_SPEC_LO, spec * (w_new * w_new), spec * (w_old * w_old))
     var_refresh(a, vacct, k)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dd_replace(arr: np.ndarray, a: np.int64, hi: np.int64, lo: np.int64, t_new: float, t_old: float) -> None:
+def dd_replace(arr: np.ndarray, a: np.int64, hi: np.int64, lo: np.int64, t_new: float, t_old: float) -> None:
     """arr[a, hi] + arr[a, lo] += t_new - t_old, the difference taken exactly (TwoSum: d + e) and
     added once (as exposure._revalue): half the work of adding t_new and then -t_old."""
     d = t_new - t_old
@@ -168,14 +134,16 @@ def var_remark(
     b = sym_books[s]
     while b >= 0:
         if b != skip:
-            var_move(book_pair[b, BP_ACCOUNT], s, book_w(book, b, old), book_w(book, b, new), vsym, vacct, vctl)
+            var_move(
+                book_pair[b, BP_ACCOUNT], s, book_w(book, b, old), book_w(book, b, new), vsym, vacct, vctl
+            )
         b = book_pair[b, BP_NEXT]
 
 
 @njit(cache=True, nogil=True)
 def var_recompute(accounts: Accounts, symbols: Symbols, books: Books, var: VarState) -> None:
     """Rebuild every account's VaR terms from the books (model install, recovery; the tests' oracle
-    for the incremental terms): O(books × k)."""
+    for the incremental terms): O(books x k)."""
     ctr = accounts[1]
     sym = symbols[0]
     book, book_pair = books[1], books[2]
