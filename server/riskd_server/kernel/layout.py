@@ -69,8 +69,9 @@ B_FIELDS = 8
 
 # book_pair: int64[books, BP_FIELDS], the (account, symbol) of each book row, apart from the row
 # because only fills, position loads and persistence need it. BP_NEXT links the books of one
-# symbol that have ever held a position (head in sym_books[symbol], -1 ends the list; BP_UNLINKED
-# until the book first holds one), so a mark change visits only the books it revalues.
+# symbol (head in sym_books[symbol], -1 ends the list), each from when it is opened (checks.open_book:
+# a mark change revalues open orders too, in the VaR terms, kernel.var), so a mark change visits
+# only that symbol's books. BP_UNLINKED marks a book not linked yet (none since the VaR work).
 BP_ACCOUNT = 0
 BP_SYMBOL = 1
 BP_NEXT = 2

@@ -24,7 +24,7 @@ class Accounts(NamedTuple):
 
 class Symbols(NamedTuple):
     sym: np.ndarray  # float64[symbols, S_FIELDS]: marks
-    sym_books: np.ndarray  # int64[symbols]: first book holding a position (layout.BP_NEXT)
+    sym_books: np.ndarray  # int64[symbols]: the symbol's first book (layout.BP_NEXT)
 
 
 class Books(NamedTuple):
