@@ -8,7 +8,7 @@ The kernel (kernel.var) prices every model in factor form, Sigma = B Bᵀ + diag
   so L is exact up to the stopping tolerance (the pivots stop when the largest remaining variance
   is below ``PIVOT_TOL`` of the largest variance; what is left stays on the diagonal). The kernel
   then keeps r factor exposures per account instead of the n-vector Σw (5,000 symbols: 4 kB an
-  account instead of 40 kB) and prices an order in O(r). Cost: O(n r²), ~0.3 s at n = 5,000,
+  account instead of 40 kB) and prices an order in O(r). Cost: O(n r²), ~0.5 s at n = 5,000,
   r = 249; a full-rank matrix (more days than symbols) is O(n³): minutes at 5,000, so build it in
   a worker thread (``factor_form``) and hand it to Engine.set_risk_model.
 
@@ -50,10 +50,12 @@ class FactorForm:
 
 
 def pivoted_cholesky(cov: np.ndarray, tol: float = PIVOT_TOL) -> tuple[np.ndarray, np.ndarray]:
-    """(L n x r, residual diagonal n) with cov ~ L Lᵀ + diag(residual), largest pivots first."""
+    """(L n x r, residual diagonal n) with cov ~ L Lᵀ + diag(residual), largest pivots first.
+
+    The columns are kept as the rows of Lᵀ (contiguous), so each step's update is one gemv."""
     n = cov.shape[0]
     d = np.array(np.diag(cov), dtype=np.float64)
-    lmat = np.zeros((n, min(n, 256)), dtype=np.float64)
+    lt = np.zeros((min(n, 256), n), dtype=np.float64)
     stop = tol * float(d.max()) if n and d.max() > 0 else 0.0
     chosen = np.zeros(n, dtype=bool)
     r = 0
@@ -61,24 +63,24 @@ def pivoted_cholesky(cov: np.ndarray, tol: float = PIVOT_TOL) -> tuple[np.ndarra
         p = int(np.argmax(d))
         if not d[p] > stop:
             break
-        if r == lmat.shape[1]:  # more columns: double (the rank is seldom known up front)
-            grown = np.zeros((n, min(n, 2 * r)), dtype=np.float64)
-            grown[:, :r] = lmat
-            lmat = grown
+        if r == lt.shape[0]:  # more columns: double (the rank is seldom known up front)
+            grown = np.zeros((min(n, 2 * r), n), dtype=np.float64)
+            grown[:r] = lt
+            lt = grown
         col = np.array(cov[p], dtype=np.float64)
         if r:
-            col -= lmat[:, :r] @ lmat[p, :r]
+            col -= lt[:r, p] @ lt[:r]
         pivot = np.sqrt(d[p])
         col /= pivot
         col[chosen] = 0.0  # pivoted order is triangular: earlier pivots get no later column
         col[p] = pivot
         chosen[p] = True
-        lmat[:, r] = col
+        lt[r] = col
         d -= col * col
         d[p] = 0.0
         np.maximum(d, 0.0, out=d)
         r += 1
-    return lmat[:, :r].copy(), d
+    return np.ascontiguousarray(lt[:r].T), d
 
 
 def factor_form(model: RiskModel) -> FactorForm:
