@@ -327,3 +327,19 @@ def test_the_alert_for_an_unpriced_var_limit_says_why() -> None:
     text = check_message(MAX_VAR, False, "A", "S0", math.inf, 1e9, "o1")
     assert text == "MAX_VAR: order o1 (A S0) rejected: no risk model installed"
     assert "12 > 10" in check_message(MAX_VAR, False, "A", "S0", 12.0, 10.0, "o2")
+
+
+def test_a_factor_form_built_elsewhere_is_installed_as_is() -> None:
+    """The model builder factors a sample model in its worker thread and hands the form over."""
+    model = make_model(["S0", "S1", "S2"], 4, SAMPLE, days=3)
+    form = factor_form(model)
+    engine = Engine()
+    engine.load_positions(["A", "A"], ["S0", "S2"], [10.0, -4.0])
+    engine.update_prices(["S0", "S2"], [20.0, 30.0])
+    engine.set_risk_model(model, form)
+    assert engine._var_form is form
+    assert engine.account_var("A")[0] == pytest.approx(var_of(model, {"S0": 200.0, "S2": -120.0}), rel=1e-9)
+    stale = make_model(["S0", "S1", "S2"], 5, SAMPLE, days=3)
+    engine.set_risk_model(stale, form)  # a form of another model version is not used
+    assert engine._var_form is not form
+    assert engine.account_var("A")[0] == pytest.approx(var_of(stale, {"S0": 200.0, "S2": -120.0}), rel=1e-9)
