@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from . import kernel_bench, memory_bench, prices_bench, recovery_bench
+from . import kernel_bench, memory_bench, prices_bench, recovery_bench, var_kernel_bench
 from .loadgen import LoadConfig, LoadResult, run_load
 from .servers import RESULTS, ServerProcess, spawn_server
 
@@ -179,6 +179,23 @@ def kernel_rows(rep: kernel_bench.KernelReport) -> list[Row]:
         )
     )
     return rows
+
+
+def var_rows(rep: var_kernel_bench.VarBenchReport) -> list[Row]:
+    target = var_kernel_bench.TARGET_PER_S
+    on, plain, naive = rep.var_on, rep.plain, rep.naive_factor
+    return [
+        Row(
+            f"check_batch with MAX_VAR, {rep.symbols:,} symbols, factor k={rep.k}, batch 1,000",
+            f"{on.per_s / 1e6:.2f} M orders/s",
+            f"target {target / 1e6:.0f} M/s",
+            on.per_s / target,
+            ">= 1.0",
+            on.per_s >= target,
+            f"no model {plain.per_s / 1e6:.2f} M/s; naive numpy {naive.per_s:,.0f}/s "
+            f"({on.per_s / naive.per_s:,.0f}x), dense {rep.naive_dense.per_s:,.0f}/s",
+        )
+    ]
 
 
 def prices_rows(rep: prices_bench.PricesReport) -> list[Row]:
@@ -393,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         for mb, ns in floor.items():
             print(f"    {mb:>4} MB table: {ns:5.1f} ns per random line", flush=True)
         report.notes.append(f"memory floor, ns per random line by table MB: {floor}")
+        print("\n== MAX_VAR in the kernel (bench.var_kernel_bench, in-process, no database)", flush=True)
+        vrep = var_kernel_bench.run(quick=args.quick)
+        var_kernel_bench.print_report(vrep)
+        report.notes.append(f"var kernel: {asdict(vrep)}")
+        rows += var_rows(vrep)
 
     if not args.skip_recovery:
         orders = 100_000 if args.quick else 1_000_000

@@ -190,7 +190,8 @@ def test_holder_coalesces_and_keeps_the_old_model_on_failure() -> None:
         nonlocal fail
         current: list[Any] = [None]
 
-        def install(model: Any) -> None:
+        def install(model: Any, form: Any) -> None:
+            assert form.version == model.version  # factored in the worker thread
             current[0] = model
             installed.append(model.version)
 
@@ -223,7 +224,9 @@ def test_holder_timer_rebuilds_and_stops() -> None:
 
     async def go() -> None:
         models: list[Any] = []
-        svc = RiskModelService(read, models.append, BuildParams(kind=SAMPLE), refresh=0.05)
+        svc = RiskModelService(
+            read, lambda model, form: models.append(model), BuildParams(kind=SAMPLE), refresh=0.05
+        )
         svc.start()
         await asyncio.sleep(0.4)
         await svc.stop()

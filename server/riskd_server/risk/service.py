@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from .build import BuildParams, ReturnsWindow, build_model
 from .model import RiskModel
+from .var_tables import FactorForm, VarModelTooLarge, factor_form
 
 log = logging.getLogger("riskd.risk")
 
@@ -52,7 +53,7 @@ class RiskModelService:
     def __init__(
         self,
         read_returns: ReadReturns,
-        install: Callable[[RiskModel], None],
+        install: Callable[[RiskModel, FactorForm | None], None],
         params: BuildParams,
         *,
         refresh: float = 0.0,
@@ -124,6 +125,9 @@ class RiskModelService:
             if not window.symbols:
                 return NoReturns("no returns stored")
             model = await asyncio.to_thread(build_model, window, self.params)
+            # The kernel's factor form (a pivoted Cholesky for a sample model: ~0.5 s at 5,000
+            # symbols) in the worker thread too, so installing it on the loop takes milliseconds.
+            form = await asyncio.to_thread(factor_form, model)
         except Exception as exc:
             self.failures += 1
             log.exception("risk model build failed; keeping the model in force")
@@ -134,7 +138,12 @@ class RiskModelService:
         if current is not None and current.version == model.version:
             log.info("risk model unchanged (%s); rebuilt in %.3fs", model.version, seconds)
             return Refreshed(current, seconds, False)
-        self._install(model)
+        try:
+            self._install(model, form)
+        except VarModelTooLarge as exc:
+            self.failures += 1
+            log.error("risk model %s not installed: %s; keeping the model in force", model.version, exc)
+            return ModelBuildError(f"risk model not installed: {exc}")
         s = model.summary
         log.info(
             "risk model %s in force: %d symbols (%d defaulted), %d days, %d factors, %.1f MB, built in %.3fs",
