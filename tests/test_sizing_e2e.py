@@ -106,17 +106,12 @@ def test_limit_room_through_the_server(riskd_server: RiskdServer, desk: RiskMode
 
 def test_max_var_consistency_through_the_check(riskd_server: RiskdServer, desk: RiskModel) -> None:
     """The issue's contract: 0.999 x max_buy passes MAX_VAR and 1.001 x fails, through the real
-    check. Runs once the MAX_VAR check is enforced (until then upserting one is refused)."""
+    check (a hand-made model installed on the engine; test_var_e2e does it from imported returns)."""
     model = desk
     w, extra = _w(model)
     threshold = 1.5 * naive_var(model, w, extra)
     with RiskClient(riskd_server.target) as c:
-        try:
-            c.upsert_limits([LimitSpec("v", "MAX_VAR", threshold, account="ACC")])
-        except RiskdError as exc:
-            if "MAX_VAR" in exc.details and "not enforced" in exc.details:
-                pytest.skip("MAX_VAR is not enforced on this build yet")
-            raise
+        c.upsert_limits([LimitSpec("v", "MAX_VAR", threshold, account="ACC")])
         _install(riskd_server, model)  # the kernel prices against the model installed after the limit
         sizing = c.size_positions("ACC", ["AAA", "BBB", "CCC"])
         assert sizing.var_budget == threshold

@@ -1,74 +1,67 @@
-"""MAX_VAR end to end: a real server (PostgreSQL store, gRPC, the real client), a model installed
-directly on its engine (the returns and model RPCs land separately), orders, fills and marks."""
+"""VaR the way a desk meets it, through a real server and PostgreSQL: `riskd demo-data` and
+`riskd returns import` (the factor model built from the stored returns), a MAX_VAR limit, then
+SizePositions' quantities against the real check: 0.999 x max passes MAX_VAR, 1.001 x fails; and
+`riskd var` names the biggest contributors."""
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fix_server import RiskdServer
-from var_reference import make_model, var_of
 
-from riskd_client import Execution, LimitSpec, Order, RiskClient
+from riskd_client import LimitSpec, Order, RiskClient
+from riskd_client.cli import main as cli_main
+
+SYMBOLS = 40
+_ids = itertools.count()
 
 
 @pytest.fixture
-def client(riskd_server: RiskdServer) -> Iterator[RiskClient]:
-    with RiskClient(riskd_server.target, timeout=10.0) as c:
-        yield c
+def riskd_settings() -> dict[str, Any]:
+    return {"risk_model": "factor", "var_factors": 3, "var_min_days": 10, "risk_model_refresh": 0.0}
 
 
-def test_max_var_through_the_server(client: RiskClient, riskd_server: RiskdServer) -> None:
-    assert riskd_server.running is not None
-    engine = riskd_server.running.engine
-    client.update_prices({"AAA": 100.0, "BBB": 50.0})
-    client.upsert_limits([LimitSpec("var-a", "MAX_VAR", 5_000.0, account="VA", warn_fraction=0.5)])
-    assert [lim.kind for lim in client.list_limits(account="VA")] == ["MAX_VAR"]
-
-    # No model yet: the limit cannot be priced, so it rejects (fail closed), saying observed = inf.
-    res = client.check([Order("n1", "VA", "AAA", "BUY", 1, 100.0), Order("n2", "VB", "AAA", "BUY", 1, 100.0)])
-    assert res.accepted == [False, True]
-    (v,) = res[0].reasons
-    assert (v.check, v.limit_id, v.observed, v.threshold) == ("MAX_VAR", "var-a", math.inf, 5_000.0)
-
-    model = make_model(["AAA", "BBB"], 7)
-    riskd_server.call(engine.set_risk_model, model)
-    q_ok = 0.9 * 5_000.0 / var_of(model, {"AAA": 100.0})  # VaR is linear in a one-symbol book
-    res = client.check(
-        [Order("o1", "VA", "AAA", "BUY", q_ok, 0.0), Order("o2", "VA", "AAA", "BUY", q_ok, 0.0)]
-    )
-    assert res.accepted == [True, False]
-    (warn,) = res[0].reasons  # 90 % of T: past warn_fraction 0.5, accepted with a warning
-    assert warn.warning and warn.observed == pytest.approx(4_500.0, rel=1e-9)
-    (breach,) = res[1].reasons
-    assert breach.check == "MAX_VAR" and not breach.warning
-    assert breach.observed == pytest.approx(var_of(model, {"AAA": 2 * q_ok * 100.0}), rel=1e-9)
-
-    # A hedge in the other symbol lowers the VaR when the two are correlated enough, or raises it
-    # less than T allows: the rule decides with VaR before and after, the reference agrees.
-    w = {"AAA": q_ok * 100.0}
-    after = dict(w, BBB=-q_ok * 50.0)
-    res = client.check([Order("h1", "VA", "BBB", "SELL", q_ok, 0.0)])
-    expect_reject = var_of(model, after) > 5_000.0 and var_of(model, after) > var_of(model, w)
-    assert res.accepted == [not expect_reject]
-    if res.accepted[0]:
-        w = after
-
-    # A fill moves the position, not w (the mark is the UpdatePrices price); a cancel releases the
-    # rest; a new mark revalues. The cached VaR follows each step.
-    fills = client.report_executions([Execution("o1", "FILL", q_ok / 2, 120.0)])
-    assert list(fills.applied) == [True]
-    assert riskd_server.call(engine.account_var, "VA")[0] == pytest.approx(var_of(model, w), rel=1e-9)
-    client.report_executions([Execution("o1", "CANCELED")])
-    w["AAA"] = q_ok / 2 * 100.0
-    assert riskd_server.call(engine.account_var, "VA")[0] == pytest.approx(var_of(model, w), rel=1e-9)
-    client.update_prices({"AAA": 80.0})
-    w["AAA"] = q_ok / 2 * 80.0
-    assert riskd_server.call(engine.account_var, "VA")[0] == pytest.approx(var_of(model, w), rel=1e-9)
-    # A selling order that lowers |w| passes even with T below the VaR.
-    client.upsert_limits([LimitSpec("var-a", "MAX_VAR", 1.0, account="VA")])
-    res = client.check(
-        [Order("d1", "VA", "AAA", "SELL", q_ok / 4, 0.0), Order("d2", "VA", "AAA", "BUY", 1, 0.0)]
-    )
-    assert res.accepted == [True, False]
+def test_demo_data_to_sizing_to_the_check(riskd_server: RiskdServer, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "returns.csv"
+    target = ["--target", riskd_server.target]
+    assert cli_main(["demo-data", "--symbols", str(SYMBOLS), "--days", "60", "--out", str(path)]) == 0
+    assert cli_main([*target, "returns", "import", str(path)]) == 0
+    assert "risk model factor-" in capsys.readouterr().out
+    with RiskClient(riskd_server.target) as c:
+        info = c.get_risk_model(include_symbols=True)
+        assert info.model == "factor" and info.factors == 3 and len(info.symbols) == SYMBOLS
+        symbols = list(info.symbols)
+        c.update_prices({s: 50.0 + i for i, s in enumerate(symbols)})
+        c.load_positions([("DESK", s, 100.0 * (1 + i % 3) * (-1) ** i) for i, s in enumerate(symbols[:10])])
+        free = c.size_positions("DESK", var_budget=1e12)  # no limit yet: an explicit budget
+        threshold = 1.3 * free.var
+        c.upsert_limits([LimitSpec("desk-var", "MAX_VAR", threshold, account="DESK")])
+        sizing = c.size_positions("DESK", symbols[:6] + symbols[-3:])
+        assert sizing.var == pytest.approx(free.var, rel=1e-9) and sizing.var_budget == threshold
+        assert sizing.model_version == info.model_version
+        full = list(c.size_positions("DESK"))
+        assert sum(s.component_var for s in full) == pytest.approx(sizing.var, rel=1e-9)
+        top = max(full, key=lambda s: s.component_var).symbol
+        tried = 0
+        for s in sizing:
+            for side, q in (("BUY", s.max_buy), ("SELL", s.max_sell)):
+                assert 0 < q < math.inf, (s.symbol, side, q)
+                for factor, ok in ((0.999, True), (1.001, False)):
+                    oid = f"var-{next(_ids)}"
+                    result = c.check([Order(oid, "DESK", s.symbol, side, factor * q, 0)])
+                    assert result.all_accepted is ok, (s.symbol, side, factor, result[0].failed_checks)
+                    if ok:
+                        c.report_executions([(oid, "CANCELED")])  # back to the same book
+                    else:
+                        (reason,) = result[0].reasons
+                        assert reason.check == "MAX_VAR" and reason.threshold == threshold
+                        assert reason.observed > threshold
+                    tried += 1
+        assert tried == 4 * len(sizing)
+    assert cli_main([*target, "var", "DESK", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "DESK" in out and top in out.split("\n", 2)[2]  # the biggest contributor is listed
