@@ -1,7 +1,11 @@
 """Run every riskd benchmark in one go and print a table of ratios against targets and the echo baseline.
 
 1. Kernel: Engine.check_orders and the raw check_batch, batches of 1,000 (target >= 20 M orders/s).
-2. Server time: one single-order CheckOrders decode -> engine -> encode, no transport (p50 <= 15 µs).
+2. Server time: one single-order CheckOrders decode -> engine -> encode, no transport (p50 <= 15 µs);
+   then VaR, in-process and without a database: the kernel with MAX_VAR on (bench.var_kernel_bench,
+   >= 2 M/s, beside the naive per-order recomputation), the risk model build at 1,000 and 5,000
+   symbols (bench.model_bench) and SizePositions at 5,000 symbols (bench.sizing_bench, <= 5 ms,
+   beside the naive per-symbol recomputation).
 3. End to end, the real server vs the echo server (prepared replies, no checks) in the same run,
    each in its own process, load from separate processes on 127.0.0.1, alternating real/echo:
    - CheckOrders batch 1,000: orders/s ratio real/echo (target >= 0.7);
@@ -36,7 +40,15 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from . import kernel_bench, memory_bench, prices_bench, recovery_bench, var_kernel_bench
+from . import (
+    kernel_bench,
+    memory_bench,
+    model_bench,
+    prices_bench,
+    recovery_bench,
+    sizing_bench,
+    var_kernel_bench,
+)
 from .loadgen import LoadConfig, LoadResult, run_load
 from .servers import RESULTS, ServerProcess, spawn_server
 
@@ -415,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         var_kernel_bench.print_report(vrep)
         report.notes.append(f"var kernel: {asdict(vrep)}")
         rows += var_rows(vrep)
+        print("\n== risk model build (bench.model_bench: the pure build, no database read)", flush=True)
+        model_bench.main(["--symbols", "1000", "--repeat", "1"] if args.quick else [])
+        print("\n== SizePositions (bench.sizing_bench: an in-process server, no database)", flush=True)
+        sizing_bench.main(["--symbols", "1000", "--reps", "5", "--naive-symbols", "20"] if args.quick else [])
 
     if not args.skip_recovery:
         orders = 100_000 if args.quick else 1_000_000

@@ -208,7 +208,7 @@ def run(symbols: int, held: int, factors: int, reps: int, naive_symbols: int, mo
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--symbols", type=int, default=5_000)
     ap.add_argument("--held", type=int, default=5_000, help="symbols the account holds")
@@ -216,7 +216,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--naive-symbols", type=int, default=200, help="symbols the naive way is timed on")
     ap.add_argument("--moves", type=int, default=10, help="positions changed between two calls")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     held = min(args.held, args.symbols)
     moves = min(args.moves, held)
     rows = run(args.symbols, held, args.factors, args.reps, args.naive_symbols, moves)
