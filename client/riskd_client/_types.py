@@ -75,6 +75,11 @@ class LimitSpec:
     warn_fraction: float = 0.0
     disabled: bool = False
     description: str = ""
+    # Dynamic limits: > 0 tightens the threshold when volatility rises above it (see the README).
+    reference_volatility: float = 0.0
+    min_scale: float = 0.0  # lowest scale it tightens to; 0: the server's default
+    # Read back only: the threshold the server enforces now (= threshold unless dynamic).
+    effective_threshold: float | None = None
 
 
 # ---------------------------------------------------------------------------------------- results
