@@ -25,9 +25,8 @@ KINDS = [1, 3, 4, 6, 9]  # quantity, position, gross (account-level), collar, re
 IDS = [f"L{i}" for i in range(8)]
 
 
-def _ids(names: list[str]):
-    index = {name: i for i, name in enumerate(names)}
-    return lambda name: index.get(name, -1)
+def _ids(names: list[str]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(names)}
 
 
 ACCOUNT_ID, SYMBOL_ID = _ids(ACCOUNTS), _ids(SYMBOLS)
@@ -87,7 +86,11 @@ def check_same(book: lb.LimitBook, final: dict[str, Limit]) -> None:
     assert meaning(book) == meaning(fresh)
     assert dict(book.limits) == final
     assert len(book.limits) == len(final)
-    assert {k: book.ids[v] for k, v in book.rows.items()} == {k: k for k in fresh.rows}
+    for lim in final.values():  # every limit finds its row, and the row says what the limit says
+        row, fresh_row = book.row_of(lim, ACCOUNT_ID, SYMBOL_ID), fresh.row_of(lim, ACCOUNT_ID, SYMBOL_ID)
+        assert (row >= 0) == (fresh_row >= 0) == (not lim.disabled)
+        if row >= 0:
+            assert book.ids[row] == lim.limit_id and book.values[row].tolist() == fresh.values[fresh_row].tolist()
     for kind in KINDS:
         for a in range(len(ACCOUNTS)):
             for s in range(len(SYMBOLS)):

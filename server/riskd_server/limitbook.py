@@ -15,8 +15,9 @@ one instead (``apply_changes``), copying only what changes:
   (kernel.limittables): an upsert writes a new copy of its accounts' tables past the arena's used
   rows and points the new version's ``table`` at them;
 * ``table`` (the any / account / symbol rows, O(accounts + symbols)) is copied whole;
-* the limit_id mappings are ``LimitMap``s: one base dict shared by the versions plus a small
-  overlay of the changes since, copied per version.
+* the limit_id -> Limit mapping is a ``LimitMap``: one base dict shared by the versions plus a
+  small overlay of the changes since, copied per version. A limit's row is found through its slot
+  (the table entry it would hold), so no limit_id -> row map is kept.
 
 When the spare rows, the arena or the overlay run out (about every 65,536 changed limits, or a
 change larger than ``INCREMENTAL_MAX``), the change recompiles instead, in the same worker thread.
@@ -25,6 +26,7 @@ change larger than ``INCREMENTAL_MAX``), the change recompiles instead, in the s
 from __future__ import annotations
 
 import operator
+from itertools import repeat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
@@ -57,6 +59,7 @@ W_KIND = 2
 
 V = TypeVar("V")
 Slot = tuple[int, int, int]  # (account id or -1, symbol id or -1, kind)
+Ids = Mapping[str, int]  # name -> dense id (an interner's table); "" and unknown names: -1
 # Effective thresholds of rows: (meta rows, where rows) -> float64 thresholds (see dynamic).
 Effective = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -154,14 +157,13 @@ class LimitBook:
 
     version: int
     limits: Mapping[str, Limit]  # by limit_id, every limit incl. disabled ones (a LimitMap)
-    rows: LimitMap[int]  # limit_id -> row, enabled limits only
     exact: np.ndarray  # the arena of per-account exact tables (kernel.limittables), rows used
     table: np.ndarray  # int64[1 + accounts + symbols, KINDS]: any/account/symbol rows (layout.LT_*)
     values: np.ndarray  # float64[n, 2]: effective threshold, warn_fraction
     meta: np.ndarray  # float64[n, 3]: configured threshold, reference_volatility, min_scale
     where: np.ndarray  # int64[n, 3]: account id, symbol id, kind
     ids: np.ndarray  # object[n]: limit_id by row
-    contested: Mapping[Slot, frozenset[str]]  # slots two or more enabled limits claim
+    contested: Mapping[Slot, Mapping[str, int]]  # slots two or more enabled limits claim: id -> row
     garbage: int  # rows no longer pointed at (replaced or deleted limits)
     arena_garbage: int  # arena rows of replaced account tables
     buffers: _Buffers
@@ -200,10 +202,21 @@ class LimitBook:
         out[index == LIMIT_CAPACITY] = CAPACITY_LIMIT_ID
         return out
 
-    def effective_threshold(self, limit: Limit) -> float:
+    def row_of(self, limit: Limit, account_ids: Ids, symbol_ids: Ids) -> int:
+        """limit's row, or -1 when it is disabled or not in this version."""
+        if limit.disabled or self.limits.get(limit.limit_id) != limit:
+            return -1
+        slot = (account_ids.get(limit.account, -1), symbol_ids.get(limit.symbol, -1), limit.kind)
+        claims = self.contested.get(slot)
+        if claims is not None:
+            return claims.get(limit.limit_id, -1)
+        held = _holder(self.table, self.exact, slot)
+        return held if held >= 0 and self.ids[held] == limit.limit_id else -1
+
+    def effective_threshold(self, limit: Limit, account_ids: Ids, symbol_ids: Ids) -> float:
         """The threshold the kernel enforces for limit (its configured one when disabled)."""
-        row = self.rows.get(limit.limit_id)
-        return limit.threshold if row is None else float(self.values[row, L_THRESHOLD])
+        row = self.row_of(limit, account_ids, symbol_ids)
+        return limit.threshold if row < 0 else float(self.values[row, L_THRESHOLD])
 
     def find(self, kind: int, a: int, s: int) -> int:
         """Row of the most specific enabled limit of kind for (a, s), or -1 (kernel.levels.find_limit)."""
@@ -247,13 +260,11 @@ def _published(buf: np.ndarray, n: int) -> np.ndarray:
     return view
 
 
-def _name_ids(names: list[str], lookup: Callable[[str], int]) -> np.ndarray:
-    return np.fromiter((lookup(x) if x else -1 for x in names), dtype=np.int64, count=len(names))
+def _name_ids(names: list[str], ids: Ids) -> np.ndarray:
+    return np.fromiter(map(ids.get, names, repeat(-1)), dtype=np.int64, count=len(names))
 
 
-def _columns(
-    enabled: Sequence[Limit], account_id: Callable[[str], int], symbol_id: Callable[[str], int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _columns(enabled: Sequence[Limit], account_id: Ids, symbol_id: Ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(where int64[n, 3], meta float64[n, 3], warn float64[n]) of limits."""
     n = len(enabled)
     get = operator.attrgetter
@@ -281,8 +292,8 @@ def _arena_rows(accounts: np.ndarray, n_acct: int) -> int:
 
 def compile_limits(
     limits: Mapping[str, Limit],
-    account_id: Callable[[str], int],
-    symbol_id: Callable[[str], int],
+    account_id: Ids,
+    symbol_id: Ids,
     version: int,
     *,
     effective: Effective | None = None,
@@ -290,7 +301,7 @@ def compile_limits(
     parent: int = -1,
     changed: tuple[tuple[Limit | None, Limit | None], ...] | None = None,
 ) -> LimitBook:
-    """Build the tables from scratch; account_id/symbol_id return dense ids of names (already
+    """Build the tables from scratch; account_id/symbol_id map names to dense ids (already
     interned). effective computes the thresholds of dynamic limits (None: the configured ones).
     Two enabled limits of one kind at one (account, symbol): the lowest limit_id wins."""
     base: dict[str, Limit] = limits.to_dict() if isinstance(limits, LimitMap) else dict(limits)
@@ -322,15 +333,13 @@ def compile_limits(
     rows = np.arange(n, dtype=np.int64)
     used = build_tables(a, s, kind, rows, n_acct, table, bufs.arena, conflicts)
     assert used == arena_used
-    contested: dict[Slot, frozenset[str]] = {}
+    contested: dict[Slot, Mapping[str, int]] = {}
     if conflicts[0]:
         contested = _settle(conflicts[1 : 1 + conflicts[0]], bufs, table)
-    row_of = dict(zip(bufs.ids[:n].tolist(), range(n), strict=True))
     table.flags.writeable = False
     return LimitBook(
         version=version,
         limits=LimitMap(base),
-        rows=LimitMap(row_of),
         exact=_published(bufs.arena, used),
         table=table,
         values=_published(bufs.values, n),
@@ -375,7 +384,7 @@ def _put(table: np.ndarray, arena: np.ndarray, slot: Slot, row: int) -> None:
         table[0, kind] = row
 
 
-def _settle(losers: np.ndarray, bufs: _Buffers, table: np.ndarray) -> dict[Slot, frozenset[str]]:
+def _settle(losers: np.ndarray, bufs: _Buffers, table: np.ndarray) -> dict[Slot, Mapping[str, int]]:
     """Give each contested slot of a fresh compile to its lowest limit_id; the contested slots."""
     claims: dict[Slot, set[int]] = {}
     for r in losers.tolist():
@@ -385,7 +394,7 @@ def _settle(losers: np.ndarray, bufs: _Buffers, table: np.ndarray) -> dict[Slot,
     for slot, rows in claims.items():
         best = min(rows, key=lambda r: bufs.ids[r])
         _put(table, bufs.arena, slot, best)
-        contested[slot] = frozenset(bufs.ids[r] for r in rows)
+        contested[slot] = {bufs.ids[r]: r for r in rows}
     return contested
 
 
@@ -393,8 +402,8 @@ def apply_changes(
     book: LimitBook,
     upserts: Sequence[Limit],
     deletes: Sequence[str],
-    account_id: Callable[[str], int],
-    symbol_id: Callable[[str], int],
+    account_id: Ids,
+    symbol_id: Ids,
     version: int,
     effective: Effective | None = None,
 ) -> LimitBook:
@@ -428,20 +437,17 @@ def apply_changes(
         bufs.ids[n0:n] = [lim.limit_id for lim in adds]
     new_rows = {lim.limit_id: n0 + i for i, lim in enumerate(adds)}
 
-    def slot_of(row: int) -> Slot:
-        w = bufs.where[row]
-        return (int(w[0]), int(w[1]), int(w[2]))
-
-    # The slots the change touches, and who may hold each now.
-    touched: dict[Slot, set[str]] = {}
+    # The slots the change touches, and the limits arriving in each.
+    touched: dict[Slot, dict[str, int]] = {}
     garbage = book.garbage
     for limit_id in changes:
-        old_row = book.rows.get(limit_id)
-        if old_row is not None:
-            touched.setdefault(slot_of(old_row), set())
+        old = book.limits.get(limit_id)
+        if old is not None and not old.disabled:
+            touched.setdefault((account_id.get(old.account, -1), symbol_id.get(old.symbol, -1), old.kind), {})
             garbage += 1
     for limit_id, row in new_rows.items():
-        touched.setdefault(slot_of(row), set()).add(limit_id)
+        w = bufs.where[row]
+        touched.setdefault((int(w[0]), int(w[1]), int(w[2])), {})[limit_id] = row
 
     # Grow the table if a new account or symbol id is past it; copy it either way (copy on write).
     n_acct = int(book.table[0, LT_ACCOUNTS])
@@ -483,28 +489,22 @@ def apply_changes(
     contested = dict(book.contested)
     for slot, arriving in touched.items():
         held = _holder(table, arena, slot)
-        candidates = set(contested.get(slot, ()))
+        claims = dict(contested.get(slot, {}))
         if held >= 0:
-            candidates.add(bufs.ids[held])
-        candidates -= changes.keys()
-        candidates |= arriving
-        if len(candidates) > 1:
-            contested[slot] = frozenset(candidates)
+            claims[bufs.ids[held]] = held
+        for limit_id in changes:
+            claims.pop(limit_id, None)
+        claims.update(arriving)
+        if len(claims) > 1:
+            contested[slot] = claims
         else:
             contested.pop(slot, None)
-        if candidates:
-            best = min(candidates)
-            row = new_rows.get(best)
-            _put(table, arena, slot, book.rows[best] if row is None else row)
-        else:
-            _put(table, arena, slot, -1)
+        _put(table, arena, slot, claims[min(claims)] if claims else -1)
 
-    row_changes: dict[str, int | None] = {limit_id: new_rows.get(limit_id) for limit_id in changes}
     table.flags.writeable = False
     return LimitBook(
         version=version,
         limits=book.limits.changed(changes),  # type: ignore[attr-defined]
-        rows=book.rows.changed(row_changes),
         exact=_published(arena, used),
         table=table,
         values=_published(bufs.values, n),

@@ -203,7 +203,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         book = self._engine.limits
         limits = self._engine.list_limits(request.account, request.symbol, request.kind)
         return pb.ListLimitsResponse(
-            limits=[limit_to_pb(lim, book.effective_threshold(lim)) for lim in limits],
+            limits=[limit_to_pb(lim, self._engine.effective_threshold(lim)) for lim in limits],
             limits_version=book.version,
         )
 

@@ -70,7 +70,7 @@ class Engine(OrderChecks):
         self._rec: NullRecorder = NULL_RECORDER
         self.sink = sink
         self._state_version = 0
-        self._limits = compile_limits({}, self.accounts.get, self.symbols.get, version=0)
+        self._limits = compile_limits({}, self.accounts.by_name, self.symbols.by_name, version=0)
         self._dynamic = cfg.dynamic()
         self._ewma = VolEwma(cfg.vol_ewma_lambda)  # marks' EWMA vol per symbol (dynamic limits)
         self._model_ids: tuple[RiskModel | None, np.ndarray | None] = (None, None)
@@ -411,7 +411,7 @@ class Engine(OrderChecks):
         book = self._limits
         vols = book.vols
         return apply_changes(
-            book, upserts, deletes, self.accounts.get, self.symbols.get, version,
+            book, upserts, deletes, self.accounts.by_name, self.symbols.by_name, version,
             vols.effective if isinstance(vols, Vols) else None,
         )  # fmt: skip
 
@@ -419,7 +419,7 @@ class Engine(OrderChecks):
         """A book of exactly merged, from nothing (recovery)."""
         vols = self.current_vols()
         return compile_limits(
-            merged, self.accounts.get, self.symbols.get, version, effective=vols.effective, vols=vols
+            merged, self.accounts.by_name, self.symbols.by_name, version, effective=vols.effective, vols=vols
         )
 
     def install_limits(self, book: LimitBook, change: ch.LimitsChanged) -> int:
@@ -475,7 +475,8 @@ class Engine(OrderChecks):
         return book is not None and self.install_refresh(book)
 
     def effective_threshold(self, limit: Limit) -> float:
-        return self._limits.effective_threshold(limit)
+        """The threshold the checks enforce for limit now (its configured one unless dynamic)."""
+        return self._limits.effective_threshold(limit, self.accounts.by_name, self.symbols.by_name)
 
     # ------------------------------------------------------------------ trading state
 
