@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from riskd_server.engine import Engine
 from riskd_server.engine.config import EngineConfig
-from riskd_server.limits import MAX_GROSS_EXPOSURE, MAX_ORDER_NOTIONAL, MAX_ORDER_QUANTITY, MAX_POSITION, Limit
+from riskd_server.limits import (
+    MAX_GROSS_EXPOSURE,
+    MAX_ORDER_NOTIONAL,
+    MAX_ORDER_QUANTITY,
+    MAX_POSITION,
+    Limit,
+)
 
 LAMBDA = 0.9
 MIN_RETURNS = 2
@@ -20,8 +26,22 @@ DEFAULT_MIN_SCALE = 0.25
 POSITIONS = {"S0": 10.0, "S1": -4.0}
 
 LIMITS = [
-    Limit(limit_id="pos", kind=MAX_POSITION, account="A", symbol="S0", threshold=1_000, reference_volatility=0.01),
-    Limit(limit_id="qty", kind=MAX_ORDER_QUANTITY, symbol="S1", threshold=500, reference_volatility=0.02, min_scale=0.5),
+    Limit(
+        limit_id="pos",
+        kind=MAX_POSITION,
+        account="A",
+        symbol="S0",
+        threshold=1_000,
+        reference_volatility=0.01,
+    ),
+    Limit(
+        limit_id="qty",
+        kind=MAX_ORDER_QUANTITY,
+        symbol="S1",
+        threshold=500,
+        reference_volatility=0.02,
+        min_scale=0.5,
+    ),
     Limit(limit_id="gross", kind=MAX_GROSS_EXPOSURE, account="A", threshold=1e6, reference_volatility=0.01),
     Limit(limit_id="firm", kind=MAX_ORDER_NOTIONAL, threshold=1e5, reference_volatility=0.015),
     Limit(limit_id="static", kind=MAX_ORDER_QUANTITY, account="A", symbol="S0", threshold=700),
@@ -119,7 +139,9 @@ def test_a_reject_carries_the_effective_threshold() -> None:
     qty = next(lim for lim in LIMITS if lim.limit_id == "qty")
     effective = eng.effective_threshold(qty)
     assert effective == pytest.approx(250.0)  # clamped at its own min_scale 0.5
-    out = eng.check_orders(["o1", "o2"], ["B", "B"], ["S1", "S1"], [1, 1], [effective + 1, effective], [0.0, 0.0])
+    out = eng.check_orders(
+        ["o1", "o2"], ["B", "B"], ["S1", "S1"], [1, 1], [effective + 1, effective], [0.0, 0.0]
+    )
     assert out.accepted.tolist() == [False, True]
     v = out.violations
     assert v.limit_id.tolist() == ["qty"] and v.threshold.tolist() == [effective]

@@ -18,7 +18,9 @@ def riskd_settings() -> dict:
 
 
 def _listed(stub: pb_grpc.RiskServiceStub, limit_id: str) -> pb.Limit:
-    (got,) = [lim for lim in stub.ListLimits(pb.ListLimitsRequest(), timeout=30).limits if lim.limit_id == limit_id]
+    (got,) = [
+        lim for lim in stub.ListLimits(pb.ListLimitsRequest(), timeout=30).limits if lim.limit_id == limit_id
+    ]
     return got
 
 
@@ -51,7 +53,11 @@ def test_a_dynamic_limit_tightens_and_rejects_at_its_effective_threshold(riskd_s
     riskd_server.restart()  # from PostgreSQL: the fields are kept; the marks' EWMA starts afresh
     with grpc.insecure_channel(riskd_server.target) as channel:
         got = _listed(pb_grpc.RiskServiceStub(channel), "q")
-    assert (got.reference_volatility, got.min_scale, got.effective_threshold) == (0.02, pytest.approx(0.4), 100)
+    assert (got.reference_volatility, got.min_scale, got.effective_threshold) == (
+        0.02,
+        pytest.approx(0.4),
+        100,
+    )
 
 
 def test_a_template_name_is_kept_through_upsert_list_and_restart(riskd_server: RiskdServer) -> None:

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskd_server import limitbook as lb
-from riskd_server.kernel.levels import find_limit
 from riskd_server.kernel.layout import L_THRESHOLD, L_WARN, LT_ACCOUNTS
+from riskd_server.kernel.levels import find_limit
 from riskd_server.limits import ACCOUNT_LEVEL_KINDS, Limit
 
 ACCOUNTS = ["A0", "A1", "A2", "A3"]
@@ -90,7 +90,10 @@ def check_same(book: lb.LimitBook, final: dict[str, Limit]) -> None:
         row, fresh_row = book.row_of(lim, ACCOUNT_ID, SYMBOL_ID), fresh.row_of(lim, ACCOUNT_ID, SYMBOL_ID)
         assert (row >= 0) == (fresh_row >= 0) == (not lim.disabled)
         if row >= 0:
-            assert book.ids[row] == lim.limit_id and book.values[row].tolist() == fresh.values[fresh_row].tolist()
+            assert (
+                book.ids[row] == lim.limit_id
+                and book.values[row].tolist() == fresh.values[fresh_row].tolist()
+            )
     for kind in KINDS:
         for a in range(len(ACCOUNTS)):
             for s in range(len(SYMBOLS)):
@@ -125,7 +128,12 @@ def test_old_versions_keep_their_meaning() -> None:
     )
     before = meaning(book0)
     book1 = lb.apply_changes(
-        book0, [Limit(limit_id="x", kind=3, account="A0", symbol="S0", threshold=5)], (), ACCOUNT_ID, SYMBOL_ID, 1
+        book0,
+        [Limit(limit_id="x", kind=3, account="A0", symbol="S0", threshold=5)],
+        (),
+        ACCOUNT_ID,
+        SYMBOL_ID,
+        1,
     )
     book2 = lb.apply_changes(book1, (), ["x"], ACCOUNT_ID, SYMBOL_ID, 2)
     assert meaning(book0) == before

@@ -145,7 +145,12 @@ def model_symbol_ids(index: Mapping[str, int], size: int, symbol_id: Callable[[s
 
 
 def account_vols(
-    sym_vol: np.ndarray, sym: np.ndarray, book: np.ndarray, book_pair: np.ndarray, n_books: int, n_accounts: int
+    sym_vol: np.ndarray,
+    sym: np.ndarray,
+    book: np.ndarray,
+    book_pair: np.ndarray,
+    n_books: int,
+    n_accounts: int,
 ) -> tuple[np.ndarray, float]:
     """(per account, firm): exposure-weighted vols over the books' positions (|pos| x mark weights,
     mark = last UpdatePrices price, else last fill price; books without a known vol left out)."""

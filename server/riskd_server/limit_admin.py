@@ -20,6 +20,7 @@ from .engine import Engine
 from .limits import Limit
 
 log = logging.getLogger("riskd.limits")
+_INLINE_MAX = 256  # limits validated on the event loop; more are validated in the worker thread
 
 
 class LimitAdmin:
@@ -41,7 +42,10 @@ class LimitAdmin:
         """Engine.upsert_limits, building in a worker thread; returns the new limits version."""
         eng = self._engine
         async with self._lock:
-            version = eng.stage_upsert(limits)
+            names = None
+            if len(limits) > _INLINE_MAX:  # validating a million limits takes seconds: not on the loop
+                names = await asyncio.to_thread(eng.prepare_upsert, limits)
+            version = eng.stage_upsert(limits, names)
             book = await asyncio.to_thread(eng.build_limits, limits, (), version)
             version = eng.install_limits(book, ch.LimitsChanged(tuple(limits), ()))
         if any(lim.reference_volatility > 0 for lim in limits):

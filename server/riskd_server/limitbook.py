@@ -26,9 +26,9 @@ change larger than ``INCREMENTAL_MAX``), the change recompiles instead, in the s
 from __future__ import annotations
 
 import operator
-from itertools import repeat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -84,7 +84,7 @@ class LimitMap(Mapping[str, V], Generic[V]):
             return value
         return self._base[key]
 
-    def get(self, key: str, default=None):  # type: ignore[override]
+    def get(self, key: str, default=None):
         over = self._over
         if key in over:
             value = over[key]
@@ -94,7 +94,7 @@ class LimitMap(Mapping[str, V], Generic[V]):
     def __contains__(self, key: object) -> bool:
         over = self._over
         if key in over:
-            return over[key] is not None  # type: ignore[index]
+            return over[key] is not None
         return key in self._base
 
     def __len__(self) -> int:
@@ -159,7 +159,7 @@ class LimitBook:
     limits: Mapping[str, Limit]  # by limit_id, every limit incl. disabled ones (a LimitMap)
     exact: np.ndarray  # the arena of per-account exact tables (kernel.limittables), rows used
     table: np.ndarray  # int64[1 + accounts + symbols, KINDS]: any/account/symbol rows (layout.LT_*)
-    values: np.ndarray  # float64[n, 2]: effective threshold, warn_fraction
+    values: np.ndarray  # float64[max(n, 1), 2]: effective threshold, warn_fraction (n = len(ids))
     meta: np.ndarray  # float64[n, 3]: configured threshold, reference_volatility, min_scale
     where: np.ndarray  # int64[n, 3]: account id, symbol id, kind
     ids: np.ndarray  # object[n]: limit_id by row
@@ -251,7 +251,9 @@ class LimitBook:
         buffers = replace(self.buffers, values=values)
         view = values[:n]
         view.flags.writeable = False
-        return replace(self, version=version, values=view, buffers=buffers, parent=self.version, changed=None, vols=vols)
+        return replace(
+            self, version=version, values=view, buffers=buffers, parent=self.version, changed=None, vols=vols
+        )
 
 
 def _published(buf: np.ndarray, n: int) -> np.ndarray:
@@ -260,17 +262,21 @@ def _published(buf: np.ndarray, n: int) -> np.ndarray:
     return view
 
 
-def _name_ids(names: list[str], ids: Ids) -> np.ndarray:
-    return np.fromiter(map(ids.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+def _name_ids(limits: Sequence[Limit], field: str, ids: Ids) -> np.ndarray:
+    names = map(operator.attrgetter(field), limits)
+    return np.fromiter(map(ids.get, names, repeat(-1)), dtype=np.int64, count=len(limits))
 
 
-def _columns(enabled: Sequence[Limit], account_id: Ids, symbol_id: Ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(where int64[n, 3], meta float64[n, 3], warn float64[n]) of limits."""
+def _columns(
+    enabled: Sequence[Limit], account_id: Ids, symbol_id: Ids
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(where int64[n, 3], meta float64[n, 3], warn float64[n]) of limits: one C-level pass per
+    field (a pass building tuples costs as much and feeds the garbage collector)."""
     n = len(enabled)
     get = operator.attrgetter
     where = np.empty((n, 3), dtype=np.int64)
-    where[:, W_ACCOUNT] = _name_ids(list(map(get("account"), enabled)), account_id)
-    where[:, W_SYMBOL] = _name_ids(list(map(get("symbol"), enabled)), symbol_id)
+    where[:, W_ACCOUNT] = _name_ids(enabled, "account", account_id)
+    where[:, W_SYMBOL] = _name_ids(enabled, "symbol", symbol_id)
     where[:, W_KIND] = np.fromiter(map(get("kind"), enabled), dtype=np.int64, count=n)
     meta = np.empty((n, 3), dtype=np.float64)
     meta[:, M_THRESHOLD] = np.fromiter(map(get("threshold"), enabled), dtype=np.float64, count=n)
@@ -315,7 +321,7 @@ def compile_limits(
     arena_used = _arena_rows(exact_a, n_acct)
     cap = n + max(n // 8, 4_096)
     bufs = _Buffers(
-        values=np.empty((cap, 2), dtype=np.float64),
+        values=np.zeros((cap, 2), dtype=np.float64),
         meta=np.empty((cap, 3), dtype=np.float64),
         where=np.empty((cap, 3), dtype=np.int64),
         ids=np.empty(cap, dtype=object),
@@ -342,7 +348,7 @@ def compile_limits(
         limits=LimitMap(base),
         exact=_published(bufs.arena, used),
         table=table,
-        values=_published(bufs.values, n),
+        values=_published(bufs.values, max(n, 1)),  # never empty: readers index row 0 for -1
         meta=_published(bufs.meta, n),
         where=_published(bufs.where, n),
         ids=_published(bufs.ids, n),
@@ -390,7 +396,7 @@ def _settle(losers: np.ndarray, bufs: _Buffers, table: np.ndarray) -> dict[Slot,
     for r in losers.tolist():
         slot = (int(bufs.where[r, 0]), int(bufs.where[r, 1]), int(bufs.where[r, 2]))
         claims.setdefault(slot, {_holder(table, bufs.arena, slot)}).add(r)
-    contested = {}
+    contested: dict[Slot, Mapping[str, int]] = {}
     for slot, rows in claims.items():
         best = min(rows, key=lambda r: bufs.ids[r])
         _put(table, bufs.arena, slot, best)
@@ -412,7 +418,7 @@ def apply_changes(
     changes: dict[str, Limit | None] = {lim.limit_id: lim for lim in upserts}
     changes.update((limit_id, None) for limit_id in deletes)
     changed = tuple((book.limits.get(limit_id), new) for limit_id, new in changes.items())
-    n0 = book.values.shape[0]
+    n0 = book.ids.shape[0]
     adds = [new for new in changes.values() if new is not None and not new.disabled]
     bufs = book.buffers
     if (
@@ -507,7 +513,7 @@ def apply_changes(
         limits=book.limits.changed(changes),  # type: ignore[attr-defined]
         exact=_published(arena, used),
         table=table,
-        values=_published(bufs.values, n),
+        values=_published(bufs.values, max(n, 1)),  # never empty: readers index row 0 for -1
         meta=_published(bufs.meta, n),
         where=_published(bufs.where, n),
         ids=_published(bufs.ids, n),
@@ -529,4 +535,3 @@ def _merged(book: LimitBook, changes: Mapping[str, Limit | None]) -> dict[str, L
         else:
             merged[limit_id] = new
     return merged
-

@@ -9,7 +9,7 @@ the write-behind to commit so an acknowledged limit or halt survives a crash.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn
 
 import grpc

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import changes as ch
 from ..alerts.intake import EV_EXECUTIONS, EV_LIMITS, EV_TRADING_STATE, AlertIntake
+from ..dynamic import VolEwma, Vols, account_vols, model_symbol_ids, refreshed, symbol_vols
 from ..interning import Interner
 from ..kernel import layout as L
 from ..kernel._hashtable import ht_find
@@ -23,7 +24,6 @@ from ..kernel.checks import book_key
 from ..kernel.executions import apply_executions, load_positions, unknown_ids
 from ..kernel.exposure import UNKNOWN_SYMBOL as _UNKNOWN_SYMBOL
 from ..kernel.exposure import first_bad_price, recompute_exposure, set_prices
-from ..dynamic import VolEwma, Vols, account_vols, model_symbol_ids, refreshed, symbol_vols
 from ..limitbook import LimitBook, apply_changes, compile_limits
 from ..limits import Limit, validate_limits
 from ..names import control_flags
@@ -377,22 +377,34 @@ class Engine(OrderChecks):
         book = self.build_limits((), deleted, self._limits.version + 1)
         return len(deleted), missing, self.install_limits(book, ch.LimitsChanged((), tuple(deleted)))
 
-    def stage_upsert(self, limits: Sequence[Limit]) -> int:
-        """Validate and intern the names of limits (on the caller's thread); the next version."""
-        validate_limits(limits)
+    def stage_upsert(self, limits: Sequence[Limit], names: tuple[list[str], list[str]] | None = None) -> int:
+        """Validate limits and intern their names (on the caller's thread); the next version.
+        names: prepare_upsert's result, already validated (LimitAdmin runs it in a worker thread)."""
+        if names is None:
+            names = self.prepare_upsert(limits)
         self._rec.require_room(len(limits))
-        for lim in limits:  # intern on the caller's thread; building only reads the ids
-            for interner, name, label in (
-                (self.accounts, lim.account, "account"),
-                (self.symbols, lim.symbol, "symbol"),
-            ):
-                if name and interner.intern(name) < 0:
+        for interner, distinct, label in (
+            (self.accounts, names[0], "account"),
+            (self.symbols, names[1], "symbol"),
+        ):
+            for name in distinct:
+                if interner.intern(name) < 0:
                     raise BatchError(
                         f"limits.{label}", f"{interner.kind} capacity {interner.capacity} reached"
                     )
         self._fit_accounts()
         self._fit_symbols()
         return self._limits.version + 1
+
+    @staticmethod
+    def prepare_upsert(limits: Sequence[Limit]) -> tuple[list[str], list[str]]:
+        """Validate limits (LimitValidationError) and return their distinct account and symbol
+        names; pure, so a large upsert runs it in a worker thread."""
+        validate_limits(limits)
+        return (
+            list(dict.fromkeys(lim.account for lim in limits if lim.account)),
+            list(dict.fromkeys(lim.symbol for lim in limits if lim.symbol)),
+        )
 
     def stage_delete(self, limit_ids: Iterable[str]) -> tuple[list[str], list[str]]:
         """(deleted, not found) of limit_ids against the current book."""

@@ -14,7 +14,6 @@ import math
 import numpy as np
 from numba import njit
 
-from .limittables import exact_find
 from .layout import (
     A_LIM_TAG,
     A_LVL_GROSS,
@@ -38,6 +37,7 @@ from .layout import (
     V_ORDER,
     V_WARNING,
 )
+from .limittables import exact_find
 
 # RiskCheck values
 _QTY = 1

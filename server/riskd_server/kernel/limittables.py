@@ -182,4 +182,3 @@ def exact_entries(arena: np.ndarray, table: np.ndarray, out: np.ndarray) -> np.i
                 out[n, 3] = arena[off + 1 + j, 1]
                 n += 1
     return n
-
