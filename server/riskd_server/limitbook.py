@@ -28,7 +28,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -256,33 +256,46 @@ class LimitBook:
         )
 
 
+_limit_id = operator.attrgetter("limit_id")
+
+
+_disabled = operator.attrgetter("disabled")
+
+
 def _published(buf: np.ndarray, n: int) -> np.ndarray:
     view = buf[:n]
     view.flags.writeable = False
     return view
 
 
-def _name_ids(limits: Sequence[Limit], field: str, ids: Ids) -> np.ndarray:
-    names = map(operator.attrgetter(field), limits)
-    return np.fromiter(map(ids.get, names, repeat(-1)), dtype=np.int64, count=len(limits))
+_CHUNK = 32_768  # limits per C-level pass: each pass holds the GIL, so the event loop waits at most one
 
 
 def _columns(
     enabled: Sequence[Limit], account_id: Ids, symbol_id: Ids
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(where int64[n, 3], meta float64[n, 3], warn float64[n]) of limits: one C-level pass per
-    field (a pass building tuples costs as much and feeds the garbage collector)."""
+    field and chunk (a pass building tuples costs as much and feeds the garbage collector)."""
     n = len(enabled)
     get = operator.attrgetter
     where = np.empty((n, 3), dtype=np.int64)
-    where[:, W_ACCOUNT] = _name_ids(enabled, "account", account_id)
-    where[:, W_SYMBOL] = _name_ids(enabled, "symbol", symbol_id)
-    where[:, W_KIND] = np.fromiter(map(get("kind"), enabled), dtype=np.int64, count=n)
     meta = np.empty((n, 3), dtype=np.float64)
-    meta[:, M_THRESHOLD] = np.fromiter(map(get("threshold"), enabled), dtype=np.float64, count=n)
-    meta[:, M_REF_VOL] = np.fromiter(map(get("reference_volatility"), enabled), dtype=np.float64, count=n)
-    meta[:, M_MIN_SCALE] = np.fromiter(map(get("min_scale"), enabled), dtype=np.float64, count=n)
-    warn = np.fromiter(map(get("warn_fraction"), enabled), dtype=np.float64, count=n)
+    warn = np.empty(n, dtype=np.float64)
+    for lo in range(0, n, _CHUNK):
+        part = enabled[lo : lo + _CHUNK]
+        k = len(part)
+        hi = lo + k
+        where[lo:hi, W_ACCOUNT] = np.fromiter(
+            map(account_id.get, map(get("account"), part), repeat(-1)), np.int64, k
+        )
+        where[lo:hi, W_SYMBOL] = np.fromiter(
+            map(symbol_id.get, map(get("symbol"), part), repeat(-1)), np.int64, k
+        )
+        where[lo:hi, W_KIND] = np.fromiter(map(get("kind"), part), np.int64, k)
+        meta[lo:hi, M_THRESHOLD] = np.fromiter(map(get("threshold"), part), np.float64, k)
+        meta[lo:hi, M_REF_VOL] = np.fromiter(map(get("reference_volatility"), part), np.float64, k)
+        meta[lo:hi, M_MIN_SCALE] = np.fromiter(map(get("min_scale"), part), np.float64, k)
+        warn[lo:hi] = np.fromiter(map(get("warn_fraction"), part), np.float64, k)
     return where, meta, warn
 
 
@@ -311,7 +324,9 @@ def compile_limits(
     interned). effective computes the thresholds of dynamic limits (None: the configured ones).
     Two enabled limits of one kind at one (account, symbol): the lowest limit_id wins."""
     base: dict[str, Limit] = limits.to_dict() if isinstance(limits, LimitMap) else dict(limits)
-    enabled = [lim for lim in base.values() if not lim.disabled]
+    values = list(base.values())
+    disabled = np.fromiter(map(_disabled, values), dtype=np.bool_, count=len(values))
+    enabled = list(compress(values, (~disabled).tolist())) if disabled.any() else values
     n = len(enabled)
     where, meta, warn = _columns(enabled, account_id, symbol_id)
     a, s, kind = where[:, W_ACCOUNT], where[:, W_SYMBOL], where[:, W_KIND]
@@ -333,7 +348,9 @@ def compile_limits(
     bufs.values[:n, L_THRESHOLD] = meta[:, M_THRESHOLD]
     if effective is not None and n:
         bufs.values[:n, L_THRESHOLD] = effective(meta, where)
-    bufs.ids[:n] = [lim.limit_id for lim in enabled]
+    for lo in range(0, n, _CHUNK):
+        part = list(map(_limit_id, enabled[lo : lo + _CHUNK]))
+        bufs.ids[lo : lo + len(part)] = part
     table = np.full((1 + n_acct + n_sym, KINDS), -1, dtype=np.int64)
     conflicts = np.empty(n + 1, dtype=np.int64)
     rows = np.arange(n, dtype=np.int64)
