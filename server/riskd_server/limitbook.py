@@ -325,8 +325,10 @@ def compile_limits(
     Two enabled limits of one kind at one (account, symbol): the lowest limit_id wins."""
     base: dict[str, Limit] = limits.to_dict() if isinstance(limits, LimitMap) else dict(limits)
     values = list(base.values())
-    disabled = np.fromiter(map(_disabled, values), dtype=np.bool_, count=len(values))
-    enabled = list(compress(values, (~disabled).tolist())) if disabled.any() else values
+    enabled = []
+    for lo in range(0, len(values), _CHUNK):
+        part = values[lo : lo + _CHUNK]
+        enabled += compress(part, map(operator.not_, map(_disabled, part)))
     n = len(enabled)
     where, meta, warn = _columns(enabled, account_id, symbol_id)
     a, s, kind = where[:, W_ACCOUNT], where[:, W_SYMBOL], where[:, W_KIND]
