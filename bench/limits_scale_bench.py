@@ -185,6 +185,22 @@ def bench_upserts(eng: Engine, wl: Workload, k: int = 200) -> dict[str, float]:
     }
 
 
+def bench_refresh(eng: Engine, wl: Workload) -> float:
+    """Seconds of Engine.build_refresh once every symbol has a known EWMA volatility (mark moves of
+    ~3 %), i.e. the worker-thread part of a dynamic-threshold refresh."""
+    rng = np.random.default_rng(11)
+    marks = wl.marks.copy()
+    for _ in range(eng.config.dynamic_min_returns + 1):
+        marks = np.round(marks * np.exp(rng.normal(0, 0.03, marks.shape[0])), 4)
+        eng.update_prices(wl.symbols, marks)
+    t0 = time.perf_counter()
+    book = eng.build_refresh()
+    dt = time.perf_counter() - t0
+    assert book is not None and eng.install_refresh(book)
+    eng.update_prices(wl.symbols, wl.marks)  # back to the marks the check rounds were built on
+    return dt
+
+
 def _check_round(eng: Engine, wl: Workload, batches: int = 20, batch: int = 1_000) -> tuple[float, float]:
     """(orders per wall second, orders per CPU second of this thread) of Engine.check_orders over
     one round of the fixed order stream; the orders are cancelled afterwards (untimed)."""
@@ -232,6 +248,7 @@ def main() -> None:
         compiles.append(time.perf_counter() - t0)
     del merged
     upserts = bench_upserts(eng, wl)
+    refresh_s = bench_refresh(eng, wl)
     # Throughput, interleaved rounds on the two engines over the same order stream (the same
     # accounts and symbols every round, fresh ids): a first untimed round opens the books.
     rates: dict[str, list[float]] = {"100": [], "1M": []}
@@ -261,6 +278,7 @@ def main() -> None:
         "initial_upsert_via_admin_s": load_s,
         "event_loop_longest_stall_s": stall_s,
         "one_upsert": upserts | {"target_ms": UPSERT_TARGET_MS},
+        "dynamic_refresh_s": refresh_s,
         "checks_per_s": {k: {"median": med[k], "rounds": v} for k, v in rates.items()},
         "ratio_1M_to_100": med["1M"] / med["100"],
         "ratio_best_1M_to_100": best["1M"] / best["100"],
@@ -281,6 +299,8 @@ def main() -> None:
     )
     print(f"one upsert/delete at that size: p50 {upserts['p50_ms']:.2f} ms, p99 {upserts['p99_ms']:.2f} ms, "
           f"max {upserts['max_ms']:.2f} ms over {upserts['count']} (target <= {UPSERT_TARGET_MS} ms)")  # fmt: skip
+    print(f"dynamic refresh (every dynamic limit's effective threshold recomputed, new version built): "
+          f"{refresh_s * 1e3:.0f} ms in the worker thread")  # fmt: skip
     print(f"check_orders median: 100 limits {med['100'] / 1e6:.2f} M/s, 1 M limits {med['1M'] / 1e6:.2f} M/s "
           f"(ratio {result['ratio_1M_to_100']:.3f}); best round {best['100'] / 1e6:.2f} vs {best['1M'] / 1e6:.2f} M/s "
           f"(ratio {result['ratio_best_1M_to_100']:.3f})")  # fmt: skip

@@ -43,6 +43,7 @@ def limits(draw) -> Limit:
         account=account,
         symbol=symbol,
         threshold=float(draw(st.integers(0, 100))),
+        reference_volatility=draw(st.sampled_from([0.0, 0.02])),
         warn_fraction=draw(st.sampled_from([0.0, 0.5])),
         disabled=draw(st.booleans()) and draw(st.booleans()),  # a quarter disabled
     )
@@ -84,6 +85,7 @@ def meaning(book: lb.LimitBook) -> dict:
 def check_same(book: lb.LimitBook, final: dict[str, Limit]) -> None:
     fresh = lb.compile_limits(final, ACCOUNT_ID, SYMBOL_ID, version=book.version)
     assert meaning(book) == meaning(fresh)
+    assert book.dynamic == fresh.dynamic
     assert dict(book.limits) == final
     assert len(book.limits) == len(final)
     for lim in final.values():  # every limit finds its row, and the row says what the limit says

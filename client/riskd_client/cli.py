@@ -193,8 +193,7 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
                 lim.account or "*",
                 lim.symbol or "*",
                 _num(lim.threshold),
-                _num(lim.threshold if lim.effective_threshold is None else lim.effective_threshold)
-                + (f" (ref vol {_num(lim.reference_volatility)})" if lim.reference_volatility else ""),
+                _num(lim.threshold if lim.effective_threshold is None else lim.effective_threshold),
                 _num(lim.warn_fraction) if lim.warn_fraction else "-",
                 "disabled" if lim.disabled else "enabled",
                 lim.description,

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterable, Sequence
 
 from . import changes as ch
-from .dynamic import dynamic_rows
 from .engine import Engine
 from .limits import Limit
 
@@ -34,8 +33,6 @@ class LimitAdmin:
         self._pending = False
         self._last_refresh = 0.0
         self._tasks: set[asyncio.Task] = set()
-        self._dynamic_for = -1  # the book version _has_dynamic was computed for
-        self._has_dynamic = False
         engine.vol_listener = self.poke
 
     async def upsert(self, limits: Sequence[Limit]) -> int:
@@ -78,11 +75,7 @@ class LimitAdmin:
         loop.call_later(delay, self._start_refresh)
 
     def _dynamic(self) -> bool:
-        book = self._engine.limits
-        if book.version != self._dynamic_for:
-            self._dynamic_for = book.version
-            self._has_dynamic = bool(dynamic_rows(book).shape[0])
-        return self._has_dynamic
+        return self._engine.limits.dynamic > 0
 
     def _start_refresh(self) -> None:
         task = asyncio.ensure_future(self.refresh())

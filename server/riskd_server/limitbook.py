@@ -166,6 +166,7 @@ class LimitBook:
     contested: Mapping[Slot, Mapping[str, int]]  # slots two or more enabled limits claim: id -> row
     garbage: int  # rows no longer pointed at (replaced or deleted limits)
     arena_garbage: int  # arena rows of replaced account tables
+    dynamic: int  # enabled limits with a reference_volatility (dynamic thresholds)
     buffers: _Buffers
     parent: int = -1  # the version this one changed (-1: built from nothing)
     changed: tuple[tuple[Limit | None, Limit | None], ...] | None = None  # (old, new) vs parent;
@@ -374,6 +375,7 @@ def compile_limits(
         contested=contested,
         garbage=0,
         arena_garbage=0,
+        dynamic=int(np.count_nonzero(meta[:, M_REF_VOL] > 0)),
         buffers=bufs,
         parent=parent,
         changed=changed,
@@ -465,9 +467,11 @@ def apply_changes(
     # The slots the change touches, and the limits arriving in each.
     touched: dict[Slot, dict[str, int]] = {}
     garbage = book.garbage
+    dynamic = book.dynamic + sum(lim.reference_volatility > 0 for lim in adds)
     for limit_id in changes:
         old = book.limits.get(limit_id)
         if old is not None and not old.disabled:
+            dynamic -= old.reference_volatility > 0
             touched.setdefault((account_id.get(old.account, -1), symbol_id.get(old.symbol, -1), old.kind), {})
             garbage += 1
     for limit_id, row in new_rows.items():
@@ -517,8 +521,7 @@ def apply_changes(
         claims = dict(contested.get(slot, {}))
         if held >= 0:
             claims[bufs.ids[held]] = held
-        for limit_id in changes:
-            claims.pop(limit_id, None)
+        claims = {limit_id: row for limit_id, row in claims.items() if limit_id not in changes}
         claims.update(arriving)
         if len(claims) > 1:
             contested[slot] = claims
@@ -539,6 +542,7 @@ def apply_changes(
         contested=contested,
         garbage=garbage,
         arena_garbage=arena_garbage,
+        dynamic=dynamic,
         buffers=bufs,
         parent=book.version,
         changed=changed,
