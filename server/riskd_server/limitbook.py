@@ -326,7 +326,7 @@ def compile_limits(
     Two enabled limits of one kind at one (account, symbol): the lowest limit_id wins."""
     base: dict[str, Limit] = limits.to_dict() if isinstance(limits, LimitMap) else dict(limits)
     values = list(base.values())
-    enabled = []
+    enabled: list[Limit] = []
     for lo in range(0, len(values), _CHUNK):
         part = values[lo : lo + _CHUNK]
         enabled += compress(part, map(operator.not_, map(_disabled, part)))
