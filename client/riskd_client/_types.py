@@ -6,7 +6,7 @@ in sets or dict keys; nothing here talks to the network.
 
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 import grpc
 
@@ -78,8 +78,9 @@ class LimitSpec:
     # Dynamic limits: > 0 tightens the threshold when volatility rises above it (see the README).
     reference_volatility: float = 0.0
     min_scale: float = 0.0  # lowest scale it tightens to; 0: the server's default
-    # Read back only: the threshold the server enforces now (= threshold unless dynamic).
-    effective_threshold: float | None = None
+    # Read back only (not compared: it moves with the market): the threshold the server enforces
+    # now, = threshold unless the limit is dynamic.
+    effective_threshold: float | None = field(default=None, compare=False)
 
 
 # ---------------------------------------------------------------------------------------- results
