@@ -320,11 +320,15 @@ def compile_limits(
     vols: object = None,
     parent: int = -1,
     changed: tuple[tuple[Limit | None, Limit | None], ...] | None = None,
+    owned: bool = False,
 ) -> LimitBook:
     """Build the tables from scratch; account_id/symbol_id map names to dense ids (already
     interned). effective computes the thresholds of dynamic limits (None: the configured ones).
     Two enabled limits of one kind at one (account, symbol): the lowest limit_id wins."""
-    base: dict[str, Limit] = limits.to_dict() if isinstance(limits, LimitMap) else dict(limits)
+    if isinstance(limits, LimitMap):
+        base = limits.to_dict()
+    else:  # a dict the caller hands over (owned) becomes the shared base as it is
+        base = limits if owned and isinstance(limits, dict) else dict(limits)
     values = list(base.values())
     enabled: list[Limit] = []
     for lo in range(0, len(values), _CHUNK):
@@ -355,13 +359,13 @@ def compile_limits(
         part = list(map(_limit_id, enabled[lo : lo + _CHUNK]))
         bufs.ids[lo : lo + len(part)] = part
     table = np.full((1 + n_acct + n_sym, KINDS), -1, dtype=np.int64)
-    conflicts = np.empty(n + 1, dtype=np.int64)
+    conflicts = np.empty((n + 1, 2), dtype=np.int64)
     rows = np.arange(n, dtype=np.int64)
     used = build_tables(a, s, kind, rows, n_acct, table, bufs.arena, conflicts)
     assert used == arena_used
     contested: dict[Slot, Mapping[str, int]] = {}
-    if conflicts[0]:
-        contested = _settle(conflicts[1 : 1 + conflicts[0]], bufs, table)
+    if conflicts[0, 0]:
+        contested = _settle(conflicts[1 : 1 + conflicts[0, 0]], bufs, table)
     table.flags.writeable = False
     return LimitBook(
         version=version,
@@ -411,12 +415,13 @@ def _put(table: np.ndarray, arena: np.ndarray, slot: Slot, row: int) -> None:
         table[0, kind] = row
 
 
-def _settle(losers: np.ndarray, bufs: _Buffers, table: np.ndarray) -> dict[Slot, Mapping[str, int]]:
-    """Give each contested slot of a fresh compile to its lowest limit_id; the contested slots."""
+def _settle(conflicts: np.ndarray, bufs: _Buffers, table: np.ndarray) -> dict[Slot, Mapping[str, int]]:
+    """Give each contested slot of a fresh compile (conflicts: (row, holder row) pairs) to its
+    lowest limit_id; the contested slots with their claimants' rows."""
     claims: dict[Slot, set[int]] = {}
-    for r in losers.tolist():
+    for r, held in conflicts.tolist():
         slot = (int(bufs.where[r, 0]), int(bufs.where[r, 1]), int(bufs.where[r, 2]))
-        claims.setdefault(slot, {_holder(table, bufs.arena, slot)}).add(r)
+        claims.setdefault(slot, {held}).add(r)
     contested: dict[Slot, Mapping[str, int]] = {}
     for slot, rows in claims.items():
         best = min(rows, key=lambda r: bufs.ids[r])
@@ -450,7 +455,7 @@ def apply_changes(
     ):
         return compile_limits(
             _merged(book, changes), account_id, symbol_id, version,
-            effective=effective, vols=book.vols, parent=book.version, changed=changed,
+            effective=effective, vols=book.vols, parent=book.version, changed=changed, owned=True,
         )  # fmt: skip
 
     # New rows for the enabled new versions of limits, past the current version's.
@@ -506,7 +511,7 @@ def apply_changes(
         if used + 1 + cap > arena.shape[0]:  # the arena is full: recompile (rows written are unread)
             return compile_limits(
                 _merged(book, changes), account_id, symbol_id, version,
-                effective=effective, vols=book.vols, parent=book.version, changed=changed,
+                effective=effective, vols=book.vols, parent=book.version, changed=changed, owned=True,
             )  # fmt: skip
         copy_account_table(arena, off, used, cap)
         if off >= 0:

@@ -64,9 +64,10 @@ def build_tables(
     """Fill table (all -1) and arena (room for every account table) with the limits at indexes
     rows[i] = (a[i], s[i], kind[i]); returns the arena rows used.
 
-    The first limit claiming a slot keeps it; the row of every later claimant goes to conflicts
-    (int64[len(a) + 1]): their count in conflicts[0], the rows from conflicts[1]. The caller settles
-    them by limit_id (rare: two enabled limits of one kind at one account/symbol).
+    The first limit claiming a slot keeps it; every later claimant goes to conflicts
+    (int64[len(a) + 1, 2]) as (its row, the holder's row) from conflicts[1], their count in
+    conflicts[0, 0]. The caller settles them by limit_id (two enabled limits of one kind at one
+    account/symbol: rare).
     """
     n = a.shape[0]
     table[0, LT_ACCOUNTS] = n_acct
@@ -104,7 +105,8 @@ def build_tables(
                 j = (j + 1) & mask
             if sub[j, 0] == key:
                 nc += 1
-                conflicts[nc] = r
+                conflicts[nc, 0] = r
+                conflicts[nc, 1] = sub[j, 1]
                 continue
             sub[j, 0] = key
             sub[j, 1] = r
@@ -118,10 +120,11 @@ def build_tables(
                 t = 0
             if table[t, k] >= 0:
                 nc += 1
-                conflicts[nc] = r
+                conflicts[nc, 0] = r
+                conflicts[nc, 1] = table[t, k]
             else:
                 table[t, k] = r
-    conflicts[0] = nc
+    conflicts[0, 0] = nc
     return used
 
 
