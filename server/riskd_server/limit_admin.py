@@ -45,8 +45,7 @@ class LimitAdmin:
             version = eng.stage_upsert(limits, names)
             book = await asyncio.to_thread(eng.build_limits, limits, (), version)
             version = eng.install_limits(book, ch.LimitsChanged(tuple(limits), ()))
-        if any(lim.reference_volatility > 0 for lim in limits):
-            self.poke()  # a new dynamic limit: thresholds from the vols of now, not of the last refresh
+        self.poke()  # a new dynamic limit takes the vols of the last refresh: bring them up to date
         return version
 
     async def delete(self, limit_ids: Iterable[str]) -> tuple[int, list[str], int]:

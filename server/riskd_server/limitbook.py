@@ -443,7 +443,13 @@ def apply_changes(
     changes (see the module doc); a recompile when the change is large or the spare room is used."""
     changes: dict[str, Limit | None] = {lim.limit_id: lim for lim in upserts}
     changes.update((limit_id, None) for limit_id in deletes)
-    changed = tuple((book.limits.get(limit_id), new) for limit_id, new in changes.items())
+    # What changed, for the snapshot tracker; a large change says "anything" (None) instead: a tuple
+    # pair per limit of a million-limit import would cost ~0.1 s just to free with the next version.
+    changed = (
+        tuple((book.limits.get(limit_id), new) for limit_id, new in changes.items())
+        if len(changes) <= INCREMENTAL_MAX
+        else None
+    )
     n0 = book.ids.shape[0]
     adds = [new for new in changes.values() if new is not None and not new.disabled]
     bufs = book.buffers
