@@ -1,7 +1,11 @@
 """Run every riskd benchmark in one go and print a table of ratios against targets and the echo baseline.
 
 1. Kernel: Engine.check_orders and the raw check_batch, batches of 1,000 (target >= 20 M orders/s).
-2. Server time: one single-order CheckOrders decode -> engine -> encode, no transport (p50 <= 15 µs).
+2. Server time: one single-order CheckOrders decode -> engine -> encode, no transport (p50 <= 15 µs);
+   then VaR, in-process and without a database: the kernel with MAX_VAR on (bench.var_kernel_bench,
+   >= 2 M/s, beside the naive per-order recomputation), the risk model build at 1,000 and 5,000
+   symbols (bench.model_bench) and SizePositions at 5,000 symbols (bench.sizing_bench, <= 5 ms,
+   beside the naive per-symbol recomputation).
 3. End to end, the real server vs the echo server (prepared replies, no checks) in the same run,
    each in its own process, load from separate processes on 127.0.0.1, alternating real/echo:
    - CheckOrders batch 1,000: orders/s ratio real/echo (target >= 0.7);
@@ -40,7 +44,15 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from . import kernel_bench, memory_bench, prices_bench, recovery_bench
+from . import (
+    kernel_bench,
+    memory_bench,
+    model_bench,
+    prices_bench,
+    recovery_bench,
+    sizing_bench,
+    var_kernel_bench,
+)
 from .loadgen import LoadConfig, LoadResult, run_load
 from .servers import RESULTS, ServerProcess, spawn_server
 
@@ -183,6 +195,23 @@ def kernel_rows(rep: kernel_bench.KernelReport) -> list[Row]:
         )
     )
     return rows
+
+
+def var_rows(rep: var_kernel_bench.VarBenchReport) -> list[Row]:
+    target = var_kernel_bench.TARGET_PER_S
+    on, plain, naive = rep.var_on, rep.plain, rep.naive_factor
+    return [
+        Row(
+            f"check_batch with MAX_VAR, {rep.symbols:,} symbols, factor k={rep.k}, batch 1,000",
+            f"{on.per_s / 1e6:.2f} M orders/s",
+            f"target {target / 1e6:.0f} M/s",
+            on.per_s / target,
+            ">= 1.0",
+            on.per_s >= target,
+            f"no model {plain.per_s / 1e6:.2f} M/s; naive numpy {naive.per_s:,.0f}/s "
+            f"({on.per_s / naive.per_s:,.0f}x), dense {rep.naive_dense.per_s:,.0f}/s",
+        )
+    ]
 
 
 def prices_rows(rep: prices_bench.PricesReport) -> list[Row]:
@@ -448,6 +477,15 @@ def main(argv: list[str] | None = None) -> int:
         for mb, ns in floor.items():
             print(f"    {mb:>4} MB table: {ns:5.1f} ns per random line", flush=True)
         report.notes.append(f"memory floor, ns per random line by table MB: {floor}")
+        print("\n== MAX_VAR in the kernel (bench.var_kernel_bench, in-process, no database)", flush=True)
+        vrep = var_kernel_bench.run(quick=args.quick)
+        var_kernel_bench.print_report(vrep)
+        report.notes.append(f"var kernel: {asdict(vrep)}")
+        rows += var_rows(vrep)
+        print("\n== risk model build (bench.model_bench: the pure build, no database read)", flush=True)
+        model_bench.main(["--symbols", "1000", "--repeat", "1"] if args.quick else [])
+        print("\n== SizePositions (bench.sizing_bench: an in-process server, no database)", flush=True)
+        sizing_bench.main(["--symbols", "1000", "--reps", "5", "--naive-symbols", "20"] if args.quick else [])
 
     if not args.skip_recovery:
         orders = 100_000 if args.quick else 1_000_000

@@ -21,6 +21,8 @@ from typing import Any, TextIO
 from . import _columns as col
 from ._cli_alerts import add_follow, add_query, add_stats
 from ._cli_input import UsageError, orders_from_records, parse_number, parse_order_args, read_records
+from ._cli_returns import add_returns_parsers
+from ._cli_size import add_size_parsers
 from ._cli_snapshot import add_snapshot_parser
 from ._types import LimitSpec, RiskdError, ViolationInfo
 from .dashboard import commands as dashboard_commands
@@ -406,6 +408,8 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
         p.set_defaults(func=_trading_command(state, verb))
 
     add_snapshot_parser(sub, _client)
+    add_returns_parsers(sub, _client)  # returns import, demo-data, model
+    add_size_parsers(sub, _client)
     dashboard_commands.add_commands(sub)  # dashboard, watch (their extras are imported when they run)
 
     if with_plugins:
@@ -441,7 +445,7 @@ def _add_unavailable(sub: argparse._SubParsersAction, name: str, why: str) -> No
 def _builtin_names() -> set[str]:
     return {
         "alerts", "check", "limits", "prices", "positions", "halt", "reduce-only", "resume", "snapshot",
-        "dashboard", "watch",
+        "dashboard", "watch", "returns", "demo-data", "model", "size", "var",
     }  # fmt: skip
 
 

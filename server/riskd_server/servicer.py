@@ -8,12 +8,15 @@ the write-behind to commit so an acknowledged limit or halt survives a crash.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn
 
 import grpc
 import numpy as np
+import psycopg
 from google.protobuf.message import DecodeError
 
 from riskd.v1 import risk_pb2 as pb
@@ -26,6 +29,11 @@ from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, t
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
 from .limit_admin import LimitAdmin
 from .limits import Limit, LimitValidationError
+from .risk import rpc as risk_rpc
+from .risk.returns import ReturnsInputError
+from .risk.service import ModelBuildError, NoReturns, RiskModelService
+from .risk.sizer import Sizer, SizingError
+from .risk.sizing_wire import SizesWire, server_micros_field
 from .snapshots import IntervalError, SnapshotHub, interval_of
 from .wire.encode import encode_response, executions_wire, warm_up
 from .wire.request import parse_check_request, parse_report_request
@@ -99,6 +107,12 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         self.snapshots = snapshots or SnapshotHub(engine)
         self._poke = self.snapshots.poke  # after every change: O(1), see snapshots.SnapshotHub
         self._snapshot_wire = SnapshotWire()
+        # Set by the server once the store is open (None: ImportReturns and RefreshRiskModel are
+        # refused FAILED_PRECONDITION, e.g. on an engine-only server).
+        self.returns_importer: risk_rpc.ReturnsImporter | None = None
+        self.risk_models: RiskModelService | None = None
+        self._sizer = Sizer(engine)
+        self._sizes_wire = SizesWire()
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -299,17 +313,95 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         finally:  # cancelled (re-raised: grpc/grpc#43360) or ended: nothing of it stays
             hub.unsubscribe(sub)
 
+    # ------------------------------------------------------------------ returns and the risk model
+
+    async def ImportReturns(
+        self, request_iterator: AsyncIterator[pb.ImportReturnsRequest], context: grpc.aio.ServicerContext
+    ):
+        """Stream chunks of (symbol, day, ret) into PostgreSQL, all or nothing (risk.rpc)."""
+        importer = self.returns_importer
+        if importer is None:
+            await _precondition(context, "ImportReturns needs the database (not available on this server)")
+        try:
+            result = await importer.run(request_iterator)
+        except ReturnsInputError as exc:
+            await _invalid(context, str(exc))
+        except risk_rpc.ImportBusy as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except risk_rpc.ImportIdle as exc:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+        except (TimeoutError, psycopg.Error) as exc:
+            log.warning("ImportReturns failed: %s: %s", type(exc).__name__, exc)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"ImportReturns: database error, nothing imported: {type(exc).__name__}: {exc}".strip(),
+            )
+        log.info(
+            "imported %d returns (%d new or changed), %d symbols; COPY %.3fs, upsert %.3fs",
+            result.rows,
+            result.upserted,
+            result.symbols,
+            result.copy_seconds,
+            result.upsert_seconds,
+        )
+        return risk_rpc.import_response(result)
+
+    async def RefreshRiskModel(self, request: pb.RefreshRiskModelRequest, context: grpc.aio.ServicerContext):
+        """Rebuild the risk model now (a worker thread) and swap it in."""
+        models = self.risk_models
+        if models is None:
+            await _precondition(context, "RefreshRiskModel needs the database (not available on this server)")
+        try:
+            done = await models.refresh()
+        except NoReturns:
+            await _precondition(
+                context, "no returns stored: import some first (riskd returns import FILE.csv)"
+            )
+        except ModelBuildError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, f"{exc}; the previous model stays in force")
+        return pb.RefreshRiskModelResponse(model_version=done.model.version, build_seconds=done.build_seconds)
+
+    async def GetRiskModel(self, request: pb.GetRiskModelRequest, context: grpc.aio.ServicerContext):
+        return risk_rpc.model_response(self._engine.risk_model, request.include_symbols)
+
+    # ------------------------------------------------------------------ VaR sizing
+
+    async def SizePositionsRaw(
+        self, request: pb.SizePositionsRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """SizePositions, answered with bytes (risk.sizing_wire). The account is read on the loop
+        (the engine is not thread-safe); the sizing runs on the loop for a few symbols and in a
+        worker thread past SIZING_INLINE (measured: ~1 ms of work there; bench/sizing_bench.py)."""
+        start = time.perf_counter()
+        try:
+            inputs = self._sizer.gather(
+                request.account, request.symbols, request.var_budget, request.apply_limits
+            )
+        except SizingError as exc:
+            await context.abort(grpc.StatusCode[exc.code], str(exc))
+        if inputs.ask_row.shape[0] + inputs.held_row.shape[0] > SIZING_INLINE:
+            result = await asyncio.to_thread(self._sizer.compute, inputs)
+        else:
+            result = self._sizer.compute(inputs)
+        body = self._sizes_wire.encode(result)
+        return body + server_micros_field((time.perf_counter() - start) * 1e6)
+
     async def _durable(self, context: grpc.aio.ServicerContext) -> None:
         """Wait for the change to be committed; tell the caller (trailer) if it is only queued."""
         persisted = await self._barrier()
         context.set_trailing_metadata((("riskd-persisted", "true" if persisted else "false"),))
 
 
+# Asked plus held symbols past which SizePositions computes in a worker thread (above ~1 ms).
+SIZING_INLINE = 1_000
+
+
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     """RiskService's method handlers: the generated ones, except that the hot calls (CheckOrders,
     CheckOrderStream, ReportExecutions), SubscribeAlerts and QueryAlerts take or return raw bytes
     (RiskServicer has no protobuf handlers for them; tests/oracle_servicer.py adds the hot ones as the
-    tests' reference), and the snapshot calls return bytes (wire.snapshot)."""
+    tests' reference), and the snapshot calls and SizePositions return bytes (wire.snapshot,
+    risk.sizing_wire)."""
     capture = _Capture()
     pb_grpc.add_RiskServiceServicer_to_server(servicer, capture)
     handlers = dict(capture.handlers)
@@ -318,6 +410,9 @@ def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     handlers["ReportExecutions"] = grpc.unary_unary_rpc_method_handler(servicer.ReportExecutionsRaw)
     handlers["QueryAlerts"] = grpc.unary_unary_rpc_method_handler(servicer.QueryAlertsRaw)
     handlers["SubscribeAlerts"] = grpc.unary_stream_rpc_method_handler(servicer.SubscribeAlertsRaw)
+    handlers["SizePositions"] = grpc.unary_unary_rpc_method_handler(
+        servicer.SizePositionsRaw, request_deserializer=pb.SizePositionsRequest.FromString
+    )
     handlers["GetRiskSnapshot"] = grpc.unary_unary_rpc_method_handler(
         servicer.GetRiskSnapshotRaw, request_deserializer=pb.GetRiskSnapshotRequest.FromString
     )
@@ -363,6 +458,11 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, prefix: str 
 async def _too_large(context: grpc.aio.ServicerContext, exc: SnapshotTooLarge) -> NoReturn:
     log.warning("refusing a snapshot: %s", exc)
     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    raise AssertionError("unreachable: context.abort raises")
+
+
+async def _precondition(context: grpc.aio.ServicerContext, message: str) -> NoReturn:
+    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
     raise AssertionError("unreachable: context.abort raises")
 
 
