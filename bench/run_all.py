@@ -19,6 +19,9 @@
    (>= 0.9), 100,000-alert bursts (history at its cap, RSS flat), filtered QueryAlerts (<= 1 ms).
    N = 2,000 by default, 10,000 with --full, 500 with --quick; --subscribers N sets it. The server
    runs 2 alert relays (`--relays N`; 0: subscribers on the server itself).
+6. Limits at scale (bench/limits_scale_bench.py, its own process, no database): compile 1 M limits
+   (<= 2 s), one upsert at 1 M (<= 10 ms), check throughput with 1 M limits vs 100 (>= 0.9);
+   --quick: 100 k limits; --skip-limits leaves it out.
 
 The real server is engine-only by default (RiskServicer(Engine()), no database: the write-behind is a
 side exit) unless --full/--dsn start the complete server. Results are written to bench/results/.
@@ -34,6 +37,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -349,6 +353,56 @@ def run_e2e(
     return runs
 
 
+def limits_rows(report: Report, n: int) -> list[Row]:
+    """bench.limits_scale_bench in its own process (a million Limit objects and gc.freeze stay
+    out of this one): compile, one upsert, check throughput at 100 vs n limits."""
+    print(f"\n== limits at scale (bench.limits_scale_bench, {n:,} limits, no database)", flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.limits_scale_bench", "--limits", str(n), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    res = json.loads(done.stdout)
+    report.notes.append(f"limits at scale: {json.dumps(res)}")
+    full = n >= 1_000_000
+    up = res["one_upsert"]
+    ratio = res["ratio_paired_cpu_1M_to_100"]
+    print(
+        f"    compile {res['compile_s']['best']:.2f} s (median {res['compile_s']['median']:.2f}); one upsert "
+        f"p50 {up['p50_ms']:.2f} ms, p99 {up['p99_ms']:.2f} ms, max {up['max_ms']:.2f} ms; checks "
+        f"{res['checks_per_s']['1M']['median'] / 1e6:.2f} vs {res['checks_per_s']['100']['median'] / 1e6:.2f} M/s "
+        f"(paired ratio {ratio:.3f})",
+        flush=True,
+    )
+    return [
+        Row(
+            metric=f"compile {n:,} limits (worker thread)",
+            measured=f"{res['compile_s']['median']:.2f} s",
+            baseline="",
+            ratio=None,
+            target="<= 2 s at 1 M",
+            ok=res["compile_s"]["median"] <= 2.0 if full else None,
+        ),
+        Row(
+            metric=f"one upsert at {n:,} limits, max of {up['count']}",
+            measured=f"{up['max_ms']:.2f} ms",
+            baseline="",
+            ratio=None,
+            target="<= 10 ms",
+            ok=up["max_ms"] <= 10.0 if full else None,
+        ),
+        Row(
+            metric=f"check_orders with {n:,} limits / with 100",
+            measured=f"{res['checks_per_s']['1M']['median'] / 1e6:.2f} M/s",
+            baseline=f"{res['checks_per_s']['100']['median'] / 1e6:.2f} M/s",
+            ratio=ratio,
+            target=">= 0.9",
+            ok=ratio >= 0.9 if full else None,
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke test (~30-40 s)")
@@ -371,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-kernel", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-recovery", action="store_true")
+    parser.add_argument("--skip-limits", action="store_true")
     parser.add_argument("--skip-subscribers", action="store_true")
     parser.add_argument(
         "--relays",
@@ -451,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
                 ok=rrep.serving_median <= recovery_bench.TARGET_S if not args.quick else None,
             )
         )
+
+    if not args.skip_limits:
+        rows += limits_rows(report, 100_000 if args.quick else 1_000_000)
 
     scenarios = [Scenario("batch1000", "CheckOrders batch 1000 orders/s", "unary", 1_000, concurrency=2)]
     for rate in args.stream_rates:

@@ -292,6 +292,8 @@ def encode_limit(limit: LimitSpec | Mapping[str, Any], index: int = 0) -> pb.Lim
             warn_fraction=limit.warn_fraction,
             disabled=limit.disabled,
             description=limit.description,
+            reference_volatility=limit.reference_volatility,
+            min_scale=limit.min_scale,
         )
     except TypeError as exc:
         raise ValueError(f"limits[{index}]: {exc}") from None
@@ -320,6 +322,9 @@ def decode_limit(msg: pb.Limit) -> LimitSpec:
         warn_fraction=msg.warn_fraction,
         disabled=msg.disabled,
         description=msg.description,
+        reference_volatility=msg.reference_volatility,
+        min_scale=msg.min_scale,
+        effective_threshold=msg.effective_threshold,
     )
 
 

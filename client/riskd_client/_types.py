@@ -7,7 +7,7 @@ in sets or dict keys; nothing here talks to the network.
 from __future__ import annotations
 
 import heapq
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 import grpc
 
@@ -76,6 +76,12 @@ class LimitSpec:
     warn_fraction: float = 0.0
     disabled: bool = False
     description: str = ""
+    # Dynamic limits: > 0 tightens the threshold when volatility rises above it (see the README).
+    reference_volatility: float = 0.0
+    min_scale: float = 0.0  # lowest scale it tightens to; 0: the server's default
+    # Read back only (not compared: it moves with the market): the threshold the server enforces
+    # now, = threshold unless the limit is dynamic.
+    effective_threshold: float | None = field(default=None, compare=False)
 
 
 # ---------------------------------------------------------------------------------------- results

@@ -177,6 +177,9 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
                     "warn_fraction": lim.warn_fraction,
                     "disabled": lim.disabled,
                     "description": lim.description,
+                    "reference_volatility": lim.reference_volatility,
+                    "min_scale": lim.min_scale,
+                    "effective_threshold": lim.effective_threshold,
                 }
                 for lim in listing
             ],
@@ -184,7 +187,7 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return EXIT_OK
     _table(
-        ("LIMIT_ID", "KIND", "ACCOUNT", "SYMBOL", "THRESHOLD", "WARN", "STATUS", "DESCRIPTION"),
+        ("LIMIT_ID", "KIND", "ACCOUNT", "SYMBOL", "THRESHOLD", "EFFECTIVE", "WARN", "STATUS", "DESCRIPTION"),
         (
             [
                 lim.limit_id,
@@ -192,6 +195,7 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
                 lim.account or "*",
                 lim.symbol or "*",
                 _num(lim.threshold),
+                _num(lim.threshold if lim.effective_threshold is None else lim.effective_threshold),
                 _num(lim.warn_fraction) if lim.warn_fraction else "-",
                 "disabled" if lim.disabled else "enabled",
                 lim.description,
@@ -218,6 +222,8 @@ def cmd_limits_set(args: argparse.Namespace) -> int:
         warn_fraction=args.warn_fraction,
         disabled=args.disabled,
         description=args.description,
+        reference_volatility=args.reference_volatility,
+        min_scale=args.min_scale,
     )
     with _client(args) as client:
         change = client.upsert_limits(spec)
@@ -348,6 +354,16 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--warn-fraction", type=float, default=0.0, metavar="F", help="warn above F * threshold")
     p.add_argument("--disabled", action="store_true", help="keep the limit but do not apply it")
     p.add_argument("--description", default="", help="free text for people")
+    p.add_argument(
+        "--reference-volatility",
+        type=float,
+        default=0.0,
+        metavar="V",
+        help="a dynamic limit: enforce threshold x clamp(V / current volatility, min scale, 1)",
+    )
+    p.add_argument(
+        "--min-scale", type=float, default=0.0, metavar="S", help="lowest scale (default: the server's)"
+    )
     p.set_defaults(func=cmd_limits_set)
     p = limits.add_parser("delete", help="delete limits by id")
     p.add_argument("limit_ids", nargs="+", metavar="LIMIT_ID")

@@ -70,6 +70,35 @@ OPTIONS: tuple[Option, ...] = (
         "price and |position| accepted; past it an order is INVALID_ORDER",
         1e-9,
     ),
+    Option(
+        "dynamic_min_scale",
+        float,
+        0.25,
+        "dynamic limits: the lowest scale a limit with min_scale 0 tightens to, in (0, 1]",
+        1e-9,
+    ),
+    Option(
+        "vol_ewma_lambda",
+        float,
+        0.94,
+        "dynamic limits: decay of the EWMA of each symbol's mark log returns (symbols the risk model "
+        "does not list), in (0, 1)",
+        1e-9,
+    ),
+    Option(
+        "dynamic_min_returns",
+        int,
+        5,
+        "dynamic limits: mark returns before a symbol's EWMA volatility is used (before: no tightening)",
+        1,
+    ),
+    Option(
+        "dynamic_tolerance",
+        float,
+        0.01,
+        "dynamic limits: relative move of an effective threshold that makes a new limits version",
+        0,
+    ),
     Option("flush_interval_ms", float, 50.0, "write-behind flush interval (the most a kill -9 can lose)", 1),
     Option(
         "max_pending_rows",
@@ -210,6 +239,10 @@ class Settings:
     max_open_orders: int = 1_000_000
     closed_order_retention: int = 1_000_000
     max_order_notional: float = 1e15
+    dynamic_min_scale: float = 0.25
+    vol_ewma_lambda: float = 0.94
+    dynamic_min_returns: int = 5
+    dynamic_tolerance: float = 0.01
     flush_interval_ms: float = 50.0
     max_pending_rows: int = 1_000_000
     db_pool_min: int = 1
@@ -415,6 +448,10 @@ def _email_errors(values: Mapping[str, Any]) -> list[str]:
         errors.append(f"smtp_port: must be <= 65535, got {values['smtp_port']}")
     if bool(values["smtp_user"]) != bool(values["smtp_password"]):
         errors.append("smtp_user and smtp_password: give both or neither")
+    if values["dynamic_min_scale"] > 1:
+        errors.append(f"dynamic_min_scale: must be <= 1, got {values['dynamic_min_scale']}")
+    if values["vol_ewma_lambda"] >= 1:
+        errors.append(f"vol_ewma_lambda: must be < 1, got {values['vol_ewma_lambda']}")
     if not values["smtp_host"]:
         return errors
     sender = parse_addresses(values["email_from"])

@@ -82,6 +82,10 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_open_orders=settings.max_open_orders,
         closed_order_retention=settings.closed_order_retention,
         max_order_notional=settings.max_order_notional,
+        dynamic_min_scale=settings.dynamic_min_scale,
+        vol_ewma_lambda=settings.vol_ewma_lambda,
+        dynamic_min_returns=settings.dynamic_min_returns,
+        dynamic_tolerance=settings.dynamic_tolerance,
     )
 
 

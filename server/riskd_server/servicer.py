@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn
 
 import grpc
@@ -65,7 +65,9 @@ def limit_from_pb(msg: pb.Limit) -> Limit:
     )
 
 
-def limit_to_pb(lim: Limit) -> pb.Limit:
+def limit_to_pb(lim: Limit, effective_threshold: float | None = None) -> pb.Limit:
+    """The wire Limit; effective_threshold is what the checks enforce (LimitBook.effective_threshold),
+    the configured threshold when not given."""
     return pb.Limit(
         limit_id=lim.limit_id,
         kind=lim.kind,  # type: ignore[arg-type]
@@ -78,21 +80,8 @@ def limit_to_pb(lim: Limit) -> pb.Limit:
         template=lim.template,
         reference_volatility=lim.reference_volatility,
         min_scale=lim.min_scale,
-        effective_threshold=lim.threshold,
+        effective_threshold=lim.threshold if effective_threshold is None else effective_threshold,
     )
-
-
-def _refuse_unsupported(msgs: Iterable[pb.Limit]) -> None:
-    """Limit fields the proto has but this server does not apply yet: refused, never ignored (a
-    dynamic limit silently static misleads an operator)."""
-    errors = [
-        f"limits[{i}].{name}: not supported by this server yet"
-        for i, msg in enumerate(msgs)
-        for name in ("reference_volatility", "min_scale")
-        if getattr(msg, name)
-    ]
-    if errors:
-        raise LimitValidationError(errors)
 
 
 class RiskServicer(pb_grpc.RiskServiceServicer):
@@ -208,7 +197,6 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     async def UpsertLimits(self, request: pb.UpsertLimitsRequest, context: grpc.aio.ServicerContext):
         limits = [limit_from_pb(msg) for msg in request.limits]
         try:
-            _refuse_unsupported(request.limits)
             version = await self._limits.upsert(limits)
         except (BatchError, Backpressure, LimitValidationError) as exc:
             await _abort(context, exc)
@@ -228,7 +216,10 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     async def ListLimits(self, request: pb.ListLimitsRequest, context: grpc.aio.ServicerContext):
         book = self._engine.limits
         limits = self._engine.list_limits(request.account, request.symbol, request.kind)
-        return pb.ListLimitsResponse(limits=[limit_to_pb(lim) for lim in limits], limits_version=book.version)
+        return pb.ListLimitsResponse(
+            limits=[limit_to_pb(lim, self._engine.effective_threshold(lim)) for lim in limits],
+            limits_version=book.version,
+        )
 
     async def SetTradingState(self, request: pb.SetTradingStateRequest, context: grpc.aio.ServicerContext):
         try:

@@ -95,6 +95,14 @@ def warm_up() -> float:
     eng.check_parsed(parse_check_request(_sample_request(1, 7)), now=0.0)
     eng.recompute_exposure()
     eng.delete_limits(["w-any"])
+    # Incremental limit changes (kernel.limittables: an account table copied, a slot set and
+    # cleared), the marks' EWMA and a dynamic refresh.
+    eng.upsert_limits(
+        [Limit(limit_id="w-dyn", kind=3, account="WA", symbol="WS", threshold=5, reference_volatility=0.01)]
+    )
+    eng.update_prices(["WS"], [101.0])
+    eng.refresh_dynamic()
+    eng.delete_limits(["w-dyn"])
     reader = SnapshotReader(eng)  # risk snapshots: the book lists, the ranking, the encoder
     encode_snapshot(reader.columns(reader.all_ids()))
     ChangeTracker(eng).detect()

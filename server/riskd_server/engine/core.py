@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import changes as ch
 from ..alerts.intake import EV_EXECUTIONS, EV_LIMITS, EV_TRADING_STATE, AlertIntake
+from ..dynamic import VolEwma, Vols, account_vols, model_symbol_ids, refreshed, symbol_vols
 from ..interning import Interner
 from ..kernel import layout as L
 from ..kernel._hashtable import ht_find
@@ -25,7 +26,7 @@ from ..kernel.executions import apply_executions, load_positions, unknown_ids
 from ..kernel.exposure import UNKNOWN_SYMBOL as _UNKNOWN_SYMBOL
 from ..kernel.exposure import first_bad_price, recompute_exposure, set_prices
 from ..kernel.var import marks0, var_recompute, var_remarks
-from ..limitbook import LimitBook, compile_limits
+from ..limitbook import LimitBook, apply_changes, compile_limits
 from ..limits import MAX_VAR, Limit, validate_limits
 from ..names import control_flags
 from ..outcomes import EXEC_MESSAGES, AccountExposure, BatchError, ExecOutcome
@@ -74,7 +75,13 @@ class Engine(OrderChecks):
         self._rec: NullRecorder = NULL_RECORDER
         self.sink = sink
         self._state_version = 0
-        self._limits = compile_limits({}, self.accounts.get, self.symbols.get, version=0)
+        self._limits = compile_limits({}, self.accounts.by_name, self.symbols.by_name, version=0)
+        self._dynamic = cfg.dynamic()
+        self._ewma = VolEwma(cfg.vol_ewma_lambda)  # marks' EWMA vol per symbol (dynamic limits)
+        self._model_ids: tuple[RiskModel | None, np.ndarray | None] = (None, None)
+        # Called (on the event loop) after whatever moves volatilities or exposure weights: prices,
+        # positions, the risk model. LimitAdmin schedules the dynamic-threshold refresh from it.
+        self.vol_listener: Callable[[], None] | None = None
         self._one = _OneOrderScratch()
         # The interners' byte indexes (accounts, symbols) for _check_one_order; snapshots, so a
         # stale pair only misses names added since (interning.NameIndex).
@@ -121,6 +128,7 @@ class Engine(OrderChecks):
             s.vacct = np.zeros((0, L.VA_F), dtype=np.float64)
             s.kernel_args = None
             self._warn_unpriced()
+            self._vols_moved()
             return
         if form is None or form.version != model.version:
             form = factor_form(model)
@@ -136,6 +144,11 @@ class Engine(OrderChecks):
         s.kernel_args = None
         self.risk_model, self._var_form, self._var_filled = model, form, n_sym
         var_recompute(*s.groups()[:3], s.var_group())
+        self._vols_moved()  # dynamic limits read the model's vols
+
+    def _vols_moved(self) -> None:
+        if self.vol_listener is not None:
+            self.vol_listener()
 
     def _fill_var_symbols(self) -> None:
         """Table rows for symbols interned since the model was installed (by name from the model)."""
@@ -409,6 +422,8 @@ class Engine(OrderChecks):
             raise BatchError("price", f"must be > 0 and <= max_order_notional {bound:g}, got {px[bad]}", bad)
         self._state_version += 1
         self._rec.marks(np.unique(sid))
+        self._ewma.update(sid, px)
+        self._vols_moved()
         return n
 
     def _set_prices(self, sid: np.ndarray, px: np.ndarray, bound: float) -> int:
@@ -446,54 +461,80 @@ class Engine(OrderChecks):
         load_positions(aid, sid, qty, *args[:3], args[5], books)
         self._state_version += 1
         self._rec.books(books)
+        self._vols_moved()
         return n
 
     # ------------------------------------------------------------------ limits
 
     def upsert_limits(self, limits: Sequence[Limit]) -> int:
-        """Validate all, then swap in a new limit book; returns its version."""
-        merged, version = self.stage_upsert(limits)
-        return self.install_limits(self.compile_limits(merged, version), ch.LimitsChanged(tuple(limits), ()))
+        """Validate all, then swap in the next limit book; returns its version."""
+        version = self.stage_upsert(limits)
+        book = self.build_limits(limits, (), version)
+        return self.install_limits(book, ch.LimitsChanged(tuple(limits), ()))
 
     def delete_limits(self, limit_ids: Iterable[str]) -> tuple[int, list[str], int]:
-        merged, deleted, missing = self.stage_delete(limit_ids)
+        deleted, missing = self.stage_delete(limit_ids)
         if not deleted:
             return 0, missing, self._limits.version
-        version = self.install_limits(
-            self.compile_limits(merged, self._limits.version + 1), ch.LimitsChanged((), tuple(deleted))
-        )
-        return len(deleted), missing, version
+        book = self.build_limits((), deleted, self._limits.version + 1)
+        return len(deleted), missing, self.install_limits(book, ch.LimitsChanged((), tuple(deleted)))
 
-    def stage_upsert(self, limits: Sequence[Limit]) -> tuple[dict[str, Limit], int]:
-        validate_limits(limits)
+    def stage_upsert(self, limits: Sequence[Limit], names: tuple[list[str], list[str]] | None = None) -> int:
+        """Validate limits and intern their names (on the caller's thread); the next version.
+        names: prepare_upsert's result, already validated (LimitAdmin runs it in a worker thread)."""
+        if names is None:
+            names = self.prepare_upsert(limits)
         self._rec.require_room(len(limits))
-        for lim in limits:  # intern on the caller's thread; compiling only reads the ids
-            for interner, name, label in (
-                (self.accounts, lim.account, "account"),
-                (self.symbols, lim.symbol, "symbol"),
-            ):
-                if name and interner.intern(name) < 0:
+        for interner, distinct, label in (
+            (self.accounts, names[0], "account"),
+            (self.symbols, names[1], "symbol"),
+        ):
+            for name in distinct:
+                if interner.intern(name) < 0:
                     raise BatchError(
                         f"limits.{label}", f"{interner.kind} capacity {interner.capacity} reached"
                     )
         self._fit_accounts()
         self._fit_symbols()
-        merged = dict(self._limits.limits)
-        merged.update((lim.limit_id, lim) for lim in limits)
-        return merged, self._limits.version + 1
+        return self._limits.version + 1
 
-    def stage_delete(self, limit_ids: Iterable[str]) -> tuple[dict[str, Limit], list[str], list[str]]:
-        merged = dict(self._limits.limits)
+    @staticmethod
+    def prepare_upsert(limits: Sequence[Limit]) -> tuple[list[str], list[str]]:
+        """Validate limits (LimitValidationError) and return their distinct account and symbol
+        names; pure, so a large upsert runs it in a worker thread."""
+        validate_limits(limits)
+        return (
+            list(dict.fromkeys(lim.account for lim in limits if lim.account)),
+            list(dict.fromkeys(lim.symbol for lim in limits if lim.symbol)),
+        )
+
+    def stage_delete(self, limit_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(deleted, not found) of limit_ids against the current book."""
+        current = self._limits.limits
         deleted: list[str] = []
         missing: list[str] = []
         for limit_id in dict.fromkeys(limit_ids):
-            (deleted if merged.pop(limit_id, None) is not None else missing).append(limit_id)
+            (deleted if limit_id in current else missing).append(limit_id)
         if deleted:
             self._rec.require_room(len(deleted))
-        return merged, deleted, missing
+        return deleted, missing
+
+    def build_limits(self, upserts: Sequence[Limit], deletes: Sequence[str], version: int) -> LimitBook:
+        """The next book from the current one (limitbook.apply_changes: incremental, or a recompile
+        when large); pure but for reading the interners, so it may run in a worker thread."""
+        book = self._limits
+        vols = book.vols
+        return apply_changes(
+            book, upserts, deletes, self.accounts.by_name, self.symbols.by_name, version,
+            vols.effective if isinstance(vols, Vols) else None,
+        )  # fmt: skip
 
     def compile_limits(self, merged: dict[str, Limit], version: int) -> LimitBook:
-        return compile_limits(merged, self.accounts.get, self.symbols.get, version)
+        """A book of exactly merged, from nothing (recovery)."""
+        vols = self.current_vols()
+        return compile_limits(
+            merged, self.accounts.by_name, self.symbols.by_name, version, effective=vols.effective, vols=vols
+        )
 
     def install_limits(self, book: LimitBook, change: ch.LimitsChanged) -> int:
         self._limits = book
@@ -506,6 +547,52 @@ class Engine(OrderChecks):
             n = len(change.upserted) + len(change.deleted)
             self.alert_intake.put((EV_LIMITS, n, self._wall(), change.upserted, change.deleted))
         return book.version
+
+    # ------------------------------------------------------------------ dynamic limits
+
+    def current_vols(self) -> Vols:
+        """The volatilities now (riskd_server.dynamic): risk model, else marks' EWMA; per account
+        weighted by exposure. O(symbols + books); reads the state arrays as they are."""
+        s = self._s
+        n_sym = len(self.symbols)
+        model = self.risk_model
+        model_vol = model_ids = None
+        if model is not None:
+            cached, ids = self._model_ids
+            if cached is not model or ids is None:
+                ids = model_symbol_ids(model.index, len(model.symbols), self.symbols.get)
+                self._model_ids = (model, ids)
+            model_vol, model_ids = model.vol, ids
+        sym_vol = symbol_vols(self._ewma, n_sym, self._dynamic.min_returns, model_vol, model_ids)
+        acct, firm = account_vols(
+            sym_vol, s.sym, s.book, s.book_pair, int(s.ctr[L.C_BOOKS]), len(self.accounts)
+        )
+        return Vols(sym_vol, acct, firm, self._dynamic.min_scale)
+
+    def build_refresh(self) -> LimitBook | None:
+        """The current book with its dynamic thresholds recomputed, or None when none moved by more
+        than dynamic_tolerance (may run in a worker thread; install with install_refresh)."""
+        book = self._limits
+        return refreshed(book, self.current_vols(), self._dynamic.tolerance, book.version + 1)
+
+    def install_refresh(self, book: LimitBook) -> bool:
+        """Swap in a refreshed book unless the limits changed since it was built; True if swapped.
+        Thresholds are derived state: nothing is recorded (recovery recomputes them)."""
+        if book.parent != self._limits.version:
+            return False
+        self._limits = book
+        self._s.kernel_args = None
+        self._state_version += 1
+        return True
+
+    def refresh_dynamic(self) -> bool:
+        """build_refresh and install_refresh in one call (tests, tools)."""
+        book = self.build_refresh()
+        return book is not None and self.install_refresh(book)
+
+    def effective_threshold(self, limit: Limit) -> float:
+        """The threshold the checks enforce for limit now (its configured one unless dynamic)."""
+        return self._limits.effective_threshold(limit, self.accounts.by_name, self.symbols.by_name)
 
     # ------------------------------------------------------------------ trading state
 

@@ -14,7 +14,6 @@ import math
 import numpy as np
 from numba import njit
 
-from ._hashtable import ht_find
 from .layout import (
     A_LIM_TAG,
     A_LVL_GROSS,
@@ -39,6 +38,7 @@ from .layout import (
     V_ORDER,
     V_WARNING,
 )
+from .limittables import exact_find
 
 # RiskCheck values
 _QTY = 1
@@ -67,12 +67,18 @@ def exact_limit_key(account: np.int64, symbol: np.int64, kind: np.int64) -> np.i
 def find_limit(
     kind: np.int64, a: np.int64, s: np.int64, lim_exact: np.ndarray, lim_tab: np.ndarray
 ) -> np.int64:
-    """Index of the most specific enabled limit of kind for (a, s), or -1."""
-    found = ht_find(lim_exact, exact_limit_key(a, s, kind))
-    if found >= 0:
-        return found
+    """Index of the most specific enabled limit of kind for (a, s), or -1.
+
+    lim_exact is the arena of per-account exact tables (kernel.limittables), found through column 0
+    of the account's row of lim_tab.
+    """
     n_acct = lim_tab[0, LT_ACCOUNTS]
     if a < n_acct:
+        off = lim_tab[1 + a, 0]
+        if off >= 0:
+            found = exact_find(lim_exact, off, s, kind)
+            if found >= 0:
+                return found
         v = lim_tab[1 + a, kind]
         if v >= 0:
             return v

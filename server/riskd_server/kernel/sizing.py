@@ -18,9 +18,8 @@ import math
 import numpy as np
 from numba import njit
 
-from ._hashtable import ht_find
 from .layout import L_THRESHOLD, LT_ACCOUNTS
-from .levels import exact_limit_key
+from .limittables import exact_find
 
 
 @njit(cache=True, nogil=True)
@@ -44,8 +43,8 @@ def resolve_thresholds(
         for i in range(sids.shape[0]):
             s = sids[i]
             li = np.int64(-1)
-            if a >= 0 and s >= 0:
-                li = ht_find(lim_exact, exact_limit_key(a, s, kind))
+            if 0 <= a < n_acct and s >= 0 and lim_tab[1 + a, 0] >= 0:  # the account's exact table
+                li = exact_find(lim_exact, lim_tab[1 + a, 0], s, kind)
             if li < 0 and 0 <= a < n_acct:
                 li = lim_tab[1 + a, kind]
             if li < 0 and s >= 0:
