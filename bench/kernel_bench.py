@@ -207,7 +207,7 @@ class _DenseOrders:
         open_after = np.empty(n, dtype=np.float64)
         t0 = time.perf_counter()
         apply_executions(
-            keys, types, xf, NO_ORIGIN, *s.groups(), 1e15, status, books, open_after,
+            keys, types, xf, NO_ORIGIN, *s.groups(), s.var_group(), 1e15, status, books, open_after,
         )  # fmt: skip
         dt = time.perf_counter() - t0
         return dt, int((status == L.X_APPLIED).sum())

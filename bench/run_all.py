@@ -1,7 +1,11 @@
 """Run every riskd benchmark in one go and print a table of ratios against targets and the echo baseline.
 
 1. Kernel: Engine.check_orders and the raw check_batch, batches of 1,000 (target >= 20 M orders/s).
-2. Server time: one single-order CheckOrders decode -> engine -> encode, no transport (p50 <= 15 µs).
+2. Server time: one single-order CheckOrders decode -> engine -> encode, no transport (p50 <= 15 µs);
+   then VaR, in-process and without a database: the kernel with MAX_VAR on (bench.var_kernel_bench,
+   >= 2 M/s, beside the naive per-order recomputation), the risk model build at 1,000 and 5,000
+   symbols (bench.model_bench) and SizePositions at 5,000 symbols (bench.sizing_bench, <= 5 ms,
+   beside the naive per-symbol recomputation).
 3. End to end, the real server vs the echo server (prepared replies, no checks) in the same run,
    each in its own process, load from separate processes on 127.0.0.1, alternating real/echo:
    - CheckOrders batch 1,000: orders/s ratio real/echo (target >= 0.7);
@@ -15,6 +19,9 @@
    (>= 0.9), 100,000-alert bursts (history at its cap, RSS flat), filtered QueryAlerts (<= 1 ms).
    N = 2,000 by default, 10,000 with --full, 500 with --quick; --subscribers N sets it. The server
    runs 2 alert relays (`--relays N`; 0: subscribers on the server itself).
+6. Limits at scale (bench/limits_scale_bench.py, its own process, no database): compile 1 M limits
+   (<= 2 s), one upsert at 1 M (<= 10 ms), check throughput with 1 M limits vs 100 (>= 0.9);
+   --quick: 100 k limits; --skip-limits leaves it out.
 
 The real server is engine-only by default (RiskServicer(Engine()), no database: the write-behind is a
 side exit) unless --full/--dsn start the complete server. Results are written to bench/results/.
@@ -30,13 +37,22 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from . import kernel_bench, memory_bench, prices_bench, recovery_bench
+from . import (
+    kernel_bench,
+    memory_bench,
+    model_bench,
+    prices_bench,
+    recovery_bench,
+    sizing_bench,
+    var_kernel_bench,
+)
 from .loadgen import LoadConfig, LoadResult, run_load
 from .servers import RESULTS, ServerProcess, spawn_server
 
@@ -181,6 +197,23 @@ def kernel_rows(rep: kernel_bench.KernelReport) -> list[Row]:
     return rows
 
 
+def var_rows(rep: var_kernel_bench.VarBenchReport) -> list[Row]:
+    target = var_kernel_bench.TARGET_PER_S
+    on, plain, naive = rep.var_on, rep.plain, rep.naive_factor
+    return [
+        Row(
+            f"check_batch with MAX_VAR, {rep.symbols:,} symbols, factor k={rep.k}, batch 1,000",
+            f"{on.per_s / 1e6:.2f} M orders/s",
+            f"target {target / 1e6:.0f} M/s",
+            on.per_s / target,
+            ">= 1.0",
+            on.per_s >= target,
+            f"no model {plain.per_s / 1e6:.2f} M/s; naive numpy {naive.per_s:,.0f}/s "
+            f"({on.per_s / naive.per_s:,.0f}x), dense {rep.naive_dense.per_s:,.0f}/s",
+        )
+    ]
+
+
 def prices_rows(rep: prices_bench.PricesReport) -> list[Row]:
     one_t, batch_t = prices_bench.ONE_SYMBOL_TARGET_US, prices_bench.BATCH_TARGET_PER_S
     return [
@@ -320,6 +353,56 @@ def run_e2e(
     return runs
 
 
+def limits_rows(report: Report, n: int) -> list[Row]:
+    """bench.limits_scale_bench in its own process (a million Limit objects and gc.freeze stay
+    out of this one): compile, one upsert, check throughput at 100 vs n limits."""
+    print(f"\n== limits at scale (bench.limits_scale_bench, {n:,} limits, no database)", flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.limits_scale_bench", "--limits", str(n), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    res = json.loads(done.stdout)
+    report.notes.append(f"limits at scale: {json.dumps(res)}")
+    full = n >= 1_000_000
+    up = res["one_upsert"]
+    ratio = res["ratio_paired_cpu_1M_to_100"]
+    print(
+        f"    compile {res['compile_s']['best']:.2f} s (median {res['compile_s']['median']:.2f}); one upsert "
+        f"p50 {up['p50_ms']:.2f} ms, p99 {up['p99_ms']:.2f} ms, max {up['max_ms']:.2f} ms; checks "
+        f"{res['checks_per_s']['1M']['median'] / 1e6:.2f} vs {res['checks_per_s']['100']['median'] / 1e6:.2f} M/s "
+        f"(paired ratio {ratio:.3f})",
+        flush=True,
+    )
+    return [
+        Row(
+            metric=f"compile {n:,} limits (worker thread)",
+            measured=f"{res['compile_s']['median']:.2f} s",
+            baseline="",
+            ratio=None,
+            target="<= 2 s at 1 M",
+            ok=res["compile_s"]["median"] <= 2.0 if full else None,
+        ),
+        Row(
+            metric=f"one upsert at {n:,} limits, max of {up['count']}",
+            measured=f"{up['max_ms']:.2f} ms",
+            baseline="",
+            ratio=None,
+            target="<= 10 ms",
+            ok=up["max_ms"] <= 10.0 if full else None,
+        ),
+        Row(
+            metric=f"check_orders with {n:,} limits / with 100",
+            measured=f"{res['checks_per_s']['1M']['median'] / 1e6:.2f} M/s",
+            baseline=f"{res['checks_per_s']['100']['median'] / 1e6:.2f} M/s",
+            ratio=ratio,
+            target=">= 0.9",
+            ok=ratio >= 0.9 if full else None,
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke test (~30-40 s)")
@@ -342,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-kernel", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-recovery", action="store_true")
+    parser.add_argument("--skip-limits", action="store_true")
     parser.add_argument("--skip-subscribers", action="store_true")
     parser.add_argument("--skip-limits-io", action="store_true")
     parser.add_argument(
@@ -394,6 +478,15 @@ def main(argv: list[str] | None = None) -> int:
         for mb, ns in floor.items():
             print(f"    {mb:>4} MB table: {ns:5.1f} ns per random line", flush=True)
         report.notes.append(f"memory floor, ns per random line by table MB: {floor}")
+        print("\n== MAX_VAR in the kernel (bench.var_kernel_bench, in-process, no database)", flush=True)
+        vrep = var_kernel_bench.run(quick=args.quick)
+        var_kernel_bench.print_report(vrep)
+        report.notes.append(f"var kernel: {asdict(vrep)}")
+        rows += var_rows(vrep)
+        print("\n== risk model build (bench.model_bench: the pure build, no database read)", flush=True)
+        model_bench.main(["--symbols", "1000", "--repeat", "1"] if args.quick else [])
+        print("\n== SizePositions (bench.sizing_bench: an in-process server, no database)", flush=True)
+        sizing_bench.main(["--symbols", "1000", "--reps", "5", "--naive-symbols", "20"] if args.quick else [])
 
     if not args.skip_recovery:
         orders = 100_000 if args.quick else 1_000_000
@@ -414,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
                 ok=rrep.serving_median <= recovery_bench.TARGET_S if not args.quick else None,
             )
         )
+
+    if not args.skip_limits:
+        rows += limits_rows(report, 100_000 if args.quick else 1_000_000)
 
     scenarios = [Scenario("batch1000", "CheckOrders batch 1000 orders/s", "unary", 1_000, concurrency=2)]
     for rate in args.stream_rates:

@@ -85,7 +85,7 @@ def test_a_ring_without_headroom_evicts_on_the_spot_instead_of_overwriting() -> 
     n = len(ids)  # 8 closes in one kernel call, into a ring of 2 + 3
     status, books, open_after = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64)
     apply_executions(
-        wire.hash_strs(ids), np.full(n, 2), np.zeros((n, 2)), np.full((0, 3), -1), *s.groups(), 1e15,
+        wire.hash_strs(ids), np.full(n, 2), np.zeros((n, 2)), np.full((0, 3), -1), *s.groups(), s.var_group(), 1e15,
         status, books, open_after,
     )  # fmt: skip
     assert status.tolist() == [L.X_APPLIED] * n and engine.open_orders() == 0
@@ -108,3 +108,8 @@ def test_the_kernel_groups_hold_their_arrays_in_the_named_order() -> None:
     assert all(
         part is getattr(engine.limits, name) for part, name in zip(limits, LimitTables._fields, strict=True)
     )
+    from riskd_server.kernel.state import VarState
+
+    var = s.var_group()
+    assert type(var) is tuple and len(var) == len(VarState._fields)
+    assert all(part is getattr(s, name) for part, name in zip(var, VarState._fields, strict=True))

@@ -256,12 +256,13 @@ def test_limits_set_list_delete(riskd, engine_server) -> None:
         "ACC1",
         "*",
         "500",
+        "500",  # EFFECTIVE: a static limit enforces its threshold
         "0.8",
         "enabled",
         "desk",
         "1",
     ]
-    assert lines[2].split() == ["collar", "PRICE_COLLAR", "*", "AAPL", "0.05", "-", "disabled"]
+    assert lines[2].split() == ["collar", "PRICE_COLLAR", "*", "AAPL", "0.05", "0.05", "-", "disabled"]
     assert lines[3] == "2 limit(s) (limits version 2)"
 
     code, out, _ = riskd("limits", "list", "--kind", "price-collar", "--json")
@@ -277,6 +278,9 @@ def test_limits_set_list_delete(riskd, engine_server) -> None:
         "disabled": True,
         "description": "",
         "template": "",
+        "reference_volatility": 0.0,
+        "min_scale": 0.0,
+        "effective_threshold": 0.05,
     }
     code, out, _ = riskd("limits", "list", "--account", "ACC1", "--json")
     assert [lim["limit_id"] for lim in json.loads(out)["limits"]] == ["acc1-qty"]
@@ -287,6 +291,16 @@ def test_limits_set_list_delete(riskd, engine_server) -> None:
     assert "riskd: not found: ghost" in err
     assert [lim.limit_id for lim in engine_server.call(engine_server.engine.list_limits)] == ["acc1-qty"]
     assert riskd("limits", "delete", "acc1-qty")[0] == 0
+
+    # A dynamic limit: its fields go through; no volatility is known yet, so EFFECTIVE = THRESHOLD.
+    code, _, err = riskd(
+        "limits", "set", "dyn", "max-position", "100", "--symbol", "AAPL",
+        "--reference-volatility", "0.02", "--min-scale", "0.5",
+    )  # fmt: skip
+    assert code == 0, err
+    (lim,) = json.loads(riskd("limits", "list", "--json")[1])["limits"]
+    assert (lim["reference_volatility"], lim["min_scale"], lim["effective_threshold"]) == (0.02, 0.5, 100.0)
+    assert riskd("limits", "list")[1].splitlines()[1].split()[4:6] == ["100", "100"]
 
 
 def test_prices_and_positions(riskd, engine_server, tmp_path) -> None:

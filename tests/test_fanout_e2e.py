@@ -118,7 +118,16 @@ class Collector:
 
 
 def server_tasks(server: RiskdServer) -> int:
+    """The server loop's tasks, once the risk model's start-up build (a background task that comes
+    and goes on its own) is done."""
+
     async def count() -> int:
+        for _ in range(500):
+            if not any(
+                "RiskModelService" in getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks()
+            ):
+                break
+            await asyncio.sleep(0.01)
         return len(asyncio.all_tasks())
 
     return server.run(count())

@@ -15,7 +15,7 @@ def test_every_problem_is_reported_at_once_with_field_and_index() -> None:
         Limit(limit_id="ok", kind=1, threshold=10),
         Limit(limit_id="", kind=1, threshold=10),
         Limit(limit_id="g", kind=4, symbol="AAPL", threshold=1e6),
-        Limit(limit_id="v", kind=10, account="A", threshold=1),
+        Limit(limit_id="v", kind=10, symbol="A", threshold=1),
         Limit(limit_id="t", kind=2, threshold=math.nan, warn_fraction=1.5),
         Limit(limit_id="ok", kind=3, threshold=1),
         Limit(limit_id="k", kind=21, threshold=1),
@@ -25,11 +25,11 @@ def test_every_problem_is_reported_at_once_with_field_and_index() -> None:
     assert info.value.errors == [
         "limits[1].limit_id: must not be empty",
         "limits[2].symbol: account-level kind MAX_GROSS_EXPOSURE takes no symbol",
-        "limits[3].kind: MAX_VAR is reserved for the VaR work and not enforced yet",
+        "limits[3].symbol: account-level kind MAX_VAR takes no symbol",
         "limits[4].threshold: must be finite and >= 0, got nan",
         "limits[4].warn_fraction: must be in [0, 1), got 1.5",
         "limits[5].limit_id: duplicate of limits[0]",
-        "limits[6].kind: 21 is not a configurable RiskCheck (1..9)",
+        "limits[6].kind: 21 is not a configurable RiskCheck (1..10)",
     ]
 
 

@@ -86,13 +86,13 @@ def test_every_configurable_limit_kind_rejects_with_its_bit_and_fields(client: R
         assert v.observed == pytest.approx(observed) and v.threshold == pytest.approx(threshold), name
 
 
-def test_warnings_and_the_reserved_var_kind(client: RiskClient) -> None:
-    """warn_fraction flags an accepted order; MAX_VAR is refused until it is enforced."""
+def test_warnings_and_the_account_level_var_kind(client: RiskClient) -> None:
+    """warn_fraction flags an accepted order; MAX_VAR is account-level: a symbol is refused."""
     client.update_prices({"S": 10.0})
     with pytest.raises(RiskdError) as info:
-        client.upsert_limits([LimitSpec("var", "MAX_VAR", 0, account="WA")])
+        client.upsert_limits([LimitSpec("var", "MAX_VAR", 0, account="WA", symbol="S")])
     assert info.value.code == "INVALID_ARGUMENT"
-    assert "limits[0].kind: MAX_VAR is reserved" in info.value.details
+    assert "limits[0].symbol: account-level kind MAX_VAR takes no symbol" in info.value.details
     client.upsert_limits([LimitSpec("warn-qty", "MAX_ORDER_QUANTITY", 100, account="WA", warn_fraction=0.5)])
     assert {lim.limit_id for lim in client.list_limits(account="WA")} == {"warn-qty"}
     results = client.check([Order("w1", "WA", "S", "BUY", 60, 10), Order("w2", "WA", "S", "BUY", 10, 10)])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._alerts import ALERT_KINDS, SEVERITIES
 from ._columns import CHECKS, EXEC_TYPES, SIDES, TRADING_STATES, check_name, parse_check
+from ._returns import ReturnsFileError
 from ._types import (
     AccountSnapshot,
     AlertBatch,
@@ -25,13 +26,18 @@ from ._types import (
     LimitsChange,
     LimitSpec,
     LimitUtilisation,
+    ModelRefreshed,
     Order,
     OrderResult,
     Position,
+    PositionSizing,
     PositionSnapshot,
+    ReturnsImported,
     RiskdError,
+    RiskModelInfo,
     RiskSnapshot,
     StateChange,
+    SymbolSize,
     TradingStateChange,
     ViolationInfo,
 )
@@ -61,14 +67,20 @@ __all__ = [
     "LimitSpec",
     "LimitUtilisation",
     "LimitsChange",
+    "ModelRefreshed",
     "Order",
     "OrderResult",
     "Position",
+    "PositionSizing",
     "PositionSnapshot",
+    "ReturnsFileError",
+    "ReturnsImported",
     "RiskClient",
+    "RiskModelInfo",
     "RiskSnapshot",
     "RiskdError",
     "StateChange",
+    "SymbolSize",
     "TradingStateChange",
     "ViolationInfo",
     "check_name",

@@ -6,6 +6,7 @@ in sets or dict keys; nothing here talks to the network.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import KW_ONLY, dataclass, field
 
 import grpc
@@ -76,9 +77,11 @@ class LimitSpec:
     disabled: bool = False
     description: str = ""
     template: str = ""  # the template it came from (apply_template); "" when set by hand
-    reference_volatility: float = 0.0  # > 0: a dynamic limit
-    min_scale: float = 0.0
-    # Read back only: the threshold in force now; not part of equality (a spec you write has none).
+    # Dynamic limits: > 0 tightens the threshold when volatility rises above it (see the README).
+    reference_volatility: float = 0.0
+    min_scale: float = 0.0  # lowest scale it tightens to; 0: the server's default
+    # Read back only (not compared: it moves with the market): the threshold the server enforces
+    # now, = threshold unless the limit is dynamic.
     effective_threshold: float | None = field(default=None, compare=False)
 
 
@@ -399,6 +402,87 @@ class RiskSnapshot:
         return {a.account: a for a in self.accounts}
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolSize:
+    """One symbol of a PositionSizing: the largest buy and sell the account's VaR budget allows (inf:
+    unbounded; 0 with price 0: the symbol has no mark, so no order could be priced), dVaR/dw
+    (marginal_var) and w x marginal (component_var), the mark used and the current exposure w. With
+    apply_limits, limit_buy/limit_sell: the largest the quantity, notional, position, gross and net
+    limits accept (inf when none applies)."""
+
+    symbol: str
+    max_buy: float
+    max_sell: float
+    marginal_var: float
+    component_var: float
+    price: float
+    exposure: float
+    limit_buy: float
+    limit_sell: float
+
+    @property
+    def buy(self) -> float:
+        """The largest buy both the VaR budget and the limits accept."""
+        return min(self.max_buy, self.limit_buy)
+
+    @property
+    def sell(self) -> float:
+        return min(self.max_sell, self.limit_sell)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSizing:
+    """size_positions: the account's VaR now, the budget used (max(budget, VaR): an order may take
+    the VaR up to it, or lower it), the model version, the server's time in microseconds, and the
+    per-symbol columns in the order asked (model order when none was named). Columnar because a
+    whole-model answer has thousands of symbols: iterating, ``sizes``, ``by_symbol`` and
+    ``top_contributors`` build SymbolSize values on demand. No limit columns (apply_limits off):
+    limit_buy and limit_sell are +inf."""
+
+    var: float
+    var_budget: float
+    model_version: str
+    server_micros: float
+    symbol: tuple[str, ...]
+    max_buy: tuple[float, ...]
+    max_sell: tuple[float, ...]
+    marginal_var: tuple[float, ...]
+    component_var: tuple[float, ...]
+    price: tuple[float, ...]
+    exposure: tuple[float, ...]
+    limit_buy: tuple[float, ...]
+    limit_sell: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.symbol)
+
+    def __getitem__(self, i: int) -> SymbolSize:
+        return SymbolSize(
+            self.symbol[i], self.max_buy[i], self.max_sell[i], self.marginal_var[i], self.component_var[i],
+            self.price[i], self.exposure[i], self.limit_buy[i], self.limit_sell[i],
+        )  # fmt: skip
+
+    def __iter__(self):
+        return map(
+            SymbolSize, self.symbol, self.max_buy, self.max_sell, self.marginal_var, self.component_var,
+            self.price, self.exposure, self.limit_buy, self.limit_sell,
+        )  # fmt: skip
+
+    @property
+    def sizes(self) -> tuple[SymbolSize, ...]:
+        return tuple(self)
+
+    def by_symbol(self) -> dict[str, SymbolSize]:
+        return {s.symbol: s for s in self}
+
+    def top_contributors(self, n: int = 10) -> list[SymbolSize]:
+        """The n symbols with the largest component VaR, largest first (what drives the VaR);
+        symbols contributing exactly 0 (not held) are left out."""
+        c = self.component_var
+        top = heapq.nlargest(n, (i for i in range(len(c)) if c[i] != 0.0), key=c.__getitem__)
+        return [self[i] for i in top]
+
+
 # ---------------------------------------------------------------------------------------- errors
 
 
@@ -432,3 +516,53 @@ class RiskdError(Exception):
         if self.status is grpc.StatusCode.DEADLINE_EXCEEDED:
             return f"{self.method}: no answer from {self.target} in time ({self.code})"
         return f"{self.method} failed: {self.code}: {self.details}"
+
+
+# ---------------------------------------------------------------------------------------- VaR model
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnsImported:
+    """Result of import_returns: ``rows`` sent, ``upserted`` of them new or changed in the
+    database (a re-import of the same data upserts 0), distinct symbols and the day range sent."""
+
+    rows: int
+    upserted: int
+    symbols: int
+    first_day: int
+    last_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRefreshed:
+    """Result of refresh_risk_model: the version now in force and the build's seconds."""
+
+    model_version: str
+    build_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RiskModelInfo:
+    """The risk model in force (get_risk_model). ``model_version`` is empty when the server has
+    none yet; ``symbols``/``volatility`` are filled only with include_symbols=True."""
+
+    model_version: str
+    model: str  # "factor" or "sample"
+    symbol_count: int
+    days: int
+    first_day: int
+    last_day: int
+    factors: int
+    explained_variance: float
+    defaulted_symbols: tuple[str, ...]
+    memory_bytes: int
+    confidence: float
+    horizon_days: float
+    z: float
+    built_at: float  # Unix seconds
+    symbols: tuple[str, ...] = ()
+    volatility: tuple[float, ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.model_version)

@@ -20,6 +20,7 @@ from riskd.v1 import risk_pb2_grpc as pb_grpc
 from . import _alerts as al
 from . import _columns as col
 from . import _limits_io as lio
+from . import _returns as rt
 from ._types import (
     AlertBatch,
     AlertPage,
@@ -30,7 +31,11 @@ from ._types import (
     LimitsChange,
     LimitSpec,
     LimitVersionInfo,
+    ModelRefreshed,
+    PositionSizing,
+    ReturnsImported,
     RiskdError,
+    RiskModelInfo,
     RiskSnapshot,
     StateChange,
     TemplateApplied,
@@ -422,6 +427,27 @@ class AsyncRiskClient:
             log.info("alert stream: %s; resuming after seq %d in %.2fs", reason, resume.after_seq, delay)
             await asyncio.sleep(delay)
 
+    # ------------------------------------------------------------------ VaR sizing
+
+    async def size_positions(
+        self,
+        account: str,
+        symbols: str | Iterable[str] = (),
+        *,
+        var_budget: float = 0.0,
+        apply_limits: bool = False,
+        timeout: float | None = None,
+    ) -> PositionSizing:
+        """How much of each symbol the account may still buy or sell under its VaR budget.
+
+        symbols: one or several; none sizes every symbol of the server's risk model. var_budget 0
+        uses the account's MAX_VAR limit (FAILED_PRECONDITION when none applies). apply_limits
+        also reports the largest orders the quantity, notional, position, gross and net limits
+        accept (SymbolSize.limit_buy/limit_sell; SymbolSize.buy/sell take the smaller of both).
+        """
+        request = col.size_request(account, symbols, var_budget, apply_limits)
+        return col.decode_sizes(await self._unary("SizePositions", request, timeout))
+
     # ------------------------------------------------------------------ risk snapshots
 
     async def risk_snapshot(
@@ -451,6 +477,60 @@ class AsyncRiskClient:
             raise RiskdError.from_rpc(exc, "StreamRiskSnapshots", self.target) from exc
         finally:
             call.cancel()
+
+    # ------------------------------------------------------------------ returns and the risk model
+
+    async def import_returns(
+        self, source: Any, *, chunk_rows: int = rt.CHUNK_ROWS, timeout: float | None = None
+    ) -> ReturnsImported:
+        """Upsert daily returns (see RiskClient.import_returns); source may also be an async
+        iterable of chunks. A CSV file is read on the event loop, a chunk at a time."""
+        tally = [0]
+        failure: list[BaseException] = []
+        calls: list[Any] = []
+
+        async def requests() -> AsyncIterator[pb.ImportReturnsRequest]:
+            try:
+                if rt.is_path(source):
+                    chunks: Any = rt.chunks_of(source, chunk_rows)
+                else:
+                    chunks = (rt.encode_chunk(c) async for c in _aiter(source))
+                async for request in _aiter(chunks):
+                    tally[0] += len(request.symbol)
+                    yield request
+            except Exception as exc:  # cancel the call: ending the stream would commit what was sent
+                failure.append(exc)
+                calls[0].cancel()
+
+        call = self._stub.ImportReturns(requests(), timeout=timeout)
+        calls.append(call)  # requests() first runs once the call is awaited
+        try:
+            response = await call
+        except asyncio.CancelledError:
+            if failure:
+                raise failure[0] from None
+            raise
+        except grpc.RpcError as exc:
+            if failure:
+                raise failure[0] from None
+            raise RiskdError.from_rpc(exc, "ImportReturns", self.target) from exc
+        if failure:
+            raise failure[0]
+        return ReturnsImported(
+            tally[0], response.upserted, response.symbols, response.first_day, response.last_day
+        )
+
+    async def refresh_risk_model(self, *, timeout: float | None = 600.0) -> ModelRefreshed:
+        """Rebuild the risk model now (see RiskClient.refresh_risk_model)."""
+        response = await self._unary("RefreshRiskModel", pb.RefreshRiskModelRequest(), timeout)
+        return ModelRefreshed(response.model_version, response.build_seconds)
+
+    async def get_risk_model(
+        self, include_symbols: bool = False, *, timeout: float | None = None
+    ) -> RiskModelInfo:
+        """The risk model in force (see RiskClient.get_risk_model)."""
+        request = pb.GetRiskModelRequest(include_symbols=include_symbols)
+        return rt.decode_model(await self._unary("GetRiskModel", request, timeout))
 
 
 async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

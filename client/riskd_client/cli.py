@@ -22,6 +22,8 @@ from . import _columns as col
 from ._cli_alerts import add_follow, add_query, add_stats
 from ._cli_input import UsageError, orders_from_records, parse_number, parse_order_args, read_records
 from ._cli_limits import add_limits_io
+from ._cli_returns import add_returns_parsers
+from ._cli_size import add_size_parsers
 from ._cli_snapshot import add_snapshot_parser
 from ._types import LimitSpec, RiskdError, ViolationInfo
 from .dashboard import commands as dashboard_commands
@@ -179,6 +181,9 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
                     "disabled": lim.disabled,
                     "description": lim.description,
                     "template": lim.template,
+                    "reference_volatility": lim.reference_volatility,
+                    "min_scale": lim.min_scale,
+                    "effective_threshold": lim.effective_threshold,
                 }
                 for lim in listing
             ],
@@ -186,7 +191,7 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return EXIT_OK
     _table(
-        ("LIMIT_ID", "KIND", "ACCOUNT", "SYMBOL", "THRESHOLD", "WARN", "STATUS", "DESCRIPTION"),
+        ("LIMIT_ID", "KIND", "ACCOUNT", "SYMBOL", "THRESHOLD", "EFFECTIVE", "WARN", "STATUS", "DESCRIPTION"),
         (
             [
                 lim.limit_id,
@@ -194,6 +199,7 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
                 lim.account or "*",
                 lim.symbol or "*",
                 _num(lim.threshold),
+                _num(lim.threshold if lim.effective_threshold is None else lim.effective_threshold),
                 _num(lim.warn_fraction) if lim.warn_fraction else "-",
                 "disabled" if lim.disabled else "enabled",
                 lim.description,
@@ -220,6 +226,8 @@ def cmd_limits_set(args: argparse.Namespace) -> int:
         warn_fraction=args.warn_fraction,
         disabled=args.disabled,
         description=args.description,
+        reference_volatility=args.reference_volatility,
+        min_scale=args.min_scale,
     )
     with _client(args) as client:
         change = client.upsert_limits(spec)
@@ -351,6 +359,16 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--warn-fraction", type=float, default=0.0, metavar="F", help="warn above F * threshold")
     p.add_argument("--disabled", action="store_true", help="keep the limit but do not apply it")
     p.add_argument("--description", default="", help="free text for people")
+    p.add_argument(
+        "--reference-volatility",
+        type=float,
+        default=0.0,
+        metavar="V",
+        help="a dynamic limit: enforce threshold x clamp(V / current volatility, min scale, 1)",
+    )
+    p.add_argument(
+        "--min-scale", type=float, default=0.0, metavar="S", help="lowest scale (default: the server's)"
+    )
     p.set_defaults(func=cmd_limits_set)
     p = limits.add_parser("delete", help="delete limits by id")
     p.add_argument("limit_ids", nargs="+", metavar="LIMIT_ID")
@@ -396,6 +414,8 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
         p.set_defaults(func=_trading_command(state, verb))
 
     add_snapshot_parser(sub, _client)
+    add_returns_parsers(sub, _client)  # returns import, demo-data, model
+    add_size_parsers(sub, _client)
     dashboard_commands.add_commands(sub)  # dashboard, watch (their extras are imported when they run)
 
     if with_plugins:
@@ -431,7 +451,7 @@ def _add_unavailable(sub: argparse._SubParsersAction, name: str, why: str) -> No
 def _builtin_names() -> set[str]:
     return {
         "alerts", "check", "limits", "prices", "positions", "halt", "reduce-only", "resume", "snapshot",
-        "dashboard", "watch",
+        "dashboard", "watch", "returns", "demo-data", "model", "size", "var",
     }  # fmt: skip
 
 

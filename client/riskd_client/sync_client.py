@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any
@@ -21,6 +22,7 @@ from riskd.v1 import risk_pb2_grpc as pb_grpc
 from . import _alerts as al
 from . import _columns as col
 from . import _limits_io as lio
+from . import _returns as rt
 from ._types import (
     AlertBatch,
     AlertPage,
@@ -31,7 +33,11 @@ from ._types import (
     LimitsChange,
     LimitSpec,
     LimitVersionInfo,
+    ModelRefreshed,
+    PositionSizing,
+    ReturnsImported,
     RiskdError,
+    RiskModelInfo,
     RiskSnapshot,
     StateChange,
     TemplateApplied,
@@ -44,9 +50,12 @@ log = logging.getLogger("riskd.client")
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 # Match the server's limits: a max-size batch with long ids fits well inside 64 MiB.
+# The channel's own reconnect backoff is capped at 5 s (gRPC's default cap is 120 s): after a long
+# outage a client, a subscriber or a relay is back within seconds of the server, not minutes.
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 )
 
 
@@ -442,6 +451,27 @@ class RiskClient:
             log.info("alert stream: %s; resuming after seq %d in %.2fs", reason, resume.after_seq, delay)
             time.sleep(delay)
 
+    # ------------------------------------------------------------------ VaR sizing
+
+    def size_positions(
+        self,
+        account: str,
+        symbols: str | Iterable[str] = (),
+        *,
+        var_budget: float = 0.0,
+        apply_limits: bool = False,
+        timeout: float | None = None,
+    ) -> PositionSizing:
+        """How much of each symbol the account may still buy or sell under its VaR budget.
+
+        symbols: one or several; none sizes every symbol of the server's risk model. var_budget 0
+        uses the account's MAX_VAR limit (FAILED_PRECONDITION when none applies). apply_limits
+        also reports the largest orders the quantity, notional, position, gross and net limits
+        accept (SymbolSize.limit_buy/limit_sell; SymbolSize.buy/sell take the smaller of both).
+        """
+        request = col.size_request(account, symbols, var_budget, apply_limits)
+        return col.decode_sizes(self._unary("SizePositions", request, timeout))
+
     # ------------------------------------------------------------------ risk snapshots
 
     def risk_snapshot(
@@ -478,6 +508,64 @@ class RiskClient:
             raise RiskdError.from_rpc(exc, "StreamRiskSnapshots", self.target) from exc
         finally:
             call.cancel()
+
+    # ------------------------------------------------------------------ returns and the risk model
+
+    def import_returns(
+        self, source: Any, *, chunk_rows: int = rt.CHUNK_ROWS, timeout: float | None = None
+    ) -> ReturnsImported:
+        """Upsert daily returns (symbol, day YYYYMMDD, simple return) over one ImportReturns stream.
+
+        source: a CSV path (header symbol,day,ret; streamed in chunks of chunk_rows, constant
+        memory) or an iterable of chunks (mappings of the columns symbol/day/ret, or
+        (symbols, days, rets) triples). All or nothing: a bad row (ReturnsFileError naming the
+        line, or RiskdError INVALID_ARGUMENT naming chunk, field and row) imports none of it.
+        No deadline unless ``timeout`` is given (a large file takes a while).
+        """
+        tally = [0]
+        failure: list[BaseException] = []
+        started = threading.Event()
+        holder: list[grpc.Future] = []
+
+        def requests() -> Iterator[pb.ImportReturnsRequest]:
+            try:
+                yield from rt.counted(rt.chunks_of(source, chunk_rows), tally)
+            except Exception as exc:  # cancel the call: ending the stream would commit what was sent
+                failure.append(exc)
+                started.wait(10)
+                if holder:
+                    holder[0].cancel()
+
+        future = self._stub.ImportReturns.future(requests(), timeout=timeout)
+        holder.append(future)
+        started.set()
+        try:
+            response = future.result()
+        except grpc.FutureCancelledError:
+            if failure:
+                raise failure[0] from None
+            raise
+        except grpc.RpcError as exc:
+            if failure:
+                raise failure[0] from None
+            raise RiskdError.from_rpc(exc, "ImportReturns", self.target) from exc
+        if failure:
+            raise failure[0]
+        return ReturnsImported(
+            tally[0], response.upserted, response.symbols, response.first_day, response.last_day
+        )
+
+    def refresh_risk_model(self, *, timeout: float | None = 600.0) -> ModelRefreshed:
+        """Rebuild the risk model from the stored returns now (the server builds in a worker
+        thread; seconds at 5,000 symbols) and swap it in."""
+        response = self._unary("RefreshRiskModel", pb.RefreshRiskModelRequest(), timeout)
+        return ModelRefreshed(response.model_version, response.build_seconds)
+
+    def get_risk_model(self, include_symbols: bool = False, *, timeout: float | None = None) -> RiskModelInfo:
+        """The risk model in force (model_version empty: none yet); with include_symbols also
+        every symbol and its daily volatility."""
+        request = pb.GetRiskModelRequest(include_symbols=include_symbols)
+        return rt.decode_model(self._unary("GetRiskModel", request, timeout))
 
 
 class _Capture:

@@ -70,6 +70,35 @@ OPTIONS: tuple[Option, ...] = (
         "price and |position| accepted; past it an order is INVALID_ORDER",
         1e-9,
     ),
+    Option(
+        "dynamic_min_scale",
+        float,
+        0.25,
+        "dynamic limits: the lowest scale a limit with min_scale 0 tightens to, in (0, 1]",
+        1e-9,
+    ),
+    Option(
+        "vol_ewma_lambda",
+        float,
+        0.94,
+        "dynamic limits: decay of the EWMA of each symbol's mark log returns (symbols the risk model "
+        "does not list), in (0, 1)",
+        1e-9,
+    ),
+    Option(
+        "dynamic_min_returns",
+        int,
+        5,
+        "dynamic limits: mark returns before a symbol's EWMA volatility is used (before: no tightening)",
+        1,
+    ),
+    Option(
+        "dynamic_tolerance",
+        float,
+        0.01,
+        "dynamic limits: relative move of an effective threshold that makes a new limits version",
+        0,
+    ),
     Option("flush_interval_ms", float, 50.0, "write-behind flush interval (the most a kill -9 can lose)", 1),
     Option(
         "max_pending_rows",
@@ -167,6 +196,38 @@ OPTIONS: tuple[Option, ...] = (
         "alerts waiting for a digest; when full the oldest are dropped, counted and reported in the next mail",
         1,
     ),
+    Option(
+        "risk_model",
+        str,
+        "factor",
+        "VaR risk model: factor (top var_factors principal components plus specific variances; n x k "
+        "floats) or sample (the full n x n sample covariance: 200 MB at 5,000 symbols)",
+    ),
+    Option(
+        "var_window", int, 250, "days of returns the risk model uses (the last ones present in the data)", 2
+    ),
+    Option("var_factors", int, 20, "principal components the factor model keeps", 1),
+    Option(
+        "var_min_days",
+        int,
+        20,
+        "returns a symbol needs within var_window to be modelled; fewer: var_default_vol and zero "
+        "correlation",
+        2,
+    ),
+    Option(
+        "var_default_vol", float, 0.02, "daily volatility of symbols with too few returns (or none)", 1e-9
+    ),
+    Option("var_confidence", float, 0.99, "VaR confidence, in (0.5, 1); z = NormalDist().inv_cdf of it"),
+    Option("var_horizon_days", float, 1.0, "VaR horizon in days (VaR scales with its square root)", 1e-9),
+    Option(
+        "risk_model_refresh",
+        float,
+        3600.0,
+        "seconds between risk model rebuilds from the stored returns (0: only at start and on "
+        "RefreshRiskModel)",
+        0,
+    ),
 )
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
 ENV_PREFIX = "RISKD_"
@@ -186,6 +247,10 @@ class Settings:
     max_open_orders: int = 1_000_000
     closed_order_retention: int = 1_000_000
     max_order_notional: float = 1e15
+    dynamic_min_scale: float = 0.25
+    vol_ewma_lambda: float = 0.94
+    dynamic_min_returns: int = 5
+    dynamic_tolerance: float = 0.01
     flush_interval_ms: float = 50.0
     max_pending_rows: int = 1_000_000
     templates_file: str = ""
@@ -217,6 +282,14 @@ class Settings:
     email_min_severity: str = "CRITICAL"
     email_interval: float = 60.0
     email_outbox: int = 10_000
+    risk_model: str = "factor"
+    var_window: int = 250
+    var_factors: int = 20
+    var_min_days: int = 20
+    var_default_vol: float = 0.02
+    var_confidence: float = 0.99
+    var_horizon_days: float = 1.0
+    risk_model_refresh: float = 3600.0
 
 
 assert {f.name for f in fields(Settings)} == set(_BY_NAME), "Settings and OPTIONS disagree"
@@ -330,11 +403,32 @@ def load_settings(
         if not is_host_port(values[name]):
             errors.append(f"{name}: {values[name]!r} is not HOST:PORT")
     errors.extend(_email_errors(values))
+    errors.extend(_var_errors(values))
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
     values["log_level"] = values["log_level"].upper()
     values["email_min_severity"] = values["email_min_severity"].strip().upper()
+    values["risk_model"] = values["risk_model"].strip().lower()
     return Settings(**values)
+
+
+RISK_MODELS = ("factor", "sample")
+
+
+def _var_errors(values: Mapping[str, Any]) -> list[str]:
+    """The risk model's settings (minimums are checked with the options)."""
+    errors: list[str] = []
+    if str(values["risk_model"]).strip().lower() not in RISK_MODELS:
+        errors.append(f"risk_model: {values['risk_model']!r} is not factor or sample")
+    if not 0.5 < values["var_confidence"] < 1.0:
+        errors.append(f"var_confidence: must be in (0.5, 1), got {values['var_confidence']}")
+    if values["var_default_vol"] > 10.0:
+        errors.append(f"var_default_vol: a daily volatility, must be <= 10, got {values['var_default_vol']}")
+    if values["var_min_days"] > values["var_window"]:
+        errors.append(
+            f"var_min_days: must be <= var_window ({values['var_window']}), got {values['var_min_days']}"
+        )
+    return errors
 
 
 def parse_addresses(text: str) -> tuple[str, ...]:
@@ -364,6 +458,10 @@ def _email_errors(values: Mapping[str, Any]) -> list[str]:
         errors.append(f"smtp_port: must be <= 65535, got {values['smtp_port']}")
     if bool(values["smtp_user"]) != bool(values["smtp_password"]):
         errors.append("smtp_user and smtp_password: give both or neither")
+    if values["dynamic_min_scale"] > 1:
+        errors.append(f"dynamic_min_scale: must be <= 1, got {values['dynamic_min_scale']}")
+    if values["vol_ewma_lambda"] >= 1:
+        errors.append(f"vol_ewma_lambda: must be < 1, got {values['vol_ewma_lambda']}")
     if not values["smtp_host"]:
         return errors
     sender = parse_addresses(values["email_from"])

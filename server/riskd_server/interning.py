@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import repeat
 from typing import NamedTuple
 
@@ -62,6 +62,11 @@ class Interner:
     def get(self, name: str) -> int:
         """Id of a known name, or -1."""
         return self._ids.get(name, -1)
+
+    @property
+    def by_name(self) -> Mapping[str, int]:
+        """name -> id of every name interned (live, read only: for vectorised lookups)."""
+        return self._ids
 
     def intern(self, name: str) -> int:
         """Id of name, assigning the next one if new; -1 if invalid (empty, longer than

@@ -1,15 +1,18 @@
-"""Limit administration for the servicer: upserts, deletes, imports and templates serialised by an
-asyncio.Lock, with the limit tables compiled in a worker thread off the event loop.
+"""Limit administration for the servicer: upserts, deletes and dynamic-threshold refreshes
+serialised by an asyncio.Lock, with the next limit book built in a worker thread off the event loop.
 
 The engine stages (validates, interns) and installs on the event loop, synchronously; only the
-compile, a pure function of the staged limits, runs in the thread. The lock keeps two admin calls
-from staging against the same book, so the second's stage sees the first's install. Every change
-carries who made it and how (``LimitsChanged.who``/``action``) for the limits' history.
+build, a pure function of the current book and the change, runs in the thread. The lock keeps two
+changes from building on the same book, so the second's build sees the first's install (a book's
+row buffers are appended to by the version built from it: two builds from one book would collide). Imports and templates
+install a planned change the same way; every change carries who made it and how
+(``LimitsChanged.who``/``action``) for the limits' history.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -18,62 +21,105 @@ from .engine import Engine
 from .limit_io import Diff, Plan
 from .limits import Limit
 
-# Plans of at most this many upserts (and no deletes) take the upsert's path (engine.stage_upsert);
-# bigger ones intern their distinct names and compile the plan's whole set.
-SMALL_CHANGE = 10_000
+log = logging.getLogger("riskd.limits")
+_INLINE_MAX = 256  # limits validated on the event loop; more are validated in the worker thread
 
 
 class LimitAdmin:
-    """UpsertLimits, DeleteLimits, ImportLimits and ApplyTemplate over an Engine (one per servicer)."""
+    """UpsertLimits and DeleteLimits over an Engine (one per servicer), and the refresh of dynamic
+    thresholds the engine asks for when prices, positions or the risk model move."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, refresh_interval: float = 0.2) -> None:
         self._engine = engine
         self._lock = asyncio.Lock()
+        self._interval = refresh_interval
+        self._pending = False
+        self._last_refresh = 0.0
+        self._tasks: set[asyncio.Task] = set()
+        engine.vol_listener = self.poke
 
     async def upsert(self, limits: Sequence[Limit], *, who: str = "", action: str = "upsert") -> int:
-        """Engine.upsert_limits, compiling in a worker thread; returns the new limits version."""
+        """Engine.upsert_limits, building in a worker thread; returns the new limits version."""
         eng = self._engine
         async with self._lock:
-            merged, version = eng.stage_upsert(limits)
-            book = await asyncio.to_thread(eng.compile_limits, merged, version)
+            names = None
+            if len(limits) > _INLINE_MAX:  # validating a million limits takes seconds: not on the loop
+                names = await asyncio.to_thread(eng.prepare_upsert, limits)
+            version = eng.stage_upsert(limits, names)
+            book = await asyncio.to_thread(eng.build_limits, limits, (), version)
             change = ch.LimitsChanged(tuple(limits), (), version, who, action, time.time())
-            return eng.install_limits(book, change)
+            version = eng.install_limits(book, change)
+        self.poke()  # a new dynamic limit takes the vols of the last refresh: bring them up to date
+        return version
 
     async def delete(
         self, limit_ids: Iterable[str], *, who: str = "", action: str = "delete"
     ) -> tuple[int, list[str], int]:
-        """Engine.delete_limits, compiling in a worker thread: (deleted, not found, version)."""
+        """Engine.delete_limits, building in a worker thread: (deleted, not found, version)."""
         eng = self._engine
         async with self._lock:
-            merged, deleted, missing = eng.stage_delete(limit_ids)
+            deleted, missing = eng.stage_delete(limit_ids)
             if not deleted:
                 return 0, missing, eng.limits.version
-            version = eng.limits.version + 1
-            book = await asyncio.to_thread(eng.compile_limits, merged, version)
-            change = ch.LimitsChanged((), tuple(deleted), version, who, action, time.time())
+            book = await asyncio.to_thread(eng.build_limits, (), deleted, eng.limits.version + 1)
+            change = ch.LimitsChanged((), tuple(deleted), eng.limits.version + 1, who, action, time.time())
             return len(deleted), missing, eng.install_limits(book, change)
 
     async def apply(
         self, plan_of: Callable[[Mapping[str, Limit]], Plan], *, who: str, action: str
     ) -> tuple[Diff, int]:
-        """Plan against the set in force (in a thread), then install the plan's new set in one swap:
+        """Plan against the set in force (in a thread), then install the plan's changes in one swap:
         (diff, limits version). A dry run or a plan that changes nothing installs nothing."""
         eng = self._engine
         async with self._lock:
             plan = await asyncio.to_thread(plan_of, eng.limits.limits)
             if plan.merged is None:
                 return plan.diff, eng.limits.version
-            if not plan.deleted and len(plan.upserted) <= SMALL_CHANGE:  # the upsert's path
-                merged, version = eng.stage_upsert(plan.upserted)
-                book = await asyncio.to_thread(eng.compile_limits, merged, version)
-                change = ch.LimitsChanged(plan.upserted, (), version, who, action, time.time())
-                return plan.diff, eng.install_limits(book, change)
             accounts, symbols = await asyncio.to_thread(_names, plan.upserted)
             eng.stage_names(accounts, symbols, len(plan.upserted) + len(plan.deleted))
             version = eng.limits.version + 1
-            book = await asyncio.to_thread(eng.compile_limits, plan.merged, version)
+            book = await asyncio.to_thread(eng.build_limits, plan.upserted, plan.deleted, version)
             change = ch.LimitsChanged(plan.upserted, plan.deleted, version, who, action, time.time())
-            return plan.diff, eng.install_limits(book, change)
+            version = eng.install_limits(book, change)
+        self.poke()
+        return plan.diff, version
+
+    # ------------------------------------------------------------------ dynamic thresholds
+
+    def poke(self) -> None:
+        """Volatilities or weights may have moved: schedule one refresh (at most one pending, at
+        most one per refresh_interval). Does nothing without dynamic limits or a running loop."""
+        if self._pending or not self._dynamic():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._pending = True
+        delay = max(0.0, self._last_refresh + self._interval - time.monotonic())
+        loop.call_later(delay, self._start_refresh)
+
+    def _dynamic(self) -> bool:
+        return self._engine.limits.dynamic > 0
+
+    def _start_refresh(self) -> None:
+        task = asyncio.ensure_future(self.refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def refresh(self) -> bool:
+        """Recompute the dynamic thresholds in a worker thread and swap them in if any moved by
+        more than the tolerance; True if a new version was installed."""
+        eng = self._engine
+        async with self._lock:
+            self._pending = False
+            self._last_refresh = time.monotonic()
+            try:
+                book = await asyncio.to_thread(eng.build_refresh)
+            except Exception:  # a refresh must never take the server down; the next poke retries
+                log.exception("dynamic limit refresh failed")
+                return False
+            return book is not None and eng.install_refresh(book)
 
 
 def _names(limits: Iterable[Limit]) -> tuple[set[str], set[str]]:

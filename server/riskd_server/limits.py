@@ -37,9 +37,7 @@ KIND_NAMES = {
     RESTRICTED_SYMBOL: "RESTRICTED_SYMBOL",
     MAX_VAR: "MAX_VAR",
 }
-# MAX_VAR is reserved in the API but not evaluated until the VaR work lands: accepting such a
-# limit would let an operator believe a VaR limit is enforced when it is not.
-CONFIGURABLE_KINDS = frozenset(range(1, 10))
+CONFIGURABLE_KINDS = frozenset(range(1, 11))
 ACCOUNT_LEVEL_KINDS = frozenset(
     {MAX_GROSS_EXPOSURE, MAX_NET_EXPOSURE, MAX_ORDER_RATE, MAX_OPEN_ORDERS, MAX_VAR}
 )
@@ -79,10 +77,8 @@ def limit_errors(limit: Limit, index: int) -> list[str]:
         errors.append(f"{where}.limit_id: must not be empty")
     elif len(limit.limit_id) > MAX_NAME_LEN:
         errors.append(f"{where}.limit_id: longer than {MAX_NAME_LEN} characters")
-    if limit.kind == MAX_VAR:
-        errors.append(f"{where}.kind: MAX_VAR is reserved for the VaR work and not enforced yet")
-    elif limit.kind not in CONFIGURABLE_KINDS:
-        errors.append(f"{where}.kind: {limit.kind} is not a configurable RiskCheck (1..9)")
+    if limit.kind not in CONFIGURABLE_KINDS:
+        errors.append(f"{where}.kind: {limit.kind} is not a configurable RiskCheck (1..10)")
     if limit.kind in ACCOUNT_LEVEL_KINDS and limit.symbol:
         name = KIND_NAMES[limit.kind]
         errors.append(f"{where}.symbol: account-level kind {name} takes no symbol")

@@ -53,6 +53,9 @@ from .metrics.sources import (
     watch_write_behind,
 )
 from .reflection import enable_reflection
+from .risk.build import BuildParams
+from .risk.rpc import ReturnsImporter
+from .risk.service import RiskModelService
 from .servicer import RiskServicer, add_risk_service
 from .snapshots import SnapshotHub
 from .store import Store, WriteBehind
@@ -82,6 +85,10 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_open_orders=settings.max_open_orders,
         closed_order_retention=settings.closed_order_retention,
         max_order_notional=settings.max_order_notional,
+        dynamic_min_scale=settings.dynamic_min_scale,
+        vol_ewma_lambda=settings.vol_ewma_lambda,
+        dynamic_min_returns=settings.dynamic_min_returns,
+        dynamic_tolerance=settings.dynamic_tolerance,
     )
 
 
@@ -102,6 +109,19 @@ def email_config(settings: Settings) -> MailerConfig | None:
         min_severity=risk_pb2.Severity.Value("SEVERITY_" + settings.email_min_severity.upper()),
         interval=settings.email_interval,
         outbox=settings.email_outbox,
+    )
+
+
+def build_params(settings: Settings) -> BuildParams:
+    """The risk model's parameters from the settings."""
+    return BuildParams(
+        kind=settings.risk_model,
+        window=settings.var_window,
+        factors=settings.var_factors,
+        min_days=settings.var_min_days,
+        default_vol=settings.var_default_vol,
+        confidence=settings.var_confidence,
+        horizon_days=settings.var_horizon_days,
     )
 
 
@@ -375,6 +395,7 @@ class RunningServer:
     snapshots: SnapshotHub | None = None  # StreamRiskSnapshots' subscribers (stats, tests)
     mailer: DigestMailer | None = None  # alert digests by email; None when smtp_host is empty
     metrics: Metrics | None = None  # the Prometheus endpoint (settings.metrics_listen), or None
+    risk_models: RiskModelService | None = None  # builds and swaps the VaR risk model
     relays: RelayProcesses | None = None  # settings.alert_relays processes, or None
 
     @property
@@ -547,6 +568,10 @@ async def start(settings: Settings) -> RunningServer:
         engine.alert_intake = pipeline.intake
         pipeline.start()
         cleanup.append(pipeline.stop)  # before the write-behind's final flush (cleanup runs last first)
+        risk_models = _risk_models(settings, store, engine)
+        cleanup.append(risk_models.stop)  # before the pool closes
+        servicer.returns_importer = ReturnsImporter(store)
+        servicer.risk_models = risk_models
         seconds = await _in_thread(warm_up)
         compiling.remove()
         log.info("kernels warm in %.3fs", seconds)
@@ -560,6 +585,7 @@ async def start(settings: Settings) -> RunningServer:
         relays = await _start_relays(settings, port, cleanup)
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        risk_models.start()  # the first build runs in the background: SERVING does not wait for it
     except BaseException:
         compiling.remove()
         with contextlib.suppress(Exception):
@@ -580,8 +606,20 @@ async def start(settings: Settings) -> RunningServer:
         snapshots=servicer.snapshots,
         mailer=mailer,
         metrics=metrics,
+        risk_models=risk_models,
         relays=relays,
         _cleanup=cleanup,
+    )
+
+
+def _risk_models(settings: Settings, store: Store, engine: Engine) -> RiskModelService:
+    """The VaR risk model holder over the store's returns and the engine's model slot."""
+    return RiskModelService(
+        store.read_returns,
+        engine.set_risk_model,
+        build_params(settings),
+        refresh=settings.risk_model_refresh,
+        current=lambda: engine.risk_model,
     )
 
 

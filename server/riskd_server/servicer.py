@@ -12,11 +12,12 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn
 
 import grpc
 import numpy as np
+import psycopg
 from google.protobuf.message import DecodeError
 
 from riskd.v1 import risk_pb2 as pb
@@ -43,6 +44,11 @@ from .limit_io import (
     sorted_ids,
 )
 from .limits import Limit, LimitValidationError, limit_errors, validate_limits
+from .risk import rpc as risk_rpc
+from .risk.returns import ReturnsInputError
+from .risk.service import ModelBuildError, NoReturns, RiskModelService
+from .risk.sizer import Sizer, SizingError
+from .risk.sizing_wire import SizesWire, server_micros_field
 from .snapshots import IntervalError, SnapshotHub, interval_of
 from .templates import BUILTINS, TemplateSet
 from .wire.encode import encode_response, executions_wire, warm_up
@@ -77,7 +83,9 @@ def limit_from_pb(msg: pb.Limit) -> Limit:
     )
 
 
-def limit_to_pb(lim: Limit) -> pb.Limit:
+def limit_to_pb(lim: Limit, effective_threshold: float | None = None) -> pb.Limit:
+    """The wire Limit; effective_threshold is what the checks enforce (LimitBook.effective_threshold),
+    the configured threshold when not given."""
     return pb.Limit(
         limit_id=lim.limit_id,
         kind=lim.kind,  # type: ignore[arg-type]
@@ -90,32 +98,14 @@ def limit_to_pb(lim: Limit) -> pb.Limit:
         template=lim.template,
         reference_volatility=lim.reference_volatility,
         min_scale=lim.min_scale,
-        effective_threshold=lim.threshold,
+        effective_threshold=lim.threshold if effective_threshold is None else effective_threshold,
     )
-
-
-def _refuse_unsupported(msgs: Iterable[pb.Limit]) -> None:
-    """Limit fields the proto has but this server does not apply yet: refused, never ignored (a
-    dynamic limit silently static misleads an operator)."""
-    errors = [
-        f"limits[{i}].{name}: not supported by this server yet"
-        for i, msg in enumerate(msgs)
-        for name in ("reference_volatility", "min_scale")
-        if getattr(msg, name)
-    ]
-    if errors:
-        raise LimitValidationError(errors)
 
 
 def import_record_errors(msg: pb.Limit, lim: Limit, line: int) -> list[str]:
     """The exact problems of one imported record, as ``field: why``: an upsert's rules, so when
     the upsert accepts more (dynamic limits), the import does too."""
-    errors = limit_errors(lim, 0)
-    try:
-        _refuse_unsupported([msg])
-    except LimitValidationError as exc:
-        errors.extend(exc.errors)
-    return record_errors(errors, 0)
+    return record_errors(limit_errors(lim, 0), 0)
 
 
 def diff_to_pb(diff: Diff) -> pb.LimitDiff:
@@ -136,11 +126,15 @@ def diff_to_pb(diff: Diff) -> pb.LimitDiff:
     )
 
 
-def _export_chunk(ids, limits, keep: ExportFilter, size: int, version: int) -> pb.ExportLimitsResponse | None:
+def _export_chunk(
+    ids, limits, keep: ExportFilter, size: int, version: int, effective: Callable[[Limit], float]
+) -> pb.ExportLimitsResponse | None:
     chunk = next_chunk(ids, limits, keep, size)
     if not chunk:
         return None
-    return pb.ExportLimitsResponse(limits=[limit_to_pb(lim) for lim in chunk], limits_version=version)
+    return pb.ExportLimitsResponse(
+        limits=[limit_to_pb(lim, effective(lim)) for lim in chunk], limits_version=version
+    )
 
 
 def _stage_chunk(stager: ImportStager, request: pb.ImportLimitsRequest) -> bool:
@@ -174,6 +168,12 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         self.snapshots = snapshots or SnapshotHub(engine)
         self._poke = self.snapshots.poke  # after every change: O(1), see snapshots.SnapshotHub
         self._snapshot_wire = SnapshotWire()
+        # Set by the server once the store is open (None: ImportReturns and RefreshRiskModel are
+        # refused FAILED_PRECONDITION, e.g. on an engine-only server).
+        self.returns_importer: risk_rpc.ReturnsImporter | None = None
+        self.risk_models: RiskModelService | None = None
+        self._sizer = Sizer(engine)
+        self._sizes_wire = SizesWire()
         warm_up()
 
     def _check_wire(self, request: bytes) -> bytes:
@@ -258,7 +258,6 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
     async def UpsertLimits(self, request: pb.UpsertLimitsRequest, context: grpc.aio.ServicerContext):
         limits = [limit_from_pb(msg) for msg in request.limits]
         try:
-            _refuse_unsupported(request.limits)
             version = await self._limits.upsert(limits, who=context.peer())
         except (BatchError, Backpressure, LimitValidationError) as exc:
             await _abort(context, exc)
@@ -280,7 +279,10 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         limits = self._engine.list_limits(request.account, request.symbol, request.kind)
         if request.template:
             limits = [lim for lim in limits if lim.template == request.template]
-        return pb.ListLimitsResponse(limits=[limit_to_pb(lim) for lim in limits], limits_version=book.version)
+        return pb.ListLimitsResponse(
+            limits=[limit_to_pb(lim, self._engine.effective_threshold(lim)) for lim in limits],
+            limits_version=book.version,
+        )
 
     # ------------------------------------------------------------------ templates, import, export, history
 
@@ -340,9 +342,16 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         keep = ExportFilter(f.account, f.symbol, f.kind, f.template)
         size = chunk_size(request.chunk_size)
         ids = await asyncio.to_thread(sorted_ids, book.limits)
+        accounts, symbols = self._engine.accounts.by_name, self._engine.symbols.by_name
+
+        def effective(lim: Limit) -> float:  # as of the book exported
+            return book.effective_threshold(lim, accounts, symbols)
+
         sent = False
         while True:
-            chunk = await asyncio.to_thread(_export_chunk, ids, book.limits, keep, size, book.version)
+            chunk = await asyncio.to_thread(
+                _export_chunk, ids, book.limits, keep, size, book.version, effective
+            )
             if chunk is None:
                 break
             sent = True
@@ -514,6 +523,79 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         finally:  # cancelled (re-raised: grpc/grpc#43360) or ended: nothing of it stays
             hub.unsubscribe(sub)
 
+    # ------------------------------------------------------------------ returns and the risk model
+
+    async def ImportReturns(
+        self, request_iterator: AsyncIterator[pb.ImportReturnsRequest], context: grpc.aio.ServicerContext
+    ):
+        """Stream chunks of (symbol, day, ret) into PostgreSQL, all or nothing (risk.rpc)."""
+        importer = self.returns_importer
+        if importer is None:
+            await _precondition(context, "ImportReturns needs the database (not available on this server)")
+        try:
+            result = await importer.run(request_iterator)
+        except ReturnsInputError as exc:
+            await _invalid(context, str(exc))
+        except risk_rpc.ImportBusy as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except risk_rpc.ImportIdle as exc:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+        except (TimeoutError, psycopg.Error) as exc:
+            log.warning("ImportReturns failed: %s: %s", type(exc).__name__, exc)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"ImportReturns: database error, nothing imported: {type(exc).__name__}: {exc}".strip(),
+            )
+        log.info(
+            "imported %d returns (%d new or changed), %d symbols; COPY %.3fs, upsert %.3fs",
+            result.rows,
+            result.upserted,
+            result.symbols,
+            result.copy_seconds,
+            result.upsert_seconds,
+        )
+        return risk_rpc.import_response(result)
+
+    async def RefreshRiskModel(self, request: pb.RefreshRiskModelRequest, context: grpc.aio.ServicerContext):
+        """Rebuild the risk model now (a worker thread) and swap it in."""
+        models = self.risk_models
+        if models is None:
+            await _precondition(context, "RefreshRiskModel needs the database (not available on this server)")
+        try:
+            done = await models.refresh()
+        except NoReturns:
+            await _precondition(
+                context, "no returns stored: import some first (riskd returns import FILE.csv)"
+            )
+        except ModelBuildError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, f"{exc}; the previous model stays in force")
+        return pb.RefreshRiskModelResponse(model_version=done.model.version, build_seconds=done.build_seconds)
+
+    async def GetRiskModel(self, request: pb.GetRiskModelRequest, context: grpc.aio.ServicerContext):
+        return risk_rpc.model_response(self._engine.risk_model, request.include_symbols)
+
+    # ------------------------------------------------------------------ VaR sizing
+
+    async def SizePositionsRaw(
+        self, request: pb.SizePositionsRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """SizePositions, answered with bytes (risk.sizing_wire). The account is read on the loop
+        (the engine is not thread-safe); the sizing runs on the loop for a few symbols and in a
+        worker thread past SIZING_INLINE (measured: ~1 ms of work there; bench/sizing_bench.py)."""
+        start = time.perf_counter()
+        try:
+            inputs = self._sizer.gather(
+                request.account, request.symbols, request.var_budget, request.apply_limits
+            )
+        except SizingError as exc:
+            await context.abort(grpc.StatusCode[exc.code], str(exc))
+        if inputs.ask_row.shape[0] + inputs.held_row.shape[0] > SIZING_INLINE:
+            result = await asyncio.to_thread(self._sizer.compute, inputs)
+        else:
+            result = self._sizer.compute(inputs)
+        body = self._sizes_wire.encode(result)
+        return body + server_micros_field((time.perf_counter() - start) * 1e6)
+
     async def _durable(self, context: grpc.aio.ServicerContext, rows: int = 0) -> None:
         """Wait for the change to be committed (a big one, of ``rows`` rows, longer); tell the
         caller (trailer) if it is only queued."""
@@ -521,11 +603,16 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         context.set_trailing_metadata((("riskd-persisted", "true" if persisted else "false"),))
 
 
+# Asked plus held symbols past which SizePositions computes in a worker thread (above ~1 ms).
+SIZING_INLINE = 1_000
+
+
 def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     """RiskService's method handlers: the generated ones, except that the hot calls (CheckOrders,
     CheckOrderStream, ReportExecutions), SubscribeAlerts and QueryAlerts take or return raw bytes
     (RiskServicer has no protobuf handlers for them; tests/oracle_servicer.py adds the hot ones as the
-    tests' reference), and the snapshot calls return bytes (wire.snapshot)."""
+    tests' reference), and the snapshot calls and SizePositions return bytes (wire.snapshot,
+    risk.sizing_wire)."""
     capture = _Capture()
     pb_grpc.add_RiskServiceServicer_to_server(servicer, capture)
     handlers = dict(capture.handlers)
@@ -534,6 +621,9 @@ def risk_handlers(servicer: RiskServicer) -> dict[str, grpc.RpcMethodHandler]:
     handlers["ReportExecutions"] = grpc.unary_unary_rpc_method_handler(servicer.ReportExecutionsRaw)
     handlers["QueryAlerts"] = grpc.unary_unary_rpc_method_handler(servicer.QueryAlertsRaw)
     handlers["SubscribeAlerts"] = grpc.unary_stream_rpc_method_handler(servicer.SubscribeAlertsRaw)
+    handlers["SizePositions"] = grpc.unary_unary_rpc_method_handler(
+        servicer.SizePositionsRaw, request_deserializer=pb.SizePositionsRequest.FromString
+    )
     handlers["GetRiskSnapshot"] = grpc.unary_unary_rpc_method_handler(
         servicer.GetRiskSnapshotRaw, request_deserializer=pb.GetRiskSnapshotRequest.FromString
     )
@@ -579,6 +669,11 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, prefix: str 
 async def _too_large(context: grpc.aio.ServicerContext, exc: SnapshotTooLarge) -> NoReturn:
     log.warning("refusing a snapshot: %s", exc)
     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    raise AssertionError("unreachable: context.abort raises")
+
+
+async def _precondition(context: grpc.aio.ServicerContext, message: str) -> NoReturn:
+    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
     raise AssertionError("unreachable: context.abort raises")
 
 

@@ -7,11 +7,15 @@ import math
 import struct
 import time
 
+import numpy as np
+
 from . import changes as ch
 from .engine import Engine, EngineConfig
 from .engine.snapshot import SnapshotReader
 from .engine.snapshot_changes import ChangeTracker
-from .limits import Limit
+from .limits import MAX_VAR, Limit
+from .risk.model import FACTOR, ModelSummary, RiskModel
+from .risk.sizer import warm_sizing
 from .wire.request import OneOrder, SpanOrders, parse_check_request
 from .wire.snapshot import encode_snapshot
 
@@ -28,6 +32,16 @@ def _sample_request(n: int = 2, first: int = 3) -> bytes:
     numbers = field(5, struct.pack(f"<{n}d", *[1.0] * n)) + field(6, struct.pack(f"<{n}d", *[0.0, 1.0][:n]))
     batch = ids + names + field(4, bytes(1 + i % 2 for i in range(n))) + numbers
     return field(1, batch)
+
+
+def _tiny_model() -> RiskModel:
+    """A one-factor model of WS, for the VaR paths of the kernels."""
+    summary = ModelSummary(FACTOR, 1, 0, 0, 0, 1, 1.0, (), 0, 0.99, 1.0, 2.33)
+    return RiskModel(
+        version="warm", kind=FACTOR, symbols=("WS",), vol=np.array([0.02]), specific=np.array([1e-4]),
+        loadings=np.array([[0.017]]), covariance=None, z=2.33, horizon_days=1.0, confidence=0.99,
+        default_vol=0.02, summary=summary, built_at=0.0,
+    )  # fmt: skip
 
 
 def warm_up() -> float:
@@ -72,9 +86,26 @@ def warm_up() -> float:
         one = parse_check_request(_sample_request(1, first))
         assert isinstance(one, OneOrder)
         eng.check_parsed(one, now=0.0)
+    eng.set_risk_model(_tiny_model())  # the VaR paths: check, fills, cancels, marks, positions
+    eng.upsert_limits([Limit(limit_id="w-var", kind=MAX_VAR, account="WA", threshold=1e9)])
+    eng.check_orders(["v1", "v2"], ["WA", "WA"], ["WS", "WS"], [1, 2], [1.0, 1.0], [100.0, 100.0])
+    eng.report_executions(["v1", "v2"], [1, 2], [1.0, 0.0], [99.0, 0.0])
+    eng.update_prices(["WS"], [101.0])
+    eng.load_positions(["WA"], ["WS"], [2.0])
+    eng.check_parsed(parse_check_request(_sample_request(1, 7)), now=0.0)
+    eng.recompute_exposure()
     eng.delete_limits(["w-any"])
+    # Incremental limit changes (kernel.limittables: an account table copied, a slot set and
+    # cleared), the marks' EWMA and a dynamic refresh.
+    eng.upsert_limits(
+        [Limit(limit_id="w-dyn", kind=3, account="WA", symbol="WS", threshold=5, reference_volatility=0.01)]
+    )
+    eng.update_prices(["WS"], [101.0])
+    eng.refresh_dynamic()
+    eng.delete_limits(["w-dyn"])
     reader = SnapshotReader(eng)  # risk snapshots: the book lists, the ranking, the encoder
     encode_snapshot(reader.columns(reader.all_ids()))
     ChangeTracker(eng).detect()
+    warm_sizing(eng)  # VaR sizing: limit resolution and the sample model's row sum
     assert out.accepted.shape[0] == 3 and math.isfinite(eng.position("WA", "WS"))
     return time.perf_counter() - start

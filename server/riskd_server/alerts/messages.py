@@ -50,6 +50,8 @@ def check_message(
         return f"{name}: order {order_id or '?'} ({_where(account, symbol)}) rejected"
     if check in (pb.RISK_CHECK_TRADING_HALTED, pb.RISK_CHECK_REDUCE_ONLY, pb.RISK_CHECK_NO_REFERENCE_PRICE):
         return f"{name}: order {order_id} ({_where(account, symbol)}) rejected"
+    if check == pb.RISK_CHECK_MAX_VAR and observed == math.inf:  # kernel.var: no model to price it
+        return f"{name}: order {order_id} ({_where(account, symbol)}) rejected: no risk model installed"
     op = ">" if not warning else ">="
     return (
         f"{name}: order {order_id} ({_where(account, symbol)}) {verb}: {num(observed)} {op} {num(threshold)}"

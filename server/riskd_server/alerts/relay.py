@@ -175,7 +175,7 @@ class RelayFeed:
     async def run(self) -> None:
         """Subscribe, apply, resume after a gap or a failure (jittered backoff); until cancelled."""
         backoff = BACKOFF_FIRST
-        options = [("grpc.max_receive_message_length", 64 * 2**20)]
+        options = [("grpc.max_receive_message_length", 64 * 2**20), ("grpc.max_reconnect_backoff_ms", 5_000)]
         async with grpc.aio.insecure_channel(self.target, options=options) as channel:
             subscribe: grpc.aio.UnaryStreamMultiCallable = channel.unary_stream(SUBSCRIBE_PATH)  # raw bytes
             while True:

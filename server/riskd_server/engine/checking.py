@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .state import State
 
 # Write-behind rows one checked order can produce, at most: an accepted order is one OrdersAccepted
-# row plus a warning per kind (<= 9); a rejected one is a CheckEvents row per failing check (<= 13).
+# row plus a warning per kind (<= 10); a rejected one is a CheckEvents row per failing check (<= 14).
 CHECK_ROWS_PER_ORDER = L.MAX_VIOLATIONS_PER_ORDER
 
 
@@ -247,7 +247,12 @@ class OrderChecks:
         args = self._s.kernel_args
         if args is None:
             s, lb = self._s, self._limits
-            args = self._s.kernel_args = (*s.groups(), lb.tables, self.config.max_order_notional)
+            args = self._s.kernel_args = (
+                *s.groups(),
+                lb.tables,
+                s.var_group(),
+                self.config.max_order_notional,
+            )
         return args
 
     def _violation_scratch(self, n: int) -> tuple[np.ndarray, np.ndarray]:

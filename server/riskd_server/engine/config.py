@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..dynamic import DynamicConfig
 from ..kernel import layout as L
 
 
@@ -22,6 +23,11 @@ class EngineConfig:
     initial_symbols: int = 4_096
     initial_books: int = 4_096
     initial_order_slots: int = 4_096  # slots first put on the free stack (memory is reserved up front)
+    # Dynamic limits (riskd_server.dynamic)
+    dynamic_min_scale: float = 0.25
+    vol_ewma_lambda: float = 0.94
+    dynamic_min_returns: int = 5
+    dynamic_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         errors = [
@@ -45,5 +51,17 @@ class EngineConfig:
             errors.append(f"max_accounts must be <= {L.MAX_ACCOUNTS}")
         if self.max_symbols > L.MAX_SYMBOLS:
             errors.append(f"max_symbols must be <= {L.MAX_SYMBOLS}")
+        try:
+            self.dynamic()
+        except ValueError as exc:
+            errors.append(str(exc))
         if errors:
             raise ValueError("; ".join(errors))
+
+    def dynamic(self) -> DynamicConfig:
+        return DynamicConfig(
+            min_scale=self.dynamic_min_scale,
+            ewma_lambda=self.vol_ewma_lambda,
+            min_returns=self.dynamic_min_returns,
+            tolerance=self.dynamic_tolerance,
+        )

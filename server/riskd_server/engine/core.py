@@ -9,6 +9,7 @@ engine.recovery, the state arrays and their growth in engine.state.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from .. import changes as ch
 from ..alerts.intake import EV_EXECUTIONS, EV_LIMITS, EV_TRADING_STATE, AlertIntake
+from ..dynamic import VolEwma, Vols, account_vols, model_symbol_ids, refreshed, symbol_vols
 from ..interning import Interner
 from ..kernel import layout as L
 from ..kernel._hashtable import ht_find
@@ -23,11 +25,14 @@ from ..kernel.checks import book_key
 from ..kernel.executions import apply_executions, load_positions, unknown_ids
 from ..kernel.exposure import UNKNOWN_SYMBOL as _UNKNOWN_SYMBOL
 from ..kernel.exposure import first_bad_price, recompute_exposure, set_prices
-from ..limitbook import LimitBook, compile_limits
-from ..limits import Limit, validate_limits
+from ..kernel.var import marks0, var_recompute, var_remarks
+from ..limitbook import LimitBook, apply_changes, compile_limits
+from ..limits import MAX_VAR, Limit, validate_limits
 from ..names import control_flags
 from ..outcomes import EXEC_MESSAGES, AccountExposure, BatchError, ExecOutcome
 from ..risk.model import RiskModel
+from ..risk.var_tables import FactorForm, check_bound, empty_rows, factor_form, symbol_rows
+from .books import AccountBooks, BookLists, marks_of
 from .checking import OrderChecks, _OneOrderScratch
 from .config import EngineConfig
 from .counts import CheckCounter
@@ -44,6 +49,7 @@ STATE_HALTED = 3
 # another numba signature to compile), and no rows for Engine._origin's refusals.
 NO_ORIGIN = np.full((0, 3), -1, dtype=np.int64)
 _NO_ROWS = np.empty(0, dtype=np.int64)
+log = logging.getLogger("riskd.engine")
 
 
 def _floats(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -69,7 +75,13 @@ class Engine(OrderChecks):
         self._rec: NullRecorder = NULL_RECORDER
         self.sink = sink
         self._state_version = 0
-        self._limits = compile_limits({}, self.accounts.get, self.symbols.get, version=0)
+        self._limits = compile_limits({}, self.accounts.by_name, self.symbols.by_name, version=0)
+        self._dynamic = cfg.dynamic()
+        self._ewma = VolEwma(cfg.vol_ewma_lambda)  # marks' EWMA vol per symbol (dynamic limits)
+        self._model_ids: tuple[RiskModel | None, np.ndarray | None] = (None, None)
+        # Called (on the event loop) after whatever moves volatilities or exposure weights: prices,
+        # positions, the risk model. LimitAdmin schedules the dynamic-threshold refresh from it.
+        self.vol_listener: Callable[[], None] | None = None
         self._one = _OneOrderScratch()
         # The interners' byte indexes (accounts, symbols) for _check_one_order; snapshots, so a
         # stale pair only misses names added since (interning.NameIndex).
@@ -80,6 +92,10 @@ class Engine(OrderChecks):
         self.check_counter = CheckCounter()
         # The VaR risk model in force (risk.model), swapped whole by set_risk_model; None = none yet.
         self.risk_model: RiskModel | None = None
+        # Per-account book lists for account_books (a derived index; books are never removed).
+        self._book_lists = BookLists()
+        self._var_form: FactorForm | None = None  # the model in the kernel's factor form
+        self._var_filled = 0  # engine symbols whose VaR table row is filled from the model
 
     @property
     def sink(self) -> ChangeSink | None:
@@ -94,9 +110,83 @@ class Engine(OrderChecks):
             else Recorder(sink, self._s, self.accounts, self.symbols, self._wall)
         )
 
-    def set_risk_model(self, model: RiskModel | None) -> None:
-        """Swap in a newly built risk model (built off the event loop; this only installs it)."""
-        self.risk_model = model
+    def set_risk_model(self, model: RiskModel | None, form: FactorForm | None = None) -> None:
+        """Install a risk model for the MAX_VAR check (kernel.var), or None to remove it.
+
+        Synchronous, between two engine operations, so no check sees half a model: the model's
+        factor form (``form``, from risk.var_tables.factor_form, which a caller runs in a worker
+        thread; computed here when not given: O(n k) for a factor model, a pivoted Cholesky for a
+        sample one), one table row per engine symbol (O(symbols x k)) and every account's terms
+        recomputed from the books (O(books x k); ~10 ms at 100,000 books, k = 20). Raises
+        VarModelTooLarge (nothing changed) when the per-account terms would pass their bound.
+        """
+        s = self._s
+        if model is None:
+            self.risk_model, self._var_form = None, None
+            s.vctl[:] = 0.0
+            s.vsym = np.zeros((0, L.VS_EXTRA), dtype=np.float64)
+            s.vacct = np.zeros((0, L.VA_F), dtype=np.float64)
+            s.kernel_args = None
+            self._warn_unpriced()
+            self._vols_moved()
+            return
+        if form is None or form.version != model.version:
+            form = factor_form(model)
+        check_bound(form, self.config.max_accounts)
+        k = form.k
+        default = model.default_vol * model.default_vol
+        vctl = np.array([1.0, model.scale, k, default, s.vctl[L.VC_VERSION] + 1], dtype=np.float64)
+        vsym = empty_rows(s.sym.shape[0], k, default)
+        n_sym = len(self.symbols)
+        symbol_rows(form, model, self.symbols.names_of(np.arange(n_sym, dtype=np.int64)), vsym[:n_sym])
+        vacct = np.zeros((s.acct.shape[0], L.VA_F + 2 * k), dtype=np.float64)
+        s.vsym, s.vacct, s.vctl = vsym, vacct, vctl  # swapped together: the next kernel call sees all
+        s.kernel_args = None
+        self.risk_model, self._var_form, self._var_filled = model, form, n_sym
+        var_recompute(*s.groups()[:3], s.var_group())
+        self._vols_moved()  # dynamic limits read the model's vols
+
+    def _vols_moved(self) -> None:
+        if self.vol_listener is not None:
+            self.vol_listener()
+
+    def _fill_var_symbols(self) -> None:
+        """Table rows for symbols interned since the model was installed (by name from the model)."""
+        n = len(self.symbols)
+        model, form = self.risk_model, self._var_form
+        if model is None or form is None or n <= self._var_filled:
+            return
+        ids = np.arange(self._var_filled, n, dtype=np.int64)
+        symbol_rows(form, model, self.symbols.names_of(ids), self._s.vsym[self._var_filled : n])
+        self._var_filled = n
+
+    def _warn_unpriced(self) -> None:
+        """A MAX_VAR limit without a model rejects every order of its accounts (fail closed):
+        say so loudly whenever the limits or the model change into that state."""
+        if self.risk_model is None and any(
+            lim.kind == MAX_VAR and not lim.disabled for lim in self._limits.limits.values()
+        ):
+            log.warning(
+                "MAX_VAR limits are in force but no risk model is installed: every order of an account "
+                "under one is rejected MAX_VAR (observed = inf) until a model is built"
+            )
+
+    def account_var(self, account: str) -> tuple[float, np.ndarray, float]:
+        """(VaR, f = Bᵀw, specific sum) of an account from the kernel's cached terms; (0, [], 0)
+        without a model or for an unknown account."""
+        s = self._s
+        a = self.accounts.get(account)
+        if self.risk_model is None or a < 0 or a >= s.vacct.shape[0]:
+            return 0.0, np.zeros(0), 0.0
+        k = int(s.vctl[L.VC_K])
+        row = s.vacct[a]
+        f = row[L.VA_F : L.VA_F + k] + row[L.VA_F + k : L.VA_F + 2 * k]
+        v = float(row[L.VA_V])
+        return (
+            float(s.vctl[L.VC_SCALE]) * float(np.sqrt(max(v, 0.0))),
+            f,
+            float(row[L.VA_SPEC] + row[L.VA_SPEC_LO]),
+        )
 
     # ------------------------------------------------------------------ queries
 
@@ -153,11 +243,21 @@ class Engine(OrderChecks):
             open_orders=int(row[L.A_OPEN_COUNT]),
         )
 
+    def account_books(self, account: str) -> AccountBooks:
+        """The account's books (symbol ids, position, open buy and sell, mark) as private copies;
+        empty for an unknown account. O(new books since the last read + the account's books)."""
+        return self._book_lists.books_of(self._s, self.accounts.get(account))
+
+    def symbol_marks(self, symbol_ids: np.ndarray) -> np.ndarray:
+        """Marks of symbol ids as the checks price a market order (NaN: none, or id -1)."""
+        return marks_of(self._s, symbol_ids)
+
     def recompute_exposure(self) -> None:
         """Rebuild every account's exposure sums from the open orders and positions (recovery; the
         tests' oracle for the incremental sums)."""
         s = self._s
         recompute_exposure(*s.groups())
+        var_recompute(*s.groups()[:3], s.var_group())
 
     def stats(self) -> dict[str, int]:
         c = self._s.ctr
@@ -208,10 +308,10 @@ class Engine(OrderChecks):
         origin, refused, refusal = NO_ORIGIN, _NO_ROWS, _NO_ROWS
         if named:
             origin, refused, refusal = self._origin(keys, types, xf, account, symbol, side)
-        accounts, symbols, books_, orders = self._kernel_args()[:4]
+        accounts, symbols, books_, orders, _, var = self._kernel_args()[:6]
         apply_executions(
-            keys, types, xf, origin, accounts, symbols, books_, orders, self.config.max_order_notional,
-            status, books, open_after,
+            keys, types, xf, origin, accounts, symbols, books_, orders, var,
+            self.config.max_order_notional, status, books, open_after,
         )  # fmt: skip
         status[refused] = refusal  # the kernel answered X_UNKNOWN: _origin gave them no account
         applied = status <= L.X_UNKNOWN_FILLED
@@ -311,18 +411,33 @@ class Engine(OrderChecks):
         px = _floats(price)
         bound = self.config.max_order_notional
         sid = self.symbols.lookup_many(symbol)
-        bad = set_prices(sid, px, bound, *self._kernel_args()[:3])
+        bad = self._set_prices(sid, px, bound)
         if bad == _UNKNOWN_SYMBOL:
             bad = first_bad_price(px, bound)
             if bad < 0:
                 sid = self._intern_all(self.symbols, symbol, "symbol")
                 self._fit_symbols()
-                bad = set_prices(sid, px, bound, *self._kernel_args()[:3])
+                bad = self._set_prices(sid, px, bound)
         if bad >= 0:
             raise BatchError("price", f"must be > 0 and <= max_order_notional {bound:g}, got {px[bad]}", bad)
         self._state_version += 1
         self._rec.marks(np.unique(sid))
+        self._ewma.update(sid, px)
+        self._vols_moved()
         return n
+
+    def _set_prices(self, sid: np.ndarray, px: np.ndarray, bound: float) -> int:
+        """exposure.set_prices, then (with a model) the VaR terms of the symbols' books move from
+        their old marks to the new ones (kernel.var.var_remarks)."""
+        args = self._kernel_args()
+        if self.risk_model is None or not sid.shape[0] or sid.min() < 0:
+            return int(set_prices(sid, px, bound, *args[:3]))
+        distinct = np.unique(sid)
+        old = marks0(distinct, self._s.sym)
+        bad = int(set_prices(sid, px, bound, *args[:3]))
+        if bad == -1:
+            var_remarks(distinct, old, args[1], args[2], args[5])
+        return bad
 
     def load_positions(
         self, account: Sequence[str], symbol: Sequence[str], quantity: Sequence[float] | np.ndarray
@@ -342,54 +457,77 @@ class Engine(OrderChecks):
         self._fit_symbols()
         self._fit_books(n)
         books = np.empty(n, dtype=np.int64)
-        load_positions(aid, sid, qty, *self._kernel_args()[:3], books)
+        args = self._kernel_args()
+        load_positions(aid, sid, qty, *args[:3], args[5], books)
         self._state_version += 1
         self._rec.books(books)
+        self._vols_moved()
         return n
 
     # ------------------------------------------------------------------ limits
 
     def upsert_limits(self, limits: Sequence[Limit]) -> int:
-        """Validate all, then swap in a new limit book; returns its version."""
-        merged, version = self.stage_upsert(limits)
-        return self.install_limits(self.compile_limits(merged, version), ch.LimitsChanged(tuple(limits), ()))
+        """Validate all, then swap in the next limit book; returns its version."""
+        version = self.stage_upsert(limits)
+        book = self.build_limits(limits, (), version)
+        return self.install_limits(book, ch.LimitsChanged(tuple(limits), ()))
 
     def delete_limits(self, limit_ids: Iterable[str]) -> tuple[int, list[str], int]:
-        merged, deleted, missing = self.stage_delete(limit_ids)
+        deleted, missing = self.stage_delete(limit_ids)
         if not deleted:
             return 0, missing, self._limits.version
-        version = self.install_limits(
-            self.compile_limits(merged, self._limits.version + 1), ch.LimitsChanged((), tuple(deleted))
-        )
-        return len(deleted), missing, version
+        book = self.build_limits((), deleted, self._limits.version + 1)
+        return len(deleted), missing, self.install_limits(book, ch.LimitsChanged((), tuple(deleted)))
 
-    def stage_upsert(self, limits: Sequence[Limit]) -> tuple[dict[str, Limit], int]:
-        validate_limits(limits)
+    def stage_upsert(self, limits: Sequence[Limit], names: tuple[list[str], list[str]] | None = None) -> int:
+        """Validate limits and intern their names (on the caller's thread); the next version.
+        names: prepare_upsert's result, already validated (LimitAdmin runs it in a worker thread)."""
+        if names is None:
+            names = self.prepare_upsert(limits)
         self._rec.require_room(len(limits))
-        for lim in limits:  # intern on the caller's thread; compiling only reads the ids
-            for interner, name, label in (
-                (self.accounts, lim.account, "account"),
-                (self.symbols, lim.symbol, "symbol"),
-            ):
-                if name and interner.intern(name) < 0:
+        for interner, distinct, label in (
+            (self.accounts, names[0], "account"),
+            (self.symbols, names[1], "symbol"),
+        ):
+            for name in distinct:
+                if interner.intern(name) < 0:
                     raise BatchError(
                         f"limits.{label}", f"{interner.kind} capacity {interner.capacity} reached"
                     )
         self._fit_accounts()
         self._fit_symbols()
-        merged = dict(self._limits.limits)
-        merged.update((lim.limit_id, lim) for lim in limits)
-        return merged, self._limits.version + 1
+        return self._limits.version + 1
 
-    def stage_delete(self, limit_ids: Iterable[str]) -> tuple[dict[str, Limit], list[str], list[str]]:
-        merged = dict(self._limits.limits)
+    @staticmethod
+    def prepare_upsert(limits: Sequence[Limit]) -> tuple[list[str], list[str]]:
+        """Validate limits (LimitValidationError) and return their distinct account and symbol
+        names; pure, so a large upsert runs it in a worker thread."""
+        validate_limits(limits)
+        return (
+            list(dict.fromkeys(lim.account for lim in limits if lim.account)),
+            list(dict.fromkeys(lim.symbol for lim in limits if lim.symbol)),
+        )
+
+    def stage_delete(self, limit_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(deleted, not found) of limit_ids against the current book."""
+        current = self._limits.limits
         deleted: list[str] = []
         missing: list[str] = []
         for limit_id in dict.fromkeys(limit_ids):
-            (deleted if merged.pop(limit_id, None) is not None else missing).append(limit_id)
+            (deleted if limit_id in current else missing).append(limit_id)
         if deleted:
             self._rec.require_room(len(deleted))
-        return merged, deleted, missing
+        return deleted, missing
+
+    def build_limits(self, upserts: Sequence[Limit], deletes: Sequence[str], version: int) -> LimitBook:
+        """The next book from the current one (limitbook.apply_changes: incremental, or a recompile
+        when large); pure but for reading the interners, so it may run in a worker thread."""
+        book = self._limits
+        vols = book.vols
+        return apply_changes(
+            book, upserts, deletes, self.accounts.by_name, self.symbols.by_name, version,
+            vols.effective if isinstance(vols, Vols) else None,
+        )  # fmt: skip
 
     def stage_names(self, accounts: Iterable[str], symbols: Iterable[str], rows: int) -> None:
         """Before installing a whole new limit set (import): room for its ``rows`` change rows, and
@@ -408,17 +546,69 @@ class Engine(OrderChecks):
         self._fit_symbols()
 
     def compile_limits(self, merged: dict[str, Limit], version: int) -> LimitBook:
-        return compile_limits(merged, self.accounts.get, self.symbols.get, version)
+        """A book of exactly merged, from nothing (recovery)."""
+        vols = self.current_vols()
+        return compile_limits(
+            merged, self.accounts.by_name, self.symbols.by_name, version, effective=vols.effective, vols=vols
+        )
 
     def install_limits(self, book: LimitBook, change: ch.LimitsChanged) -> int:
         self._limits = book
         self._s.kernel_args = None
         self._state_version += 1
         self._rec.limits(change)
+        if any(lim.kind == MAX_VAR for lim in change.upserted):
+            self._warn_unpriced()
         if self.alert_intake is not None:
             n = len(change.upserted) + len(change.deleted)
             self.alert_intake.put((EV_LIMITS, n, self._wall(), change.upserted, change.deleted))
         return book.version
+
+    # ------------------------------------------------------------------ dynamic limits
+
+    def current_vols(self) -> Vols:
+        """The volatilities now (riskd_server.dynamic): risk model, else marks' EWMA; per account
+        weighted by exposure. O(symbols + books); reads the state arrays as they are."""
+        s = self._s
+        n_sym = len(self.symbols)
+        model = self.risk_model
+        model_vol = model_ids = None
+        if model is not None:
+            cached, ids = self._model_ids
+            if cached is not model or ids is None:
+                ids = model_symbol_ids(model.index, len(model.symbols), self.symbols.get)
+                self._model_ids = (model, ids)
+            model_vol, model_ids = model.vol, ids
+        sym_vol = symbol_vols(self._ewma, n_sym, self._dynamic.min_returns, model_vol, model_ids)
+        acct, firm = account_vols(
+            sym_vol, s.sym, s.book, s.book_pair, int(s.ctr[L.C_BOOKS]), len(self.accounts)
+        )
+        return Vols(sym_vol, acct, firm, self._dynamic.min_scale)
+
+    def build_refresh(self) -> LimitBook | None:
+        """The current book with its dynamic thresholds recomputed, or None when none moved by more
+        than dynamic_tolerance (may run in a worker thread; install with install_refresh)."""
+        book = self._limits
+        return refreshed(book, self.current_vols(), self._dynamic.tolerance, book.version + 1)
+
+    def install_refresh(self, book: LimitBook) -> bool:
+        """Swap in a refreshed book unless the limits changed since it was built; True if swapped.
+        Thresholds are derived state: nothing is recorded (recovery recomputes them)."""
+        if book.parent != self._limits.version:
+            return False
+        self._limits = book
+        self._s.kernel_args = None
+        self._state_version += 1
+        return True
+
+    def refresh_dynamic(self) -> bool:
+        """build_refresh and install_refresh in one call (tests, tools)."""
+        book = self.build_refresh()
+        return book is not None and self.install_refresh(book)
+
+    def effective_threshold(self, limit: Limit) -> float:
+        """The threshold the checks enforce for limit now (its configured one unless dynamic)."""
+        return self._limits.effective_threshold(limit, self.accounts.by_name, self.symbols.by_name)
 
     # ------------------------------------------------------------------ trading state
 
@@ -480,6 +670,8 @@ class Engine(OrderChecks):
 
     def _fit_symbols(self) -> None:
         self._s.fit_symbols(len(self.symbols))
+        if len(self.symbols) > self._var_filled:
+            self._fill_var_symbols()
 
     def _fit_books(self, extra: int) -> None:
         self._s.fit_books(extra)

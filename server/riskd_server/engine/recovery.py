@@ -61,7 +61,7 @@ def _restore_positions(engine: Engine, pos: ch.RecoveredPositions) -> None:
     sid = _intern_spans(engine, engine.symbols, pos.symbol, "positions.symbol")
     engine._fit_books(n)
     s = engine._s
-    load_positions(aid, sid, qty, *s.groups()[:3], np.empty(n, dtype=np.int64))
+    load_positions(aid, sid, qty, *s.groups()[:3], s.var_group(), np.empty(n, dtype=np.int64))
 
 
 def _restore_orders(engine: Engine, orders: ch.RecoveredOrders) -> None:
@@ -97,10 +97,11 @@ def _restore_orders(engine: Engine, orders: ch.RecoveredOrders) -> None:
     done = 0
     while done < n:
         engine._fit_books(1)  # the kernel returns when the book table is full; grow and go on
-        account_rows, _, book_rows, order_rows = s.groups()  # again: growth replaces the book arrays
+        account_rows, symbol_rows, book_rows, order_rows = s.groups()  # again: growth replaces arrays
         done = int(
             restore_orders(
-                keys, aid, sid, side, qty, price, closed, done, account_rows, book_rows, order_rows,
+                keys, aid, sid, side, qty, price, closed, done, account_rows, symbol_rows, book_rows,
+                order_rows,
             )
         )  # fmt: skip
 

@@ -367,15 +367,14 @@ class SnapshotReader:
 
     def _exact_position_limits(self, book: LimitBook) -> tuple[np.ndarray, np.ndarray]:
         """(sorted pair keys, limit indexes) of the (account, symbol) MAX_POSITION limits, decoded
-        once per limit book from its exact table (keys: KEY_TAG | (account, symbol) << 4 | kind)."""
+        once per limit book from its exact tables (LimitBook.exact_entries)."""
         if self._exact_for is not book:
-            exact = book.exact
-            keys = exact[:, 0]
-            mine = np.flatnonzero((keys != 0) & ((keys & 0xF) == MAX_POSITION))
-            pairs = (keys[mine] & ~np.int64(L.KEY_TAG)) >> 4
+            entries = book.exact_entries()
+            mine = entries[entries[:, 2] == MAX_POSITION]
+            pairs = (mine[:, 0] << L.SYMBOL_BITS) | mine[:, 1]
             order = np.argsort(pairs)
             self._exact_keys = pairs[order]
-            self._exact_limits = exact[mine[order], 1]
+            self._exact_limits = mine[order, 3]
             self._exact_for = book
         return self._exact_keys, self._exact_limits
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .core import Engine
 
 _KINDS = frozenset(SNAPSHOT_KINDS)
+_DIFF_MAX = 200_000  # limits in two books compared one by one on a version gap
 
 
 class ChangeTracker:
@@ -123,14 +124,27 @@ class ChangeTracker:
 
     def _limit_changes(self, book: LimitBook, seq: int) -> int:
         """Stamp the accounts whose applicable limits may differ between the last book and this one;
-        returns how many. O(limits) per limit change (an admin call), never per check."""
-        old, new = self._limits.limits, book.limits
-        self._limits = book
+        returns how many. A book built from the last one says what it changed (O(change)); a
+        refresh of dynamic thresholds may move any account's; past a gap of versions the two
+        books are compared (O(limits)), or every account is stamped at more than _DIFF_MAX limits."""
+        previous, self._limits = self._limits, book
+        if book.parent == previous.version and book.changed is not None:
+            pairs = book.changed
+        elif book.parent == previous.version or len(book.limits) + len(previous.limits) > _DIFF_MAX:
+            self._changed_at[: self._known] = seq
+            return self._known
+        else:
+            old, new = previous.limits, book.limits
+            pairs = tuple(
+                (old.get(limit_id), new.get(limit_id))
+                for limit_id in old.keys() | new.keys()
+                if old.get(limit_id) != new.get(limit_id)
+            )
         moved = [
             lim
-            for limit_id in old.keys() | new.keys()
-            if old.get(limit_id) != new.get(limit_id)
-            for lim in (old.get(limit_id), new.get(limit_id))
+            for before, after in pairs
+            if before != after
+            for lim in (before, after)
             if lim is not None and lim.kind in _KINDS
         ]
         if not moved:

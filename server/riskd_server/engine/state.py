@@ -13,7 +13,7 @@ import numpy as np
 
 from ..kernel import layout as L
 from ..kernel._hashtable import ht_grow, ht_new
-from ..kernel.state import Accounts, Books, Orders, Symbols
+from ..kernel.state import Accounts, Books, Orders, Symbols, VarState
 
 if TYPE_CHECKING:
     from .config import EngineConfig
@@ -103,6 +103,12 @@ class State:
     ring: np.ndarray
     max_slots: int  # the order arrays' bound
     ctr: np.ndarray = field(default_factory=lambda: np.zeros(L.C_FIELDS, dtype=np.int64))
+    # The VaR tables (kernel.var; layout.VS_*, VA_*, VC_*): empty with vctl[VC_ON] = 0 until a
+    # risk model is installed (engine.core.set_risk_model); then vsym spans the symbol rows and
+    # vacct the account rows, and grow with them.
+    vsym: np.ndarray = field(default_factory=lambda: np.zeros((0, L.VS_EXTRA), dtype=np.float64))
+    vacct: np.ndarray = field(default_factory=lambda: np.zeros((0, L.VA_F), dtype=np.float64))
+    vctl: np.ndarray = field(default_factory=lambda: np.zeros(L.VC_FIELDS_VAR, dtype=np.float64))
 
     # The check kernel's state and limit arguments, cached by the engine; growth resets it.
     kernel_args: tuple | None = None
@@ -116,6 +122,10 @@ class State:
             tuple(Books(book_ht=self.book_ht, book=self.book, book_pair=self.book_pair)),
             tuple(Orders(ord_ht=self.ord_ht, ordf=self.ordf, ordi=self.ordi, free=self.free, ring=self.ring)),
         )
+
+    def var_group(self) -> tuple:
+        """The kernels' VarState group, as a plain tuple (kernel.state)."""
+        return tuple(VarState(vsym=self.vsym, vacct=self.vacct, vctl=self.vctl))
 
     @classmethod
     def allocate(cls, cfg: EngineConfig) -> State:
@@ -145,6 +155,9 @@ class State:
         if accounts > self.acct.shape[0]:
             self.acct = grow_rows(self.acct, max(2 * self.acct.shape[0], accounts), 0.0)
             self.kernel_args = None
+        if self.vctl[L.VC_ON] and self.vacct.shape[0] < self.acct.shape[0]:
+            self.vacct = grow_rows(self.vacct, self.acct.shape[0], 0.0)  # new accounts hold nothing
+            self.kernel_args = None
 
     def fit_symbols(self, symbols: int) -> None:
         """Rows for this many symbols (doubling)."""
@@ -152,6 +165,14 @@ class State:
             rows = max(2 * self.sym.shape[0], symbols)
             self.sym = grow_rows(self.sym, rows, np.nan)
             self.sym_books = grow_rows(self.sym_books, rows, -1)
+            self.kernel_args = None
+        if self.vctl[L.VC_ON] and self.vsym.shape[0] < self.sym.shape[0]:
+            k = int(self.vctl[L.VC_K])
+            grown = np.zeros((self.sym.shape[0], k + L.VS_EXTRA), dtype=np.float64)
+            grown[:, k + L.VS_SPEC] = self.vctl[L.VC_DEFAULT]  # the engine fills named rows
+            grown[:, k + L.VS_TOTAL] = self.vctl[L.VC_DEFAULT]
+            grown[: self.vsym.shape[0]] = self.vsym
+            self.vsym = grown
             self.kernel_args = None
 
     def fit_books(self, extra: int) -> None:

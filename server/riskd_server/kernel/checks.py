@@ -54,6 +54,7 @@ from .layout import (
     A_LVL_NET,
     A_LVL_OPEN,
     A_LVL_RATE,
+    A_LVL_VAR,
     A_OPEN_COUNT,
     A_OPEN_GROSS,
     A_OPEN_GROSS_LO,
@@ -77,7 +78,6 @@ from .layout import (
     BP_ACCOUNT,
     BP_NEXT,
     BP_SYMBOL,
-    BP_UNLINKED,
     C_BOOKS,
     C_FIRM_TRADING,
     C_FREE_TOP,
@@ -101,6 +101,16 @@ from .layout import (
     S_FILL,
     S_PRICE,
     SYMBOL_BITS,
+    VA_F,
+    VA_SPEC,
+    VA_SPEC_LO,
+    VA_V,
+    VC_DEFAULT,
+    VC_K,
+    VC_ON,
+    VC_SCALE,
+    VS_SPEC,
+    VS_TOTAL,
 )
 from .levels import (
     _DUPLICATE,
@@ -113,7 +123,8 @@ from .levels import (
     resolve_account_limits,
     resolve_book_limits,
 )
-from .state import Accounts, Books, LimitTables, Orders, Symbols
+from .state import Accounts, Books, LimitTables, Orders, Symbols, VarState
+from .var import book_w, dd_replace
 
 _BUY = 1
 _SELL = 2
@@ -160,6 +171,20 @@ def _find_book(oi: np.ndarray, i: np.int64, book_ht: np.ndarray, book: np.ndarra
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _prefetch_var(oi: np.ndarray, i: np.int64, vsym: np.ndarray, vacct: np.ndarray) -> None:
+    """Start loading order i's VaR rows: its symbol's loadings and its account's terms (three lines
+    each; an invalid order's -1 ids prefetch harmlessly, as in _prefetch_buckets)."""
+    s = oi[i, IN_SYMBOL]
+    a = oi[i, IN_ACCOUNT]
+    prefetch(vsym, s, 0)
+    prefetch(vsym, s, 8)
+    prefetch(vsym, s, 16)
+    prefetch(vacct, a, 0)
+    prefetch(vacct, a, 8)
+    prefetch(vacct, a, 16)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _prefetch_slot(ordi: np.ndarray, free: np.ndarray, ctr: np.ndarray) -> None:
     """Start loading the order slot _AHEAD accepts from now (slots come off the free stack's top)."""
     slot = free[max(ctr[C_FREE_TOP] - 1 - _AHEAD, 0)]
@@ -179,6 +204,7 @@ def check_batch(
     books: Books,
     orders: Orders,
     limits: LimitTables,
+    var: VarState,
     max_notional: float,
 ) -> np.int64:
     """Check orders in sequence, open the accepted ones; returns the number of violations written.
@@ -186,13 +212,22 @@ def check_batch(
     An order whose reference notional (qty * p) is not finite or exceeds max_notional is invalid:
     the bound keeps every exposure term finite (kernel.exposure).
 
+    MAX_VAR (kernel.var): only an account whose cached level (A_LVL_VAR) is finite prices its
+    order, in O(k); with a model installed every accepted order moves its account's VaR terms.
+
     A three-stage software pipeline: step k prefetches the hash buckets of order k, looks up the
     book of order k - _AHEAD (its bucket has arrived) and prefetches its row, and checks order
     k - 2 * _AHEAD on cached data. Only the check stage changes state, in order.
     """
     acct, ctr = accounts
-    sym = symbols[0]
+    sym, sym_books = symbols
     book_ht, book, book_pair = books
+    vsym, vacct, vctl = var
+    var_on = vctl[VC_ON] != 0.0
+    vk = np.int64(vctl[VC_K])
+    v_rows = vsym.shape[0]
+    v_default = vctl[VC_DEFAULT]
+    v_scale = vctl[VC_SCALE]
     ord_ht, ordf, ordi, free, _ = orders
     lim_exact, lim_tab, lim_f, lim_version = limits
     nv = np.int64(0)
@@ -204,6 +239,8 @@ def check_batch(
             _prefetch_buckets(oi, k, book_ht, ord_ht)
         if _AHEAD <= k < n + _AHEAD:
             _find_book(oi, k - _AHEAD, book_ht, book)
+            if var_on:  # the VaR rows the check will read (first lines: loadings, f)
+                _prefetch_var(oi, k - _AHEAD, vsym, vacct)
         i = k - 2 * _AHEAD
         if i < 0:
             continue
@@ -274,6 +311,36 @@ def check_batch(
         if rate_t >= 0.0:  # the bucket only runs under a rate limit (per account: predictable)
             rate, rate_breach = _take_token(acct, a, rate_t, now)
         full = ctr[C_FREE_TOP] <= 0  # server capacity: no free order slot
+        m0 = mark if mark == mark else 0.0  # the VaR's valuation (kernel.var.mark0)
+        var_after, var_before = math.nan, math.nan  # VaR after and before; squared, then (reported) not
+        var_level = acct[a, A_LVL_VAR]
+        if var_level < math.inf:  # a MAX_VAR limit applies (per account: predictable)
+            # VaR' from the cached terms in O(k) (kernel.var's module doc), written out here
+            # rather than called: a call took ~120 ns an order, most of it the call itself.
+            d = signed * p
+            if not var_on:  # no model: cannot be priced, fail closed (a NaN d breaches nothing)
+                var_after, var_before = (math.inf if has_p else math.nan), 0.0
+            elif has_p:
+                w = (pos + open_buy - open_sell) * m0  # kernel.var.book_w
+                v = vacct[a, VA_V]
+                if s < v_rows:
+                    g = vsym[s, vk + VS_SPEC] * w  # (Sigma w)_s = B_s . f + spec_s w_s
+                    g2 = 0.0  # two chains: the adds overlap instead of waiting on each other
+                    for j in range(0, vk - 1, 2):
+                        g += vsym[s, j] * vacct[a, VA_F + j]
+                        g2 += vsym[s, j + 1] * vacct[a, VA_F + j + 1]
+                    if vk & 1:
+                        g += vsym[s, vk - 1] * vacct[a, VA_F + vk - 1]
+                    g += g2
+                    total = vsym[s, vk + VS_TOTAL]
+                else:  # a symbol the tables do not cover: default variance, no correlation
+                    g = v_default * w
+                    total = v_default
+                # Squared VaRs (no square root on the common path): compared with the squared
+                # level below, rooted only for an order that reports.
+                var_after = v_scale * v_scale * max(v + d * (2.0 * g + d * total), 0.0)
+                var_before = v_scale * v_scale * max(v, 0.0)
+                var_level = var_level * abs(var_level)  # level² (a level is >= 0 but for -inf)
         # Non-short-circuit | : one flag, no branch per kind.
         report = (
             (qty > book[row, B_LVL_QTY])  # -inf on a restricted symbol
@@ -285,13 +352,17 @@ def check_batch(
             | rate_breach
             | (rate > acct[a, A_LVL_RATE])
             | (open_count > acct[a, A_LVL_OPEN])
+            | (var_after > var_level)
             | full
         )
         mask = np.uint32(0)
         if report:
+            if var_on:
+                var_after, var_before = math.sqrt(var_after), math.sqrt(var_before)
             nv, mask = report_limits(
                 vi, vf, nv, i, a, s, book[row], acct[a], lim_exact, lim_tab, lim_f, qty, notional,
                 position, gross, net, net_after, collar, rate, rate_breach, open_count, full, ctr[C_OPEN],
+                var_after, var_before,
             )  # fmt: skip
 
         bucket = ht_slot(ord_ht, key)  # the id's bucket, or the empty one it would take
@@ -319,17 +390,42 @@ def check_batch(
         mask_out[i] = mask
         if mask == 0:
             if bidx < 0:
-                bidx = open_book(a, s, book_ht, book, book_pair, ctr)
+                bidx = open_book(a, s, book_ht, book, book_pair, sym_books, ctr)
             _open_order(a, side, key, bucket, qty, p, bidx, acct, book, ord_ht, ordf, ordi, free, ctr)
+            if var_on:  # kernel.var.var_move, written out (see the pricing above)
+                w_old = (pos + open_buy - open_sell) * m0
+                w_new = book_w(book, bidx, m0)
+                if s < v_rows:
+                    for j in range(vk):
+                        bj = vsym[s, j]
+                        dd_replace(vacct, a, VA_F + j, VA_F + vk + j, bj * w_new, bj * w_old)
+                    spec = vsym[s, vk + VS_SPEC]
+                else:
+                    spec = v_default
+                dd_replace(vacct, a, VA_SPEC, VA_SPEC_LO, spec * (w_new * w_new), spec * (w_old * w_old))
+                v = vacct[a, VA_SPEC] + vacct[a, VA_SPEC_LO]
+                for j in range(vk):
+                    fj = vacct[a, VA_F + j] + vacct[a, VA_F + vk + j]
+                    v += fj * fj
+                vacct[a, VA_V] = v
     return nv
 
 
 @njit(cache=True, nogil=True)
 def open_book(
-    a: np.int64, s: np.int64, book_ht: np.ndarray, book: np.ndarray, book_pair: np.ndarray, ctr: np.ndarray
+    a: np.int64,
+    s: np.int64,
+    book_ht: np.ndarray,
+    book: np.ndarray,
+    book_pair: np.ndarray,
+    sym_books: np.ndarray,
+    ctr: np.ndarray,
 ) -> np.int64:
     """Create the book of (a, s) in the next free row; its limit cache (B_LIM_TAG..) is left as is,
-    because check_batch resolves an order's limits into that spare row before accepting it."""
+    because check_batch resolves an order's limits into that spare row before accepting it.
+
+    The book joins its symbol's list at once (not when it first holds a position): a mark change
+    revalues open orders' exposure too in the VaR terms (kernel.var.var_remark)."""
     bidx = ctr[C_BOOKS]
     ctr[C_BOOKS] = bidx + 1
     ht_put(book_ht, book_key(a, s), bidx)
@@ -338,7 +434,8 @@ def open_book(
     book[bidx, B_OPEN_SELL] = 0.0
     book_pair[bidx, BP_ACCOUNT] = a
     book_pair[bidx, BP_SYMBOL] = s
-    book_pair[bidx, BP_NEXT] = BP_UNLINKED  # linked to its symbol once it holds a position
+    book_pair[bidx, BP_NEXT] = sym_books[s]
+    sym_books[s] = bidx
     return bidx
 
 

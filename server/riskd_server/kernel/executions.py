@@ -41,6 +41,7 @@ from .layout import (
     B_OPEN_BUY,
     B_OPEN_SELL,
     B_POS,
+    BP_ACCOUNT,
     BP_SYMBOL,
     C_BOOKS,
     C_FREE_TOP,
@@ -54,6 +55,7 @@ from .layout import (
     OI_SIDE,
     ORDER_CLOSED_BASE,
     S_FILL,
+    VC_ON,
     X_APPLIED,
     X_BAD_FILL,
     X_BAD_TYPE,
@@ -63,7 +65,8 @@ from .layout import (
     X_UNKNOWN,
     X_UNKNOWN_FILLED,
 )
-from .state import Accounts, Books, Orders, Symbols
+from .state import Accounts, Books, Orders, Symbols, VarState
+from .var import book_w, mark0, var_move, var_remark
 
 _FILL = 1
 _EXPIRED = 4
@@ -180,6 +183,7 @@ def apply_executions(
     symbols: Symbols,
     books: Books,
     orders: Orders,
+    var: VarState,
     max_notional: float,
     status_out: np.ndarray,
     book_out: np.ndarray,
@@ -206,11 +210,17 @@ def apply_executions(
     book of report k - 2 * _AHEAD's slot and prefetches the book row, and applies report
     k - 3 * _AHEAD with an authoritative lookup. book_out holds the look-ahead slots until the
     apply stage overwrites them.
+
+    With a risk model installed every change of a book's exposure moves its account's VaR terms
+    (kernel.var): the book's from before the report to after it, and on a fill that moves the
+    symbol's mark every other book of the symbol (var_remark).
     """
     acct, ctr = accounts
     sym, sym_books = symbols
     book_ht, book, book_pair = books
     ord_ht, ordf, ordi, free, ring = orders
+    vsym, vacct, vctl = var
+    var_on = vctl[VC_ON] != 0.0
     n = keys.shape[0]
     omask = ord_ht.shape[0] - 1
     last = ordi.shape[0] - 1
@@ -252,7 +262,19 @@ def apply_executions(
             if not is_open:
                 status_out[i] = X_CLOSED
                 continue
+            m = mark0(sym, book_pair[b, BP_SYMBOL]) if var_on else 0.0
+            w_old = book_w(book, b, m)
             _release(slot, ordf[slot, OF_OPEN], ordf, ordi, book, acct)
+            if var_on:
+                var_move(
+                    ordi[slot, OI_ACCOUNT],
+                    book_pair[b, BP_SYMBOL],
+                    w_old,
+                    book_w(book, b, m),
+                    vsym,
+                    vacct,
+                    vctl,
+                )
             _close(slot, bucket, ordi, ord_ht, free, ring, acct, ctr)
             status_out[i] = X_APPLIED
             book_out[i] = b
@@ -263,7 +285,8 @@ def apply_executions(
             status_out[i] = X_BAD_FILL
             continue
         if not known:
-            b = find_or_open_book(origin[i, 0], origin[i, 1], book_ht, book, book_pair, ctr)
+            b = find_or_open_book(origin[i, 0], origin[i, 1], book_ht, book, book_pair, sym_books, ctr)
+        w_old = book_w(book, b, mark0(sym, book_pair[b, BP_SYMBOL]))
         open_qty = 0.0
         if is_open:
             open_qty = ordf[slot, OF_OPEN]
@@ -279,6 +302,11 @@ def apply_executions(
         remark(s, old_mark, new_mark, b, acct, book, book_pair, sym_books)
         new_pos = old_pos + f if buy else old_pos - f
         move_position(b, new_pos, old_mark, new_mark, acct, book, book_pair, sym_books)
+        if var_on:
+            old0 = old_mark if old_mark == old_mark else 0.0
+            new0 = new_mark if new_mark == new_mark else 0.0
+            var_remark(s, old0, new0, b, book, book_pair, sym_books, vsym, vacct, vctl)
+            var_move(book_pair[b, BP_ACCOUNT], s, w_old, book_w(book, b, new0), vsym, vacct, vctl)
         book_out[i] = b
         if not is_open:
             status_out[i] = X_LATE_FILL if known else X_UNKNOWN_FILLED
@@ -308,7 +336,13 @@ def _close(slot, bucket, ordi, ord_ht, free, ring, acct, ctr) -> None:
 
 @njit(cache=True, nogil=True)
 def find_or_open_book(
-    a: np.int64, s: np.int64, book_ht: np.ndarray, book: np.ndarray, book_pair: np.ndarray, ctr: np.ndarray
+    a: np.int64,
+    s: np.int64,
+    book_ht: np.ndarray,
+    book: np.ndarray,
+    book_pair: np.ndarray,
+    sym_books: np.ndarray,
+    ctr: np.ndarray,
 ) -> np.int64:
     """The book of (a, s), opened with an unresolved limit cache if new (the engine guarantees room).
 
@@ -318,7 +352,7 @@ def find_or_open_book(
     """
     b = ht_find(book_ht, book_key(a, s))
     if b < 0:
-        b = open_book(a, s, book_ht, book, book_pair, ctr)
+        b = open_book(a, s, book_ht, book, book_pair, sym_books, ctr)
         book[b, B_LIM_TAG] = 0.0
     return b
 
@@ -331,16 +365,24 @@ def load_positions(
     accounts: Accounts,
     symbols: Symbols,
     books: Books,
+    var: VarState,
     book_out: np.ndarray,
 ) -> None:
     """Replace positions, creating books as needed (the engine guarantees room)."""
     acct, ctr = accounts
     sym, sym_books = symbols
     book_ht, book, book_pair = books
+    vsym, vacct, vctl = var
+    var_on = vctl[VC_ON] != 0.0
     for i in range(account_ids.shape[0]):
-        b = find_or_open_book(account_ids[i], symbol_ids[i], book_ht, book, book_pair, ctr)
-        mark = mark_of(sym, symbol_ids[i])
+        s = symbol_ids[i]
+        b = find_or_open_book(account_ids[i], s, book_ht, book, book_pair, sym_books, ctr)
+        mark = mark_of(sym, s)
+        m = mark if mark == mark else 0.0
+        w_old = book_w(book, b, m)
         move_position(b, qty[i], mark, mark, acct, book, book_pair, sym_books)
+        if var_on:
+            var_move(account_ids[i], s, w_old, book_w(book, b, m), vsym, vacct, vctl)
         book_out[i] = b
 
 
@@ -358,6 +400,7 @@ def restore_orders(
     closed: np.int64,
     start: np.int64,
     accounts: Accounts,
+    symbols: Symbols,
     books: Books,
     orders: Orders,
 ) -> np.int64:
@@ -366,10 +409,12 @@ def restore_orders(
 
     Start-up only. It stops early when the book table has no room for another new book: the
     engine grows it and calls again from there. The engine guarantees a free slot per open row.
-    The exposure sums are left to exposure.recompute_exposure, run once after.
+    The exposure sums (and VaR terms) are left to exposure.recompute_exposure (var.var_recompute),
+    run once after.
     The order-table and book-table buckets are prefetched _RESTORE_AHEAD rows ahead.
     """
     acct, ctr = accounts
+    sym_books = symbols[1]
     book_ht, book, book_pair = books
     ord_ht, ordf, ordi, free, ring = orders
     n = keys.shape[0]
@@ -385,7 +430,7 @@ def restore_orders(
             return i
         a = account_ids[i]
         side = sides[i]
-        b = find_or_open_book(a, symbol_ids[i], book_ht, book, book_pair, ctr)
+        b = find_or_open_book(a, symbol_ids[i], book_ht, book, book_pair, sym_books, ctr)
         if i < closed:
             if ctr[C_RING_COUNT] == ring.shape[0]:
                 trim_ring(ord_ht, ring, ctr)

@@ -18,10 +18,11 @@ terms riskd accepts (1e-12 to 1e15 a term, sums to 1e21) at a useful resolution,
 integers cost more in the check kernel than two extra adds of a row already in cache.
 
 Why a per-symbol list of books. A mark change revalues the positions in that symbol only: the
-books that have ever held a position in it are linked through ``book_pair[:, BP_NEXT]`` from
-``sym_books[symbol]`` (books are never removed, so a link is made once, when a book first holds a
-position). ``set_prices`` walks several symbols' lists at once, prefetching each list's next node
-so the cache misses of a batch overlap instead of being paid one after another.
+symbol's books are linked through ``book_pair[:, BP_NEXT]`` from ``sym_books[symbol]`` (books are
+never removed, so a link is made once, when the book is opened: checks.open_book; a book with open
+orders only has no position terms here, but its VaR terms move with the mark, kernel.var).
+``set_prices`` walks several symbols' lists at once, prefetching each list's next node so the
+cache misses of a batch overlap instead of being paid one after another.
 """
 
 from __future__ import annotations

@@ -40,7 +40,10 @@ A_TOKENS = 16  # token bucket level
 A_LAST_TS = 17  # token bucket last refill time
 A_BUCKET_SET = 18  # 1 once the bucket has been used (starts full)
 A_POS_COUNT = 19  # books of the account with a non-zero position
-A_FIELDS = 24  # three lines (20 used)
+# The MAX_VAR report level (kernel.var), resolved with the other account-level kinds (A_LIM_TAG);
+# +inf when no MAX_VAR limit applies, so an account without one never reads its VaR terms.
+A_LVL_VAR = 20
+A_FIELDS = 24  # three lines (21 used)
 
 # sym: float64[symbols, S_FIELDS]; NaN = not set. sym_books: int64[symbols], see BP_NEXT.
 S_PRICE = 0  # last UpdatePrices price
@@ -66,8 +69,9 @@ B_FIELDS = 8
 
 # book_pair: int64[books, BP_FIELDS], the (account, symbol) of each book row, apart from the row
 # because only fills, position loads and persistence need it. BP_NEXT links the books of one
-# symbol that have ever held a position (head in sym_books[symbol], -1 ends the list; BP_UNLINKED
-# until the book first holds one), so a mark change visits only the books it revalues.
+# symbol (head in sym_books[symbol], -1 ends the list), each from when it is opened (checks.open_book:
+# a mark change revalues open orders too, in the VaR terms, kernel.var), so a mark change visits
+# only that symbol's books. BP_UNLINKED marks a book not linked yet (none since the VaR work).
 BP_ACCOUNT = 0
 BP_SYMBOL = 1
 BP_NEXT = 2
@@ -151,6 +155,25 @@ X_ORIGIN_FULL = 9  # unknown order: the account or symbol capacity is reached (e
 L_THRESHOLD = 0
 L_WARN = 1
 KINDS = 11  # RiskCheck values 0..10 index the per-kind columns
+
+# VaR tables (kernel.var, group kernel.state.VarState), rebuilt off the hot path when a risk model
+# is installed. vsym float64[symbol rows, k + VS_EXTRA]: the symbol's factor loadings in columns
+# 0..k-1, then its specific variance and its total variance Sigma_ss. vacct float64[account rows,
+# VA_F + 2k]: per account the cached variance wᵀ Sigma w, the specific sum Σ spec_s w_s² and the
+# factor exposures f = Bᵀw (both double-double: hi, then lo). vctl float64[VC_FIELDS_VAR].
+VS_SPEC = 0  # + k
+VS_TOTAL = 1  # + k
+VS_EXTRA = 2
+VA_V = 0  # wᵀ Sigma w = |f|² + specific sum (recomputed from f after every change)
+VA_SPEC = 1  # specific sum (hi)
+VA_SPEC_LO = 2
+VA_F = 3  # f_hi[0..k-1], then f_lo[0..k-1]
+VC_ON = 0  # 1.0 when a model is installed
+VC_SCALE = 1  # z * sqrt(horizon_days)
+VC_K = 2  # factors k
+VC_DEFAULT = 3  # default variance (default_vol²) of a symbol past the vsym rows
+VC_VERSION = 4  # install counter (the tables' version)
+VC_FIELDS_VAR = 5
 # lim_tab int64[1 + n_acct + n_sym, KINDS], one table instead of three kernel arguments: the limit
 # index (or -1) per kind of (any, any) in row 0, of (account a, any) in row 1 + a and of (any,
 # symbol s) in row 1 + n_acct + s, where n_acct = lim_tab[0, LT_ACCOUNTS] (kind 0 is no kind).

@@ -14,13 +14,13 @@ import math
 import numpy as np
 from numba import njit
 
-from ._hashtable import ht_find
 from .layout import (
     A_LIM_TAG,
     A_LVL_GROSS,
     A_LVL_NET,
     A_LVL_OPEN,
     A_LVL_RATE,
+    A_LVL_VAR,
     A_RATE,
     B_LIM_TAG,
     B_LVL_COLLAR,
@@ -38,6 +38,7 @@ from .layout import (
     V_ORDER,
     V_WARNING,
 )
+from .limittables import exact_find
 
 # RiskCheck values
 _QTY = 1
@@ -49,6 +50,7 @@ _COLLAR = 6
 _RATE = 7
 _OPEN_ORDERS = 8
 _RESTRICTED = 9
+_VAR = 10
 _INVALID = 20
 _DUPLICATE = 21
 _HALTED = 22
@@ -65,12 +67,18 @@ def exact_limit_key(account: np.int64, symbol: np.int64, kind: np.int64) -> np.i
 def find_limit(
     kind: np.int64, a: np.int64, s: np.int64, lim_exact: np.ndarray, lim_tab: np.ndarray
 ) -> np.int64:
-    """Index of the most specific enabled limit of kind for (a, s), or -1."""
-    found = ht_find(lim_exact, exact_limit_key(a, s, kind))
-    if found >= 0:
-        return found
+    """Index of the most specific enabled limit of kind for (a, s), or -1.
+
+    lim_exact is the arena of per-account exact tables (kernel.limittables), found through column 0
+    of the account's row of lim_tab.
+    """
     n_acct = lim_tab[0, LT_ACCOUNTS]
     if a < n_acct:
+        off = lim_tab[1 + a, 0]
+        if off >= 0:
+            found = exact_find(lim_exact, off, s, kind)
+            if found >= 0:
+                return found
         v = lim_tab[1 + a, kind]
         if v >= 0:
             return v
@@ -143,6 +151,7 @@ def resolve_account_limits(
     li = find_limit(_RATE, a, s, lim_exact, lim_tab)
     acct[a, A_LVL_RATE] = report_level(_RATE, li, lim_f)
     acct[a, A_RATE] = lim_f[li, L_THRESHOLD] if li >= 0 else -1.0
+    acct[a, A_LVL_VAR] = report_level(_VAR, find_limit(_VAR, a, s, lim_exact, lim_tab), lim_f)
     acct[a, A_LIM_TAG] = tag
 
 
@@ -203,8 +212,10 @@ def report_limits(
     open_count: float,
     full: bool,
     open_total: np.int64,
+    var_after: float,
+    var_before: float,
 ) -> tuple[np.int64, np.uint32]:
-    """The slow path of a flagged order: its limit violations, kind 1..9 in order; (nv, mask).
+    """The slow path of a flagged order: its limit violations, kind 1..10 in order; (nv, mask).
 
     Only the kinds the cached report levels (book_row, acct_row) flag are resolved exactly: an
     observed value at or below its kind's level neither breaches nor warns. A NaN observed value
@@ -213,7 +224,7 @@ def report_limits(
     mask = np.uint32(0)
     # A restricted symbol's level is folded into the quantity level as -inf (see layout).
     restricted_level = -math.inf if book_row[B_LVL_QTY] == -math.inf else math.inf
-    for kind in range(1, 10):
+    for kind in range(1, 11):
         if kind == _OPEN_ORDERS and full:  # the server's capacity, just before the configured limit
             mask |= np.uint32(1) << np.uint32(_OPEN_ORDERS)
             nv = _emit(vi, vf, nv, order, _OPEN_ORDERS, LIMIT_CAPACITY, float(open_total + 1), 0.0, False)
@@ -233,6 +244,8 @@ def report_limits(
             observed, level = rate, acct_row[A_LVL_RATE]
         elif kind == _OPEN_ORDERS:
             observed, level = open_count, acct_row[A_LVL_OPEN]
+        elif kind == _VAR:
+            observed, level = var_after, acct_row[A_LVL_VAR]
         else:
             observed, level = 1.0, restricted_level
         if not (observed > level or (kind == _RATE and rate_breach)):
@@ -249,6 +262,8 @@ def report_limits(
             breach = rate_breach
         elif kind == _NET:
             breach = observed > t and observed > abs(net)  # a reducing order never breaches
+        elif kind == _VAR:
+            breach = observed > t and observed > var_before  # an order that lowers VaR passes
         else:
             breach = observed > t
         nv, mask = _judge(vi, vf, nv, mask, order, kind, li, observed, breach, t, lim_f[li, L_WARN])

@@ -70,6 +70,7 @@ def check_one_order(
     books,
     orders,
     limits,
+    var,
     max_notional,
 ):
     """Look up a parsed order's names and check it (checks.check_batch on the one-row oi, of).
@@ -103,5 +104,5 @@ def check_one_order(
         return NEEDS_PYTHON, 0, a, s
     valid_id = 0 < id_len <= max_len  # an empty or over-long id makes the order invalid
     put_order(oi, of, 0, a if valid_id else -1, s, side, key, qty, px)
-    nv = check_batch(oi, of, now, mask, vi, vf, accounts, symbols, books, orders, limits, max_notional)
+    nv = check_batch(oi, of, now, mask, vi, vf, accounts, symbols, books, orders, limits, var, max_notional)
     return OK, nv, a, s

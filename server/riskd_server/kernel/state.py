@@ -24,7 +24,7 @@ class Accounts(NamedTuple):
 
 class Symbols(NamedTuple):
     sym: np.ndarray  # float64[symbols, S_FIELDS]: marks
-    sym_books: np.ndarray  # int64[symbols]: first book holding a position (layout.BP_NEXT)
+    sym_books: np.ndarray  # int64[symbols]: the symbol's first book (layout.BP_NEXT)
 
 
 class Books(NamedTuple):
@@ -46,3 +46,9 @@ class LimitTables(NamedTuple):
     table: np.ndarray  # int64[1 + accounts + symbols, KINDS]: limit index per level and kind
     values: np.ndarray  # float64[limits, 2]: threshold, warn fraction
     version: int
+
+
+class VarState(NamedTuple):
+    vsym: np.ndarray  # float64[symbols, k + VS_EXTRA]: loadings, specific, total variance (layout.VS_*)
+    vacct: np.ndarray  # float64[accounts, VA_F + 2k]: cached variance, specific sum, f = Bᵀw
+    vctl: np.ndarray  # float64[VC_FIELDS_VAR]: on, scale, k, default variance, version

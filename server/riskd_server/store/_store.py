@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -12,7 +14,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import changes as ch
 from ..alerts.model import Alert, AlertFilter
-from . import _alerts, _history, _write
+from ..risk.build import ReturnsWindow
+from . import _alerts, _history, _returns, _write
 from ._migrations import apply_migrations
 from ._snapshot import load_snapshot
 from ._writebehind import WriteBehind
@@ -79,6 +82,22 @@ class Store:
         """The newest ``keep`` stored versions of a limit, newest first."""
         async with asyncio.timeout(self._timeout), self._pool.connection() as conn:
             return await _history.limit_history(conn, limit_id, keep)
+
+    @asynccontextmanager
+    async def returns_import(
+        self, *, finish_timeout: float | None = None
+    ) -> AsyncIterator[_returns.ReturnsImport]:
+        """One ImportReturns: a pool connection (waited for up to the store's timeout) holding one
+        transaction; leaving the block normally commits, an exception rolls everything back.
+        Each chunk's COPY gets the store's timeout, the final upsert ``finish_timeout`` (default
+        max(timeout, 120 s)) plus 100 us a row."""
+        async with self._pool.connection(timeout=self._timeout) as conn, conn.transaction():
+            yield _returns.ReturnsImport(conn, self._timeout, finish_timeout or max(self._timeout, 120.0))
+
+    async def read_returns(self, window: int, *, timeout: float | None = None) -> ReturnsWindow:
+        """The last ``window`` days of returns as a dense symbols x days matrix (NaN: missing)."""
+        async with asyncio.timeout(timeout or max(self._timeout, 120.0)), self._pool.connection() as conn:
+            return await _returns.read_window(conn, window)
 
     def write_behind(
         self,

@@ -1,0 +1,311 @@
+"""Appending to the journal: one ``write()`` per call, segments rolled over by size, bounded in total.
+
+A record is in the page cache once ``append`` returns, so it survives a kill -9 of riskd; what a
+power loss can take is bounded by ``fsync``:
+
+- ``none``: whatever the kernel has not written back yet (typically up to 30 s);
+- ``interval`` (default): at most ``fsync_interval`` (10 ms) - a background thread fdatasyncs the
+  open segment when something was written since the last sync;
+- ``always``: nothing acknowledged - every append fdatasyncs before it returns (milliseconds each
+  on most disks, in the caller).
+
+The journal holds at most ``max_bytes``; past that ``append`` raises JournalFull and nothing is
+written (riskd then refuses mutating calls with UNAVAILABLE). ``prune`` deletes whole segments
+whose records everyone has consumed (the newest snapshot and PostgreSQL both), which is what
+keeps disk bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+from .format import SEGMENT_HEADER, encode, segment_header, segment_name, segments
+from .reader import JournalDamage, SegmentEnd, last_seq_after, walk_segment
+
+log = logging.getLogger("riskd.journal")
+
+FSYNC_POLICIES = ("none", "interval", "always")
+
+
+class JournalFull(RuntimeError):
+    """The journal is at journal_max_bytes: nothing more can be acknowledged until it is pruned."""
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What opening found: where appends continue, and what a torn tail or a repair cut off."""
+
+    next_seq: int
+    truncated_bytes: int  # torn tail (or repair) bytes cut
+    lost_records: int  # records a repair dropped (0 for a torn tail: never acknowledged)
+    segments: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    first_seq: int  # oldest record still held
+    next_seq: int
+    segments: int
+    bytes: int
+    max_bytes: int
+    syncs: int
+
+    @property
+    def fill(self) -> float:
+        return self.bytes / self.max_bytes if self.max_bytes else 0.0
+
+
+def cut_at(directory: Path, path: Path, offset: int, first_seq: int) -> None:
+    """Cut segment ``path`` (first seq ``first_seq``) at ``offset`` and delete every later segment;
+    a segment left without its header goes too. What a torn tail or a repair does."""
+    for first, later in segments(directory):
+        if first > first_seq:
+            later.unlink()
+    if offset < SEGMENT_HEADER.size:
+        path.unlink()
+    else:
+        with path.open("r+b") as fh:
+            fh.truncate(offset)
+            os.fsync(fh.fileno())
+
+
+def repair_damage(directory: Path, damage: JournalDamage) -> int:
+    """``--journal-repair``: cut the journal at ``damage``; returns the records that dropped."""
+    segs = segments(directory)
+    first = max(f for f, p in segs if p == damage.path)
+    lost = last_seq_after(damage.path, damage.offset, damage.seq)
+    later = [(f, p) for f, p in segs if f > first]
+    if later:  # the later segments' records go too; they are valid, so their names say where they end
+        last_first, last_path = later[-1]
+        end = None
+        for item in walk_segment(last_path, last_first, last=True, visit=False):
+            if isinstance(item, SegmentEnd):
+                end = item
+        assert end is not None
+        lost = max(lost, end.next_seq - 1)
+    cut_at(directory, damage.path, damage.offset, first)
+    return max(lost - damage.seq + 1, 1 if not damage.torn else 0)
+
+
+class Journal:
+    """The append side. Not thread-safe: one owner (the event loop) appends; the fsync thread only
+    syncs the file descriptor it is handed under the lock."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = 64 * 2**20,
+        max_bytes: int = 8 * 2**30,
+        fsync: str = "interval",
+        fsync_interval: float = 0.010,
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, not {fsync!r}")
+        if segment_bytes < 4096 or max_bytes < segment_bytes:
+            raise ValueError("segment_bytes must be >= 4096 and max_bytes >= segment_bytes")
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self.fsync_interval = fsync_interval
+        self._fd = -1
+        self._segment_first = 0
+        self._segment_size = 0
+        self._closed_bytes = 0  # bytes in segments other than the open one
+        self._first_seq = 0
+        self._next_seq = 0
+        self._segments = 0
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._syncs = 0
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ open
+
+    def open(self, start_seq: int = 1, repair: bool = False) -> Opened:
+        """Find the end (cutting a torn tail; refusing mid-journal damage unless ``repair``) and open
+        the last segment for appending. An empty journal starts at ``start_seq``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        segs = segments(self.directory)
+        truncated = lost = 0
+        if not segs:
+            self._create(start_seq)
+        else:
+            end = self._last_end(segs[-1])
+            if end.damage is not None:
+                damage = end.damage
+                if not damage.torn and not repair:
+                    raise damage
+                truncated = end.size - damage.offset
+                if damage.torn:
+                    log.warning("%s; cut %d byte(s) never acknowledged", damage, truncated)
+                    cut_at(self.directory, damage.path, damage.offset, end.first_seq)
+                else:
+                    lost = repair_damage(self.directory, damage)
+                    log.error(
+                        "journal repair: %s; cut %d byte(s), %d record(s) lost", damage, truncated, lost
+                    )
+                end = self._last_end(segments(self.directory)[-1]) if segments(self.directory) else None  # type: ignore[assignment]
+            if end is None:
+                self._create(start_seq)
+            else:
+                self._adopt(end)
+            segs = segments(self.directory)
+            self._first_seq = segs[0][0]
+            self._segments = len(segs)
+            self._closed_bytes = sum(p.stat().st_size for _, p in segs[:-1])
+        if self.fsync == "interval":
+            self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
+            self._syncer.start()
+        return Opened(self._next_seq, truncated, lost, self._segments)
+
+    def _last_end(self, seg: tuple[int, Path]) -> SegmentEnd:
+        first, path = seg
+        end = None
+        for item in walk_segment(path, first, last=True, visit=False):
+            if isinstance(item, SegmentEnd):
+                end = item
+        assert end is not None
+        return end
+
+    def _adopt(self, end: SegmentEnd) -> None:
+        self._fd = os.open(end.path, os.O_WRONLY | os.O_APPEND)
+        self._segment_first = end.first_seq
+        self._segment_size = end.end
+        self._next_seq = end.next_seq
+
+    def _create(self, first_seq: int) -> None:
+        path = self.directory / segment_name(first_seq)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        os.write(fd, segment_header(first_seq))
+        os.fsync(fd)
+        self._fsync_dir()
+        with self._lock:
+            old, self._fd = self._fd, fd
+        if old >= 0:
+            os.fsync(old)
+            os.close(old)
+            self._closed_bytes += self._segment_size
+        self._segment_first = first_seq
+        self._segment_size = SEGMENT_HEADER.size
+        self._next_seq = first_seq
+        if not self._first_seq:
+            self._first_seq = first_seq
+        self._segments += 1
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ append
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    def append(self, records: Sequence[tuple[int, bytes]]) -> int:
+        """Append (type, payload) records with one write(); returns the last seq. JournalFull when
+        they do not fit in max_bytes (nothing written)."""
+        if not records:
+            return self.last_seq
+        seq = self._next_seq
+        data = b"".join(encode(seq + i, type_, payload) for i, (type_, payload) in enumerate(records))
+        if self._closed_bytes + self._segment_size + len(data) > self.max_bytes:
+            raise JournalFull(
+                f"journal full: {self._closed_bytes + self._segment_size:,} of {self.max_bytes:,} bytes "
+                "(PostgreSQL not keeping up or down, or no snapshot taken)"
+            )
+        if self._segment_size + len(data) > self.segment_bytes and self._segment_size > SEGMENT_HEADER.size:
+            self._create(seq)
+        written = os.write(self._fd, data)
+        if written != len(data):  # a short write on a regular file: disk full
+            raise OSError(f"journal: short write ({written} of {len(data)} bytes): disk full?")
+        self._segment_size += len(data)
+        self._next_seq = seq + len(records)
+        if self.fsync == "always":
+            os.fdatasync(self._fd)
+            self._syncs += 1
+        else:
+            self._dirty = True
+        return self._next_seq - 1
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.fsync_interval):
+            self.sync()
+
+    def sync(self) -> None:
+        """fdatasync the open segment if anything was written since the last sync."""
+        if not self._dirty:
+            return
+        with self._lock:
+            self._dirty = False
+            if self._fd >= 0:
+                os.fdatasync(self._fd)
+                self._syncs += 1
+
+    # ------------------------------------------------------------------ prune, stats, close
+
+    def prune(self, consumed_seq: int) -> int:
+        """Delete the segments whose every record has seq <= ``consumed_seq`` (never the open one);
+        returns how many went."""
+        segs = segments(self.directory)
+        gone = 0
+        for (first, path), (next_first, _) in pairwise(segs):
+            if next_first - 1 <= consumed_seq and first != self._segment_first:
+                size = path.stat().st_size
+                path.unlink()
+                self._closed_bytes -= size
+                self._segments -= 1
+                gone += 1
+            else:
+                break
+        if gone:
+            self._first_seq = segments(self.directory)[0][0]
+        return gone
+
+    def stats(self) -> JournalStats:
+        return JournalStats(
+            self._first_seq,
+            self._next_seq,
+            self._segments,
+            self._closed_bytes + self._segment_size,
+            self.max_bytes,
+            self._syncs,
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        with self._lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+
+
+__all__ = [
+    "FSYNC_POLICIES",
+    "Journal",
+    "JournalDamage",
+    "JournalFull",
+    "JournalStats",
+    "Opened",
+    "cut_at",
+    "repair_damage",
+]
