@@ -70,7 +70,7 @@ def test_stager_names_lines_and_keeps_nothing_of_a_refused_import() -> None:
         stager.result()
     except LimitImportError as exc:
         assert exc.errors == [
-            "line 17: kind: 99 is not a configurable RiskCheck (1..9)",
+            "line 17: kind: 99 is not a configurable RiskCheck (1..10)",
             "line 16: limit_id: 'id2' already given on an earlier line",
             "line 17: limit_id: 'z' already given on line 15",
         ]

@@ -117,7 +117,7 @@ def test_duplicates_and_every_field_error_are_named(riskd_server: RiskdServer, t
     records = [_rec(s) for s in _limits(10)]
     records[3]["limit_id"] = records[1]["limit_id"]
     records[5]["kind"] = "MAX_GROSS_EXPOSURE"  # account-level, but it has a symbol
-    records[7]["reference_volatility"] = 0.2  # refused, as in UpsertLimits
+    records[7]["min_scale"] = 1.5  # refused, as in UpsertLimits
     path = _write(tmp_path / "dup.jsonl", records)
     with RiskClient(riskd_server.target) as c:
         with pytest.raises(RiskdError) as err:
@@ -125,7 +125,7 @@ def test_duplicates_and_every_field_error_are_named(riskd_server: RiskdServer, t
         details = err.value.details
         assert "line 4: limit_id: 'L0000001' already given on line 2" in details
         assert "line 6: symbol: account-level kind MAX_GROSS_EXPOSURE takes no symbol" in details
-        assert "line 8: reference_volatility: not supported by this server yet" in details
+        assert "line 8: min_scale: must be in [0, 1] (0: the server's default), got 1.5" in details
         assert not c.list_limits().limits
         # Values (not a file): records are named by position.
         bad = [LimitSpec("x", "MAX_POSITION", 1), LimitSpec("", "MAX_POSITION", 1)]

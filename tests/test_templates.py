@@ -82,8 +82,6 @@ def test_file_templates_add_to_the_builtins(tmp_path: Path) -> None:
         ('[templates.x]\n[[templates.x.limits]]\nid = "a"\nkind = "max-position"\nthreshold = 1\n'
          '[[templates.x.limits]]\nid = "a"\nkind = "max-order-quantity"\nthreshold = 1\n',
          "template 'x': limits[1].id: 'a' appears twice"),
-        ('[templates.x]\n[[templates.x.limits]]\nid = "a"\nkind = "max-var"\nthreshold = 1\n',
-         "template 'x': limits[0].kind: MAX_VAR is reserved"),
         ("[templates.x]\ndescription = \"no limits\"\n", "template 'x': limits: expected a non-empty array"),
         ('[templates."a b"]\n[[templates."a b".limits]]\nid = "a"\nkind = "max-position"\nthreshold = 1\n',
          "template 'a b': name: 1-64 characters"),
