@@ -54,15 +54,21 @@ class BookLists:
         if a < 0 or a >= self._count.shape[0]:
             empty = np.empty(0, dtype=np.float64)
             return AccountBooks(np.empty(0, dtype=np.int64), empty, empty, empty, empty)
-        total = int(self._count[a])
-        ids = np.array([a], dtype=np.int64)
+        _, sym, pos, buy, sell = self.columns(s, np.array([a], dtype=np.int64))
+        return AccountBooks(sym, pos, buy, sell, marks_of(s, sym))
+
+    def columns(self, s: State, ids: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The books of accounts ``ids`` as columns: owner (the index in ids of the book's account,
+        non-decreasing), symbol id, position, open buy, open sell; ids are known account ids."""
+        self._link(s)
+        total = int(self._count[ids].sum())
         owner = np.empty(total, dtype=np.int64)
         sym = np.empty(total, dtype=np.int64)
         pos = np.empty(total, dtype=np.float64)
         buy = np.empty(total, dtype=np.float64)
         sell = np.empty(total, dtype=np.float64)
         gather_books(ids, self._head, self._next, s.book, s.book_pair, owner, sym, pos, buy, sell)
-        return AccountBooks(sym, pos, buy, sell, marks_of(s, sym))
+        return owner, sym, pos, buy, sell
 
     def _link(self, s: State) -> None:
         n_books = int(s.ctr[L.C_BOOKS])

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..kernel import layout as L
-from ..kernel.snapshot import closest_limits, gather_books, link_books
+from ..kernel.snapshot import closest_limits
 from ..limits import (
     MAX_GROSS_EXPOSURE,
     MAX_NET_EXPOSURE,
@@ -42,6 +42,7 @@ from ..limits import (
     MAX_ORDER_RATE,
     MAX_POSITION,
 )
+from .books import BookLists
 
 if TYPE_CHECKING:
     from ..interning import Interner
@@ -199,11 +200,7 @@ class SnapshotReader:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._head = np.full(0, -1, dtype=np.int64)  # account -> its oldest book, -1 none
-        self._tail = np.full(0, -1, dtype=np.int64)  # account -> its newest book
-        self._count = np.zeros(0, dtype=np.int64)  # account -> books
-        self._next = np.full(0, -1, dtype=np.int64)  # book -> next book of its account
-        self._linked = 0  # books linked so far
+        self._lists = BookLists()  # the per-account book lists (engine.books)
         self._exact_for: LimitBook | None = None
         self._exact_keys = np.empty(0, dtype=np.int64)  # sorted account << SYMBOL_BITS | symbol
         self._exact_limits = np.empty(0, dtype=np.int64)
@@ -317,26 +314,7 @@ class SnapshotReader:
     def _books_of(self, ids: np.ndarray) -> tuple[np.ndarray, ...]:
         """The books of accounts ids, as columns (owner: the index in ids of the book's account,
         non-decreasing; symbol; position; open buy; open sell)."""
-        s = self._engine._s
-        n_books = int(s.ctr[L.C_BOOKS])
-        n_acct = s.acct.shape[0]
-        if self._head.shape[0] < n_acct:
-            self._head = _grown(self._head, n_acct, -1)
-            self._tail = _grown(self._tail, n_acct, -1)
-            self._count = _grown(self._count, n_acct, 0)
-        if self._linked < n_books:
-            if self._next.shape[0] < n_books:
-                self._next = _grown(self._next, max(n_books, 2 * self._next.shape[0]), -1)
-            link_books(s.book_pair, self._linked, n_books, self._head, self._tail, self._next, self._count)
-            self._linked = n_books
-        total = int(self._count[ids].sum())
-        owner = np.empty(total, dtype=np.int64)
-        sym = np.empty(total, dtype=np.int64)
-        pos = np.empty(total, dtype=np.float64)
-        buy = np.empty(total, dtype=np.float64)
-        sell = np.empty(total, dtype=np.float64)
-        gather_books(ids, self._head, self._next, s.book, s.book_pair, owner, sym, pos, buy, sell)
-        return owner, sym, pos, buy, sell
+        return self._lists.columns(self._engine._s, ids)
 
     # ------------------------------------------------------------------ limits
 
@@ -390,9 +368,3 @@ def _rate_in_use(rows: np.ndarray, threshold: np.ndarray, now: float) -> np.ndar
 def _offsets(groups: np.ndarray, k: int) -> np.ndarray:
     """int64[k + 1]: where each of groups 0..k-1 starts in a non-decreasing array of group numbers."""
     return np.searchsorted(groups, np.arange(k + 1), side="left").astype(np.int64)
-
-
-def _grown(arr: np.ndarray, size: int, fill: int) -> np.ndarray:
-    out = np.full(size, fill, dtype=arr.dtype)
-    out[: arr.shape[0]] = arr
-    return out
