@@ -151,7 +151,7 @@ def cmd_templates(args: argparse.Namespace, client: Client) -> int:
                 "name": t.name,
                 "description": t.description,
                 "source": t.source,
-                "limits": [_spec_json(lim) for lim in t.limits],
+                "limits": [spec_json(lim) for lim in t.limits],
             }
             for t in templates
         ]
@@ -164,7 +164,8 @@ def cmd_templates(args: argparse.Namespace, client: Client) -> int:
     return EXIT_OK
 
 
-def _spec_json(lim: LimitSpec) -> dict[str, Any]:
+def spec_json(lim: LimitSpec) -> dict[str, Any]:
+    """A limit's settable fields as JSON (what `limits export` writes and `limits import` reads)."""
     return {
         "limit_id": lim.limit_id,
         "kind": lim.kind,
@@ -236,7 +237,7 @@ def cmd_history(args: argparse.Namespace, client: Client) -> int:
                 "time": dt.datetime.fromtimestamp(v.time, dt.UTC).isoformat(),
                 "who": v.who,
                 "action": v.action,
-                "limit": _spec_json(v.limit) if v.limit is not None else None,
+                "limit": spec_json(v.limit) if v.limit is not None else None,
             }
             for v in versions
         ]

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from . import _columns as col
 from ._cli_alerts import add_follow, add_query, add_stats
 from ._cli_input import UsageError, orders_from_records, parse_number, parse_order_args, read_records
-from ._cli_limits import add_limits_io
+from ._cli_limits import add_limits_io, spec_json
 from ._cli_returns import add_returns_parsers
 from ._cli_size import add_size_parsers
 from ._cli_snapshot import add_snapshot_parser
@@ -170,23 +170,7 @@ def cmd_limits_list(args: argparse.Namespace) -> int:
     if args.json:
         doc = {
             "limits_version": listing.limits_version,
-            "limits": [
-                {
-                    "limit_id": lim.limit_id,
-                    "kind": lim.kind,
-                    "account": lim.account,
-                    "symbol": lim.symbol,
-                    "threshold": lim.threshold,
-                    "warn_fraction": lim.warn_fraction,
-                    "disabled": lim.disabled,
-                    "description": lim.description,
-                    "template": lim.template,
-                    "reference_volatility": lim.reference_volatility,
-                    "min_scale": lim.min_scale,
-                    "effective_threshold": lim.effective_threshold,
-                }
-                for lim in listing
-            ],
+            "limits": [spec_json(lim) | {"effective_threshold": lim.effective_threshold} for lim in listing],
         }
         print(json.dumps(doc, indent=2))
         return EXIT_OK
