@@ -1,0 +1,107 @@
+"""The engine's input records in the journal: what each state-changing RPC appends before it replies.
+
+The hot path journals what it already holds: the request's bytes exactly as they came off the
+wire, and for checks the reply's bytes (the outcome: accepted flags, reject masks, violations).
+Nothing is re-encoded or decoded on the request's path; replay (engine.replay) parses the bytes
+with the same wire parsers and applies them to an engine with the recorded outcome forced.
+
+Every payload starts with HEAD: the engine's monotonic clock (``now``: rate buckets, retention)
+and the wall clock (``wall``: the timestamps of the rows PostgreSQL gets) the request was applied
+at, so a replay reproduces both.
+
+    CHECK          HEAD | u32 len(request) | request (CheckOrdersRequest) | reply (CheckOrdersResponse)
+    EXECUTIONS     HEAD | ReportExecutionsRequest
+    PRICES         HEAD | UpdatePricesRequest
+    POSITIONS      HEAD | LoadPositionsRequest
+    TRADING_STATE  HEAD | SetTradingStateRequest
+    LIMITS         HEAD | journal.codec's LimitsChanged payload (version, who, action, ts included)
+
+A CheckOrderStream message has CheckOrdersRequest's layout and its reply CheckOrdersResponse's, so
+a stream message is a CHECK record too. Type numbers are stable and never reused (journal files
+outlive code versions); they start at 100 so they cannot be mistaken for journal.codec's change
+record numbers.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+CHECK = 100
+EXECUTIONS = 101
+PRICES = 102
+POSITIONS = 103
+TRADING_STATE = 104
+LIMITS = 105
+
+NAMES: dict[int, str] = {
+    CHECK: "CHECK",
+    EXECUTIONS: "EXECUTIONS",
+    PRICES: "PRICES",
+    POSITIONS: "POSITIONS",
+    TRADING_STATE: "TRADING_STATE",
+    LIMITS: "LIMITS",
+}
+
+HEAD = struct.Struct("<dd")  # now (engine clock), wall (time.time)
+_CHECK_HEAD = struct.Struct("<ddI")  # HEAD + the request's length
+
+
+class RecordError(ValueError):
+    """A payload too short for its type's layout (damage the CRC did not catch, or a bug)."""
+
+
+def check_payload(now: float, wall: float, request: bytes, reply: bytes) -> bytes:
+    """A CHECK payload: one join, no copy of either buffer beyond it."""
+    return b"".join((_CHECK_HEAD.pack(now, wall, len(request)), request, reply))
+
+
+def input_payload(now: float, wall: float, body: bytes) -> bytes:
+    """Any other type's payload: HEAD then the body (a request's bytes, or a codec payload)."""
+    return HEAD.pack(now, wall) + body
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """A decoded input record: its clocks, the request (or codec) bytes and, for CHECK, the reply."""
+
+    type: int
+    now: float
+    wall: float
+    body: bytes
+    reply: bytes = b""
+
+
+def decode(type_: int, payload: bytes) -> Input:
+    """Split a payload into its parts (views are not kept: bytes, since records outlive buffers)."""
+    if type_ == CHECK:
+        if len(payload) < _CHECK_HEAD.size:
+            raise RecordError(f"CHECK payload of {len(payload)} bytes is shorter than its header")
+        now, wall, n = _CHECK_HEAD.unpack_from(payload)
+        start = _CHECK_HEAD.size
+        if start + n > len(payload):
+            raise RecordError(f"CHECK request of {n} bytes runs past its {len(payload)}-byte payload")
+        return Input(type_, now, wall, payload[start : start + n], payload[start + n :])
+    if type_ not in NAMES:
+        raise RecordError(f"unknown input record type {type_}")
+    if len(payload) < HEAD.size:
+        raise RecordError(f"{NAMES[type_]} payload of {len(payload)} bytes is shorter than its header")
+    now, wall = HEAD.unpack_from(payload)
+    return Input(type_, now, wall, payload[HEAD.size :])
+
+
+__all__ = [
+    "CHECK",
+    "EXECUTIONS",
+    "HEAD",
+    "LIMITS",
+    "NAMES",
+    "POSITIONS",
+    "PRICES",
+    "TRADING_STATE",
+    "Input",
+    "RecordError",
+    "check_payload",
+    "decode",
+    "input_payload",
+]
