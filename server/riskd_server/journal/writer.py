@@ -218,6 +218,11 @@ class Journal:
     def last_seq(self) -> int:
         return self._next_seq - 1
 
+    @property
+    def bytes_used(self) -> int:
+        """Bytes in every segment held (what max_bytes bounds); O(1), for the per-RPC room check."""
+        return self._closed_bytes + self._segment_size
+
     def append(self, records: Sequence[tuple[int, bytes]]) -> int:
         """Append (type, payload) records with one write(); returns the last seq. JournalFull when
         they do not fit in max_bytes (nothing written)."""
