@@ -619,6 +619,14 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         body = self._sizes_wire.encode(result)
         return body + server_micros_field((time.perf_counter() - start) * 1e6)
 
+    def set_journal(self, tap: JournalTap) -> None:
+        """Journal every change from now on (server start, after recovery): the servicer's
+        requests, and the engine's limit installs through on_install_limits."""
+        self._journal = tap
+        self._limits.prepare = tap.prepare
+        engine = self._engine
+        engine.on_install_limits = lambda change, version: tap.limits(change, version, engine.now())
+
     @contextlib.contextmanager
     def _journaled(self, type_: int, request: Message) -> Iterator[None]:
         """Room in the journal before the body changes the engine; the request appended after it
