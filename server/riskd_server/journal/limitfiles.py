@@ -51,8 +51,8 @@ def write_pending(directory: Path, change: ch.LimitsChanged) -> Path:
             part = change.upserted[lo : lo + _LINES]
             f.write("".join(_dumps({"u": dataclasses.asdict(lim)}) + "\n" for lim in part))
         for lo in range(0, len(change.deleted), _LINES):
-            part = change.deleted[lo : lo + _LINES]
-            f.write("".join(_dumps({"d": limit_id}) + "\n" for limit_id in part))
+            ids = change.deleted[lo : lo + _LINES]
+            f.write("".join(_dumps({"d": limit_id}) + "\n" for limit_id in ids))
         f.flush()
         os.fsync(f.fileno())
     return path
