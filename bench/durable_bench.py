@@ -387,53 +387,43 @@ def journal_env(on: bool, fsync: str) -> dict[str, str]:
     return env
 
 
-def run(args: argparse.Namespace) -> DurableReport:
-    report = DurableReport(settings={k: v for k, v in vars(args).items()})
-    report.notes.append(f"load average at start {_loadavg()} ({os.cpu_count()} cpus: other work shares them)")
-    journal = has_setting(JOURNAL_SETTING)
-    env = journal_env(True, args.journal_fsync) if journal else None
-    report.notes.append(
-        f"riskd serve with the journal on (journal_fsync={args.journal_fsync})"
-        if journal
-        else "riskd serve as on this branch: no journal setting (today's write-behind)"
-    )
+def step_check_cancel(
+    args: argparse.Namespace, report: DurableReport, echo: ServerProcess, riskd: Session
+) -> None:
+    """Step 1: check+cancel on both servers, alternating; after each riskd run, its catch-up."""
+    probe_of = CATCH_UP[args.catch_up]
     print(
-        f"  starting riskd serve (embedded PostgreSQL) and the echo{' with ' + str(env) if env else ''}",
+        f"  1. CheckOrders batch 1,000 + a ReportExecutions cancelling it, {args.duration:g} s "
+        f"(x{args.repeat}); catch-up probe '{args.catch_up}'",
         flush=True,
     )
-    with _servers(
-        lambda: spawn_server("echo-durable", "bench.echo_server", ["--no-uvloop"] if args.no_uvloop else []),
-        lambda: start_riskd("riskd-durable", env),
-    ) as (echo, riskd):
-        print(f"    echo at {echo.target}; riskd at {riskd.target} (data {riskd.data_dir})", flush=True)
-        probe_of = CATCH_UP[args.catch_up]
-        print(
-            f"  1. CheckOrders batch 1,000 + a ReportExecutions cancelling it, {args.duration:g} s "
-            f"(x{args.repeat}); catch-up probe '{args.catch_up}'",
-            flush=True,
-        )
-        for rep in range(args.repeat):
-            for name in _alternate(rep, ("echo", "riskd")):
-                if name == "echo":
-                    report.check_cancel.append(measure("echo", echo, check_cancel_cfg(args, echo.target)))
-                    continue
-                r = measure("riskd", riskd.server, check_cancel_cfg(args, riskd.target), riskd)
-                probe = probe_of(riskd)  # made after the load: it reads the totals to wait for
-                r.catch_up_s = wait_caught_up(probe, r.ended, args.catch_up_timeout)
-                print(
-                    f"                PostgreSQL caught up {r.catch_up_s:.1f} s after the load ended",
-                    flush=True,
-                )
-                report.check_cancel.append(r)
-        print(f"  2. CheckOrderStream 1 order/msg @ {args.stream_rate:,.0f}/s (x{args.repeat})", flush=True)
-        for rep in range(args.repeat):
-            for name in _alternate(rep, ("echo", "riskd")):
-                if name == "echo":
-                    report.stream.append(measure("echo", echo, stream_cfg(args, echo.target)))
-                else:
-                    report.stream.append(
-                        measure("riskd", riskd.server, stream_cfg(args, riskd.target), riskd)
-                    )
+    for rep in range(args.repeat):
+        for name in _alternate(rep, ("echo", "riskd")):
+            if name == "echo":
+                report.check_cancel.append(measure("echo", echo, check_cancel_cfg(args, echo.target)))
+                continue
+            r = measure("riskd", riskd.server, check_cancel_cfg(args, riskd.target), riskd)
+            probe = probe_of(riskd)  # made after the load: it reads the totals to wait for
+            r.catch_up_s = wait_caught_up(probe, r.ended, args.catch_up_timeout)
+            print(
+                f"                PostgreSQL caught up {r.catch_up_s:.1f} s after the load ended", flush=True
+            )
+            report.check_cancel.append(r)
+
+
+def step_stream(args: argparse.Namespace, report: DurableReport, echo: ServerProcess, riskd: Session) -> None:
+    """Step 2: the one-order stream on both servers, alternating."""
+    print(f"  2. CheckOrderStream 1 order/msg @ {args.stream_rate:,.0f}/s (x{args.repeat})", flush=True)
+    for rep in range(args.repeat):
+        for name in _alternate(rep, ("echo", "riskd")):
+            if name == "echo":
+                report.stream.append(measure("echo", echo, stream_cfg(args, echo.target)))
+            else:
+                report.stream.append(measure("riskd", riskd.server, stream_cfg(args, riskd.target), riskd))
+
+
+def step_journal(args: argparse.Namespace, report: DurableReport, journal: bool) -> None:
+    """Step 3: the journal's cost a one-order message, in-process and (with the setting) in riskd."""
     if args.journal_calls:
         from . import journal_cost_bench
 
@@ -448,27 +438,62 @@ def run(args: argparse.Namespace) -> DurableReport:
             "cost_p50_us": cost.cost_p50_us,
             "cost_mean_us": cost.cost_mean_us,
         }
-    if args.journal_rounds and not journal:
+    if not args.journal_rounds:
+        return
+    if not journal:
         report.notes.append(
-            f"journal cost: skipped, riskd has no '{JOURNAL_SETTING}' setting on this branch "
+            f"journal cost in riskd serve: skipped, riskd has no '{JOURNAL_SETTING}' setting on this branch "
             "(merge main once the journal lands; RISKD_JOURNAL=on|off selects it)"
         )
         print(f"  3b. {report.notes[-1]}", flush=True)
-    elif args.journal_rounds:
+        return
+    print(
+        f"  3b. journal cost: CheckOrderStream @ {args.stream_rate:,.0f}/s, journal on vs off "
+        f"(x{args.journal_rounds}, alternating)",
+        flush=True,
+    )
+    with _servers(
+        lambda: start_riskd("riskd-journal-on", journal_env(True, args.journal_fsync)),
+        lambda: start_riskd("riskd-journal-off", journal_env(False, args.journal_fsync)),
+    ) as (on, off):
+        for rep in range(args.journal_rounds):
+            for name in _alternate(rep, ("on", "off")):
+                s = on if name == "on" else off
+                r = measure(f"journal {name}", s.server, stream_cfg(args, s.target), s)
+                (report.journal_on if name == "on" else report.journal_off).append(r)
+
+
+def run(args: argparse.Namespace) -> DurableReport:
+    report = DurableReport(settings={k: v for k, v in vars(args).items()})
+    report.notes.append(f"load average at start {_loadavg()} ({os.cpu_count()} cpus: other work shares them)")
+    journal = has_setting(JOURNAL_SETTING)
+    env = journal_env(True, args.journal_fsync) if journal else None
+    report.notes.append(
+        f"riskd serve with the journal on (journal_fsync={args.journal_fsync})"
+        if journal
+        else "riskd serve as on this branch: no journal setting (today's write-behind)"
+    )
+    if args.steps & {1, 2}:
         print(
-            f"  3b. journal cost: CheckOrderStream @ {args.stream_rate:,.0f}/s, journal on vs off "
-            f"(x{args.journal_rounds}, alternating)",
-            flush=True,
+            f"  starting riskd serve (embedded PostgreSQL) and the echo{' with ' + str(env) if env else ''}"
         )
         with _servers(
-            lambda: start_riskd("riskd-journal-on", journal_env(True, args.journal_fsync)),
-            lambda: start_riskd("riskd-journal-off", journal_env(False, args.journal_fsync)),
-        ) as (on, off):
-            for rep in range(args.journal_rounds):
-                for name in _alternate(rep, ("on", "off")):
-                    s = on if name == "on" else off
-                    r = measure(f"journal {name}", s.server, stream_cfg(args, s.target), s)
-                    (report.journal_on if name == "on" else report.journal_off).append(r)
+            lambda: spawn_server(
+                "echo-durable", "bench.echo_server", ["--no-uvloop"] if args.no_uvloop else []
+            ),
+            lambda: start_riskd("riskd-durable", env),
+        ) as (echo, riskd):
+            print(f"    echo at {echo.target}; riskd at {riskd.target} (data {riskd.data_dir})", flush=True)
+            if 1 in args.steps:
+                step_check_cancel(args, report, echo, riskd)
+            if 2 in args.steps and args.stream_server == "fresh" and 1 in args.steps:
+                with _servers(lambda: start_riskd("riskd-durable-stream", env)) as (fresh,):
+                    report.notes.append("stream on a fresh riskd serve (not step 1's)")
+                    step_stream(args, report, echo, fresh)
+            elif 2 in args.steps:
+                step_stream(args, report, echo, riskd)
+    if 3 in args.steps:
+        step_journal(args, report, journal)
     report.notes.append(f"load average at end {_loadavg()}")
     return report
 
@@ -553,7 +578,8 @@ def rows_of(rep: DurableReport, rate: float) -> list:
     cc_r = [r for r in rep.check_cancel if r.server == "riskd"]
     duration = rep.settings.get("duration", 0)
     refused = max(f.refused_client, f.refused_server)
-    rows = [
+    rows: list = []
+    cc_rows = [
         Row(
             f"check+cancel, batch 1,000, {duration:g} s: riskd serve + PostgreSQL vs echo",
             f"{f.riskd_orders_per_s / 1e3:,.1f} k orders/s",
@@ -581,19 +607,21 @@ def rows_of(rep: DurableReport, rate: float) -> list:
             None,
             ", ".join(f"{r.catch_up_s:.1f}" for r in cc_r) + " s",
         ),
-        Row(
-            f"CheckOrderStream 1 order/msg @ {rate:,.0f}/s p99: riskd serve + PostgreSQL vs echo",
-            f"{f.riskd_p99_us:,.0f} µs",
-            f"echo {f.echo_p99_us:,.0f} µs",
-            None if math.isnan(f.stream_ratio) else f.stream_ratio,
-            f"<= {STREAM_P99_RATIO_TARGET}",
-            None
-            if (math.isnan(f.stream_ratio) or f.stream_short)
-            else f.stream_ratio <= STREAM_P99_RATIO_TARGET,
-            f"server time {f.stream_server_time_us:.1f} µs/msg"
-            + ("; BELOW the offered rate: saturated" if f.stream_short else ""),
-        ),
     ]
+    stream_row = Row(
+        f"CheckOrderStream 1 order/msg @ {rate:,.0f}/s p99: riskd serve + PostgreSQL vs echo",
+        f"{f.riskd_p99_us:,.0f} µs",
+        f"echo {f.echo_p99_us:,.0f} µs",
+        None if math.isnan(f.stream_ratio) else f.stream_ratio,
+        f"<= {STREAM_P99_RATIO_TARGET}",
+        None if (math.isnan(f.stream_ratio) or f.stream_short) else f.stream_ratio <= STREAM_P99_RATIO_TARGET,
+        f"server time {f.stream_server_time_us:.1f} µs/msg"
+        + ("; BELOW the offered rate: saturated" if f.stream_short else ""),
+    )
+    if rep.check_cancel:
+        rows += cc_rows
+    if rep.stream:
+        rows.append(stream_row)
     if rep.journal_inproc is not None:
         j = rep.journal_inproc
         rows.append(
@@ -639,6 +667,12 @@ def print_report(rep: DurableReport, rate: float) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="60 s check+cancel runs (the issue's)")
+    p.add_argument(
+        "--steps",
+        type=lambda v: {int(x) for x in v.split(",")},
+        default={1, 2, 3},
+        help="steps to run, comma separated (default 1,2,3: check+cancel, stream, journal cost)",
+    )
     p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     p.add_argument("--duration", type=float, help="check+cancel seconds a run (default 10; --full 60)")
     p.add_argument("--stream-duration", type=float, help="stream seconds a run (default 6; quick 3)")
@@ -646,6 +680,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=1, help="runs per server and scenario (alternating)")
     p.add_argument("--procs", type=int, default=2, help="load generator processes")
     p.add_argument("--stream-rate", type=float, default=2_000.0)
+    p.add_argument(
+        "--stream-server",
+        choices=("same", "fresh"),
+        default="same",
+        help="step 2 on step 1's riskd serve once caught up (same), or on a new one (fresh)",
+    )
     p.add_argument("--catch-up", choices=sorted(CATCH_UP), default="rows")
     p.add_argument("--catch-up-timeout", type=float, default=900.0)
     p.add_argument("--journal-rounds", type=int, default=2, help="journal on/off stream runs each (0: skip)")

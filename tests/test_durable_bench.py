@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 
@@ -108,3 +109,27 @@ def test_journal_cost_bench_times_both_ways_and_appends_every_record() -> None:
     assert r.calls == 400 and r.record_bytes > 60  # HEAD (20 bytes) + a one-order request + reply
     assert 0 < r.plain.p50_us <= r.plain.p99_us and 0 < r.append.p50_us <= r.journal.p99_us
     assert r.syncs >= 400  # fsync always: one per append (and the warm-up's)
+
+
+def test_journal_probe_holds_once_journal_applied_reaches_the_last_record(
+    tmp_path: Path, fresh_dsn: str
+) -> None:
+    """The probe for after issue 11's change: journal_applied's seq against the journal's end."""
+    import psycopg
+
+    from riskd_server.journal.records import CHECK
+    from riskd_server.journal.writer import Journal
+
+    journal = Journal(tmp_path / "journal", fsync="none", segment_bytes=4096)
+    journal.open()
+    for i in range(300):  # several segments: the last one is walked
+        journal.append([(CHECK, bytes(40 + i % 7))])
+    journal.close()
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE journal_applied (seq bigint NOT NULL)")
+        conn.execute("INSERT INTO journal_applied VALUES (299)")
+        session = SimpleNamespace(data_dir=tmp_path, dsn=fresh_dsn)
+        probe = db.journal_probe(session)  # type: ignore[arg-type]
+        assert not probe()
+        conn.execute("UPDATE journal_applied SET seq = 300")
+        assert probe()
