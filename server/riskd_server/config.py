@@ -108,6 +108,51 @@ OPTIONS: tuple[Option, ...] = (
         1,
     ),
     Option(
+        "journal",
+        bool,
+        True,
+        "journal every change locally (DATA_DIR/journal) before replying and feed PostgreSQL from it "
+        "in a separate process (off: the write-behind persists from the server itself)",
+    ),
+    Option(
+        "journal_fsync",
+        str,
+        "interval",
+        "when the journal reaches the disk: none (the OS decides), interval (every "
+        "journal_fsync_interval_ms: what a power loss can take), always (before every reply)",
+    ),
+    Option("journal_fsync_interval_ms", float, 10.0, "journal fsync period for journal_fsync = interval", 1),
+    Option(
+        "journal_max_bytes",
+        int,
+        8 * 2**30,
+        "journal bound; past 80% riskd logs ERROR and raises an alert, when full changes fail UNAVAILABLE",
+        2**26,
+    ),
+    Option("journal_segment_bytes", int, 64 * 2**20, "journal segment file size", 2**20),
+    Option(
+        "journal_repair",
+        bool,
+        False,
+        "start even when the journal is damaged mid-file: cut it there (the records after it are lost, "
+        "and counted in the log)",
+    ),
+    Option(
+        "snapshot_interval",
+        float,
+        60.0,
+        "seconds between engine checkpoints (DATA_DIR/checkpoints; also at SIGTERM): restart replays "
+        "the journal after the newest one",
+        1,
+    ),
+    Option(
+        "snapshot_journal_bytes",
+        int,
+        2**30,
+        "journal bytes after which a checkpoint is taken before snapshot_interval (bounds restart time)",
+        2**20,
+    ),
+    Option(
         "templates_file",
         str,
         "",
@@ -253,6 +298,14 @@ class Settings:
     dynamic_tolerance: float = 0.01
     flush_interval_ms: float = 50.0
     max_pending_rows: int = 1_000_000
+    journal: bool = True
+    journal_fsync: str = "interval"
+    journal_fsync_interval_ms: float = 10.0
+    journal_max_bytes: int = 8 * 2**30
+    journal_segment_bytes: int = 64 * 2**20
+    journal_repair: bool = False
+    snapshot_interval: float = 60.0
+    snapshot_journal_bytes: int = 2**30
     templates_file: str = ""
     limit_history: int = 20
     db_pool_min: int = 1
@@ -404,11 +457,16 @@ def load_settings(
             errors.append(f"{name}: {values[name]!r} is not HOST:PORT")
     errors.extend(_email_errors(values))
     errors.extend(_var_errors(values))
+    if str(values["journal_fsync"]).strip().lower() not in ("none", "interval", "always"):
+        errors.append(f"journal_fsync: {values['journal_fsync']!r} is not none, interval or always")
+    if values["journal_segment_bytes"] > values["journal_max_bytes"] // 4:
+        errors.append("journal_segment_bytes: must be <= journal_max_bytes / 4")
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
     values["log_level"] = values["log_level"].upper()
     values["email_min_severity"] = values["email_min_severity"].strip().upper()
     values["risk_model"] = values["risk_model"].strip().lower()
+    values["journal_fsync"] = values["journal_fsync"].strip().lower()
     return Settings(**values)
 
 

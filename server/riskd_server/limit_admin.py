@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from . import changes as ch
 from .engine import Engine
@@ -37,6 +37,14 @@ class LimitAdmin:
         self._last_refresh = 0.0
         self._tasks: set[asyncio.Task] = set()
         engine.vol_listener = self.poke
+        # Called with a change before it is installed (journal.tap.JournalTap.prepare: a large
+        # change goes to a side file off the event loop); None without a journal.
+        self.prepare: Callable[[ch.LimitsChanged], Awaitable[None]] | None = None
+
+    async def _prepared(self, change: ch.LimitsChanged) -> ch.LimitsChanged:
+        if self.prepare is not None:
+            await self.prepare(change)
+        return change
 
     async def upsert(self, limits: Sequence[Limit], *, who: str = "", action: str = "upsert") -> int:
         """Engine.upsert_limits, building in a worker thread; returns the new limits version."""
@@ -48,7 +56,7 @@ class LimitAdmin:
             version = eng.stage_upsert(limits, names)
             book = await asyncio.to_thread(eng.build_limits, limits, (), version)
             change = ch.LimitsChanged(tuple(limits), (), version, who, action, time.time())
-            version = eng.install_limits(book, change)
+            version = eng.install_limits(book, await self._prepared(change))
         self.poke()  # a new dynamic limit takes the vols of the last refresh: bring them up to date
         return version
 
@@ -63,7 +71,7 @@ class LimitAdmin:
                 return 0, missing, eng.limits.version
             book = await asyncio.to_thread(eng.build_limits, (), deleted, eng.limits.version + 1)
             change = ch.LimitsChanged((), tuple(deleted), eng.limits.version + 1, who, action, time.time())
-            return len(deleted), missing, eng.install_limits(book, change)
+            return len(deleted), missing, eng.install_limits(book, await self._prepared(change))
 
     async def apply(
         self, plan_of: Callable[[Mapping[str, Limit]], Plan], *, who: str, action: str
@@ -80,7 +88,7 @@ class LimitAdmin:
             version = eng.limits.version + 1
             book = await asyncio.to_thread(eng.build_limits, plan.upserted, plan.deleted, version)
             change = ch.LimitsChanged(plan.upserted, plan.deleted, version, who, action, time.time())
-            version = eng.install_limits(book, change)
+            version = eng.install_limits(book, await self._prepared(change))
         self.poke()
         return plan.diff, version
 

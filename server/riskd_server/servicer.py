@@ -9,16 +9,17 @@ the write-behind to commit so an acknowledged limit or halt survives a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import NoReturn
 
 import grpc
 import numpy as np
 import psycopg
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from riskd.v1 import risk_pb2 as pb
 from riskd.v1 import risk_pb2_grpc as pb_grpc
@@ -29,6 +30,8 @@ from .alerts.pipeline import AlertPipeline
 from .alerts.queries import Older, OlderUnavailable, QueryError, query_alerts, top_of
 from .changes import LimitVersion
 from .engine import Backpressure, BatchError, Engine, ExecOutcome
+from .journal import records as jrec
+from .journal.tap import JournalTap
 from .limit_admin import LimitAdmin
 from .limit_io import (
     DEFAULT_MAX_CHANGES,
@@ -155,8 +158,11 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         snapshots: SnapshotHub | None = None,
         templates: TemplateSet | None = None,
         limit_history: HistoryReader | None = None,
+        journal: JournalTap | None = None,
     ) -> None:
         self._engine = engine
+        # The local journal (journal.tap): every change is appended before its reply; None = off.
+        self._journal = journal
         self._limits = LimitAdmin(engine)
         self._templates = templates or TemplateSet(dict(BUILTINS))
         self._history = limit_history
@@ -182,7 +188,14 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
         wire.request parses the bytes (numba; protobuf for what it leaves, which may raise
         DecodeError) and the engine checks the parsed orders.
         """
-        reply = encode_response(self._engine.check_parsed(parse_check_request(request)))
+        tap = self._journal
+        if tap is None:
+            reply = encode_response(self._engine.check_parsed(parse_check_request(request)))
+        else:
+            tap.require_room(2 * len(request))
+            now = self._engine.now()
+            reply = encode_response(self._engine.check_parsed(parse_check_request(request), now))
+            tap.check(now, request, reply)
         self._poke()
         return reply
 
@@ -221,10 +234,15 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
 
     def _report_wire(self, request: bytes) -> ExecOutcome:
         """ReportExecutions on the serialized request (parsed by wire.request.parse_report_request)."""
+        tap = self._journal
+        if tap is not None:
+            tap.require_room(len(request))
         r = parse_report_request(request)
         out = self._engine.report_executions(
             r.client_order_id, r.type, r.quantity, r.price, account=r.account, symbol=r.symbol, side=r.side
         )
+        if tap is not None:
+            tap.input(jrec.EXECUTIONS, self._engine.now(), request)
         self._poke()
         return out
 
@@ -240,7 +258,10 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
 
     async def UpdatePrices(self, request: pb.UpdatePricesRequest, context: grpc.aio.ServicerContext):
         try:
-            updated = self._engine.update_prices(request.symbol, np.asarray(request.price, dtype=np.float64))
+            with self._journaled(jrec.PRICES, request):
+                updated = self._engine.update_prices(
+                    request.symbol, np.asarray(request.price, dtype=np.float64)
+                )
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
         self._poke()
@@ -248,7 +269,8 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
 
     async def LoadPositions(self, request: pb.LoadPositionsRequest, context: grpc.aio.ServicerContext):
         try:
-            loaded = self._engine.load_positions(request.account, request.symbol, request.quantity)
+            with self._journaled(jrec.POSITIONS, request):
+                loaded = self._engine.load_positions(request.account, request.symbol, request.quantity)
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
         self.snapshots.touch(request.account)  # a position without a mark moves no exposure sum
@@ -433,7 +455,8 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
 
     async def SetTradingState(self, request: pb.SetTradingStateRequest, context: grpc.aio.ServicerContext):
         try:
-            previous = self._engine.set_trading_state(request.account, request.state, request.reason)
+            with self._journaled(jrec.TRADING_STATE, request):
+                previous = self._engine.set_trading_state(request.account, request.state, request.reason)
         except (BatchError, Backpressure) as exc:
             await _abort(context, exc)
         self._poke()
@@ -595,6 +618,27 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             result = self._sizer.compute(inputs)
         body = self._sizes_wire.encode(result)
         return body + server_micros_field((time.perf_counter() - start) * 1e6)
+
+    def set_journal(self, tap: JournalTap) -> None:
+        """Journal every change from now on (server start, after recovery): the servicer's
+        requests, and the engine's limit installs through on_install_limits."""
+        self._journal = tap
+        self._limits.prepare = tap.prepare
+        engine = self._engine
+        engine.on_install_limits = lambda change, version: tap.limits(change, version, engine.now())
+
+    @contextlib.contextmanager
+    def _journaled(self, type_: int, request: Message) -> Iterator[None]:
+        """Room in the journal before the body changes the engine; the request appended after it
+        succeeded (journal.records' ``type_``). Off without a journal."""
+        tap = self._journal
+        if tap is None:
+            yield
+            return
+        body = request.SerializeToString()
+        tap.require_room(len(body))
+        yield
+        tap.input(type_, self._engine.now(), body)
 
     async def _durable(self, context: grpc.aio.ServicerContext, rows: int = 0) -> None:
         """Wait for the change to be committed (a big one, of ``rows`` rows, longer); tell the

@@ -42,3 +42,22 @@ def breaker_probe(name: str, state: Callable[[], str]) -> Callable[[], Fault | N
         return (pb.ALERT_KIND_BREAKER_OPEN, f"{name} breaker open: calls are failing fast", 1.0, 0.0)
 
     return probe
+
+
+def journal_probe(used: Callable[[], int], max_bytes: int, warn: float = 0.8) -> Callable[[], Fault | None]:
+    """The local journal past ``warn`` of journal_max_bytes: PostgreSQL is behind or down, and
+    changes are refused once it is full. ``used()`` is the journal's bytes held."""
+
+    def probe() -> Fault | None:
+        held = used()
+        if held < warn * max_bytes:
+            return None
+        return (
+            pb.ALERT_KIND_BACKLOG,
+            f"journal {held / max_bytes:.0%} full ({held:,} of {max_bytes:,} bytes): PostgreSQL behind or "
+            "down; changes are refused when it is full",
+            float(held),
+            float(max_bytes),
+        )
+
+    return probe

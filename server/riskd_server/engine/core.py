@@ -94,6 +94,9 @@ class Engine(OrderChecks):
         self.risk_model: RiskModel | None = None
         # Per-account book lists for account_books (a derived index; books are never removed).
         self._book_lists = BookLists()
+        # Called with (change, version) before a limit book is swapped in (the server's journal:
+        # journal.tap.JournalTap.limits); raising (Backpressure) leaves the old book in force.
+        self.on_install_limits: Callable[[ch.LimitsChanged, int], object] | None = None
         self._var_form: FactorForm | None = None  # the model in the kernel's factor form
         self._var_filled = 0  # engine symbols whose VaR table row is filled from the model
 
@@ -189,6 +192,10 @@ class Engine(OrderChecks):
         )
 
     # ------------------------------------------------------------------ queries
+
+    def now(self) -> float:
+        """The engine's clock (rate buckets); the servicer reads it once per journaled check."""
+        return self._clock()
 
     @property
     def state_version(self) -> int:
@@ -553,6 +560,8 @@ class Engine(OrderChecks):
         )
 
     def install_limits(self, book: LimitBook, change: ch.LimitsChanged) -> int:
+        if self.on_install_limits is not None:
+            self.on_install_limits(change, book.version)
         self._limits = book
         self._s.kernel_args = None
         self._state_version += 1

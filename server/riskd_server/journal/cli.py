@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from . import records
 from .codec import register_inspect
 from .reader import JournalDamage, read, verify
 
@@ -14,6 +15,7 @@ from .reader import JournalDamage, read, verify
 TYPE_NAMES: dict[int, str] = {}
 DESCRIBERS: dict[int, Callable[[bytes], str]] = {}
 register_inspect(TYPE_NAMES, DESCRIBERS)
+records.register_inspect(TYPE_NAMES, DESCRIBERS)
 
 
 def journal_dir(args: argparse.Namespace) -> Path:

@@ -147,6 +147,10 @@ def encode(change: ch.Change) -> tuple[int, bytes]:
         doc = {
             "upserted": [dataclasses.asdict(lim) for lim in change.upserted],
             "deleted": list(change.deleted),
+            "version": change.version,
+            "who": change.who,
+            "action": change.action,
+            "ts": change.ts,
         }
         return number, json.dumps(doc, allow_nan=True, separators=(",", ":")).encode()
     out: list[bytes] = []
@@ -213,7 +217,12 @@ def decode(number: int, payload: bytes) -> ch.Change:
         try:
             doc = json.loads(payload)
             return ch.LimitsChanged(
-                upserted=tuple(_limit(d) for d in doc["upserted"]), deleted=tuple(doc["deleted"])
+                upserted=tuple(_limit(d) for d in doc["upserted"]),
+                deleted=tuple(doc["deleted"]),
+                version=int(doc.get("version", 0)),
+                who=str(doc.get("who", "")),
+                action=str(doc.get("action", "")),
+                ts=float(doc.get("ts", 0.0)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CodecError(f"bad LimitsChanged payload: {exc}") from None

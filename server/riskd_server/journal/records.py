@@ -15,6 +15,7 @@ at, so a replay reproduces both.
     POSITIONS      HEAD | LoadPositionsRequest
     TRADING_STATE  HEAD | SetTradingStateRequest
     LIMITS         HEAD | journal.codec's LimitsChanged payload (version, who, action, ts included)
+    LIMITS_FILE    HEAD | a large LimitsChanged's side file reference (journal.limitfiles)
 
 A CheckOrderStream message has CheckOrdersRequest's layout and its reply CheckOrdersResponse's, so
 a stream message is a CHECK record too. Type numbers are stable and never reused (journal files
@@ -24,8 +25,13 @@ record numbers.
 
 from __future__ import annotations
 
+import datetime as _dt
+import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from riskd.v1 import risk_pb2 as pb
 
 CHECK = 100
 EXECUTIONS = 101
@@ -33,6 +39,7 @@ PRICES = 102
 POSITIONS = 103
 TRADING_STATE = 104
 LIMITS = 105
+LIMITS_FILE = 106
 
 NAMES: dict[int, str] = {
     CHECK: "CHECK",
@@ -41,6 +48,7 @@ NAMES: dict[int, str] = {
     POSITIONS: "POSITIONS",
     TRADING_STATE: "TRADING_STATE",
     LIMITS: "LIMITS",
+    LIMITS_FILE: "LIMITS_FILE",
 }
 
 HEAD = struct.Struct("<dd")  # now (engine clock), wall (time.time)
@@ -54,6 +62,16 @@ class RecordError(ValueError):
 def check_payload(now: float, wall: float, request: bytes, reply: bytes) -> bytes:
     """A CHECK payload: one join, no copy of either buffer beyond it."""
     return b"".join((_CHECK_HEAD.pack(now, wall, len(request)), request, reply))
+
+
+def check_parts(now: float, wall: float, request: bytes, reply: bytes) -> tuple[bytes, bytes, bytes]:
+    """check_payload's pieces, for Journal.append_parts (joined once, into the record itself)."""
+    return (_CHECK_HEAD.pack(now, wall, len(request)), request, reply)
+
+
+def input_parts(now: float, wall: float, body: bytes) -> tuple[bytes, bytes]:
+    """input_payload's pieces, for Journal.append_parts."""
+    return (HEAD.pack(now, wall), body)
 
 
 def input_payload(now: float, wall: float, body: bytes) -> bytes:
@@ -95,13 +113,54 @@ __all__ = [
     "EXECUTIONS",
     "HEAD",
     "LIMITS",
+    "LIMITS_FILE",
     "NAMES",
     "POSITIONS",
     "PRICES",
     "TRADING_STATE",
     "Input",
     "RecordError",
+    "check_parts",
     "check_payload",
     "decode",
+    "input_parts",
     "input_payload",
 ]
+
+
+def describe(type_: int, payload: bytes) -> str:
+    """One line for ``riskd journal inspect``: the clocks and what the request holds."""
+    try:
+        rec = decode(type_, payload)
+        when = _dt.datetime.fromtimestamp(rec.wall, _dt.UTC).isoformat(timespec="microseconds")
+        if type_ == CHECK:
+            request = pb.CheckOrdersRequest.FromString(rec.body)
+            reply = pb.CheckOrdersResponse.FromString(rec.reply)
+            n = len(request.orders.client_order_id)
+            accepted = sum(reply.result.accepted)
+            what = f"{n} order(s), {accepted} accepted, {n - accepted} rejected"
+        elif type_ == EXECUTIONS:
+            what = f"{len(pb.ReportExecutionsRequest.FromString(rec.body).client_order_id)} execution(s)"
+        elif type_ == PRICES:
+            what = f"{len(pb.UpdatePricesRequest.FromString(rec.body).symbol)} price(s)"
+        elif type_ == POSITIONS:
+            what = f"{len(pb.LoadPositionsRequest.FromString(rec.body).account)} position(s)"
+        elif type_ == TRADING_STATE:
+            msg = pb.SetTradingStateRequest.FromString(rec.body)
+            what = f"account {msg.account!r} -> {pb.TradingState.Name(msg.state)}"
+        elif type_ == LIMITS_FILE:
+            what = f"side file {rec.body.decode(errors='replace')}"
+        else:
+            from .codec import describe as describe_change
+
+            what = describe_change(8, rec.body)  # journal.codec's LimitsChanged
+    except Exception as exc:  # a description never fails inspect
+        return f"({type(exc).__name__}: {exc})"
+    return f"{when}  {what}"
+
+
+def register_inspect(names: dict[int, str], describers: dict[int, Callable[[bytes], str]]) -> None:
+    """Teach ``riskd journal inspect`` the input record types."""
+    for number, name in NAMES.items():
+        names[number] = name
+        describers[number] = functools.partial(describe, number)

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from .format import SEGMENT_HEADER, encode, segment_header, segment_name, segments
+import google_crc32c
+
+from .format import _CRC_PART, RECORD_HEADER, SEGMENT_HEADER, encode, segment_header, segment_name, segments
 from .reader import JournalDamage, SegmentEnd, last_seq_after, walk_segment
 
 log = logging.getLogger("riskd.journal")
@@ -218,6 +220,11 @@ class Journal:
     def last_seq(self) -> int:
         return self._next_seq - 1
 
+    @property
+    def bytes_used(self) -> int:
+        """Bytes in every segment held (what max_bytes bounds); O(1), for the per-RPC room check."""
+        return self._closed_bytes + self._segment_size
+
     def append(self, records: Sequence[tuple[int, bytes]]) -> int:
         """Append (type, payload) records with one write(); returns the last seq. JournalFull when
         they do not fit in max_bytes (nothing written)."""
@@ -243,6 +250,36 @@ class Journal:
         else:
             self._dirty = True
         return self._next_seq - 1
+
+    def append_parts(self, type_: int, parts: tuple[bytes, ...]) -> int:
+        """Append one record whose payload is ``parts`` joined, with one write() and one copy (the
+        servicer's path: header, request and reply bytes are never joined first); its seq."""
+        seq = self._next_seq
+        crc = google_crc32c.value(_CRC_PART.pack(seq, type_, 0))
+        n = 0
+        for part in parts:
+            crc = google_crc32c.extend(crc, part)
+            n += len(part)
+        data = b"".join((RECORD_HEADER.pack(n, crc, seq, type_, 0), *parts))
+        size = len(data)
+        if self._closed_bytes + self._segment_size + size > self.max_bytes:
+            raise JournalFull(
+                f"journal full: {self._closed_bytes + self._segment_size:,} of {self.max_bytes:,} bytes "
+                "(PostgreSQL not keeping up or down, or no checkpoint taken)"
+            )
+        if self._segment_size + size > self.segment_bytes and self._segment_size > SEGMENT_HEADER.size:
+            self._create(seq)
+        written = os.write(self._fd, data)
+        if written != size:
+            raise OSError(f"journal: short write ({written} of {size} bytes): disk full?")
+        self._segment_size += size
+        self._next_seq = seq + 1
+        if self.fsync == "always":
+            os.fdatasync(self._fd)
+            self._syncs += 1
+        else:
+            self._dirty = True
+        return seq
 
     def _sync_loop(self) -> None:
         while not self._stop.wait(self.fsync_interval):
