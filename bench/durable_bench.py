@@ -16,8 +16,10 @@ bench/echo_server.py side by side, load from bench.loadgen processes on 127.0.0.
    Journal, alternating blocks; runs today); (b) the running server: the same stream against two
    `riskd serve`, the ``journal`` setting on and off (RISKD_JOURNAL), runs alternating: the
    difference of the mean of riskd_rpc_server_seconds for CheckOrderStream over a run (exact: the
-   histogram's sum and count) and of the server's CPU a message. (b) is skipped, with a note,
-   while riskd has no ``journal`` setting.
+   histogram's sum and count) and of the server's CPU a message. With the journal off riskd
+   persists through its write-behind, so (b) is what the journal path costs or saves against the
+   write-behind's, not the journal's own cost (that is (a)). (b) is skipped, with a note, while
+   riskd has no ``journal`` setting; a note says whether each server wrote journal files.
 
 Catch-up probes (``--catch-up``; CATCH_UP maps a name to a factory ``(session) -> Probe``, a Probe
 answers "does PostgreSQL have everything?"):
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -130,6 +133,14 @@ class Session:
 
     def metrics(self) -> dict[str, float]:
         return scrape(self.metrics_url)
+
+    def journal_note(self) -> str:
+        """What the server left under DATA_DIR/journal: proof the journal was (or was not) on."""
+        files = [p for p in (self.data_dir / "journal").glob("*") if p.is_file()]
+        if not files:
+            return f"{self.name}: no journal files under {self.data_dir / 'journal'}"
+        size = sum(p.stat().st_size for p in files)
+        return f"{self.name}: {len(files)} journal file(s), {size / 2**20:,.1f} MB"
 
     def stop(self) -> None:
         self.server.stop(timeout=60)
@@ -448,7 +459,7 @@ def step_journal(args: argparse.Namespace, report: DurableReport, journal: bool)
         print(f"  3b. {report.notes[-1]}", flush=True)
         return
     print(
-        f"  3b. journal cost: CheckOrderStream @ {args.stream_rate:,.0f}/s, journal on vs off "
+        f"  3b. journal cost: CheckOrderStream @ {args.journal_rate:,.0f}/s, journal on vs off "
         f"(x{args.journal_rounds}, alternating)",
         flush=True,
     )
@@ -456,11 +467,19 @@ def step_journal(args: argparse.Namespace, report: DurableReport, journal: bool)
         lambda: start_riskd("riskd-journal-on", journal_env(True, args.journal_fsync)),
         lambda: start_riskd("riskd-journal-off", journal_env(False, args.journal_fsync)),
     ) as (on, off):
+        cfg = dataclasses.replace(stream_cfg(args, ""), rate=args.journal_rate, duration=2.0, warmup=0.5)
+        for s in (
+            on,
+            off,
+        ):  # unmeasured: a server's first run after start is slower (first calls, autovacuum)
+            run_load(dataclasses.replace(cfg, target=s.target))
         for rep in range(args.journal_rounds):
             for name in _alternate(rep, ("on", "off")):
                 s = on if name == "on" else off
-                r = measure(f"journal {name}", s.server, stream_cfg(args, s.target), s)
+                cfg = dataclasses.replace(stream_cfg(args, s.target), rate=args.journal_rate)
+                r = measure(f"journal {name}", s.server, cfg, s)
                 (report.journal_on if name == "on" else report.journal_off).append(r)
+        report.notes += [on.journal_note(), off.journal_note()]
 
 
 def run(args: argparse.Namespace) -> DurableReport:
@@ -492,6 +511,7 @@ def run(args: argparse.Namespace) -> DurableReport:
                     step_stream(args, report, echo, fresh)
             elif 2 in args.steps:
                 step_stream(args, report, echo, riskd)
+            report.notes.append(riskd.journal_note())
     if 3 in args.steps:
         step_journal(args, report, journal)
     report.notes.append(f"load average at end {_loadavg()}")
@@ -640,7 +660,7 @@ def rows_of(rep: DurableReport, rate: float) -> list:
         off_cpu = _med([r.server_cpu_us for r in rep.journal_off])
         rows.append(
             Row(
-                "journal cost per one-order message, riskd serve, journal on - off (server time)",
+                "one-order message in riskd serve, journal on - off (journal path vs write-behind)",
                 f"{f.journal_cost_us:+.1f} µs",
                 f"on {f.journal_on_us:.1f} / off {f.journal_off_us:.1f} µs",
                 None,
@@ -690,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catch-up-timeout", type=float, default=900.0)
     p.add_argument("--journal-rounds", type=int, default=2, help="journal on/off stream runs each (0: skip)")
     p.add_argument("--journal-fsync", default="interval", help="RISKD_JOURNAL_FSYNC for the journal runs")
+    p.add_argument("--journal-rate", type=float, help="3b's stream rate (default --stream-rate)")
     p.add_argument("--journal-calls", type=int, help="in-process journal cost calls each way (0: skip)")
     p.add_argument("--no-uvloop", action="store_true")
     p.add_argument("--json", type=Path, help="also write the report here")
@@ -699,6 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settle_args(args: argparse.Namespace) -> argparse.Namespace:
     args.duration = args.duration or (60.0 if args.full else 3.0 if args.quick else 10.0)
     args.stream_duration = args.stream_duration or (3.0 if args.quick else 6.0)
+    args.journal_rate = args.journal_rate or args.stream_rate
     if args.journal_calls is None:
         args.journal_calls = 5_000 if args.quick else 20_000
     if args.quick:

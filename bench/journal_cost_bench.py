@@ -1,17 +1,20 @@
 """The journal's cost per one-order message in server time, in-process (no transport, no database).
 
-What issue 11's hot path adds to a one-order CheckOrders / CheckOrderStream message: the CHECK
-record (journal.records.check_payload: the engine clock, the wall clock, the request bytes and the
-reply bytes) appended with ``Journal.append`` (one write(), fsync per ``--fsync``: ``interval`` =
-the default 10 ms syncer thread). Two ways, alternating in blocks so drift hits both alike:
+What issue 11's hot path adds to a one-order CheckOrders / CheckOrderStream message: the room
+check and the CHECK record (the engine clock, the wall clock, the request bytes and the reply
+bytes) appended through the servicer's JournalTap (one write(), fsync per ``--fsync``:
+``interval`` = the 10 ms syncer thread). Two servicers over one engine, alternating in blocks so
+drift hits both alike:
 
-- ``plain``: request bytes -> ``RiskServicer._check_wire`` -> reply bytes (bench.kernel_bench's
-  server time, the 4.8 µs of the issue on a quiet host);
-- ``journal``: the same, then the record built and appended, as the servicer will do it.
+- ``plain``: request bytes -> ``RiskServicer._check_wire`` -> reply bytes, no journal
+  (bench.kernel_bench's server time, the 4.8 µs of the issue on a quiet host);
+- ``journal``: the same on a servicer given ``set_journal(JournalTap(journal))``: what the server
+  does with the ``journal`` setting on.
 
 The difference of the medians (and of the means: an fsync or a segment roll lands in the mean)
-is the journal's cost a message; ``append`` alone is timed too. The running server's figure (the
-``journal`` setting on vs off, riskd_rpc_server_seconds) is bench.durable_bench's step 3.
+is the journal's cost a message. ``append`` times the tap's part alone (``JournalTap.check`` on
+the same request and reply). The running server's figure (the ``journal`` setting on vs off,
+riskd_rpc_server_seconds) is bench.durable_bench's step 3b.
 
     python -m bench.journal_cost_bench [--calls N] [--blocks B] [--fsync none|interval|always]
 """
@@ -30,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from riskd.v1 import risk_pb2 as pb
-from riskd_server.journal.records import CHECK, check_payload
+from riskd_server.journal.records import check_payload
+from riskd_server.journal.tap import JournalTap
 from riskd_server.journal.writer import Journal
 from riskd_server.servicer import RiskServicer
 
@@ -52,7 +56,7 @@ class JournalCost:
     record_bytes: int  # one one-order CHECK record's payload
     plain: Timing
     journal: Timing
-    append: Timing  # check_payload + Journal.append alone
+    append: Timing  # JournalTap.check alone (record built and appended)
     syncs: int
 
     @property
@@ -74,19 +78,23 @@ def run(calls: int = 20_000, blocks: int = 10, fsync: str = "interval") -> Journ
     """``calls`` messages each way, in ``blocks`` alternating blocks; every order cancelled after."""
     workload = Workload()
     engine = make_engine(workload)
-    servicer = RiskServicer(engine)
     builder = RequestBuilder(workload, 1, pool=4_096, seed=5)
-    check = servicer._check_wire
     folder = Path(tempfile.mkdtemp(prefix="riskd-journal-cost-"))
     journal = Journal(folder, fsync=fsync)
     journal.open()
-    clock, wall, perf = time.monotonic, time.time, time.perf_counter_ns
+    tap = JournalTap(journal)
+    check = RiskServicer(engine)._check_wire
+    journaled_servicer = RiskServicer(engine)
+    journaled_servicer.set_journal(tap)
+    check_journaled = journaled_servicer._check_wire
+    perf = time.perf_counter_ns
     ids: list[str] = []
     try:
         for req, _ in (builder.request() for _ in range(1_000)):  # warm both paths
-            reply = check(req)
-            journal.append([(CHECK, check_payload(clock(), wall(), req, reply))])
-            ids.append(pb.CheckOrdersRequest.FromString(req).orders.client_order_id[0])
+            check(req)
+            req2, _ = builder.request()
+            check_journaled(req2)
+            ids += [pb.CheckOrdersRequest.FromString(r).orders.client_order_id[0] for r in (req, req2)]
         per_block = max(1, calls // blocks)
         plain = np.empty(per_block * blocks, dtype=np.int64)
         journaled = np.empty_like(plain)
@@ -103,12 +111,13 @@ def run(calls: int = 20_000, blocks: int = 10, fsync: str = "interval") -> Journ
                 else:
                     for i, req in enumerate(requests):
                         t0 = perf()
-                        reply = check(req)
-                        t1 = perf()
-                        journal.append([(CHECK, check_payload(clock(), wall(), req, reply))])
-                        t2 = perf()
-                        journaled[base + i] = t2 - t0
-                        append[base + i] = t2 - t1
+                        reply = check_journaled(req)
+                        journaled[base + i] = perf() - t0
+                    now = engine.now()
+                    for i, req in enumerate(requests):  # the tap alone: a second record of each
+                        t0 = perf()
+                        tap.check(now, req, reply)
+                        append[base + i] = perf() - t0
                 ids += [pb.CheckOrdersRequest.FromString(r).orders.client_order_id[0] for r in requests]
             _cancel(engine, ids)  # open orders stay level, as with the load generator's cancels
             ids.clear()
