@@ -488,7 +488,8 @@ def run(args: argparse.Namespace) -> DurableReport:
     journal = has_setting(JOURNAL_SETTING)
     env = journal_env(True, args.journal_fsync) if journal else None
     report.notes.append(
-        f"riskd serve with the journal on (journal_fsync={args.journal_fsync})"
+        f"riskd serve run with RISKD_JOURNAL=on (journal_fsync={args.journal_fsync}; the journal-files "
+        "notes below say whether it journaled)"
         if journal
         else "riskd serve as on this branch: no journal setting (today's write-behind)"
     )
@@ -708,7 +709,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--catch-up", choices=sorted(CATCH_UP), default="rows")
     p.add_argument("--catch-up-timeout", type=float, default=900.0)
-    p.add_argument("--journal-rounds", type=int, default=2, help="journal on/off stream runs each (0: skip)")
+    p.add_argument(
+        "--journal-rounds",
+        type=int,
+        help="3b: journal on/off stream runs each (default 1; --full 2; 0: skip)",
+    )
     p.add_argument("--journal-fsync", default="interval", help="RISKD_JOURNAL_FSYNC for the journal runs")
     p.add_argument("--journal-rate", type=float, help="3b's stream rate (default --stream-rate)")
     p.add_argument("--journal-calls", type=int, help="in-process journal cost calls each way (0: skip)")
@@ -721,6 +726,8 @@ def settle_args(args: argparse.Namespace) -> argparse.Namespace:
     args.duration = args.duration or (60.0 if args.full else 3.0 if args.quick else 10.0)
     args.stream_duration = args.stream_duration or (3.0 if args.quick else 6.0)
     args.journal_rate = args.journal_rate or args.stream_rate
+    if args.journal_rounds is None:
+        args.journal_rounds = 2 if args.full else 1
     if args.journal_calls is None:
         args.journal_calls = 5_000 if args.quick else 20_000
     if args.quick:
