@@ -107,6 +107,8 @@ class LoadResult:
     accepted_fraction: float
     late_sends: int = 0  # stream: messages sent > 1 ms after their slot (client could not keep up)
     cancels: int = 0
+    cancelled_orders: int = 0  # ids in ReportExecutions calls the server answered (all, tail included)
+    error_codes: dict[str, int] = field(default_factory=dict)  # status name -> calls (measured window)
     first_error: str = ""
     top_rejections: list[tuple[str, int]] = field(default_factory=list)  # "check:limit_id", sampled
     server_cpu_us: float = math.nan  # the server's CPU per request, when the caller measured it
@@ -130,13 +132,16 @@ class _WorkerStats:
     errors: int = 0
     late: int = 0
     cancels: int = 0
+    cancelled_orders: int = 0
     first_error: str = ""
     first_done: float = 0.0
     last_done: float = 0.0
     rejections: Counter = field(default_factory=Counter)
+    codes: Counter = field(default_factory=Counter)
 
     def error(self, exc: BaseException) -> None:
         self.errors += 1
+        self.codes[exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__] += 1
         if not self.first_error:
             if isinstance(exc, grpc.aio.AioRpcError):
                 self.first_error = f"{exc.code().name}: {exc.details()}"
@@ -211,6 +216,7 @@ async def _cancel(
             pending = pending[per_call:]  # refused for good: do not retry forever
             continue
         st.cancels += 1
+        st.cancelled_orders += len(chunk) * builder.k
         pending = pending[per_call:]
     return pending
 
@@ -228,6 +234,7 @@ async def _stream_worker(
         try:
             await report(builder.cancel_request(ids_wire), timeout=cfg.timeout)
             st.cancels += 1
+            st.cancelled_orders += len(ids_wire) * builder.k
         except grpc.aio.AioRpcError as exc:
             st.error(exc)
 
@@ -326,6 +333,8 @@ async def _worker_main(cfg: LoadConfig, wid: int, ready_q, go, result_q) -> None
             "errors": st.errors,
             "late": st.late,
             "cancels": st.cancels,
+            "cancelled_orders": st.cancelled_orders,
+            "codes": dict(st.codes),
             "first_error": st.first_error,
             "rejections": dict(st.rejections),
             "measured": measured,
@@ -387,8 +396,10 @@ def aggregate(cfg: LoadConfig, results: list[dict]) -> LoadResult:
     decoded = sum(r["decoded"] for r in results)
     errors = [r["first_error"] for r in results if r["first_error"]]
     rejections: Counter = Counter()
+    codes: Counter = Counter()
     for r in results:
         rejections.update(r["rejections"])
+        codes.update(r["codes"])
     return LoadResult(
         mode=cfg.mode,
         batch=cfg.batch,
@@ -409,6 +420,8 @@ def aggregate(cfg: LoadConfig, results: list[dict]) -> LoadResult:
         accepted_fraction=sum(r["accepted"] for r in results) / decoded if decoded else float("nan"),
         late_sends=sum(r["late"] for r in results),
         cancels=sum(r["cancels"] for r in results),
+        cancelled_orders=sum(r["cancelled_orders"] for r in results),
+        error_codes=dict(codes),
         first_error=errors[0] if errors else "",
         top_rejections=rejections.most_common(5),
     )

@@ -22,6 +22,11 @@
 6. Limits at scale (bench/limits_scale_bench.py, its own process, no database): compile 1 M limits
    (<= 2 s), one upsert at 1 M (<= 10 ms), check throughput with 1 M limits vs 100 (>= 0.9);
    --quick: 100 k limits; --skip-limits leaves it out.
+7. Durability (bench/durable_bench.py, issue 11): `riskd serve` with its embedded PostgreSQL beside
+   the echo: CheckOrders batch 1,000 each followed by a ReportExecutions cancelling it (10 s; 60 s
+   with --full; 3 s with --quick): orders/s ratio (>= 0.7), refused calls (0), PostgreSQL's catch-up
+   after the load; one-order CheckOrderStream at 2,000/s, p99 ratio (<= 1.3); the journal's server
+   time per message, on vs off (once riskd has the `journal` setting). --skip-durable leaves it out.
 
 The real server is engine-only by default (RiskServicer(Engine()), no database: the write-behind is a
 side exit) unless --full/--dsn start the complete server. Results are written to bench/results/.
@@ -428,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-limits", action="store_true")
     parser.add_argument("--skip-subscribers", action="store_true")
     parser.add_argument("--skip-limits-io", action="store_true")
+    parser.add_argument("--skip-durable", action="store_true")
     parser.add_argument(
         "--relays",
         type=int,
@@ -544,6 +550,23 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for s in servers.values():
                 s.stop()
+
+    if not args.skip_durable:
+        from . import durable_bench  # imports this module's table helpers
+
+        dur_argv = (["--quick"] if args.quick else []) + (["--full"] if full else [])
+        dur_argv += ["--no-uvloop"] if args.no_uvloop else []
+        dur_args = durable_bench.settle_args(durable_bench.build_parser().parse_args(dur_argv))
+        print(
+            f"\n== durability: riskd serve + PostgreSQL vs echo (bench.durable_bench {' '.join(dur_argv)})",
+            flush=True,
+        )
+        drep = durable_bench.run(dur_args)
+        report.notes += [f"durable: {n}" for n in drep.notes]
+        report.notes.append(
+            f"durable: {json.dumps(asdict(durable_bench.figures(drep, dur_args.stream_rate)))}"
+        )
+        rows += durable_bench.rows_of(drep, dur_args.stream_rate)
 
     if not args.skip_limits_io:
         from . import limits_io_bench

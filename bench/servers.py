@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -83,16 +84,28 @@ def riskd_command() -> list[str]:
 
 
 def spawn_riskd(
-    name: str, data_dir: Path, args: list[str] | None = None, timeout: float = 300.0
+    name: str,
+    data_dir: Path,
+    args: list[str] | None = None,
+    timeout: float = 300.0,
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Run ``riskd serve --listen 127.0.0.1:0 --data-dir DATA_DIR ARGS`` (embedded PostgreSQL under
     DATA_DIR unless ARGS hold --dsn) and wait for its ``riskd serving on HOST:PORT`` line; what it
-    prints on stdout (``riskd metrics on URL`` …) keeps landing in ``lines``."""
+    prints on stdout (``riskd metrics on URL`` …) keeps landing in ``lines``. ``env`` is added to
+    this process's environment (RISKD_* settings)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     log_path = RESULTS / f"{name}.log"
     cmd = [*riskd_command(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *(args or [])]
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, **env} if env else None,
+        )
     lines: list[str] = []
     serving = threading.Event()
 
