@@ -1,0 +1,139 @@
+"""Checkpoint costs at scale (engine.checkpoint), in-process, no database.
+
+An engine with N open orders (default 1 M) over 10,000 accounts and 5,000 symbols, plus C retained
+closed orders (default 1 M: the order table as a long-running server holds it), then:
+
+* capture: the event loop's stall (the first capture allocates its buffers; later ones reuse them),
+  beside an os.fork() of the same process (the copy-on-write alternative's stall);
+* write: the worker thread's time (encode, CRC-32C, write, fsync, rename) and the file's size;
+* restart: a new process that builds Engine() and runs load_latest (import time excluded, shown).
+
+    python -m bench.checkpoint_bench [--orders N] [--closed C] [--dir PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ACCOUNTS = 10_000
+SYMBOLS = 5_000
+
+
+def build(orders: int, closed: int):  # -> Engine
+    from riskd_server.engine import Engine, EngineConfig
+    from riskd_server.limits import MAX_GROSS_EXPOSURE, MAX_ORDER_QUANTITY, Limit
+
+    cfg = EngineConfig(max_open_orders=max(orders, 1), closed_order_retention=max(closed, 0))
+    engine = Engine(cfg)
+    rng = np.random.default_rng(7)
+    accounts = np.array([f"ACC{i:05d}" for i in range(ACCOUNTS)], dtype=object)
+    symbols = np.array([f"SYM{i:04d}" for i in range(SYMBOLS)], dtype=object)
+    engine.update_prices(symbols.tolist(), rng.uniform(10.0, 100.0, SYMBOLS).tolist())
+    engine.upsert_limits(
+        [Limit(limit_id=f"q{i}", kind=MAX_ORDER_QUANTITY, account=accounts[i], threshold=1e9) for i in range(100)]
+        + [Limit(limit_id="gross", kind=MAX_GROSS_EXPOSURE, threshold=1e15)]
+    )
+    batch = cfg.max_batch
+
+    def accept(prefix: str, n: int) -> None:
+        for lo in range(0, n, batch):
+            k = min(batch, n - lo)
+            ids = [f"{prefix}{i}" for i in range(lo, lo + k)]
+            out = engine.check_orders(
+                ids,
+                accounts[rng.integers(0, ACCOUNTS, k)].tolist(),
+                symbols[rng.integers(0, SYMBOLS, k)].tolist(),
+                rng.integers(1, 3, k).tolist(),
+                np.ones(k).tolist(),
+                np.full(k, 50.0).tolist(),
+                now=0.0,
+            )
+            assert out.accepted.all()
+
+    if closed:
+        accept("c", closed)
+        for lo in range(0, closed, batch):
+            k = min(batch, closed - lo)
+            engine.report_executions([f"c{i}" for i in range(lo, lo + k)], [2] * k, [0.0] * k, [0.0] * k)
+    accept("o", orders)
+    return engine
+
+
+def restart(directory: Path, orders: int, closed: int) -> None:
+    """(In the child) Engine() + load_latest, timed."""
+    t0 = time.perf_counter()
+    from riskd_server.engine import Engine, EngineConfig
+    from riskd_server.engine import checkpoint as ck
+
+    t1 = time.perf_counter()
+    engine = Engine(EngineConfig(max_open_orders=max(orders, 1), closed_order_retention=max(closed, 0)))
+    t2 = time.perf_counter()
+    seq = ck.load_latest(directory, engine)
+    t3 = time.perf_counter()
+    out = engine.check_orders(["probe"], ["ACC00001"], ["SYM0001"], [1], [1.0], [50.0], now=0.0)
+    t4 = time.perf_counter()
+    assert seq is not None and engine.open_orders() == orders + int(out.accepted[0])
+    print(f"RESTART imports={t1 - t0:.3f} engine={t2 - t1:.3f} load={t3 - t2:.3f} first_check={t4 - t3:.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--closed", type=int, default=1_000_000)
+    parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--restart", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.restart:
+        restart(args.dir, args.orders, args.closed)
+        return
+    from riskd_server.engine import checkpoint as ck
+
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="riskd-ckpt-"))
+    t = time.perf_counter()
+    engine = build(args.orders, args.closed)
+    print(f"built {args.orders:,} open + {args.closed:,} closed orders in {time.perf_counter() - t:.1f} s: {engine.stats()}")
+    buffers = ck.Buffers()
+    first = ck.capture(engine, 1, buffers)
+    t = time.perf_counter()
+    path = ck.write(first, directory)
+    write_s = time.perf_counter() - t
+    stalls = []
+    for seq in range(2, 7):
+        captured = ck.capture(engine, seq, buffers)
+        stalls.append(captured.stall)
+        buffers.release(captured.held)
+    forks = []
+    for _ in range(5):
+        t = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        forks.append(time.perf_counter() - t)
+        os.waitpid(pid, 0)
+    size = path.stat().st_size
+    print(f"capture stall: first {first.stall * 1e3:.1f} ms (allocates buffers), reused median "
+          f"{statistics.median(stalls) * 1e3:.1f} ms (min {min(stalls) * 1e3:.1f}, max {max(stalls) * 1e3:.1f})")  # fmt: skip
+    print(f"os.fork() of this process: median {statistics.median(forks) * 1e3:.1f} ms (max {max(forks) * 1e3:.1f})")
+    print(f"write: {write_s:.2f} s, {size / 2**20:.0f} MiB -> {path}")
+    del engine, first
+    cmd = [sys.executable, "-m", "bench.checkpoint_bench", "--restart", "--dir", str(directory),
+           "--orders", str(args.orders), "--closed", str(args.closed)]  # fmt: skip
+    for _ in range(3):
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        print(out.stdout.strip())
+    if args.dir is None:
+        shutil.rmtree(directory)
+
+
+if __name__ == "__main__":
+    main()
