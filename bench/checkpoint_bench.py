@@ -40,7 +40,10 @@ def build(orders: int, closed: int):  # -> Engine
     symbols = np.array([f"SYM{i:04d}" for i in range(SYMBOLS)], dtype=object)
     engine.update_prices(symbols.tolist(), rng.uniform(10.0, 100.0, SYMBOLS).tolist())
     engine.upsert_limits(
-        [Limit(limit_id=f"q{i}", kind=MAX_ORDER_QUANTITY, account=accounts[i], threshold=1e9) for i in range(100)]
+        [
+            Limit(limit_id=f"q{i}", kind=MAX_ORDER_QUANTITY, account=accounts[i], threshold=1e9)
+            for i in range(100)
+        ]
         + [Limit(limit_id="gross", kind=MAX_GROSS_EXPOSURE, threshold=1e15)]
     )
     batch = cfg.max_batch
@@ -101,7 +104,9 @@ def main() -> None:
     directory = args.dir or Path(tempfile.mkdtemp(prefix="riskd-ckpt-"))
     t = time.perf_counter()
     engine = build(args.orders, args.closed)
-    print(f"built {args.orders:,} open + {args.closed:,} closed orders in {time.perf_counter() - t:.1f} s: {engine.stats()}")
+    print(
+        f"built {args.orders:,} open + {args.closed:,} closed orders in {time.perf_counter() - t:.1f} s: {engine.stats()}"
+    )
     buffers = ck.Buffers()
     first = ck.capture(engine, 1, buffers)
     t = time.perf_counter()
@@ -123,7 +128,9 @@ def main() -> None:
     size = path.stat().st_size
     print(f"capture stall: first {first.stall * 1e3:.1f} ms (allocates buffers), reused median "
           f"{statistics.median(stalls) * 1e3:.1f} ms (min {min(stalls) * 1e3:.1f}, max {max(stalls) * 1e3:.1f})")  # fmt: skip
-    print(f"os.fork() of this process: median {statistics.median(forks) * 1e3:.1f} ms (max {max(forks) * 1e3:.1f})")
+    print(
+        f"os.fork() of this process: median {statistics.median(forks) * 1e3:.1f} ms (max {max(forks) * 1e3:.1f})"
+    )
     print(f"write: {write_s:.2f} s, {size / 2**20:.0f} MiB -> {path}")
     del engine, first
     cmd = [sys.executable, "-m", "bench.checkpoint_bench", "--restart", "--dir", str(directory),

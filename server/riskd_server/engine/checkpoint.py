@@ -42,6 +42,7 @@ import numpy as np
 
 from ..dynamic import Vols
 from ..kernel import layout as L
+from ..kernel._hashtable import ht_new, ht_rehash
 from ..limitbook import LimitBook, LimitMap, compile_limits
 from ..limits import Limit
 from .books import BookLists
@@ -134,7 +135,7 @@ def capture(engine: Engine, seq: int, buffers: Buffers | None = None) -> Capture
 
     Copies only the used parts: account and symbol rows of the interned names, book rows in use,
     order slots handed out, the free stack up to its top; the two hash tables and the closed-order
-    ring whole (their layout is their state). O(state in use): see the module doc for the stall.
+    ring whole (their layout is their state; the book table is rebuilt at load from the books' pairs). O(state in use): see the module doc for the stall.
     """
     t0 = time.perf_counter()
     buffers = BUFFERS if buffers is None else buffers
@@ -148,9 +149,8 @@ def capture(engine: Engine, seq: int, buffers: Buffers | None = None) -> Capture
         "acct": s.acct[:n_acct],
         "sym": s.sym[:n_sym],
         "sym_books": s.sym_books[:n_sym],
-        "book": s.book[:n_books],
+        "book": s.book[:n_books, : L.B_LIM_TAG],  # position, open buy, open sell (levels: derived)
         "book_pair": s.book_pair[:n_books],
-        "book_ht": s.book_ht,
         "ord_ht": s.ord_ht,
         "ordi": s.ordi[:slots],
         "free": s.free[:top],
@@ -168,6 +168,7 @@ def capture(engine: Engine, seq: int, buffers: Buffers | None = None) -> Capture
         "acct_rows": s.acct.shape[0],
         "sym_rows": s.sym.shape[0],
         "book_rows": s.book.shape[0],
+        "book_ht_rows": s.book_ht.shape[0],
         "retention": engine.config.closed_order_retention,
         "ring_size": s.ring.shape[0],
         "wall_time": time.time(),
@@ -431,6 +432,8 @@ def _read(path: Path, seq: int, engine: Engine) -> _Loaded:
                 raise CheckpointError(f"section {name}: short read")
             if _crc(view) != entry["crc"]:
                 raise CheckpointError(f"section {name} fails its CRC")
+            if name == "book":
+                full[: shape[0], : L.B_LIM_TAG] = head_view
             arrays[name] = full
     return _decode(seq, meta, arrays)
 
@@ -445,6 +448,9 @@ def _destination(
         full = aligned_rows(int(meta["max_slots"]), np.int64)
     elif name == "book":
         full = aligned_rows(int(meta["book_rows"]))
+        if rows > full.shape[0] or shape[1:] != (L.B_LIM_TAG,):
+            raise CheckpointError(f"section book: {shape} does not fit {full.shape}")
+        return full, np.empty(shape, dtype=dtype)  # copied into full's first columns by _read
     elif name == "free":
         full = resident(int(meta["max_slots"]), np.int64)
     elif name in ("acct", "book_pair"):
@@ -466,7 +472,10 @@ def _config_problem(engine: Engine, meta: dict[str, Any]) -> str:
     """Why this engine's configuration cannot take the checkpoint ('' when it can)."""
     cfg = engine.config
     ring = cfg.closed_order_retention + cfg.max_batch
-    if meta.get("ring_size") not in (None, ring) or meta.get("retention") not in (None, cfg.closed_order_retention):
+    if meta.get("ring_size") not in (None, ring) or meta.get("retention") not in (
+        None,
+        cfg.closed_order_retention,
+    ):
         return (
             f"written with closed_order_retention {meta.get('retention')} and a ring of "
             f"{meta.get('ring_size')}, this server has {cfg.closed_order_retention} and {ring} "
@@ -479,7 +488,9 @@ def _decode(seq: int, meta: dict[str, Any], a: dict[str, np.ndarray]) -> _Loaded
     try:
         accounts = _decode_strs(a.pop("account_names"), a.pop("account_lengths"))
         symbols = _decode_strs(a.pop("symbol_names"), a.pop("symbol_lengths"))
-        strs = {name: _decode_strs(a.pop(f"limit_{name}"), a.pop(f"limit_{name}_lengths")) for name in _LIMIT_STRS}
+        strs = {
+            name: _decode_strs(a.pop(f"limit_{name}"), a.pop(f"limit_{name}_lengths")) for name in _LIMIT_STRS
+        }
         kind = a.pop("limit_kind").tolist()
         floats = {name: a.pop(f"limit_{name}").tolist() for name in _LIMIT_FLOATS}
         disabled = a.pop("limit_disabled").astype(bool).tolist()
@@ -487,7 +498,10 @@ def _decode(seq: int, meta: dict[str, Any], a: dict[str, np.ndarray]) -> _Loaded
         vols = None
         if meta["vols"]:
             vols = Vols(
-                a.pop("vols_symbol"), a.pop("vols_account"), float(meta["vols_firm"]), float(meta["vols_min_scale"])
+                a.pop("vols_symbol"),
+                a.pop("vols_account"),
+                float(meta["vols_firm"]),
+                float(meta["vols_min_scale"]),
             )
     except KeyError as exc:
         raise CheckpointError(f"section {exc} missing") from None
@@ -515,12 +529,39 @@ def _decode(seq: int, meta: dict[str, Any], a: dict[str, np.ndarray]) -> _Loaded
     if len(limits) != n:
         raise CheckpointError("duplicate limit ids")
     enabled = effective[~np.asarray(disabled, dtype=bool)] if n else effective
-    missing = {"acct", "sym", "sym_books", "book", "book_pair", "book_ht", "ord_ht", "ordi", "free", "ring", "ctr"}
+    missing = {
+        "acct",
+        "sym",
+        "sym_books",
+        "book",
+        "book_pair",
+        "ord_ht",
+        "ordi",
+        "free",
+        "ring",
+        "ctr",
+    }
     missing |= {"ewma_last", "ewma_var", "ewma_count"}
     missing -= a.keys()
     if missing:
         raise CheckpointError(f"sections missing: {sorted(missing)}")
+    a["book_ht"] = _book_table(a["book_pair"], int(a["ctr"][L.C_BOOKS]), int(meta["book_ht_rows"]))
     return _Loaded(seq, meta, a, accounts, symbols, limits, np.ascontiguousarray(enabled), vols)
+
+
+def _book_table(book_pair: np.ndarray, n_books: int, rows: int) -> np.ndarray:
+    """The (account, symbol) -> book table, rebuilt from the books' pairs at its stored capacity
+    (books are never removed, so it holds exactly these keys; only their buckets may differ)."""
+    if n_books > book_pair.shape[0] or rows < 16 or rows & (rows - 1) or rows < 2 * n_books:
+        raise CheckpointError(f"{n_books} books do not fit a book table of {rows}")
+    pairs = np.empty((n_books, 2), dtype=np.int64)
+    pairs[:, 0] = (
+        L.KEY_TAG | (book_pair[:n_books, L.BP_ACCOUNT] << L.SYMBOL_BITS) | book_pair[:n_books, L.BP_SYMBOL]
+    )
+    pairs[:, 1] = np.arange(n_books, dtype=np.int64)
+    table = ht_new(rows // 2)  # exactly rows buckets (a power of two >= 16)
+    ht_rehash(pairs, table)  # puts every row of pairs: a list of entries serves as the old table
+    return table
 
 
 def _install(engine: Engine, d: _Loaded) -> None:
@@ -567,8 +608,9 @@ def _install(engine: Engine, d: _Loaded) -> None:
     s.ordf = s.ordi.view(np.float64)
     s.max_slots = int(meta["max_slots"])
     s.ctr[:] = ctr
-    s.acct[:, L.A_LIM_TAG] = 0.0  # levels re-resolved from the restored book on first use
-    s.book[:, L.B_LIM_TAG] = 0.0
+    s.acct[:, L.A_LIM_TAG] = (
+        0.0  # levels re-resolved from the restored book on first use (books: never stored)
+    )
     s.kernel_args = None
     if cfg.max_open_orders > s.max_slots:  # restarted with a higher bound: room for it, once
         s.raise_slot_bound(cfg.max_open_orders, cfg.closed_order_retention)
@@ -601,7 +643,9 @@ def prune(directory: Path, keep: int = 2) -> int:
         names = os.listdir(directory)
     except FileNotFoundError:
         names = []
-    doomed += [Path(directory) / name for name in names if (m := _TMP.match(name)) and int(m.group(1)) < newest]
+    doomed += [
+        Path(directory) / name for name in names if (m := _TMP.match(name)) and int(m.group(1)) < newest
+    ]
     removed = 0
     for path in doomed:
         try:
