@@ -46,7 +46,7 @@ from ..kernel._hashtable import ht_new, ht_rehash
 from ..limitbook import LimitBook, LimitMap, compile_limits
 from ..limits import Limit
 from .books import BookLists
-from .state import aligned_rows, resident
+from .state import State, aligned_rows
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -353,10 +353,13 @@ def load_latest(directory: Path, engine: Engine) -> int | None:
     _require_fresh(engine)
     for seq, path in reversed(checkpoints(directory)):
         t0 = time.perf_counter()
+        touched: list[np.ndarray] = []
         try:
-            loaded = _read(path, seq, engine)
+            loaded = _read(path, seq, engine, touched)
             _install(engine, loaded)
         except (CheckpointError, OSError, UnicodeDecodeError) as exc:
+            for arr in touched:  # the fresh engine's arrays read into: fresh again
+                arr.fill(0)
             log.warning("checkpoint %s refused (%s): trying an older one", path, exc)
             continue
         log.info(
@@ -393,7 +396,7 @@ class _Loaded:
     vols: Vols | None
 
 
-def _read(path: Path, seq: int, engine: Engine) -> _Loaded:
+def _read(path: Path, seq: int, engine: Engine, touched: list[np.ndarray]) -> _Loaded:
     """Every section read and CRC-checked, decoded and checked against engine's configuration."""
     with open(path, "rb", buffering=0) as f:
         head = f.read(_HEAD.size)
@@ -425,47 +428,74 @@ def _read(path: Path, seq: int, engine: Engine) -> _Loaded:
             name, dtype, shape = entry["name"], entry["dtype"], tuple(entry["shape"])
             if dtype not in _DTYPES or int(np.prod(shape)) * np.dtype(dtype).itemsize != entry["nbytes"]:
                 raise CheckpointError(f"section {name}: bad dtype or shape")
-            full, head_view = _destination(name, np.dtype(dtype), shape, meta)
+            full, head_view, fill = _destination(name, np.dtype(dtype), shape, meta, engine._s, touched)
             view = memoryview(head_view.reshape(-1)).cast("B")
             f.seek(start + entry["offset"])
             if f.readinto(view) != entry["nbytes"]:
                 raise CheckpointError(f"section {name}: short read")
             if _crc(view) != entry["crc"]:
                 raise CheckpointError(f"section {name} fails its CRC")
-            if name == "book":
-                full[: shape[0], : L.B_LIM_TAG] = head_view
+            rows = shape[0] if shape else 0
+            if name == "book":  # position and open columns; the cached levels start unresolved
+                full[:rows, : L.B_LIM_TAG] = head_view
+                full[:rows, L.B_LIM_TAG :] = 0.0
+            if fill is not None:
+                full[rows:] = fill
             arrays[name] = full
     return _decode(seq, meta, arrays)
 
 
-# Full sizes of the state arrays stored by their used rows, and the fill of the rows past them.
 def _destination(
-    name: str, dtype: np.dtype, shape: tuple[int, ...], meta: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(the array to keep, the view of it the section's bytes go into)."""
+    name: str,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    meta: dict[str, Any],
+    s: State,
+    touched: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(the array to keep, the view of it the section's bytes go into, the fill of its rows past
+    them or None). The fresh engine's own order table, order slots and ring are read into when their
+    shapes fit: they are allocated and written at the bound already, and a second set would cost as
+    much again (mostly first touch of memory). What is read into them is listed in touched, to be
+    zeroed again if the file is refused."""
     rows = shape[0] if shape else 0
+    if name in ("ord_ht", "ring") and getattr(s, name).shape == shape:
+        full = getattr(s, name)
+        touched.append(full)
+        return full, full, None
     if name == "ordi":
-        full = aligned_rows(int(meta["max_slots"]), np.int64)
+        total = int(meta["max_slots"])
+        if s.ordi.shape == (total, *shape[1:]) and rows <= total:
+            touched.append(s.ordi[:rows])
+            return s.ordi, s.ordi[:rows], None
+        full = aligned_rows(total, np.int64)
+        fill: float | None = None
     elif name == "book":
-        full = aligned_rows(int(meta["book_rows"]))
-        if rows > full.shape[0] or shape[1:] != (L.B_LIM_TAG,):
-            raise CheckpointError(f"section book: {shape} does not fit {full.shape}")
-        return full, np.empty(shape, dtype=dtype)  # copied into full's first columns by _read
+        total = int(meta["book_rows"])
+        if rows > total or shape[1:] != (L.B_LIM_TAG,):
+            raise CheckpointError(f"section book: {shape} does not fit {total} rows")
+        return _aligned_empty(total), np.empty(shape, dtype=dtype), 0.0  # _read spreads it
     elif name == "free":
-        full = resident(int(meta["max_slots"]), np.int64)
+        full, fill = np.empty(int(meta["max_slots"]), dtype=dtype), 0
     elif name in ("acct", "book_pair"):
         total = int(meta["acct_rows"] if name == "acct" else meta["book_rows"])
-        full = np.zeros((total, *shape[1:]), dtype=dtype)
-    elif name == "sym":
-        full = np.full((int(meta["sym_rows"]), *shape[1:]), np.nan, dtype=dtype)
-    elif name == "sym_books":
-        full = np.full(int(meta["sym_rows"]), -1, dtype=dtype)
+        full, fill = np.empty((total, *shape[1:]), dtype=dtype), 0
+    elif name in ("sym", "sym_books"):
+        full = np.empty((int(meta["sym_rows"]), *shape[1:]), dtype=dtype)
+        fill = np.nan if name == "sym" else -1
     else:
         full = np.empty(shape, dtype=dtype)
-        return full, full
+        return full, full, None
     if full.shape[0] < rows or full.shape[1:] != shape[1:]:
         raise CheckpointError(f"section {name}: {shape} does not fit {full.shape}")
-    return full, full[:rows]
+    return full, full[:rows], fill
+
+
+def _aligned_empty(rows: int) -> np.ndarray:
+    """state.aligned_rows without its zero fill (the caller writes every row once)."""
+    buf = np.empty(rows * 8 + 8, dtype=np.float64)
+    skip = (-buf.ctypes.data % 64) // 8
+    return buf[skip : skip + rows * 8].reshape(rows, 8)
 
 
 def _config_problem(engine: Engine, meta: dict[str, Any]) -> str:
