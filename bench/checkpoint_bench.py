@@ -6,9 +6,11 @@ closed orders (default 1 M: the order table as a long-running server holds it), 
 * capture: the event loop's stall (the first capture allocates its buffers; later ones reuse them),
   beside an os.fork() of the same process (the copy-on-write alternative's stall);
 * write: the worker thread's time (encode, CRC-32C, write, fsync, rename) and the file's size;
+* latency: accept+cancel of one order at a time beside each mode's writer (copy mode: a writer
+  thread; fork mode: the child, niced), against none: what the copy-on-write faults cost;
 * restart: a new process that builds Engine() and runs load_latest (import time excluded, shown).
 
-    python -m bench.checkpoint_bench [--orders N] [--closed C] [--dir PATH]
+    python -m bench.checkpoint_bench [--orders N] [--closed C] [--dir PATH] [--skip-latency]
 """
 
 from __future__ import annotations
@@ -27,13 +29,20 @@ import numpy as np
 
 ACCOUNTS = 10_000
 SYMBOLS = 5_000
+HEADROOM = 100_000  # open-order slots past the filled ones, for the latency probe's orders
+
+
+def _config(orders: int, closed: int):  # -> EngineConfig
+    from riskd_server.engine import EngineConfig
+
+    return EngineConfig(max_open_orders=orders + HEADROOM, closed_order_retention=max(closed, 0))
 
 
 def build(orders: int, closed: int):  # -> Engine
-    from riskd_server.engine import Engine, EngineConfig
+    from riskd_server.engine import Engine
     from riskd_server.limits import MAX_GROSS_EXPOSURE, MAX_ORDER_QUANTITY, Limit
 
-    cfg = EngineConfig(max_open_orders=max(orders, 1), closed_order_retention=max(closed, 0))
+    cfg = _config(orders, closed)
     engine = Engine(cfg)
     rng = np.random.default_rng(7)
     accounts = np.array([f"ACC{i:05d}" for i in range(ACCOUNTS)], dtype=object)
@@ -75,18 +84,80 @@ def build(orders: int, closed: int):  # -> Engine
 def restart(directory: Path, orders: int, closed: int) -> None:
     """(In the child) Engine() + load_latest, timed."""
     t0 = time.perf_counter()
-    from riskd_server.engine import Engine, EngineConfig
+    from riskd_server.engine import Engine
     from riskd_server.engine import checkpoint as ck
 
     t1 = time.perf_counter()
-    engine = Engine(EngineConfig(max_open_orders=max(orders, 1), closed_order_retention=max(closed, 0)))
+    engine = Engine(_config(orders, closed))
     t2 = time.perf_counter()
+    cpu = time.process_time()
     seq = ck.load_latest(directory, engine)
     t3 = time.perf_counter()
+    cpu = time.process_time() - cpu
     out = engine.check_orders(["probe"], ["ACC00001"], ["SYM0001"], [1], [1.0], [50.0], now=0.0)
     t4 = time.perf_counter()
     assert seq is not None and engine.open_orders() == orders + int(out.accepted[0])
-    print(f"RESTART imports={t1 - t0:.3f} engine={t2 - t1:.3f} load={t3 - t2:.3f} first_check={t4 - t3:.4f}")
+    print(
+        f"RESTART imports={t1 - t0:.3f} engine={t2 - t1:.3f} load={t3 - t2:.3f} (cpu {cpu:.3f}) "
+        f"first_check={t4 - t3:.4f}"
+    )
+
+
+def probe(engine, seconds: float, until=None) -> list[float]:  # -> latencies of one accept+cancel
+    """Accept one order and cancel it, over and over (random account and symbol: random pages of
+    the state), for seconds or until until() is true; each pair's latency."""
+    rng = np.random.default_rng(3)
+    out = []
+    end = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < end and not (until is not None and until()):
+        a, s = f"ACC{int(rng.integers(0, ACCOUNTS)):05d}", f"SYM{int(rng.integers(0, SYMBOLS)):04d}"
+        oid = f"p{time.perf_counter_ns()}-{i}"
+        t = time.perf_counter()
+        engine.check_orders([oid], [a], [s], [1], [1.0], [50.0], now=0.0)
+        engine.report_executions([oid], [2], [0.0], [0.0])
+        out.append(time.perf_counter() - t)
+        i += 1
+    return out
+
+
+def _pcts(lat: list[float]) -> str:
+    a = np.asarray(lat) * 1e6
+    return (
+        f"n={a.shape[0]:,} p50={np.percentile(a, 50):.0f} p99={np.percentile(a, 99):.0f} "
+        f"p99.9={np.percentile(a, 99.9):.0f} max={a.max():.0f} µs"
+    )
+
+
+def latency(engine, directory: Path) -> None:
+    """The server-side cost of each mode while its writer runs: accept+cancel latency beside it."""
+    import threading
+
+    from riskd_server.engine import checkpoint as ck
+
+    print(f"probe, no checkpoint:        {_pcts(probe(engine, 3.0))}")
+    captured = ck.capture(engine, 100)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (ck.write(captured, directory), done.set()))
+    thread.start()
+    t = time.perf_counter()
+    lat = probe(engine, 60.0, done.is_set)
+    thread.join()
+    print(f"probe, copy mode writer thread ({time.perf_counter() - t:.1f} s): {_pcts(lat)}")
+    forked = ck.capture_forked(engine, 101, directory, nice=19)
+    exited: list[int] = []
+
+    def child_done() -> bool:
+        if not exited and os.waitpid(forked.pid, os.WNOHANG)[0]:
+            exited.append(1)
+        return bool(exited)
+
+    t = time.perf_counter()
+    lat = probe(engine, 60.0, child_done)
+    print(
+        f"probe, fork mode child ({time.perf_counter() - t:.1f} s, fork {forked.stall * 1e3:.1f} ms): {_pcts(lat)}"
+    )
+    print(f"probe, after:                {_pcts(probe(engine, 3.0))}")
 
 
 def main() -> None:
@@ -94,6 +165,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--closed", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--skip-latency", action="store_true", help="leave out the latency probe")
     parser.add_argument("--restart", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.restart:
@@ -132,6 +204,8 @@ def main() -> None:
         f"os.fork() of this process: median {statistics.median(forks) * 1e3:.1f} ms (max {max(forks) * 1e3:.1f})"
     )
     print(f"write: {write_s:.2f} s, {size / 2**20:.0f} MiB -> {path}")
+    if not args.skip_latency:
+        latency(engine, directory)
     del engine, first
     cmd = [sys.executable, "-m", "bench.checkpoint_bench", "--restart", "--dir", str(directory),
            "--orders", str(args.orders), "--closed", str(args.closed)]  # fmt: skip

@@ -472,3 +472,30 @@ def test_capture_is_a_copy_and_buffers_are_reused(tmp_path: Path) -> None:
     assert_same_state(twin, fresh)
     again = ck.capture(engine, 5, buffers)
     assert all(again.held[name] is captured.held[name] for name in ("ord_ht", "ring", "book"))
+
+
+def test_forked_capture_writes_the_same_state(tmp_path: Path) -> None:
+    """capture_forked: the child writes the state as it was at the fork; the parent goes on."""
+    clock = Clock()
+    engine = _engine(clock)
+    _run(engine, 81, clock, 200)
+    twin_clock = Clock()
+    twin = _engine(twin_clock)
+    _run(twin, 81, twin_clock, 200)
+    forked = ck.capture_forked(engine, 6, tmp_path, nice=0)
+    _run(engine, 82, clock, 100)  # the parent's changes after the fork do not reach the file
+    assert ck.write(forked, tmp_path) == tmp_path / ck.file_name(6)
+    fresh = _engine(clock)
+    assert ck.load_latest(tmp_path, fresh) == 6
+    assert_same_state(twin, fresh)
+
+
+def test_a_failed_forked_write_raises(tmp_path: Path) -> None:
+    clock = Clock()
+    engine = _engine(clock)
+    _run(engine, 91, clock, 20)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    forked = ck.capture_forked(engine, 1, blocker, nice=0)
+    with pytest.raises(ck.CheckpointError, match="exited with 1"):
+        ck.write(forked, blocker)

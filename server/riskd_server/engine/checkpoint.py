@@ -28,9 +28,11 @@ import json
 import logging
 import os
 import re
+import signal
 import struct
 import threading
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -133,18 +135,26 @@ class Captured:
 def capture(engine: Engine, seq: int, buffers: Buffers | None = None) -> Captured:
     """Copy what the engine's state is now, for ``write`` (on the event loop, between RPCs).
 
-    Copies only the used parts: account and symbol rows of the interned names, book rows in use,
-    order slots handed out, the free stack up to its top; the two hash tables and the closed-order
-    ring whole (their layout is their state; the book table is rebuilt at load from the books' pairs). O(state in use): see the module doc for the stall.
+    Copies only the used parts: account and symbol rows of the interned names, book rows in use
+    (position and open columns), order slots handed out, the free stack up to its top; the order
+    table and the closed-order ring whole (their layout is their state; the book table is rebuilt
+    at load from the books' pairs). O(state in use): see the module doc for the stall.
     """
     t0 = time.perf_counter()
     buffers = BUFFERS if buffers is None else buffers
+    held: dict[str, np.ndarray] = {}
+    sources, meta = _sources(engine)
+    arrays = {name: buffers.copy(name, src, held) for name, src in sources.items()}
+    return _captured(engine, seq, arrays, meta, t0, held, buffers)
+
+
+def _sources(engine: Engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The state arrays' used parts (views) and the scalars beside them."""
     s = engine._s
     ctr = s.ctr.copy()
     n_acct, n_sym = len(engine.accounts), len(engine.symbols)
     n_books, slots, top = int(ctr[L.C_BOOKS]), int(ctr[L.C_SLOTS]), int(ctr[L.C_FREE_TOP])
     ewma = engine._ewma
-    held: dict[str, np.ndarray] = {}
     sources = {
         "acct": s.acct[:n_acct],
         "sym": s.sym[:n_sym],
@@ -158,9 +168,8 @@ def capture(engine: Engine, seq: int, buffers: Buffers | None = None) -> Capture
         "ewma_last": ewma.last,
         "ewma_var": ewma.var,
         "ewma_count": ewma.count,
+        "ctr": ctr,
     }
-    arrays = {name: buffers.copy(name, src, held) for name, src in sources.items()}
-    arrays["ctr"] = ctr
     meta = {
         "state_version": engine.state_version,
         "limits_version": engine.limits.version,
@@ -173,6 +182,18 @@ def capture(engine: Engine, seq: int, buffers: Buffers | None = None) -> Capture
         "ring_size": s.ring.shape[0],
         "wall_time": time.time(),
     }
+    return sources, meta
+
+
+def _captured(
+    engine: Engine,
+    seq: int,
+    arrays: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    t0: float,
+    held: dict[str, np.ndarray] | None = None,
+    buffers: Buffers | None = None,
+) -> Captured:
     return Captured(
         seq=seq,
         meta=meta,
@@ -183,27 +204,75 @@ def capture(engine: Engine, seq: int, buffers: Buffers | None = None) -> Capture
         symbol_ids=engine.symbols.by_name,
         limits=engine.limits,
         stall=time.perf_counter() - t0,
-        held=held,
+        held={} if held is None else held,
         buffers=buffers,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Forked:
+    """A checkpoint being written by a child process (capture_forked); ``write`` waits for it."""
+
+    seq: int
+    pid: int
+    path: Path
+    stall: float  # seconds the fork held the event loop
+
+
+def capture_forked(engine: Engine, seq: int, directory: Path, nice: int = 19) -> Forked:
+    """The copy-on-write alternative to ``capture``: fork, and the child writes the file from its
+    frozen view of the state (then exits); the stall is the fork's page-table copy, not a copy of
+    the state. The price is paid later, in the server: each page it writes while the child lives
+    is copied by a page fault (see docs/readme-checkpoint.md for both measured). ``write`` (in a
+    worker thread) waits for the child and returns the path, or raises CheckpointError."""
+    directory = Path(directory)
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: no logging, no event loop, no gRPC; only the file, then _exit
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            if nice:
+                os.nice(nice)
+            sources, meta = _sources(engine)
+            _write_captured(_captured(engine, seq, sources, meta, t0), directory)
+            code = 0
+        except BaseException:  # the child reports and exits, whatever happened
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return Forked(seq, pid, directory / file_name(seq), time.perf_counter() - t0)
 
 
 # ------------------------------------------------------------------ write (worker thread)
 
 
-def write(captured: Captured, directory: Path) -> Path:
+def write(captured: Captured | Forked, directory: Path) -> Path:
     """Write captured as ``directory/checkpoint-<seq>.ckpt`` (temp file, fsync, rename, fsync of
-    the directory); returns the path. Gives the capture's buffers back for the next capture."""
+    the directory); returns the path. Gives the capture's buffers back for the next capture. For
+    a Forked capture: waits for its child, which writes the file itself."""
+    if isinstance(captured, Forked):
+        _, status = os.waitpid(captured.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            raise CheckpointError(f"checkpoint writer process {captured.pid} exited with {code}")
+        return captured.path
     try:
-        sections = dict(captured.arrays)
-        meta = dict(captured.meta)
-        sections["account_names"], sections["account_lengths"] = _encode_strs(captured.accounts)
-        sections["symbol_names"], sections["symbol_lengths"] = _encode_strs(captured.symbols)
-        _limit_sections(captured, sections, meta)
-        return _write_file(captured.seq, sections, meta, Path(directory))
+        return _write_captured(captured, Path(directory))
     finally:
         if captured.buffers is not None:
             captured.buffers.release(captured.held)
+
+
+def _write_captured(captured: Captured, directory: Path) -> Path:
+    sections = dict(captured.arrays)
+    meta = dict(captured.meta)
+    sections["account_names"], sections["account_lengths"] = _encode_strs(captured.accounts)
+    sections["symbol_names"], sections["symbol_lengths"] = _encode_strs(captured.symbols)
+    _limit_sections(captured, sections, meta)
+    return _write_file(captured.seq, sections, meta, directory)
 
 
 def _write_file(seq: int, sections: dict[str, np.ndarray], meta: dict[str, Any], directory: Path) -> Path:
@@ -215,7 +284,7 @@ def _write_file(seq: int, sections: dict[str, np.ndarray], meta: dict[str, Any],
         arr = np.ascontiguousarray(arr)
         if arr.dtype.str not in _DTYPES:
             raise TypeError(f"checkpoint section {name}: dtype {arr.dtype} is not stored")
-        view = memoryview(arr.reshape(-1)).cast("B")
+        view = arr.reshape(-1).data.cast("B")
         toc.append(
             {
                 "name": name,
@@ -322,7 +391,7 @@ def _limit_sections(captured: Captured, sections: dict[str, np.ndarray], meta: d
 
 def _column(values: list[Limit], name: str, dtype: type) -> np.ndarray:
     n = len(values)
-    out = np.empty(n, dtype=dtype)
+    out: np.ndarray = np.empty(n, dtype=dtype)
     get = attrgetter(name)
     for lo in range(0, n, _CHUNK):
         part = values[lo : lo + _CHUNK]
@@ -429,7 +498,7 @@ def _read(path: Path, seq: int, engine: Engine, touched: list[np.ndarray]) -> _L
             if dtype not in _DTYPES or int(np.prod(shape)) * np.dtype(dtype).itemsize != entry["nbytes"]:
                 raise CheckpointError(f"section {name}: bad dtype or shape")
             full, head_view, fill = _destination(name, np.dtype(dtype), shape, meta, engine._s, touched)
-            view = memoryview(head_view.reshape(-1)).cast("B")
+            view = head_view.reshape(-1).data.cast("B")
             f.seek(start + entry["offset"])
             if f.readinto(view) != entry["nbytes"]:
                 raise CheckpointError(f"section {name}: short read")
@@ -691,7 +760,9 @@ __all__ = [
     "Buffers",
     "Captured",
     "CheckpointError",
+    "Forked",
     "capture",
+    "capture_forked",
     "checkpoints",
     "file_name",
     "load_latest",
