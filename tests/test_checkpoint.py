@@ -5,12 +5,15 @@ truncated files are refused for an older one; prune keeps the newest."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from risk_models import make_model
 
+from riskd_server import wire
 from riskd_server.engine import BatchError, Engine, EngineConfig
 from riskd_server.engine import checkpoint as ck
 from riskd_server.kernel import layout as L
@@ -499,3 +502,37 @@ def test_a_failed_forked_write_raises(tmp_path: Path) -> None:
     forked = ck.capture_forked(engine, 1, blocker, nice=0)
     with pytest.raises(ck.CheckpointError, match="exited with 1"):
         ck.write(forked, blocker)
+
+
+def _write_in_child(directory: str) -> tuple[int, float, list[str], list[object]]:
+    """(In a spawned process: its own key salt.) Operations, a checkpoint, more operations; returns
+    the salt, the clock and live ids at the checkpoint, and the later outcomes."""
+    clock = Clock()
+    engine = _engine(clock)
+    live: list[str] = []
+    _run(engine, 101, clock, 300, live)
+    _checkpoint(engine, 8, Path(directory))
+    at, ids = clock.t, list(live)
+    return int(wire.SEED), at, ids, _run(engine, 102, clock, 300, live)
+
+
+def _load_in_child(directory: str, at: float, live: list[str]) -> tuple[int, int | None, list[object]]:
+    """(In another spawned process.) The checkpoint loaded and the same later operations."""
+    seed = int(wire.SEED)
+    clock = Clock()
+    engine = _engine(clock)
+    seq = ck.load_latest(Path(directory), engine)
+    clock.t = at
+    return seed, seq, _run(engine, 102, clock, 300, live)
+
+
+def test_a_checkpoint_loads_in_another_process(tmp_path: Path) -> None:
+    """Ids are keyed with a per-process salt: a new process must key them as the writer did."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, max_tasks_per_child=1) as pool:
+        seed, at, live, first = pool.submit(_write_in_child, str(tmp_path)).result()
+        other_seed, seq, second = pool.submit(_load_in_child, str(tmp_path), at, live).result()
+    assert seed != other_seed and seq == 8  # two processes, two salts
+    applied = [o for o in first if isinstance(o, tuple) and len(o) == 4 and L.X_APPLIED in o[2]]
+    assert applied  # executions found their orders (through the order table's keys)
+    assert first == second

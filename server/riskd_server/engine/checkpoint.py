@@ -30,6 +30,7 @@ import os
 import re
 import signal
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import google_crc32c
 import numpy as np
 
+from .. import wire
 from ..dynamic import Vols
 from ..kernel import layout as L
 from ..kernel._hashtable import ht_new, ht_rehash
@@ -180,6 +182,7 @@ def _sources(engine: Engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "book_ht_rows": s.book_ht.shape[0],
         "retention": engine.config.closed_order_retention,
         "ring_size": s.ring.shape[0],
+        "seed": int(wire.SEED),  # the order table's keys are salted with it (wire._hash)
         "wall_time": time.time(),
     }
     return sources, meta
@@ -498,6 +501,7 @@ def _read(path: Path, seq: int, engine: Engine, touched: list[np.ndarray]) -> _L
             if dtype not in _DTYPES or int(np.prod(shape)) * np.dtype(dtype).itemsize != entry["nbytes"]:
                 raise CheckpointError(f"section {name}: bad dtype or shape")
             full, head_view, fill = _destination(name, np.dtype(dtype), shape, meta, engine._s, touched)
+            assert head_view.flags.c_contiguous  # read in place: reshape must not copy
             view = head_view.reshape(-1).data.cast("B")
             f.seek(start + entry["offset"])
             if f.readinto(view) != entry["nbytes"]:
@@ -697,7 +701,14 @@ def _install(engine: Engine, d: _Loaded) -> None:
         effective=effective, vols=d.vols, owned=True,
     )  # fmt: skip
 
+    seed = meta.get("seed")
+    if not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise CheckpointError(f"bad key salt {seed!r}")
+
     # From here on nothing refuses.
+    if seed != int(wire.SEED):  # the stored ids' keys: this process keys ids as they were keyed
+        log.info("adopting the checkpoint's key salt for client_order_ids and names")
+        adopt_seed(seed)
     engine.accounts.load(d.accounts)
     engine.symbols.load(d.symbols)
     s = engine._s
@@ -727,6 +738,20 @@ def _install(engine: Engine, d: _Loaded) -> None:
     engine._model_ids = (None, None)
     engine._name_index = None
     engine.index_names()
+
+
+def adopt_seed(seed: int) -> None:
+    """Key ids and names in this process with ``seed`` (a checkpoint's: its order table and ring
+    hold ids keyed with it) instead of the salt wire._hash drew at import. Start-up only, before
+    anything keyed with the old salt is kept. Modules bound SEED by import (``from ._hash import
+    SEED``), so every riskd_server module's binding of the old value is replaced. (Here, not in
+    wire/: a change there is a change of numba source, which recompiles every kernel.)"""
+    old, new = wire.SEED, np.uint64(seed)
+    if new == old:
+        return
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] == "riskd_server" and getattr(module, "SEED", None) is old:
+            module.SEED = new
 
 
 # ------------------------------------------------------------------ prune
@@ -761,6 +786,7 @@ __all__ = [
     "Captured",
     "CheckpointError",
     "Forked",
+    "adopt_seed",
     "capture",
     "capture_forked",
     "checkpoints",
