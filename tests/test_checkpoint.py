@@ -536,3 +536,28 @@ def test_a_checkpoint_loads_in_another_process(tmp_path: Path) -> None:
     applied = [o for o in first if isinstance(o, tuple) and len(o) == 4 and L.X_APPLIED in o[2]]
     assert applied  # executions found their orders (through the order table's keys)
     assert first == second
+
+
+def test_prepared_buffers_are_used_and_grown_after_a_write(tmp_path: Path) -> None:
+    clock = Clock()
+    config = EngineConfig(**{**_fields(CONFIG), "max_accounts": 1_000})
+    engine = _engine(clock, config)
+    _run(engine, 111, clock, 100)
+    buffers = ck.Buffers()
+    buffers.prepare(engine)
+    reserved = dict(buffers._free)
+    assert reserved["ordi"].nbytes >= engine._s.ordi.nbytes  # the order arrays at their bound
+    first = ck.capture(engine, 1, buffers)
+    assert all(first.held[name] is reserved[name] for name in first.held)
+    ck.write(first, tmp_path)
+    many = 200
+    for lo in range(0, many, 16):
+        engine.load_positions([f"acct{i}" for i in range(lo, lo + 16)], ["Y"] * 16, [1.0] * 16)
+    grown = ck.capture(engine, 2, buffers)
+    need = grown.arrays["book_pair"].nbytes
+    assert need > reserved["book_pair"].nbytes  # copied into a new buffer in capture, this once
+    ck.write(grown, tmp_path)
+    assert buffers._free["book_pair"].nbytes >= need + need // 8  # the next one has room again
+    fresh = _engine(clock, config)
+    assert ck.load_latest(tmp_path, fresh) == 2
+    assert_same_state(engine, fresh)
