@@ -786,7 +786,7 @@ def adopt_seed(seed: int) -> None:
         return
     for name, module in list(sys.modules.items()):
         if name.partition(".")[0] == "riskd_server" and getattr(module, "SEED", None) is old:
-            module.SEED = new
+            setattr(module, "SEED", new)  # noqa: B010 - any module that bound the name
 
 
 # ------------------------------------------------------------------ prune
