@@ -170,7 +170,9 @@ def capture(engine: Engine, seq: int, buffers: Buffers | None = None) -> Capture
     Copies only the used parts: account and symbol rows of the interned names, book rows in use
     (position and open columns), order slots handed out, the free stack up to its top; the order
     table and the closed-order ring whole (their layout is their state; the book table is rebuilt
-    at load from the books' pairs). O(state in use): see the module doc for the stall.
+    at load from the books' pairs). O(state in use): see the module doc for the stall. One
+    capture in flight per Buffers: a second one before ``write`` gave the first's buffers back
+    copies into new memory (the slow first touch that ``Buffers.prepare`` avoids).
     """
     t0 = time.perf_counter()
     buffers = BUFFERS if buffers is None else buffers
@@ -463,12 +465,13 @@ def load_latest(directory: Path, engine: Engine) -> int | None:
         touched: list[np.ndarray] = []
         try:
             loaded = _read(path, seq, engine, touched)
-            _install(engine, loaded)
-        except (CheckpointError, OSError, UnicodeDecodeError) as exc:
+            book, salt = _check(engine, loaded)
+        except (ValueError, KeyError, TypeError, OSError) as exc:  # CheckpointError, bad UTF-8, ...
             for arr in touched:  # the fresh engine's arrays read into: fresh again
                 arr.fill(0)
             log.warning("checkpoint %s refused (%s): trying an older one", path, exc)
             continue
+        _install(engine, loaded, book, salt)
         log.info(
             "restored checkpoint %s (seq %d, %d open orders) in %.3f s",
             path.name,
@@ -702,9 +705,9 @@ def _book_table(book_pair: np.ndarray, n_books: int, rows: int) -> np.ndarray:
     return table
 
 
-def _install(engine: Engine, d: _Loaded) -> None:
-    """Put a decoded checkpoint into engine. Everything that can refuse runs before the first
-    change to the engine, so a refused checkpoint leaves it fresh."""
+def _check(engine: Engine, d: _Loaded) -> tuple[LimitBook, int]:
+    """Whether engine can take a decoded checkpoint (CheckpointError if not), and what it needs
+    that can still fail: the compiled limit book and the key salt. Changes nothing in engine."""
     cfg = engine.config
     a, meta = d.arrays, d.meta
     ctr = a["ctr"]
@@ -728,7 +731,8 @@ def _install(engine: Engine, d: _Loaded) -> None:
 
     def effective(meta_rows: np.ndarray, where: np.ndarray) -> np.ndarray:
         # compile_limits hands the enabled limits' rows in the order of the dict it is given.
-        assert meta_rows.shape[0] == enabled.shape[0]
+        if meta_rows.shape[0] != enabled.shape[0]:
+            raise CheckpointError(f"{enabled.shape[0]} effective thresholds for {meta_rows.shape[0]} limits")
         return enabled
 
     book = compile_limits(
@@ -739,8 +743,13 @@ def _install(engine: Engine, d: _Loaded) -> None:
     seed = meta.get("seed")
     if not isinstance(seed, int) or not 0 <= seed < 2**64:
         raise CheckpointError(f"bad key salt {seed!r}")
+    return book, seed
 
-    # From here on nothing refuses.
+
+def _install(engine: Engine, d: _Loaded, book: LimitBook, seed: int) -> None:
+    """Put a checked checkpoint (_check) into engine: nothing here refuses."""
+    cfg = engine.config
+    a, meta = d.arrays, d.meta
     if seed != int(wire.SEED):  # the stored ids' keys: this process keys ids as they were keyed
         log.info("adopting the checkpoint's key salt for client_order_ids and names")
         adopt_seed(seed)
@@ -752,10 +761,8 @@ def _install(engine: Engine, d: _Loaded) -> None:
     s.ord_ht, s.ordi, s.free, s.ring = a["ord_ht"], a["ordi"], a["free"], a["ring"]
     s.ordf = s.ordi.view(np.float64)
     s.max_slots = int(meta["max_slots"])
-    s.ctr[:] = ctr
-    s.acct[:, L.A_LIM_TAG] = (
-        0.0  # levels re-resolved from the restored book on first use (books: never stored)
-    )
+    s.ctr[:] = a["ctr"]
+    s.acct[:, L.A_LIM_TAG] = 0.0  # levels resolved again from the restored book (books: not stored)
     s.kernel_args = None
     if cfg.max_open_orders > s.max_slots:  # restarted with a higher bound: room for it, once
         s.raise_slot_bound(cfg.max_open_orders, cfg.closed_order_retention)
