@@ -370,9 +370,13 @@ def _aligned(n: int) -> int:
 
 
 def _crc(view: memoryview) -> int:
+    """CRC-32C of view, a chunk at a time (google_crc32c takes bytes only, and holds the GIL: the
+    sleep(0) after each chunk hands the GIL to the event loop, which would otherwise wait up to
+    the 5 ms switch interval while a writer thread checksums)."""
     crc = 0
     for lo in range(0, len(view), _CRC_CHUNK):
         crc = google_crc32c.extend(crc, bytes(view[lo : lo + _CRC_CHUNK]))
+        time.sleep(0)
     return int(crc)
 
 
