@@ -137,6 +137,26 @@ class Interner:
         self._index = index = NameIndex(table, arena, offsets, last)
         return index
 
+    def names_prefix(self) -> np.ndarray:
+        """The names of ids 0..n-1 as an object array view, O(1): a name never changes once given an
+        id and growth replaces the array, so the view keeps answering as now (checkpoints)."""
+        return self._names[: len(self._ids)]
+
+    def load(self, names: list[str]) -> None:
+        """Give names the ids 0..len(names)-1 (an empty interner only: checkpoint load). The names
+        were valid when first interned; duplicates or too many for the capacity raise ValueError."""
+        if self._ids:
+            raise ValueError(f"{self.kind} interner is not empty")
+        ids = dict(zip(names, range(len(names)), strict=True))
+        if len(ids) != len(names) or len(ids) > self.capacity:
+            raise ValueError(f"{len(names)} {self.kind} names: duplicates or past capacity {self.capacity}")
+        size = 64
+        while size < len(names):
+            size *= 2
+        self._names = np.empty(size, dtype=object)
+        self._names[: len(names)] = names
+        self._ids = ids
+
     def names_of(self, ids: np.ndarray) -> np.ndarray:
         """Names of ids as an object array (vectorised id -> name)."""
         return self._names[ids]
