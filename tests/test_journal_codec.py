@@ -70,7 +70,14 @@ def changes(draw: st.DrawFn) -> ch.Change:
                 max_size=4,
             )
         )
-        return ch.LimitsChanged(upserted=tuple(limits), deleted=tuple(draw(st.lists(names, max_size=3))))
+        return ch.LimitsChanged(
+            upserted=tuple(limits),
+            deleted=tuple(draw(st.lists(names, max_size=3))),
+            version=draw(st.integers(0, 2**53)),
+            who=draw(names),
+            action=draw(st.sampled_from(["", "upsert", "delete", "import", "template"])),
+            ts=draw(st.floats(0, 2e9)),
+        )
     n = draw(st.integers(0, 6))
     return kind(**{name: draw(column(fkind, n)) for name, fkind in SCHEMAS[kind]})
 

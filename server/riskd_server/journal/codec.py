@@ -9,7 +9,8 @@ Each change type has a record type number and a schema: its fields in order, eac
 - ``strs``: an object array of str: u32 count, u32 byte lengths, then the UTF-8 bytes
   (surrogatepass, as the engine encodes names: every name round-trips).
 
-``LimitsChanged`` holds Limit values, rare and small: it is JSON. Floats keep every bit (NaN
+``LimitsChanged`` holds Limit values, rare and small: it is JSON (with its version, who, action
+and ts, which the limits' history keeps and a replayed LIMITS record must reproduce). Floats keep every bit (NaN
 included); a payload that does not parse, or leaves bytes over, raises CodecError.
 """
 
@@ -147,6 +148,10 @@ def encode(change: ch.Change) -> tuple[int, bytes]:
         doc = {
             "upserted": [dataclasses.asdict(lim) for lim in change.upserted],
             "deleted": list(change.deleted),
+            "version": change.version,
+            "who": change.who,
+            "action": change.action,
+            "ts": change.ts,
         }
         return number, json.dumps(doc, allow_nan=True, separators=(",", ":")).encode()
     out: list[bytes] = []
@@ -213,7 +218,13 @@ def decode(number: int, payload: bytes) -> ch.Change:
         try:
             doc = json.loads(payload)
             return ch.LimitsChanged(
-                upserted=tuple(_limit(d) for d in doc["upserted"]), deleted=tuple(doc["deleted"])
+                upserted=tuple(_limit(d) for d in doc["upserted"]),
+                deleted=tuple(doc["deleted"]),
+                # absent from payloads written before the history fields were journaled
+                version=int(doc.get("version", 0)),
+                who=str(doc.get("who", "")),
+                action=str(doc.get("action", "")),
+                ts=float(doc.get("ts", 0.0)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CodecError(f"bad LimitsChanged payload: {exc}") from None
