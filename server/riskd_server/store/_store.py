@@ -141,7 +141,8 @@ class Store:
 def _reniced(nice: int) -> Callable[[AsyncConnection], Awaitable[None]]:
     async def configure(conn: AsyncConnection) -> None:
         await _write.prepare(conn)
-        row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+        async with conn.transaction():
+            row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
         if row:
             renice_backend(int(row[0]), nice)
 
