@@ -134,6 +134,7 @@ class Feeder:
         self.clock = ReplayClock()
         self.lags = LagClock()
         self.started_seq = 0
+        self._lagging_since = 0.0  # monotonic time the current lag was first reported (0: none)
 
     # ------------------------------------------------------------------ start
 
@@ -206,57 +207,66 @@ class Feeder:
     async def _follow(self) -> int:
         assert self.tail is not None and self.writer is not None and self.engine is not None
         tail, writer, engine = self.tail, self.writer, self.engine
-        next_lag = time.monotonic() + self.settings.feeder_lag_interval
-        end = journal_end(self.journal)
-        lagging_since = 0.0
-        while not self.stop.is_set():
-            if writer.failed is not None:
-                return EXIT_CONFLICT
-            try:
-                batch = tail.poll(READ_RECORDS)
-            except JournalDamage as exc:
-                log.error("cannot follow the journal: %s", exc)
-                return EXIT_DAMAGE
-            for record in batch:
-                while not writer.has_room(1) and not self.stop.is_set() and writer.failed is None:
-                    await asyncio.sleep(POLL)  # backpressure: PostgreSQL behind; the journal grows
-                if self.stop.is_set() or writer.failed is not None:
-                    break  # records read but not applied are read again by the next feeder
-                if not await self._apply(engine, record.seq, record.type, record.payload):
+        reporter = asyncio.create_task(self._report(), name="riskd-feeder-lag")
+        try:
+            while not self.stop.is_set():
+                if writer.failed is not None:
+                    return EXIT_CONFLICT
+                try:
+                    batch = tail.poll(READ_RECORDS)
+                except JournalDamage as exc:
+                    log.error("cannot follow the journal: %s", exc)
                     return EXIT_DAMAGE
-                if self.stop.is_set() or writer.failed is not None:
-                    break
-                writer.mark_applied(record.seq)
-                self.lags.applied(record.seq, self.clock.wall())
-                await asyncio.sleep(0)  # the flush task and signals run between records
-            now = time.monotonic()
-            if now >= next_lag:
-                next_lag = now + self.settings.feeder_lag_interval
-                lag = self.lags.lag(end.last_seq(), writer.stats().applied_seq, time.time())
-                if lag.records:
-                    lagging_since = lagging_since or now
-                    log.info(
-                        "PostgreSQL is %d journal record(s), %.1f s behind (%d rows pending, breaker %s)",
-                        lag.records,
-                        lag.seconds,
-                        writer.stats().pending_rows,
-                        writer.stats().breaker_state,
-                    )
-                if self.parent_pid and os.getppid() != self.parent_pid:
-                    log.warning("the server (pid %d) is gone; stopping", self.parent_pid)
-                    self.stop.set()
-            if not batch:
-                if lagging_since and writer.stats().applied_seq == tail.next_seq - 1:
-                    log.info(
-                        "PostgreSQL caught up with the journal at seq %d after %.1f s behind",
-                        tail.next_seq - 1,
-                        time.monotonic() - lagging_since,
-                    )
-                    lagging_since = 0.0
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL):
-                        await self.stop.wait()
-        return 0
+                for record in batch:
+                    while not writer.has_room(1) and not self.stop.is_set() and writer.failed is None:
+                        await asyncio.sleep(POLL)  # backpressure: PostgreSQL behind; the journal grows
+                    if self.stop.is_set() or writer.failed is not None:
+                        break  # records read but not applied are read again by the next feeder
+                    if not await self._apply(engine, record.seq, record.type, record.payload):
+                        return EXIT_DAMAGE
+                    if self.stop.is_set() or writer.failed is not None:
+                        break
+                    writer.mark_applied(record.seq)
+                    self.lags.applied(record.seq, self.clock.wall())
+                    await asyncio.sleep(0)  # the flush task and signals run between records
+                if not batch:
+                    if self._lagging_since and writer.stats().applied_seq == tail.next_seq - 1:
+                        log.info(
+                            "PostgreSQL caught up with the journal at seq %d after %.1f s behind",
+                            tail.next_seq - 1,
+                            time.monotonic() - self._lagging_since,
+                        )
+                        self._lagging_since = 0.0
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(POLL):
+                            await self.stop.wait()
+            return EXIT_CONFLICT if writer.failed is not None else 0
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+
+    async def _report(self) -> None:
+        """Every feeder_lag_interval s: the lag when there is one; stop when the server is gone."""
+        writer = self.writer
+        assert writer is not None
+        end = journal_end(self.journal)
+        while True:
+            await asyncio.sleep(self.settings.feeder_lag_interval)
+            stats = writer.stats()
+            lag = self.lags.lag(await asyncio.to_thread(end.last_seq), stats.applied_seq, time.time())
+            if lag.records:
+                self._lagging_since = self._lagging_since or time.monotonic()
+                log.info(
+                    "PostgreSQL is %d journal record(s), %.1f s behind (%d rows pending, breaker %s)",
+                    lag.records,
+                    lag.seconds,
+                    stats.pending_rows,
+                    stats.breaker_state,
+                )
+            if self.parent_pid and os.getppid() != self.parent_pid:
+                log.warning("the server (pid %d) is gone; stopping", self.parent_pid)
+                self.stop.set()
 
     async def _apply(self, engine: Engine, seq: int, type_: int, payload: bytes) -> bool:
         """Apply one record; False when this code cannot (the caller stops: nothing skipped)."""
