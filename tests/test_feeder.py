@@ -71,7 +71,11 @@ class Server:
 
     def _journal(self, type_: int, body: bytes, reply: bytes | None = None) -> None:
         now, wall = self.t, 1.7e9 + self.t
-        payload = rec.check_payload(now, wall, body, reply) if reply is not None else rec.input_payload(now, wall, body)
+        payload = (
+            rec.check_payload(now, wall, body, reply)
+            if reply is not None
+            else rec.input_payload(now, wall, body)
+        )
         self.journal.append([(type_, payload)])
         self.t += 0.001
 
@@ -117,7 +121,9 @@ class Server:
             types.append(t)
             qtys.append(r.choice([open_qty, open_qty / 2, 1.0]) if t == 1 else 0.0)
             prices.append(100.0 if t == 1 else 0.0)
-        body = pb.ReportExecutionsRequest(client_order_id=ids, type=types, quantity=qtys, price=prices).SerializeToString()
+        body = pb.ReportExecutionsRequest(
+            client_order_id=ids, type=types, quantity=qtys, price=prices
+        ).SerializeToString()
         x = parse_report_request(body)
         self.engine.report_executions(
             x.client_order_id, x.type, x.quantity, x.price, account=x.account, symbol=x.symbol, side=x.side
@@ -125,12 +131,16 @@ class Server:
         self._journal(rec.EXECUTIONS, body)
 
     def prices(self) -> None:
-        req = pb.UpdatePricesRequest(symbol=SYMBOLS, price=[self.rng.choice([98.0, 100.0, 102.0]) for _ in SYMBOLS])
+        req = pb.UpdatePricesRequest(
+            symbol=SYMBOLS, price=[self.rng.choice([98.0, 100.0, 102.0]) for _ in SYMBOLS]
+        )
         self.engine.update_prices(req.symbol, np.asarray(req.price, dtype=np.float64))
         self._journal(rec.PRICES, req.SerializeToString())
 
     def positions(self) -> None:
-        req = pb.LoadPositionsRequest(account=["ACC3"], symbol=["S2"], quantity=[self.rng.choice([0.0, 7.0, -3.0])])
+        req = pb.LoadPositionsRequest(
+            account=["ACC3"], symbol=["S2"], quantity=[self.rng.choice([0.0, 7.0, -3.0])]
+        )
         self.engine.load_positions(req.account, req.symbol, req.quantity)
         self._journal(rec.POSITIONS, req.SerializeToString())
 
@@ -153,7 +163,9 @@ class Server:
             elif x < 0.98:
                 self.trading_state()
             else:
-                self.limits([Limit(limit_id="qty", kind=MAX_ORDER_QUANTITY, threshold=self.rng.choice([50.0, 100.0]))])
+                self.limits(
+                    [Limit(limit_id="qty", kind=MAX_ORDER_QUANTITY, threshold=self.rng.choice([50.0, 100.0]))]
+                )
 
     # what PostgreSQL must hold, from the change records A emitted
     def rows(self, kind: type) -> int:
@@ -174,7 +186,15 @@ def start_server(tmp_path: Path, seed: int = 7) -> Server:
 
 
 def feeder_cmd(journal: Path, data_dir: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "riskd_server.store.feeder", "--journal", str(journal), "--data-dir", str(data_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "riskd_server.store.feeder",
+        "--journal",
+        str(journal),
+        "--data-dir",
+        str(data_dir),
+    ]
     for name, value in FLAGS.items():
         cmd += [f"--{name.replace('_', '-')}", value]
     return cmd
@@ -193,7 +213,9 @@ def feeders(tmp_path: Path) -> Iterator[list[subprocess.Popen]]:
 def spawn(procs: list, dsn: str, tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "RISKD_DSN": dsn}
     log = (tmp_path / f"feeder{len(procs)}.log").open("wb")
-    p = subprocess.Popen(feeder_cmd(tmp_path / "journal", tmp_path), env=env, stdout=log, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(
+        feeder_cmd(tmp_path / "journal", tmp_path), env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     procs.append(p)
     return p
 

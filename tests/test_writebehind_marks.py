@@ -170,7 +170,9 @@ def test_a_refused_batch_sets_journal_applied_with_its_last_part_only(fresh_dsn:
             await writer.start()
             while writer.stats().pending_rows:
                 applied_during.append(
-                    query(fresh_dsn, "SELECT (SELECT seq FROM journal_applied), (SELECT count(*) FROM orders)")[0]
+                    query(
+                        fresh_dsn, "SELECT (SELECT seq FROM journal_applied), (SELECT count(*) FROM orders)"
+                    )[0]
                 )
                 await asyncio.sleep(0.002)
             await writer.barrier(10.0)

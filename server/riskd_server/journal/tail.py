@@ -21,7 +21,17 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from .format import MAGIC, MAX_PAYLOAD, RECORD_HEADER, SEGMENT_HEADER, VERSION, Record, crc_of, segment_name, segments
+from .format import (
+    MAGIC,
+    MAX_PAYLOAD,
+    RECORD_HEADER,
+    SEGMENT_HEADER,
+    VERSION,
+    Record,
+    crc_of,
+    segment_name,
+    segments,
+)
 from .reader import JournalDamage, resync
 
 POLL = 0.010  # seconds between looks at the end of the journal

@@ -173,7 +173,10 @@ async def set_applied(conn: AsyncConnection, seq: int, expected: int | None) -> 
     """Set journal_applied to ``seq`` in the current transaction, if it holds ``expected`` (None:
     if it is below ``seq``). Locks the row first thing, so two writers serialise here and the
     second one finds the first's value: AlreadyApplied (it is ``seq``) or AppliedConflict."""
-    cur = await conn.execute(_SET_APPLIED if expected is not None else _ADVANCE_APPLIED, (seq, expected if expected is not None else seq))
+    cur = await conn.execute(
+        _SET_APPLIED if expected is not None else _ADVANCE_APPLIED,
+        (seq, expected if expected is not None else seq),
+    )
     if cur.rowcount == 1:
         return
     row = await (await conn.execute(b"SELECT seq FROM journal_applied")).fetchone()

@@ -162,7 +162,9 @@ class Feeder:
                 snapshot = await self.store.load_snapshot(s.closed_order_retention)
                 break
             except Exception as exc:
-                log.warning("cannot read the state from PostgreSQL (%s: %s); retrying", type(exc).__name__, exc)
+                log.warning(
+                    "cannot read the state from PostgreSQL (%s: %s); retrying", type(exc).__name__, exc
+                )
                 await asyncio.sleep(RETRY)
         else:
             return False

@@ -61,7 +61,9 @@ class FeederProcess:
     async def _spawn(self) -> asyncio.subprocess.Process:
         env = {**os.environ, "RISKD_DSN": self.dsn}
         proc = await asyncio.create_subprocess_exec(
-            *feeder_command(self.settings, self.journal, os.getpid()), env=env, stdin=asyncio.subprocess.DEVNULL
+            *feeder_command(self.settings, self.journal, os.getpid()),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
         )
         self._started_at = time.monotonic()
         log.info("feeder pid %d started", proc.pid)
