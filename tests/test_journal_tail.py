@@ -179,3 +179,30 @@ def test_follow_sees_a_concurrent_writer_exactly_once_in_order(tmp_path: Path) -
     assert seqs(got) == list(range(1, 3001))
     assert [(r.type, r.payload) for r in got] == written
     assert len(segments(d)) > 5
+
+
+def test_records_waits_asynchronously_for_what_comes_next(tmp_path: Path) -> None:
+    import asyncio
+
+    d = tmp_path / "j"
+    j = Journal(d, fsync="none", segment_bytes=4096, max_bytes=10**7)
+    j.open()
+    j.append(payloads(3))
+
+    async def main() -> list[int]:
+        got: list[int] = []
+
+        async def later() -> None:
+            await asyncio.sleep(0.05)
+            j.append(payloads(2, start=3))
+
+        writer = asyncio.create_task(later())
+        async for batch in JournalTail(d, 2).records(poll=0.005):
+            got.extend(r.seq for r in batch)
+            if len(got) == 4:
+                break
+        await writer
+        return got
+
+    assert asyncio.run(main()) == [2, 3, 4, 5]
+    j.close()

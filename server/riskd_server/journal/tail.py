@@ -32,7 +32,7 @@ from .format import (
     segment_name,
     segments,
 )
-from .reader import JournalDamage, resync
+from .reader import JournalDamage, _check, resync
 
 POLL = 0.010  # seconds between looks at the end of the journal
 CHUNK = 1 << 20  # bytes read per pread
@@ -171,8 +171,10 @@ class JournalTail:
         size = os.fstat(self._fd).st_size
         if size <= self._offset or self._checked == (self._path, self._offset, size):
             return
-        self._checked = (self._path, self._offset, size)
         data = os.pread(self._fd, size - self._offset, self._offset)
+        if _check(data, 0, self._seq)[0] is not None:
+            return  # written since it was read: whole and valid, the next poll takes it
+        self._checked = (self._path, self._offset, size)
         if resync(data, 0, self._seq, _RESYNC_WINDOW) is not None:
             raise JournalDamage(self._path, self._offset, why, self._seq, False)
 
