@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import psycopg
 import pytest
 from fix_pg import admin, run
@@ -286,6 +287,7 @@ def test_the_feeder_writes_the_journal_into_postgresql_exactly_once(
     server.session(300)
     p = spawn(feeders, fresh_dsn, tmp_path)
     wait_applied(fresh_dsn, server.journal.last_seq, procs=feeders)
+    assert psutil.Process(p.pid).nice() == max(5, os.nice(0))  # feeder_nice
     server.session(300)  # while it follows the journal
     wait_applied(fresh_dsn, server.journal.last_seq, procs=feeders)
     p.send_signal(signal.SIGTERM)
