@@ -73,7 +73,7 @@ def changes(draw: st.DrawFn) -> ch.Change:
         return ch.LimitsChanged(
             upserted=tuple(limits),
             deleted=tuple(draw(st.lists(names, max_size=3))),
-            version=draw(st.integers(0, 2**40)),
+            version=draw(st.integers(0, 2**53)),
             who=draw(names),
             action=draw(st.sampled_from(["", "upsert", "delete", "import", "template"])),
             ts=draw(st.floats(0, 2e9)),

@@ -277,6 +277,7 @@ class Snapshot:
     marks: tuple[tuple[str, float, float], ...] = ()  # (symbol, price or NaN, last_fill_price or NaN)
     positions: RecoveredPositions = field(default_factory=RecoveredPositions.of)
     orders: RecoveredOrders = field(default_factory=RecoveredOrders.of)
+    journal_seq: int = 0  # journal_applied read with the rest: the last journal record these rows hold
 
     @property
     def open_orders(self) -> tuple[OpenOrderRow, ...]:

@@ -1,4 +1,4 @@
-"""`riskd serve`: registered into the client CLI through the ``riskd.commands`` entry point."""
+"""`riskd serve` and `riskd feeder`: registered into the client CLI through the ``riskd.commands`` entry point."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_arguments(parser)
     parser.set_defaults(func=_serve)
+    from .store import feeder
+
+    feeder.register(subparsers)
 
 
 def _serve(args: argparse.Namespace) -> int:

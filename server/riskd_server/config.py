@@ -193,6 +193,21 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "HOST:PORT the alert relays share (empty: the server's host, its port + 1)",
     ),
+    Option(
+        "feeder_nice",
+        int,
+        19,
+        "CPU niceness of the riskd feeder process (PostgreSQL fed from the journal) and, when PostgreSQL "
+        "runs as the same user (the embedded cluster), of its database backends: 19 takes idle CPU only",
+        0,
+    ),
+    Option(
+        "feeder_lag_interval",
+        float,
+        5.0,
+        "seconds between the feeder's lag lines (records and seconds PostgreSQL is behind the journal)",
+        0.1,
+    ),
     Option("max_pending_requests", int, 3_000, "new calls the gRPC core queues before refusing them", 1),
     Option("alert_history", int, 100_000, "alerts kept in memory for queries and resumed subscriptions", 1),
     Option(
@@ -314,6 +329,8 @@ class Settings:
     grace: float = 5.0
     alert_subscriber_queue: int = 256
     max_alert_subscribers: int = 20_000
+    feeder_nice: int = 19
+    feeder_lag_interval: float = 5.0
     max_pending_requests: int = 3_000
     alert_relays: int = 0
     alert_relay_listen: str = ""
@@ -448,6 +465,8 @@ def load_settings(
             errors.append(f"{opt.name}: must be >= {opt.minimum}, got {values[opt.name]}")
     if values["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         errors.append(f"log_level: {values['log_level']!r} is not DEBUG, INFO, WARNING or ERROR")
+    if values["feeder_nice"] > 19:
+        errors.append(f"feeder_nice: must be <= 19, got {values['feeder_nice']}")
     if values["db_pool_max"] < values["db_pool_min"]:
         errors.append("db_pool_max: must be >= db_pool_min")
     for name in ("listen", "metrics_listen"):

@@ -130,7 +130,11 @@ class LimitAdmin:
             return book is not None and eng.install_refresh(book)
 
 
-def _names(limits: Iterable[Limit]) -> tuple[set[str], set[str]]:
-    """Distinct accounts and symbols (interned on the event loop: a few thousand, not a million)."""
+def _names(limits: Iterable[Limit]) -> tuple[list[str], list[str]]:
+    """Distinct accounts and symbols (interned on the event loop: a few thousand, not a million),
+    in the order they first appear: a replay of the change (engine.replay) interns them in that
+    order too, so names get the same ids in the replica (a set's order varies by process)."""
     limits = list(limits)
-    return {lim.account for lim in limits}, {lim.symbol for lim in limits}
+    return list(dict.fromkeys(lim.account for lim in limits)), list(
+        dict.fromkeys(lim.symbol for lim in limits)
+    )

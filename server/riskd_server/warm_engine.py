@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from . import changes as ch
-from .engine import Engine, EngineConfig
+from .engine import Engine, EngineConfig, Violations
 from .engine.snapshot import SnapshotReader
 from .engine.snapshot_changes import ChangeTracker
 from .limits import MAX_VAR, Limit
@@ -93,6 +93,19 @@ def warm_up() -> float:
     eng.update_prices(["WS"], [101.0])
     eng.load_positions(["WA"], ["WS"], [2.0])
     eng.check_parsed(parse_check_request(_sample_request(1, 7)), now=0.0)
+    # A journaled check replayed with its outcome forced (engine.replay): one accepted, one rejected.
+    ones = np.ones(1)
+    rejected = Violations(
+        ones.astype(np.uint32),
+        ones.astype(np.int32) * 20,
+        np.array([""], dtype=object),
+        ones,
+        ones,
+        ones == 0,
+    )
+    eng.replay_check(
+        parse_check_request(_sample_request(2, 30)), np.array([0, 1 << 20], dtype=np.uint32), rejected, 0.0
+    )
     eng.recompute_exposure()
     eng.delete_limits(["w-any"])
     # Incremental limit changes (kernel.limittables: an account table copied, a slot set and

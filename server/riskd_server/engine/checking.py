@@ -104,6 +104,17 @@ class OrderChecks:
             return self._check_one(
                 client_order_id[0], account[0], symbol[0], side[0], quantity[0], price[0], now
             )
+        aid, sid, oi, of = self._str_rows(client_order_id, account, symbol, side, quantity, price)
+        out = self._check_columns(oi, of, aid, sid, now)
+        self._rec.checks(client_order_id, account, symbol, aid, sid, oi, of, out.accepted, out.violations)
+        if self.alert_intake is not None and len(out.violations):
+            self._alert_checks(out, aid, sid, client_order_id)
+        return out
+
+    def _str_rows(
+        self, client_order_id, account, symbol, side, quantity, price
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """check_orders' input rows (aid, sid, oi, of): room checked, names interned, ids hashed."""
         n = self._batch_len(
             "orders",
             client_order_id=client_order_id,
@@ -133,11 +144,7 @@ class OrderChecks:
         of = np.empty((n, L.IN_F_FIELDS), dtype=np.float64)
         of[:, L.IN_QTY] = quantity
         of[:, L.IN_PRICE] = price
-        out = self._check_columns(oi, of, aid, sid, now)
-        self._rec.checks(client_order_id, account, symbol, aid, sid, oi, of, out.accepted, out.violations)
-        if self.alert_intake is not None and len(out.violations):
-            self._alert_checks(out, aid, sid, client_order_id)
-        return out
+        return aid, sid, oi, of
 
     def check_parsed(self, orders: Orders, now: float | None = None) -> CheckOutcome:
         """check_orders on a parsed request (wire.request.parse_check_request); the same outcome."""
@@ -152,6 +159,15 @@ class OrderChecks:
 
     def _check_spans(self, batch: SpanOrders, now: float | None) -> CheckOutcome:
         """An ASCII batch parsed from bytes: names looked up from their spans, no Python strs."""
+        aid, sid, oi, of = self._span_rows(batch)
+        out = self._check_columns(oi, of, aid, sid, now)
+        self._rec.checks_spans(batch, aid, sid, oi, of, out.accepted, out.violations)
+        if self.alert_intake is not None and len(out.violations):
+            self._alert_checks(out, aid, sid, Utf8Spans(batch.data, batch.off[0], batch.length[0]))
+        return out
+
+    def _span_rows(self, batch: SpanOrders) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """_check_spans' input rows (aid, sid, oi, of): room checked, names interned from spans."""
         c = batch.counts
         n = self._check_lengths(
             "orders",
@@ -176,11 +192,7 @@ class OrderChecks:
         order_rows(
             oi, of, aid, sid, batch.side, batch.keys, length[0], batch.quantity, batch.price, MAX_NAME_LEN
         )
-        out = self._check_columns(oi, of, aid, sid, now)
-        self._rec.checks_spans(batch, aid, sid, oi, of, out.accepted, out.violations)
-        if self.alert_intake is not None and len(out.violations):
-            self._alert_checks(out, aid, sid, Utf8Spans(batch.data, batch.off[0], batch.length[0]))
-        return out
+        return aid, sid, oi, of
 
     def _check_one_order(self, order: OneOrder, now: float | None) -> CheckOutcome:
         """One parsed order in one numba call (kernel.single.check_one_order: name lookups and check).
@@ -290,6 +302,23 @@ class OrderChecks:
         the id's hash when the caller has it (wire.parse_one hashed it).
         """
         self._rec.require_room(CHECK_ROWS_PER_ORDER)
+        a, sy = self._one_row(client_order_id, account, symbol, side, qty, price, key)
+        one = self._one
+        oi, of = one.oi, one.of
+        self._fit_books(1)
+        self._fit_slots(1)
+        nv = check_batch(oi, of, self._now(now), one.mask, one.vi, one.vf, *self._kernel_args())
+        out = self._one_outcome(nv)
+        self._rec.checks_one((client_order_id, account, symbol), a, sy, oi, of, out)
+        if nv and self.alert_intake is not None:
+            self._alert_checks(out, a, sy, (client_order_id,))
+        return out
+
+    def _one_row(
+        self, client_order_id: str, account: str, symbol: str, side: int, qty: float, price: float, key
+    ) -> tuple[int, int]:
+        """_check_one's input row in the one-order scratch (self._one.oi, .of): names interned;
+        (account id, symbol id), the account id -1 when the order id is invalid (as in the row)."""
         a = self.accounts.get(account)
         if a < 0:
             a = self.accounts.intern(account)
@@ -309,14 +338,7 @@ class OrderChecks:
         of = one.of
         of[0, L.IN_QTY] = qty
         of[0, L.IN_PRICE] = price
-        self._fit_books(1)
-        self._fit_slots(1)
-        nv = check_batch(oi, of, self._now(now), one.mask, one.vi, one.vf, *self._kernel_args())
-        out = self._one_outcome(nv)
-        self._rec.checks_one((client_order_id, account, symbol), a, sy, oi, of, out)
-        if nv and self.alert_intake is not None:
-            self._alert_checks(out, a, sy, (client_order_id,))
-        return out
+        return a, sy
 
     def _alert_checks(self, out: CheckOutcome, aid, sid, ids) -> None:
         """Hand a batch's violations to the alert intake: one tuple, nothing decoded or built

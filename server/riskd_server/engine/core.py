@@ -33,9 +33,10 @@ from ..outcomes import EXEC_MESSAGES, AccountExposure, BatchError, ExecOutcome
 from ..risk.model import RiskModel
 from ..risk.var_tables import FactorForm, check_bound, empty_rows, factor_form, symbol_rows
 from .books import AccountBooks, BookLists, marks_of
-from .checking import OrderChecks, _OneOrderScratch
+from .checking import _OneOrderScratch
 from .config import EngineConfig
 from .counts import CheckCounter
+from .forced import ReplayedChecks
 from .names import bad_names, hash_ids, name_problem
 from .recorder import NULL_RECORDER, ChangeSink, NullRecorder, Recorder, take
 from .recovery import restore
@@ -56,7 +57,7 @@ def _floats(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-class Engine(OrderChecks):
+class Engine(ReplayedChecks):
     """Risk state plus the operations on it; see the README for the exact check semantics."""
 
     def __init__(

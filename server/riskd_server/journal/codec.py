@@ -9,7 +9,8 @@ Each change type has a record type number and a schema: its fields in order, eac
 - ``strs``: an object array of str: u32 count, u32 byte lengths, then the UTF-8 bytes
   (surrogatepass, as the engine encodes names: every name round-trips).
 
-``LimitsChanged`` holds Limit values, rare and small: it is JSON. Floats keep every bit (NaN
+``LimitsChanged`` holds Limit values, rare and small: it is JSON (with its version, who, action
+and ts, which the limits' history keeps and a replayed LIMITS record must reproduce). Floats keep every bit (NaN
 included); a payload that does not parse, or leaves bytes over, raises CodecError.
 """
 
@@ -219,6 +220,7 @@ def decode(number: int, payload: bytes) -> ch.Change:
             return ch.LimitsChanged(
                 upserted=tuple(_limit(d) for d in doc["upserted"]),
                 deleted=tuple(doc["deleted"]),
+                # absent from payloads written before the history fields were journaled
                 version=int(doc.get("version", 0)),
                 who=str(doc.get("who", "")),
                 action=str(doc.get("action", "")),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -15,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from .. import changes as ch
 from ..alerts.model import Alert, AlertFilter
 from ..risk.build import ReturnsWindow
-from . import _alerts, _history, _returns, _write
+from . import _alerts, _history, _returns, _snapshot, _write
 from ._migrations import apply_migrations
 from ._snapshot import load_snapshot
 from ._writebehind import WriteBehind
@@ -39,8 +41,13 @@ class Store:
         max_size: int = 4,
         timeout: float = 10.0,
         migrate_timeout: float | None = None,
+        backend_nice: int | None = None,
     ) -> Store:
-        """Connect (waiting up to ``timeout`` for min_size connections) and bring the schema up to date."""
+        """Connect (waiting up to ``timeout`` for min_size connections) and bring the schema up to date.
+
+        ``backend_nice``: renice each connection's PostgreSQL backend to it when that backend is a
+        local postgres process of this user (the embedded cluster), so its work takes idle CPU only.
+        """
         pool = AsyncConnectionPool(
             dsn,
             kwargs={"client_encoding": "UTF8"},  # binary COPY sends text as UTF-8 bytes (_copybin)
@@ -48,7 +55,7 @@ class Store:
             max_size=max(min_size, max_size),
             timeout=timeout,
             open=False,
-            configure=_write.prepare,
+            configure=_write.prepare if backend_nice is None else _reniced(backend_nice),
             name="riskd",
         )
         try:
@@ -67,6 +74,13 @@ class Store:
         """Latest state, open orders and the newest ``closed_retention`` closed orders (oldest first)."""
         async with asyncio.timeout(timeout or max(self._timeout, 60.0)), self._pool.connection() as conn:
             return await load_snapshot(conn, closed_retention)
+
+    async def journal_applied(self, *, timeout: float | None = None) -> int:
+        """The last journal seq whose rows PostgreSQL holds (0: none); the feeder resumes after it."""
+        async with asyncio.timeout(timeout or self._timeout), self._pool.connection() as conn:
+            cur = await conn.execute(_snapshot.JOURNAL_APPLIED)
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
 
     async def recent_alerts(self, limit: int) -> tuple[list[Alert], int]:
         """The newest ``limit`` persisted alerts, oldest first, and the highest seq ever written."""
@@ -122,6 +136,31 @@ class Store:
     def get_stats(self) -> dict[str, int]:
         """The pool's counters (psycopg_pool ``get_stats``)."""
         return self._pool.get_stats()
+
+
+def _reniced(nice: int) -> Callable[[AsyncConnection], Awaitable[None]]:
+    async def configure(conn: AsyncConnection) -> None:
+        await _write.prepare(conn)
+        async with conn.transaction():
+            row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+        if row:
+            renice_backend(int(row[0]), nice)
+
+    return configure
+
+
+def renice_backend(pid: int, nice: int) -> bool:
+    """Lower the CPU priority of PostgreSQL backend ``pid`` to ``nice`` if it is a postgres process of
+    this user on this machine (a remote server's pid names some unrelated local process: left
+    alone). False when it was not or could not be reniced (EPERM, gone)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.uids().real != os.getuid() or not proc.name().startswith("postgres"):
+            return False
+        os.setpriority(os.PRIO_PROCESS, pid, max(nice, os.getpriority(os.PRIO_PROCESS, pid)))
+    except (psutil.Error, OSError):
+        return False
+    return True
 
 
 async def _require_utf8(conn: AsyncConnection) -> None:

@@ -155,8 +155,47 @@ async def prepare(conn: AsyncConnection) -> None:
             await conn.execute(ddl)
 
 
-async def write(conn: AsyncConnection, b: Coalesced, history_keep: int = 20) -> np.ndarray | None:
+class AlreadyApplied(Exception):
+    """journal_applied already holds this flush's mark: an earlier attempt whose outcome was lost
+    (a timeout during COMMIT) committed it. Nothing was written now; the flush is done."""
+
+
+class AppliedConflict(RuntimeError):
+    """journal_applied is not what this writer last wrote: another feeder writes to this database
+    (or it was restored). Writing on would put rows twice; the writer stops instead."""
+
+
+_SET_APPLIED = b"UPDATE journal_applied SET seq = %s, updated_at = now() WHERE seq = %s"
+_ADVANCE_APPLIED = b"UPDATE journal_applied SET seq = %s, updated_at = now() WHERE seq < %s"
+
+
+async def set_applied(conn: AsyncConnection, seq: int, expected: int | None) -> None:
+    """Set journal_applied to ``seq`` in the current transaction, if it holds ``expected`` (None:
+    if it is below ``seq``). Locks the row first thing, so two writers serialise here and the
+    second one finds the first's value: AlreadyApplied (it is ``seq``) or AppliedConflict."""
+    cur = await conn.execute(
+        _SET_APPLIED if expected is not None else _ADVANCE_APPLIED,
+        (seq, expected if expected is not None else seq),
+    )
+    if cur.rowcount == 1:
+        return
+    row = await (await conn.execute(b"SELECT seq FROM journal_applied")).fetchone()
+    found = int(row[0]) if row else None
+    if found == seq:
+        raise AlreadyApplied(seq)
+    raise AppliedConflict(
+        f"journal_applied is {found}, this writer expected {'below ' + str(seq) if expected is None else expected}"
+        f" before writing up to {seq}: is another feeder writing to this database?"
+    )
+
+
+async def write(
+    conn: AsyncConnection, b: Coalesced, history_keep: int = 20, applied: tuple[int, int | None] | None = None
+) -> np.ndarray | None:
     """Write everything in ``b`` atomically (the caller bounds it with a timeout).
+
+    ``applied`` = (seq, expected): also set journal_applied to seq in the same transaction
+    (``set_applied``), so the rows and the journal position commit together or not at all.
 
     The big COPY buffers are built in a worker thread (they need this flush's closed_seq values
     first), so the event loop only forwards bytes. Nothing is locked while they are built.
@@ -165,6 +204,8 @@ async def write(conn: AsyncConnection, b: Coalesced, history_keep: int = 20) -> 
     """
     missing = None
     async with conn.transaction():
+        if applied is not None:
+            await set_applied(conn, *applied)
         seqs = b.seqs if b.seqs is not None else await closed_seqs(conn, b.closes)
         orders, updates, executions, events, alerts = await asyncio.to_thread(_encode_all, b, seqs)
         if orders is not None:

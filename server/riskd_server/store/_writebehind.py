@@ -15,6 +15,20 @@ and everything else is written. One step (one transaction) per turn of the flush
 event loop runs between steps; a transient failure mid-way retries the current part with backoff
 and loses nothing. The batch counts as committed (barrier, backlog) once every part is written
 or dead-lettered.
+
+**Journal marks** (the feeder, store.feeder): ``mark_applied(seq)`` after the changes of journal
+record ``seq`` were put. A flush transaction then also sets ``journal_applied`` to the last mark its
+batch holds, and a batch ends only at a mark (past ``max_flush_rows`` if it must), so a record's
+rows are never split over two transactions: after a crash of either side the feeder resumes at
+journal_applied + 1 and every record's rows land exactly once. ``applied_seq`` (what the database
+held when the feeder started) makes each flush check that journal_applied still holds what this
+writer last wrote: a second writer fails the check and this one stops (``failed``) instead of
+writing rows twice; a flush whose COMMIT outcome was lost and which did commit is recognised by
+its own mark already being there. A refused batch is resolved in several transactions (above):
+only the one that completes it sets journal_applied, so a crash in the middle of resolving leaves
+the earlier parts written and the batch's records applied again after the restart (their state
+rows are upserts and come out the same; their audit rows, and rows dead-lettered, appear twice).
+Without marks (the server's alert write-behind) nothing of this applies.
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ from . import _copybin, _deadletter, _split, _write
 from ._coalesce import Coalesced, change_rows, coalesce
 from ._deadletter import DeadLetterFile, DeadRow
 from ._errors import describe, is_data_error, needs_operator, sqlstate
+from ._write import AlreadyApplied, AppliedConflict
 
 log = logging.getLogger("riskd.store")
 _monotonic = time.monotonic
@@ -56,9 +71,21 @@ _NO_ORDER = "no such order: its insert was refused or lost, so this update was n
 
 class _Item(NamedTuple):
     seq: int  # put order, 1-based
-    change: ch.Change
+    change: ch.Change | None  # None: a journal mark
     rows: int
     put_at: float  # time.monotonic() when queued (the backlog's age, for metrics)
+    mark: int = 0  # the journal seq whose changes all precede this item (0: a change, not a mark)
+
+
+def _last_mark(batch: list[_Item]) -> int:
+    for item in reversed(batch):
+        if item.mark:
+            return item.mark
+    return 0
+
+
+def _changes(batch: list[_Item]) -> list[ch.Change]:
+    return [item.change for item in batch if item.change is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +105,7 @@ class WriteBehindStats:
     resolving: bool = False  # a refused batch is being cut down to its refused rows
     oldest_pending_seconds: float = 0.0  # age of the oldest change not yet committed (0: none)
     max_pending_rows: int = 0  # the backlog bound (has_room is false past it)
+    applied_seq: int = 0  # the last journal mark committed (0: none)
 
 
 @dataclass(slots=True)
@@ -90,6 +118,7 @@ class _Resolving:
     parts: deque[tuple[Coalesced, Exception | None]] = field(default_factory=deque)  # error: known refused
     transactions: int = 0
     dead: int = 0
+    mark: int = 0  # the batch's journal mark: set by the transaction that completes the batch
 
 
 class WriteBehind:
@@ -110,6 +139,7 @@ class WriteBehind:
         dead_letter_max_bytes: int = _deadletter.DEFAULT_MAX_BYTES,
         dead_letter_backups: int = _deadletter.DEFAULT_BACKUPS,
         limit_history: int = 20,
+        applied_seq: int | None = None,
     ) -> None:
         if max_pending_rows < 1 or flush_interval <= 0 or write_timeout <= 0 or max_flush_rows < 1:
             raise ValueError("max_pending_rows, flush_interval, write_timeout and max_flush_rows must be > 0")
@@ -120,11 +150,15 @@ class WriteBehind:
         self._write_timeout = write_timeout
         self._max_flush_rows = max_flush_rows
         self._max_backoff = max(max_backoff, flush_interval)
+        self._applied = applied_seq  # journal_applied as this writer last wrote (or found) it
+        self._marked = False  # mark_applied was called: batches end at marks
+        self._tail_waiting = False  # the queue holds only changes of a record not marked yet
+        self._failed_for: Exception | None = None
         # A refused row proves the database is up: data errors do not count toward opening.
         self._breaker = CircuitBreaker(
             fail_max=fail_max,
             timeout_duration=timedelta(seconds=reset_timeout),
-            exclude=[is_data_error],
+            exclude=[is_data_error, AlreadyApplied, AppliedConflict],
             name="riskd.store",
         )
         path = Path(dead_letter_path or DEFAULT_DEAD_LETTER_FILE).expanduser().resolve()
@@ -167,6 +201,17 @@ class WriteBehind:
         self._put_seq += 1
         self._queue.append(_Item(self._put_seq, change, rows, _monotonic()))
         self._pending_rows += rows
+
+    def mark_applied(self, seq: int) -> None:
+        """Journal record ``seq``'s changes are all put: a flush may end here and set journal_applied."""
+        self._put_seq += 1
+        self._queue.append(_Item(self._put_seq, None, 0, _monotonic(), seq))
+        self._marked = True
+
+    @property
+    def failed(self) -> Exception | None:
+        """Why the flush task stopped for good (AppliedConflict), or None."""
+        return self._failed_for
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -248,18 +293,28 @@ class WriteBehind:
             resolving=self._resolving is not None,
             oldest_pending_seconds=self.oldest_pending_seconds(),
             max_pending_rows=self._max_pending,
+            applied_seq=self._applied or 0,
         )
 
     # ------------------------------------------------------------------ the flush task
 
     async def _run(self) -> None:
         while True:
-            ok = await self._flush_once()
+            try:
+                ok = await self._flush_once()
+            except AppliedConflict as exc:
+                self._failed_for = exc
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.error("write-behind stopped, %d rows not written: %s", self._pending_rows, exc)
+                return
             queued = self._pending_rows - self._inflight_rows
             resolving = self._resolving is not None
-            if ok and self._stopping and not self._queue and not resolving:
+            if ok and self._stopping and (not self._queue or self._tail_waiting) and not resolving:
+                if self._tail_waiting:
+                    log.warning("stopping with the changes of a record not marked applied: not written")
                 return
-            if ok and (self._stopping or resolving or queued >= self._max_flush_rows):
+            busy = resolving or (queued >= self._max_flush_rows and not self._tail_waiting)
+            if ok and ((self._stopping and not self._tail_waiting) or busy):
                 continue  # draining a backlog or resolving a refused batch: no pause between steps
             if ok and not self._stopping:
                 with contextlib.suppress(TimeoutError):
@@ -278,20 +333,27 @@ class WriteBehind:
             return await self._resolve_step(self._resolving)
         if not self._queue:
             return True
-        batch: list[_Item] = []
-        rows = 0
-        while self._queue and (not batch or rows + self._queue[0].rows <= self._max_flush_rows):
-            item = self._queue.popleft()
-            batch.append(item)
-            rows += item.rows
+        batch, rows = self._take_batch()
+        if not batch:
+            return True
+        mark = _last_mark(batch)
         self._inflight_rows = rows
         self._inflight_at = batch[0].put_at
         started = time.perf_counter()
         data: Coalesced | None = None
         try:
-            changes = [item.change for item in batch]
+            changes = _changes(batch)
             data = await asyncio.to_thread(coalesce, changes) if rows > _THREAD_ROWS else coalesce(changes)
-            missing = await self._breaker.call_async(self._write, data)
+            missing = await self._breaker.call_async(self._write, data, mark)
+        except AlreadyApplied:
+            log.warning("flush up to journal seq %d had committed before its outcome was lost", mark)
+            self._committed(batch, rows, started)
+            return True
+        except AppliedConflict:
+            self._queue.extendleft(reversed(batch))
+            self._inflight_rows = 0
+            self._inflight_at = 0.0
+            raise
         except BaseException as exc:
             if data is not None and isinstance(exc, Exception) and is_data_error(exc):
                 self._resolve(batch, rows, started, data, exc)
@@ -308,14 +370,39 @@ class WriteBehind:
         self._committed(batch, rows, started)
         return True
 
+    def _take_batch(self) -> tuple[list[_Item], int]:
+        """The next batch from the queue's front: up to max_flush_rows, and with marks in use on to
+        the next mark (a record's rows never split); the unmarked tail stays queued."""
+        batch: list[_Item] = []
+        rows = 0
+        queue = self._queue
+        while queue and (not batch or rows + queue[0].rows <= self._max_flush_rows):
+            item = queue.popleft()
+            batch.append(item)
+            rows += item.rows
+        if self._marked and not batch[-1].mark:
+            while queue and not batch[-1].mark:  # on to the record's end
+                item = queue.popleft()
+                batch.append(item)
+                rows += item.rows
+            while batch and not batch[-1].mark:  # a record still being put: leave it queued
+                item = batch.pop()
+                queue.appendleft(item)
+                rows -= item.rows
+        self._tail_waiting = not batch and bool(queue)
+        return batch, rows
+
     def _committed(self, batch: list[_Item], rows: int, started: float) -> None:
         self._inflight_rows = 0
         self._inflight_at = 0.0
         self._pending_rows -= rows
         self._committed_seq = batch[-1].seq
+        mark = _last_mark(batch)
+        if mark:
+            self._applied = mark
         self._flushes += 1
         self._flushed_rows += rows
-        self._flushed_changes += len(batch)
+        self._flushed_changes += sum(1 for item in batch if item.change is not None)
         self._last_flush_seconds = time.perf_counter() - started
         if rows >= _BIG_FLUSH:
             log.info("flushed %d rows (%d changes) in %.1fs", rows, len(batch), self._last_flush_seconds)
@@ -324,14 +411,16 @@ class WriteBehind:
             self._consecutive = 0
         self._release_waiters()
 
-    async def _write(self, data: Coalesced) -> list[DeadRow]:
-        """Write ``data`` in one transaction; returns the order updates that found no order."""
-        if not data:
+    async def _write(self, data: Coalesced, mark: int = 0) -> list[DeadRow]:
+        """Write ``data`` in one transaction, with journal_applied = ``mark`` when one is given;
+        returns the order updates that found no order."""
+        applied = (mark, self._applied) if mark else None
+        if not data and applied is None:
             return []
         # A flush of a million rows (an import) takes a minute, not db_timeout: allow for its size.
         timeout = self._write_timeout + _split.size(data) * ROW_ALLOWANCE
         async with asyncio.timeout(timeout), self._pool.connection(self._write_timeout) as conn:
-            missing = await _write.write(conn, data, self._history_keep)
+            missing = await _write.write(conn, data, self._history_keep, applied)
         if missing is None:
             return []
         return [
@@ -344,7 +433,7 @@ class WriteBehind:
         self, batch: list[_Item], rows: int, started: float, data: Coalesced, exc: Exception
     ) -> None:
         """Start resolving a refused batch: it stays in flight, cut down part by part."""
-        self._resolving = _Resolving(batch, rows, started, deque([(data, exc)]))
+        self._resolving = _Resolving(batch, rows, started, deque([(data, exc)]), mark=_last_mark(batch))
         self._inflight_rows = rows
         log.error(
             "flush of %d rows refused by the database (%s); cutting it down to the refused rows",
@@ -353,13 +442,27 @@ class WriteBehind:
         )
 
     async def _resolve_step(self, res: _Resolving) -> bool:
-        """One step: cut the refused front part, dead-letter it if it is one row, or write it."""
-        part, refused = res.parts[0]
-        if refused is not None and _split.size(part) == 1:
+        """One step: cut the refused front part, dead-letter it if it is one row, or write it (the
+        last part together with the batch's journal mark; when the last part was dead-lettered,
+        the mark is written alone)."""
+        if not res.parts:
+            try:
+                await self._breaker.call_async(self._write, Coalesced(), res.mark)
+            except AlreadyApplied:
+                pass
+            except AppliedConflict:
+                raise
+            except Exception as exc:
+                self._failed(exc, res.rows)
+                return False
+            res.mark = 0
+        elif res.parts[0][1] is not None and _split.size(res.parts[0][0]) == 1:
+            part, refused = res.parts.popleft()
+            assert refused is not None
             await self._dead_letter([DeadRow(*_split.only_row(part), sqlstate(refused), describe(refused))])
-            res.parts.popleft()
             res.dead += 1
-        elif refused is not None:
+        elif res.parts[0][1] is not None:
+            part = res.parts[0][0]
             if part.seqs is None and part.closes:
                 # Fix the closed_seq values once, so every part keeps the batch's close order.
                 try:
@@ -374,9 +477,15 @@ class WriteBehind:
             res.parts.popleft()
             res.parts.extendleft([(right, None), (left, None)])
         else:
+            part = res.parts[0][0]
             res.transactions += 1
+            last = len(res.parts) == 1
             try:
-                missing = await self._breaker.call_async(self._write, part)
+                missing = await self._breaker.call_async(self._write, part, res.mark if last else 0)
+            except AlreadyApplied:
+                missing = []
+            except AppliedConflict:
+                raise
             except Exception as exc:
                 if not is_data_error(exc):
                     self._failed(exc, res.rows)
@@ -384,9 +493,11 @@ class WriteBehind:
                 res.parts[0] = (part, exc)
                 return True
             res.parts.popleft()
+            if last:
+                res.mark = 0
             if missing:
                 await self._dead_letter(missing)
-        if not res.parts:
+        if not res.parts and not res.mark:
             self._resolving = None
             log.error(
                 "refused flush of %d rows resolved in %d transactions and %.3fs: %d rows dead-lettered",
