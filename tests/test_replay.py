@@ -23,7 +23,7 @@ from risk_models import make_model
 
 from riskd.v1 import risk_pb2 as pb
 from riskd_server import changes as ch
-from riskd_server.engine import BatchError, Engine, EngineConfig
+from riskd_server.engine import Backpressure, BatchError, Engine, EngineConfig
 from riskd_server.engine.replay import ReplayClock, apply_input, parse_reply, replay_journal
 from riskd_server.journal import codec
 from riskd_server.journal import records as rec
@@ -514,6 +514,35 @@ def test_a_diverged_replica_skips_what_it_cannot_open(caplog: pytest.LogCaptureF
 
 
 # ------------------------------------------------------------------ records and the journal
+
+
+class FullSink(RecordingSink):
+    """A sink that refuses rows until ``room`` is set (a write-behind backlog that is full)."""
+
+    room = False
+
+    def has_room(self, rows: int = 0) -> bool:
+        return self.room
+
+
+def test_backpressure_changes_nothing_and_the_record_applies_later() -> None:
+    server = Server()
+    server.prices(pb.UpdatePricesRequest(symbol=["S1"], price=[100.0]))
+    server.check(batch_request(["f1", "f2"], ["ACC1", "néw"], ["S1", "Snew"], [1, 2], [1.0, 2.0], [0.0, 0.0]))
+    server.report(pb.ReportExecutionsRequest(client_order_id=["f1"], type=[1], quantity=[1.0], price=[100.0]))
+    b, clock, _ = replica()
+    sink = FullSink()
+    b.sink = sink
+    for type_, payload in server.records:
+        before = (b.stats(), len(b.accounts), len(b.symbols))
+        with pytest.raises(Backpressure):
+            apply_input(b, clock, type_, payload)
+        assert (b.stats(), len(b.accounts), len(b.symbols)) == before
+        sink.room = True
+        apply_input(b, clock, type_, payload)
+        sink.room = False
+    assert_same_engine(server.engine, b, ["f1", "f2"])
+    assert_same_changes(server.sink, sink)
 
 
 def test_bad_records_name_their_seq_and_type() -> None:
