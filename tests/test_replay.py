@@ -383,7 +383,7 @@ def _session(draw, model=None) -> Server:
     return server
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_replay_reproduces_state_and_changes(data: st.DataObject) -> None:
     server = _session(data.draw)
@@ -397,7 +397,7 @@ def _model():
     return make_model(FACTOR, SYMBOLS[:3], seed=3)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_replay_with_a_risk_model_moves_the_var_terms_alike(data: st.DataObject) -> None:
     model = _model()
