@@ -383,7 +383,7 @@ def _session(draw, model=None) -> Server:
     return server
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_replay_reproduces_state_and_changes(data: st.DataObject) -> None:
     server = _session(data.draw)
