@@ -10,6 +10,7 @@ new server on the same database, which is how restart survival is tested. Overri
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
@@ -98,10 +99,13 @@ class RiskdServer:
 
 
 def server_settings(dsn: str, **overrides: Any) -> Settings:
-    """Settings for a test server: any free loopback port, short flushes and a short grace."""
+    """Settings for a test server: any free loopback port, short flushes and a short grace, and
+    its own data folder (the journal and checkpoints), kept across restart() like the database."""
     base = Settings(
         listen="127.0.0.1:0",
         dsn=dsn,
+        data_dir=tempfile.mkdtemp(prefix="riskd-test-"),
+        feeder="task",  # in-process: a process per test server costs seconds (test_durability_e2e runs them)
         flush_interval_ms=10.0,
         grace=2.0,
         db_timeout=10.0,

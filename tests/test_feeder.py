@@ -191,7 +191,7 @@ def feeder_cmd(journal: Path, data_dir: Path) -> list[str]:
         sys.executable,
         "-m",
         "riskd_server.store.feeder",
-        "--journal",
+        "--journal-dir",
         str(journal),
         "--data-dir",
         str(data_dir),

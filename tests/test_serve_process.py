@@ -110,6 +110,8 @@ def serve(tmp_path: Path) -> Iterator:
     started: list[Serve] = []
 
     def start(*args: str) -> Serve:
+        if "--data-dir" not in args:  # the journal and checkpoints: one folder per test, kept across restarts
+            args = (*args, "--data-dir", str(tmp_path / "data"))
         proc = Serve(tmp_path / f"riskd-{len(started)}.log", *args)
         started.append(proc)
         return proc

@@ -138,6 +138,13 @@ OPTIONS: tuple[Option, ...] = (
         "and counted in the log)",
     ),
     Option(
+        "feeder",
+        str,
+        "process",
+        "how PostgreSQL is fed from the journal: process (a niced `riskd feeder` beside the server) or "
+        "task (inside the server's event loop: small setups and tests)",
+    ),
+    Option(
         "snapshot_interval",
         float,
         60.0,
@@ -319,6 +326,7 @@ class Settings:
     journal_max_bytes: int = 8 * 2**30
     journal_segment_bytes: int = 64 * 2**20
     journal_repair: bool = False
+    feeder: str = "process"
     snapshot_interval: float = 60.0
     snapshot_journal_bytes: int = 2**30
     templates_file: str = ""
@@ -476,6 +484,8 @@ def load_settings(
             errors.append(f"{name}: {values[name]!r} is not HOST:PORT")
     errors.extend(_email_errors(values))
     errors.extend(_var_errors(values))
+    if str(values["feeder"]).strip().lower() not in ("process", "task"):
+        errors.append(f"feeder: {values['feeder']!r} is not process or task")
     if str(values["journal_fsync"]).strip().lower() not in ("none", "interval", "always"):
         errors.append(f"journal_fsync: {values['journal_fsync']!r} is not none, interval or always")
     if values["journal_segment_bytes"] > values["journal_max_bytes"] // 4:
@@ -486,6 +496,7 @@ def load_settings(
     values["email_min_severity"] = values["email_min_severity"].strip().upper()
     values["risk_model"] = values["risk_model"].strip().lower()
     values["journal_fsync"] = values["journal_fsync"].strip().lower()
+    values["feeder"] = values["feeder"].strip().lower()
     return Settings(**values)
 
 

@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,11 +37,12 @@ from .alerts.history import AlertHistory
 from .alerts.mailer import DigestMailer, MailerConfig
 from .alerts.model import Alert, AlertFilter
 from .alerts.pipeline import AlertPipeline
-from .alerts.probes import backlog_probe, breaker_probe
+from .alerts.probes import backlog_probe, breaker_probe, journal_probe
 from .alerts.relays import RelayProcesses, RelayStartError, loopback_target, relay_listen
 from .alerts.stats import AlertStats
 from .changes import LimitVersion
 from .config import Settings, parse_addresses
+from .durable import Durability, RecoveryError, load_checkpoint, open_durable
 from .engine import Engine, EngineConfig
 from .metrics.rpc import RpcTimings
 from .metrics.sources import (
@@ -60,6 +61,8 @@ from .servicer import RiskServicer, add_risk_service
 from .snapshots import SnapshotHub
 from .store import Store, WriteBehind
 from .store._writebehind import ROW_ALLOWANCE
+from .store.feeder import Feeder
+from .store.feeder_process import FeederProcess
 from .templates import TemplateError, load_templates
 from .warm import CompileLog, warm_up
 
@@ -316,6 +319,55 @@ async def _recover(store: Store, engine: Engine, closed_retention: int) -> None:
     log.info("recovered state in %.3fs: %s", time.perf_counter() - start, engine.stats())
 
 
+async def _open_durable(
+    settings: Settings, store: Store, engine: Engine, checkpoint_seq: int | None, cleanup: list[Cleanup]
+) -> Durability:
+    """Recover through the journal (durable.open_durable) and keep it: checkpoints, pruning and
+    the final checkpoint at a graceful stop (cleanup, before the pool closes)."""
+    try:
+        durability, _ = await open_durable(
+            settings,
+            engine,
+            checkpoint_seq,
+            lambda: _recover(store, engine, settings.closed_order_retention),
+            store.journal_applied,
+        )
+    except RecoveryError as exc:
+        raise StartupError(str(exc)) from None
+    durability.start()
+    cleanup.append(durability.stop)
+    return durability
+
+
+async def _start_feeder(settings: Settings, dsn: str, durability: Durability, cleanup: list[Cleanup]) -> None:
+    """PostgreSQL fed from the journal (store.feeder): a `riskd feeder` process, or a task on this
+    loop (settings.feeder = task). At a graceful stop it first gets db_timeout to catch up with
+    the journal, so a stopped server leaves everything in the database when it can."""
+    journal_dir = durability.journal.directory
+    if settings.feeder == "task":
+        feeder = Feeder(replace(settings, dsn=dsn, feeder_nice=0), journal_dir)
+        task = asyncio.create_task(feeder.run(), name="riskd-feeder")
+
+        async def stop_task() -> None:
+            if not await durability.barrier(settings.db_timeout):
+                log.warning("stopping with PostgreSQL behind the journal (the next start feeds the rest)")
+            feeder.stop.set()
+            await task
+
+        cleanup.append(stop_task)
+        return
+    process = FeederProcess(settings, journal_dir, dsn)
+    await process.start()
+
+    async def stop_process() -> None:
+        if not await durability.barrier(settings.db_timeout):
+            log.warning("stopping with PostgreSQL behind the journal (the next start feeds the rest)")
+        await process.stop(timeout=max(settings.db_timeout, 1.0))
+
+    cleanup.append(stop_process)
+    durability.feeder = process
+
+
 def describe_dsn(dsn: str) -> str:
     """host:port/dbname of a DSN for messages; never the password."""
     try:
@@ -397,6 +449,7 @@ class RunningServer:
     metrics: Metrics | None = None  # the Prometheus endpoint (settings.metrics_listen), or None
     risk_models: RiskModelService | None = None  # builds and swaps the VaR risk model
     relays: RelayProcesses | None = None  # settings.alert_relays processes, or None
+    durability: Durability | None = None  # the journal, checkpoints and feeder; None with journal off
 
     @property
     def metrics_port(self) -> int | None:
@@ -448,6 +501,7 @@ async def start(settings: Settings) -> RunningServer:
     server = grpc.aio.server(options=grpc_options(settings))
     writer: WriteBehind | None = None
     store: Store | None = None
+    durability: Durability | None = None
 
     async def older_alerts(flt: AlertFilter, before_seq: int, page_size: int) -> list[Alert]:
         if store is None:
@@ -459,7 +513,10 @@ async def start(settings: Settings) -> RunningServer:
 
     async def barrier(rows: int = 0) -> bool:
         """Wait for the commit of everything queued: db_timeout, plus the write-behind's allowance
-        for a change of ``rows`` rows (an import)."""
+        for a change of ``rows`` rows (an import). With the journal: until the feeder has applied
+        everything journaled so far."""
+        if durability is not None:
+            return await durability.barrier(settings.db_timeout + 2 * rows * ROW_ALLOWANCE)
         assert writer is not None
         try:
             await writer.barrier(timeout=settings.db_timeout + 2 * rows * ROW_ALLOWANCE)  # + history rows
@@ -483,6 +540,11 @@ async def start(settings: Settings) -> RunningServer:
     compiling = CompileLog(log).install()
     try:
         engine = Engine(engine_config(settings))
+        # A checkpoint first, into the fresh engine: it adopts the file's id-hash salt, which every
+        # reader built below must see (engine.checkpoint).
+        checkpoint_seq = (
+            await _in_thread(lambda: load_checkpoint(settings, engine)) if settings.journal else None
+        )
         pipeline = alert_pipeline(settings, engine)
         streams = StreamCloser()
         registrar: Any = streams.registrar(server, timings)
@@ -537,7 +599,13 @@ async def start(settings: Settings) -> RunningServer:
         cleanup.append(store.close)
         if metrics is not None:
             watch_store(metrics, store)
-        await _recover(store, engine, settings.closed_order_retention)
+        if settings.journal:
+            durability = await _open_durable(settings, store, engine, checkpoint_seq, cleanup)
+            servicer.set_journal(durability.tap)
+        else:
+            await _recover(store, engine, settings.closed_order_retention)
+        if durability is not None:
+            await _start_feeder(settings, dsn, durability, cleanup)
         pipeline.restore(*await store.recent_alerts(settings.alert_history))
         writer = store.write_behind(
             max_pending_rows=settings.max_pending_rows,
@@ -550,7 +618,8 @@ async def start(settings: Settings) -> RunningServer:
         cleanup.append(lambda: writer.stop(timeout=max(settings.db_timeout, 1.0)))
         if metrics is not None:
             watch_write_behind(metrics, writer)
-        engine.sink = writer
+        if durability is None:
+            engine.sink = writer  # else the feeder persists the engine's changes from the journal
         mailer = await _start_mailer(settings, cleanup)
         if mailer is not None:
             mailer.on_breaker_open = lambda why: pipeline.raise_fault(
@@ -565,6 +634,9 @@ async def start(settings: Settings) -> RunningServer:
         pipeline.sink = writer
         pipeline.add_probe(backlog_probe(writer, settings.max_pending_rows))
         pipeline.add_probe(breaker_probe("database", lambda: writer.stats().breaker_state))
+        if durability is not None:
+            journal = durability.journal
+            pipeline.add_probe(journal_probe(lambda: journal.bytes_used, journal.max_bytes))
         engine.alert_intake = pipeline.intake
         pipeline.start()
         cleanup.append(pipeline.stop)  # before the write-behind's final flush (cleanup runs last first)
@@ -608,6 +680,7 @@ async def start(settings: Settings) -> RunningServer:
         metrics=metrics,
         risk_models=risk_models,
         relays=relays,
+        durability=durability,
         _cleanup=cleanup,
     )
 

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 from riskd.v1 import risk_pb2 as pb
 
 from .. import changes as ch
-from ..journal import codec
+from ..journal import codec, limitfiles
 from ..journal import records as rec
 from ..journal.reader import JournalDamage, read
 from ..outcomes import NO_VIOLATIONS, Violations
@@ -121,6 +121,10 @@ def _trading_state(engine: Engine, r: rec.Input) -> None:
 def _limits(engine: Engine, r: rec.Input) -> None:
     change = codec.decode(_LIMITS_CHANGED, r.body)
     assert isinstance(change, ch.LimitsChanged)
+    _install_change(engine, change)
+
+
+def _install_change(engine: Engine, change: ch.LimitsChanged) -> None:
     upserted = change.upserted
     engine.stage_names(
         dict.fromkeys(lim.account for lim in upserted if lim.account),
@@ -143,23 +147,35 @@ _APPLY: dict[int, Callable[[Engine, rec.Input], None]] = {
 
 
 def apply_input(
-    engine: Engine, clock: ReplayClock, type_: int, payload: bytes, *, seq: int | None = None
+    engine: Engine,
+    clock: ReplayClock,
+    type_: int,
+    payload: bytes,
+    *,
+    seq: int | None = None,
+    side_dir: Path | None = None,
 ) -> None:
     """Apply one input record to engine (clocks set from its HEAD first).
 
     RecordError (naming seq and type) for a record this code cannot apply: an unknown type, a
     payload or request that does not parse. The engine's own refusals pass through unchanged:
     Backpressure (the sink is full; nothing changed, apply the record again later) and BatchError
-    (the engine refuses a request the original accepted: the replica has diverged).
+    (the engine refuses a request the original accepted: the replica has diverged). ``side_dir``:
+    the journal's folder, where a LIMITS_FILE record's side file is (journal.limitfiles).
     """
     where = f"journal record {seq if seq is not None else '?'} (type {rec.NAMES.get(type_, type_)})"
     apply = _APPLY.get(type_)
-    if apply is None:
+    if apply is None and type_ != rec.LIMITS_FILE:
         raise rec.RecordError(f"{where}: not an input record type")
     try:
         r = rec.decode(type_, payload)
         clock.set(r.now, r.wall)
-        apply(engine, r)
+        if apply is not None:
+            apply(engine, r)
+        elif side_dir is None:
+            raise rec.RecordError("a LIMITS_FILE record needs the journal's folder (side_dir)")
+        else:
+            _install_change(engine, limitfiles.read(side_dir, r.body))
     except (rec.RecordError, DecodeError, codec.CodecError) as exc:
         raise rec.RecordError(f"{where}: {exc}") from exc
 
@@ -172,7 +188,7 @@ def replay_journal(engine: Engine, clock: ReplayClock, directory: Path, from_seq
     try:
         for located in read(directory, from_seq):
             record = located.record
-            apply_input(engine, clock, record.type, record.payload, seq=record.seq)
+            apply_input(engine, clock, record.type, record.payload, seq=record.seq, side_dir=directory)
             last = record.seq
     except JournalDamage as exc:
         if not exc.torn:

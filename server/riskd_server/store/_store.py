@@ -151,11 +151,13 @@ def _reniced(nice: int) -> Callable[[AsyncConnection], Awaitable[None]]:
 
 def renice_backend(pid: int, nice: int) -> bool:
     """Lower the CPU priority of PostgreSQL backend ``pid`` to ``nice`` if it is a postgres process of
-    this user on this machine (a remote server's pid names some unrelated local process: left
-    alone). False when it was not or could not be reniced (EPERM, gone)."""
+    this user on this machine, or any local postgres process when riskd runs as root (the embedded
+    cluster then runs as its own system user); a remote server's pid names some unrelated local
+    process: left alone. False when it was not or could not be reniced (EPERM, gone)."""
     try:
         proc = psutil.Process(pid)
-        if proc.uids().real != os.getuid() or not proc.name().startswith("postgres"):
+        mine = proc.uids().real == os.getuid() or os.geteuid() == 0
+        if not mine or not proc.name().startswith("postgres"):
             return False
         os.setpriority(os.PRIO_PROCESS, pid, max(nice, os.getpriority(os.PRIO_PROCESS, pid)))
     except (psutil.Error, OSError):

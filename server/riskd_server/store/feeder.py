@@ -276,7 +276,7 @@ class Feeder:
         assert writer is not None
         while True:
             try:
-                apply_input(engine, self.clock, type_, payload, seq=seq)
+                apply_input(engine, self.clock, type_, payload, seq=seq, side_dir=self.journal)
                 return True
             except Backpressure:
                 # Nothing changed: the record needs more rows than are free. Let the backlog drain
@@ -314,7 +314,9 @@ class Feeder:
 
 
 def add_feeder_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--journal", required=True, metavar="DIR", help="the journal folder to follow")
+    parser.add_argument(
+        "--journal-dir", dest="journal_dir", required=True, metavar="DIR", help="the journal folder to follow"
+    )
     parser.add_argument(
         "--parent-pid", type=int, default=0, help="exit when this process (the server) is gone (0: never)"
     )
@@ -340,7 +342,7 @@ def _command(args: argparse.Namespace) -> int:
     if not settings.dsn:
         print("riskd feeder: --dsn (or RISKD_DSN) is required", file=sys.stderr)
         return 1
-    return run(settings, Path(args.journal), args.parent_pid)
+    return run(settings, Path(args.journal_dir), args.parent_pid)
 
 
 def run(settings: Settings, journal: Path, parent_pid: int = 0) -> int:

@@ -31,7 +31,7 @@ HEALTHY_AFTER = 60.0  # a feeder that ran this long resets the pause
 
 def feeder_command(settings: Settings, journal: Path, parent_pid: int) -> list[str]:
     """The feeder's command line: the shared settings as flags (the DSN is not one of them)."""
-    cmd = [sys.executable, "-m", "riskd_server.store.feeder", "--journal", str(journal)]
+    cmd = [sys.executable, "-m", "riskd_server.store.feeder", "--journal-dir", str(journal)]
     cmd += ["--parent-pid", str(parent_pid)]
     for name in SHARED_SETTINGS:
         value = getattr(settings, name)
