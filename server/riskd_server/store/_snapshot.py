@@ -35,6 +35,7 @@ SELECT limit_id, kind, account, symbol, threshold, warn_fraction, disabled, desc
        template, reference_volatility, min_scale
 FROM limits ORDER BY limit_id
 """
+_LIMITS_VERSION = "SELECT coalesce(max(version), 0) FROM limits_version"
 _TRADING_STATES = "SELECT account, state FROM trading_states ORDER BY account"
 _MARKS = "SELECT symbol, price, last_fill_price FROM marks ORDER BY symbol"
 _POSITIONS = (
@@ -69,6 +70,7 @@ async def load_snapshot(conn: AsyncConnection, closed_retention: int) -> ch.Snap
             # Text arrives in the client encoding: the engine keys names by their UTF-8 bytes.
             await conn.execute("SET LOCAL client_encoding TO 'UTF8'")
             limits = tuple(Limit(**row) for row in await _fetch(conn, _LIMITS, as_dict=True))
+            ((limits_version,),) = await _fetch(conn, _LIMITS_VERSION)
             states = tuple((acct, int(state)) for acct, state in await _fetch(conn, _TRADING_STATES))
             marks = tuple(
                 (sym, _nan_null(px), _nan_null(fill)) for sym, px, fill in await _fetch(conn, _MARKS)
@@ -107,6 +109,7 @@ async def load_snapshot(conn: AsyncConnection, closed_retention: int) -> ch.Snap
     )
     return ch.Snapshot(
         limits=limits,
+        limits_version=int(limits_version),
         trading_states=states,
         marks=marks,
         positions=positions,
