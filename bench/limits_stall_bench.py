@@ -6,7 +6,13 @@ gaps around 100 one-limit upserts with N loaded (each followed by 50 ms of idle 
 refresh the upsert schedules lands in its window), and what a full ``gc.collect()`` costs once the
 N limits are in (the collector frozen or not).
 
-    python -m bench.limits_stall_bench [--limits N] [--json PATH]
+With ``--server``: the same through a real ``riskd serve`` (embedded PostgreSQL), seen from outside:
+a probe process calls ``ListTemplates`` (answered on the event loop, no I/O) back to back and
+records each call's latency, while the CLI imports N limits (all added, then every threshold
+changed) and then while 100 one-limit ``UpsertLimits`` run; a probe call's latency is at least the
+loop's stall it met (plus the probe's own round trip: the idle figures).
+
+    python -m bench.limits_stall_bench [--limits N] [--server] [--json PATH]
 """
 
 from __future__ import annotations
@@ -15,8 +21,13 @@ import argparse
 import asyncio
 import gc
 import json
+import tempfile
 import time
+from collections.abc import Callable
+from multiprocessing import Event, Process, Queue
 from pathlib import Path
+
+import numpy as np
 
 from riskd_server.limit_admin import LimitAdmin
 from riskd_server.limits import MAX_POSITION, Limit
@@ -105,12 +116,92 @@ def _timed(eng: object, name: str, phases: dict[str, tuple[float, float]]) -> No
     setattr(eng, name, wrapper)
 
 
+def _probe(target: str, stop: Event, out: Queue) -> None:
+    """Back-to-back ListTemplates calls; puts the latencies (seconds) when stop is set."""
+    from riskd_client import RiskClient
+
+    lat: list[float] = []
+    with RiskClient(target) as c:
+        while not stop.is_set():
+            t = time.perf_counter()
+            c.list_templates()
+            lat.append(time.perf_counter() - t)
+    out.put(lat)
+
+
+def _probed(target: str, work: Callable[[], object]) -> tuple[list[float], float]:
+    """(probe latencies, seconds of work) while work() runs."""
+    stop, out = Event(), Queue()
+    proc = Process(target=_probe, args=(target, stop, out))
+    proc.start()
+    time.sleep(1.0)  # the probe connected and warm
+    t = time.perf_counter()
+    work()
+    seconds = time.perf_counter() - t
+    stop.set()
+    lat = out.get()
+    proc.join()
+    return lat, seconds
+
+
+def _ms(values: list[float], q: float) -> float:
+    return float(np.quantile(np.asarray(values), q)) * 1e3 if values else float("nan")
+
+
+def run_server(n: int) -> dict[str, float]:
+    from riskd_client import LimitSpec, RiskClient
+
+    from .limits_io_bench import _cli, write_file
+    from .servers import spawn_riskd
+
+    tmp = Path(tempfile.mkdtemp(prefix="riskd-stall-"))
+    source, changed = tmp / "limits.jsonl", tmp / "changed.jsonl"
+    write_file(source, n)
+    write_file(changed, n, bump=1.0)
+    server = spawn_riskd("limits-stall", tmp / "data", ["--log-level", "INFO"])
+    rep: dict[str, float] = {"limits": n}
+    try:
+        t, pid = server.target, server.proc.pid
+        idle, _ = _probed(t, lambda: time.sleep(3.0))
+        rep["idle_probe_p50_ms"], rep["idle_probe_max_ms"] = _ms(idle, 0.5), _ms(idle, 1.0)
+        for name, path in (("import_added", source), ("import_changed", changed)):
+            lat, secs = _probed(
+                t, lambda path=path, name=name: _cli(name, t, ["import", str(path)], None, pid)
+            )
+            rep[f"{name}_s"], rep[f"{name}_probe_p99_ms"] = secs, _ms(lat, 0.99)
+            rep[f"{name}_probe_max_ms"] = _ms(lat, 1.0)
+        upserts: list[float] = []
+
+        def one_upserts() -> None:
+            with RiskClient(t) as c:
+                for i in range(100):
+                    dyn = 0.02 if i % 10 == 0 else 0.0
+                    spec = LimitSpec(f"one-{i % 7}", "MAX_POSITION", 1e6 + i, account=f"ACC{i:05d}",
+                                     symbol="SYM0004", reference_volatility=dyn)  # fmt: skip
+                    t0 = time.perf_counter()
+                    c.upsert_limits(spec)
+                    upserts.append(time.perf_counter() - t0)
+                    time.sleep(0.05)
+
+        lat, _ = _probed(t, one_upserts)
+        rep["one_upsert_p50_ms"], rep["one_upsert_max_ms"] = _ms(upserts, 0.5), _ms(upserts, 1.0)
+        rep["one_upserts_probe_p99_ms"], rep["one_upserts_probe_max_ms"] = _ms(lat, 0.99), _ms(lat, 1.0)
+    finally:
+        server.stop(timeout=120)
+        for p in (source, changed):
+            p.unlink(missing_ok=True)
+    return rep
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limits", type=int, default=1_000_000)
+    parser.add_argument(
+        "--server", action="store_true", help="through a real riskd serve, probed from outside"
+    )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    rep = asyncio.run(_run(args.limits))
+    rep = run_server(args.limits) if args.server else asyncio.run(_run(args.limits))
     for key, value in rep.items():
         print(f"  {key:<28} {value:,.3f}" if isinstance(value, float) else f"  {key:<28} {value:,}")
     if args.json:
