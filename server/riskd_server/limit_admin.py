@@ -12,7 +12,8 @@ A large change (``freeze_at`` limits or more: an import, a bulk upsert) pauses t
 collector while it plans and builds, and freezes (``gc.freeze``) what is alive once it is
 installed: the new book's million ``Limit`` objects are long-lived, and a collection walking them
 costs ~0.1 s per pass; a pass landing in the worker thread's build holds the GIL, so the event loop
-stalls for it (measured: passes of 0.14-0.7 s during a 1 M-limit upsert). The price: cyclic garbage
+stalls for it (measured: the two longest stalls of a 1 M-limit upsert, 0.27 and 0.42 s, were
+collector passes). The price: cyclic garbage
 made during the change (by anything the server does meanwhile) is frozen with it, never reclaimed.
 """
 
@@ -77,7 +78,7 @@ class LimitAdmin:
                 return 0, missing, eng.limits.version
             book = await asyncio.to_thread(eng.build_limits, (), deleted, eng.limits.version + 1)
             change = ch.LimitsChanged((), tuple(deleted), eng.limits.version + 1, who, action, time.time())
-            return len(deleted), missing, eng.install_limits(book, change)
+            return len(deleted), missing, await self._install(book, change)
 
     async def apply(
         self, plan_of: Callable[[Mapping[str, Limit]], Plan], *, who: str, action: str, size: int = 0
