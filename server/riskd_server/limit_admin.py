@@ -11,7 +11,7 @@ install a planned change the same way; every change carries who made it and how
 A large change (``freeze_at`` limits or more: an import, a bulk upsert) pauses the cyclic garbage
 collector while it plans and builds, and freezes (``gc.freeze``) what is alive once it is
 installed: the new book's million ``Limit`` objects are long-lived, and a collection walking them
-costs ~0.1 s per pass; a pass landing in the worker thread's build holds the GIL, so the event loop
+costs 25 ms per full pass on a quiet machine, 0.17 s on a busy one; a pass landing in the worker thread's build holds the GIL, so the event loop
 stalls for it (measured: the two longest stalls of a 1 M-limit upsert, 0.27 and 0.42 s, were
 collector passes). The price: cyclic garbage
 made during the change (by anything the server does meanwhile) is frozen with it, never reclaimed.

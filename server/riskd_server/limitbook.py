@@ -582,9 +582,9 @@ _RETIRE_SLICE = 20_000  # objects freed per step: the GIL changes hands between 
 
 def retire(books: list[LimitBook]) -> None:
     """Free a replaced version (the one book in ``books``, taken out) a slice at a time, for a worker
-    thread: dropping the last reference to a million ``Limit`` objects frees them in one C call that
-    holds the GIL ~0.1 s (the event loop would stall for it). Only what nothing else reads (an
-    export, a later version sharing the same dict or buffers) is freed early; the rest as usual."""
+    thread: dropping the last reference to a million ``Limit`` objects frees them in one C call
+    that holds the GIL for tens of milliseconds (the event loop would stall for it). Only what
+    nothing else reads (an export, a later version sharing the dict or buffers) is freed early."""
     book = books.pop()
     base = book.limits._base if isinstance(book.limits, LimitMap) else None
     ids = book.buffers.ids
