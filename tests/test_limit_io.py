@@ -15,6 +15,7 @@ from riskd_server.limit_io import (
     ExportFilter,
     ImportStager,
     LimitImportError,
+    StagedLimits,
     _flags,
     columns_of,
     next_chunk,
@@ -22,6 +23,7 @@ from riskd_server.limit_io import (
     row_of,
     sorted_ids,
 )
+from riskd_server.limitbook import apply_changes, compile_limits
 from riskd_server.limits import Limit
 from riskd_server.servicer import import_record_errors, limit_from_pb, limit_to_pb
 from riskd_server.store._coalesce import coalesce
@@ -65,7 +67,7 @@ def test_stager_names_lines_and_keeps_nothing_of_a_refused_import() -> None:
     bad = [pb.Limit(limit_id="z", kind=1, threshold=1), pb.Limit(limit_id="id2", kind=1, threshold=1),
            pb.Limit(limit_id="z", kind=99, threshold=1)]  # fmt: skip
     assert not stager.add(bad, 15)
-    assert stager.staged == {}
+    assert len(stager.staged) == 0 and not stager.staged.chunks
     try:
         stager.result()
     except LimitImportError as exc:
@@ -108,14 +110,16 @@ def test_plan_matches_a_naive_diff(cur: dict, new: dict, replace: bool, max_chan
             staged.get(c.limit_id) if c.limit_id in new else None
         )
     if d.empty:
-        assert plan.merged is None
+        assert not plan.changes_anything
     else:
-        assert plan.merged is not None
+        # the installed book: the book in force with the plan's change applied
+        before = compile_limits(current, {}, {}, 1)
+        book = apply_changes(before, plan.upserted, plan.deleted, {}, {}, 2)
         want = dict(new) if replace else {**cur, **new}
-        assert {k: v.threshold for k, v in plan.merged.items()} == want
+        assert {k: v.threshold for k, v in book.limits.items()} == want
         assert sorted(lim.limit_id for lim in plan.upserted) == sorted(added_or_changed(current, new))
         # unchanged limits keep the object in force
-        assert all(plan.merged[k] is current[k] for k in new if k in current and cur[k] == new[k])
+        assert all(book.limits[k] is current[k] for k in want if k in current and cur[k] == want[k])
 
 
 def added_or_changed(current: dict[str, Limit], new: dict) -> list[str]:
@@ -170,13 +174,72 @@ def test_pb_round_trip_of_every_field() -> None:
     assert limit_from_pb(limit_to_pb(lim)) == lim
 
 
-def test_an_unchanged_record_is_staged_as_the_object_in_force() -> None:
-    current = {f"id{i}": Limit(limit_id=f"id{i}", kind=1, threshold=i) for i in range(4)}
+def test_an_unchanged_record_makes_no_object_and_a_changed_one_shares_its_id() -> None:
+    current = {f"id{i}": Limit(limit_id=f"id{i}", kind=1, threshold=i, account="A") for i in range(4)}
     stager = ImportStager(import_record_errors, current)
     msgs = [limit_to_pb(lim) for lim in current.values()]
     msgs[2].threshold = 99
     assert stager.add(msgs, 1)
     staged = stager.result()
-    assert [staged[k] is current[k] for k in current] == [True, True, False, True]
+    assert stager.current == {} and len(stager.staged) == 0  # the stager keeps nothing
+    assert all(i is current[i].limit_id for i in staged.chunks[0].ids)
     plan = plan_import(current, staged)
-    assert (plan.diff.changed, plan.diff.unchanged) == (1, 3) and plan.upserted == (staged["id2"],)
+    assert (plan.diff.changed, plan.diff.unchanged) == (1, 3)
+    assert plan.upserted == (Limit(limit_id="id2", kind=1, threshold=99, account="A"),)
+    assert plan.upserted[0].limit_id is current["id2"].limit_id
+    assert not staged.chunks and not staged.ids  # consumed
+
+
+def test_staged_columns_round_trip_every_field_and_share_values() -> None:
+    lims = [
+        Limit(
+            limit_id=f"L{i}",
+            kind=1 + i % 9,
+            account=f"A{i % 3}",
+            symbol="" if i % 9 in (3, 4) else f"S{i % 5}",
+            threshold=float(i % 4),
+            warn_fraction=0.8 if i % 2 else -0.0,
+            disabled=i % 7 == 0,
+            description="d" * (i % 2),
+            template="t",
+            reference_volatility=0.02 * (i % 2),
+            min_scale=0.5 * (i % 2),
+        )
+        for i in range(50)
+    ]
+    plan = plan_import({}, StagedLimits.of(lims), max_changes=100)
+    assert list(plan.upserted) == lims  # in record order; the listed changes in limit_id order
+    assert [c.new for c in plan.diff.changes] == sorted(lims, key=lambda lim: lim.limit_id)
+    assert [math.copysign(1, lim.warn_fraction) for lim in plan.upserted] == [
+        math.copysign(1, lim.warn_fraction) for lim in lims
+    ]
+    ups = plan.upserted
+    assert ups[1].threshold is ups[5].threshold and ups[1].account is ups[4].account  # shared objects
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from("abcdefgh"), st.integers(1, 3), max_size=8),
+    st.lists(st.dictionaries(st.sampled_from("abcdefghij"), st.integers(1, 3), max_size=4), max_size=4),
+    st.booleans(),
+    st.integers(1, 5),
+)
+def test_a_staged_import_in_chunks_plans_like_one_mapping(
+    cur: dict, chunks: list[dict], replace: bool, max_changes: int
+) -> None:
+    current = {k: Limit(limit_id=k, kind=1, threshold=v) for k, v in cur.items()}
+    stager = ImportStager(import_record_errors, current)
+    seen: dict[str, Limit] = {}
+    line = 1
+    for chunk in chunks:
+        chunk = {k: v for k, v in chunk.items() if k not in seen}
+        msgs = [pb.Limit(limit_id=k, kind=1, threshold=v) for k, v in chunk.items()]
+        assert stager.add(msgs, line)
+        line += len(msgs)
+        seen.update((k, Limit(limit_id=k, kind=1, threshold=v)) for k, v in chunk.items())
+    for dry_run in (False, True):
+        got = plan_import(current, stager.result() if not dry_run else StagedLimits.of(seen.values()),
+                          replace=replace, max_changes=max_changes, dry_run=dry_run)  # fmt: skip
+        want = plan_import(current, dict(seen), replace=replace, max_changes=max_changes)
+        assert got.diff == want.diff
+        assert got.upserted == (() if dry_run else want.upserted)

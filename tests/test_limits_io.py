@@ -287,3 +287,24 @@ def test_an_import_bigger_than_the_backlog_bound_is_refused_whole(riskd_server: 
         assert not c.list_limits().limits
         assert c.import_limits(_limits(11_000)).diff.added == 11_000  # within the bound
     assert len(_db_limits(riskd_server)) == 11_000
+
+
+def test_limits_version_only_goes_up_across_restarts(riskd_server: RiskdServer) -> None:
+    with RiskClient(riskd_server.target) as c:
+        for threshold in (1, 2, 3):
+            c.upsert_limits(LimitSpec("v", "MAX_POSITION", threshold))
+        c.upsert_limits(LimitSpec("w", "MAX_POSITION", 1))
+        v = c.delete_limits("w").limits_version
+        assert v >= 5
+    riskd_server.restart()
+    with RiskClient(riskd_server.target) as c:
+        assert c.list_limits().limits_version == v  # the recovered set is the version it was
+        assert c.upsert_limits(LimitSpec("v", "MAX_POSITION", 4)).limits_version == v + 1
+        last = c.delete_limits("v").limits_version  # nothing left: the version is kept all the same
+        assert last == v + 2
+    riskd_server.restart()
+    with RiskClient(riskd_server.target) as c:
+        assert c.list_limits().limits_version == last and not c.list_limits().limits
+        assert c.import_limits([LimitSpec("x", "MAX_POSITION", 1)]).limits_version == last + 1
+    with psycopg.connect(riskd_server.settings.dsn) as conn:
+        assert conn.execute("SELECT version FROM limits_version").fetchall() == [(last + 1,)]

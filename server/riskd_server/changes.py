@@ -273,6 +273,7 @@ class Snapshot:
     """Everything the engine needs to rebuild its state at start-up."""
 
     limits: tuple[Limit, ...] = ()
+    limits_version: int = 0  # the highest limits_version recorded: the recovered book's version
     trading_states: tuple[tuple[str, int], ...] = ()  # (account or "" for firm, TradingState)
     marks: tuple[tuple[str, float, float], ...] = ()  # (symbol, price or NaN, last_fill_price or NaN)
     positions: RecoveredPositions = field(default_factory=RecoveredPositions.of)

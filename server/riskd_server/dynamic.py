@@ -171,8 +171,17 @@ def account_vols(
 
 
 def dynamic_rows(book: LimitBook) -> np.ndarray:
-    """Rows of book holding dynamic limits (unread rows of replaced limits included: harmless)."""
-    return np.flatnonzero(book.meta[:, M_REF_VOL] > 0)
+    """Rows of book holding dynamic limits (unread rows of replaced limits included: harmless).
+    O(rows added since the last call on the book's buffers), not O(limits): the rows found are
+    kept with the buffers, whose published rows never change."""
+    n = book.meta.shape[0]
+    cache = book.buffers.dynamic
+    scanned, rows = cache
+    if scanned < n:
+        found = np.flatnonzero(book.buffers.meta[scanned:n, M_REF_VOL] > 0) + scanned
+        rows = np.concatenate((rows, found))
+        cache[:] = [n, rows]
+    return rows[: int(np.searchsorted(rows, n))]  # an older version: fewer rows
 
 
 def refreshed(book: LimitBook, vols: Vols, tolerance: float, version: int) -> LimitBook | None:

@@ -1,15 +1,16 @@
 """Streaming limit import and export, and limit-set diffs (pure: no I/O, no event loop).
 
-Import: ``ImportStager`` takes the stream's chunks one at a time (in a worker thread), turns each
-into ``Limit`` values and validates the whole chunk with numpy masks; only the records a mask
-flags go through the per-record check (``limit_errors`` and whatever the servicer adds), which
-words the errors, so an error names the line and the field exactly as an upsert would. Nothing is
-held per record beyond the staged ``Limit`` itself, which becomes part of the new limit set.
+Import: ``ImportStager`` takes the stream's chunks one at a time (in a worker thread) and validates
+each whole chunk with numpy masks; only the records a mask flags go through the per-record check
+(``limit_errors`` and whatever the servicer adds), which words the errors, so an error names the
+line and the field exactly as an upsert would. A valid chunk is kept as compact columns
+(``StagedLimits``: numpy arrays and codes of the distinct names; per record only its id is a Python
+object), not as ``Limit`` values.
 
-``plan_import`` then compares the staged limits with the set in force: added, changed, unchanged
-and (with replace) deleted, listing at most ``max_changes`` changes in limit_id order. An
-unchanged record keeps the object already in force, so re-importing a file does not duplicate
-the set in memory.
+``plan_import`` then compares the staged records with the set in force, chunk by chunk: added,
+changed, unchanged and (with replace) deleted, listing at most ``max_changes`` changes in limit_id
+order. ``Limit`` values are made only for the added and changed records (sharing their names and
+repeated floats); an unchanged record makes nothing, so the set in force keeps its own objects.
 
 Export: ``sorted_ids`` gives a book's limit ids in order (sorted in slices, merged lazily, so no
 single call holds the GIL for long) and ``export_chunks`` cuts them into filtered chunks.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import islice
 from operator import attrgetter
 from typing import Any
 
@@ -109,15 +110,113 @@ def _flags(cols: Columns) -> np.ndarray:
     return flags
 
 
+_TEXT = ("account", "symbol", "description", "template")  # StagedChunk.text columns
+_NUM = ("threshold", "warn_fraction", "reference_volatility", "min_scale")  # StagedChunk.num columns
+_FLOAT_CACHE_MAX = 65_536  # distinct float values shared across chunks (beyond: within a chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedChunk:
+    """One chunk of valid staged records as columns: no Python object per record but its id (the
+    id object of the limit in force when there is one, so a changed limit's id is not duplicated)."""
+
+    ids: list[str]
+    kind: np.ndarray  # int8[n]
+    text: np.ndarray  # int32[n, 4]: codes of _TEXT into StagedLimits.texts
+    num: np.ndarray  # float64[n, 4]: _NUM
+    disabled: np.ndarray  # bool[n]
+
+
+@dataclass(slots=True)
+class StagedLimits:
+    """The records of an import (or a template), in order, as compact columns: ~60 bytes per record
+    plus its id, instead of a ``Limit`` (~400 bytes with its own strings and floats) each. Limits
+    are made only for what the plan adds or changes, sharing their strings and repeated floats."""
+
+    chunks: list[StagedChunk] = field(default_factory=list)
+    texts: dict[str, int] = field(default_factory=dict)  # distinct account/symbol/description/template
+    ids: set[str] = field(default_factory=set)  # every staged limit_id (duplicates, replace)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add_rows(self, rows: Sequence[Row], cols: Columns, current: Mapping[str, Limit]) -> None:
+        """Stage rows (valid, ids new to the import); cols: the same as columns_of(rows)."""
+        n = len(rows)
+        if not n:
+            return
+        get = current.get
+        ids = [old.limit_id if (old := get(i)) is not None else i for i in cols["limit_id"]]
+        self.ids.update(ids)
+        texts = self.texts
+        text = np.empty((n, len(_TEXT)), dtype=np.int32)
+        for j, name in enumerate(_TEXT):
+            values = cols[name]
+            for value in dict.fromkeys(values).keys() - texts.keys():
+                texts[value] = len(texts)
+            text[:, j] = np.fromiter(map(texts.__getitem__, values), dtype=np.int32, count=n)
+        num = np.empty((n, len(_NUM)), dtype=np.float64)
+        for j, name in enumerate(_NUM):
+            num[:, j] = np.fromiter(cols[name], dtype=np.float64, count=n)
+        kind = np.fromiter(cols["kind"], dtype=np.int8, count=n)
+        disabled = np.fromiter(cols["disabled"], dtype=bool, count=n)
+        self.chunks.append(StagedChunk(ids, kind, text, num, disabled))
+
+    @classmethod
+    def of(cls, limits: Iterable[Limit], current: Mapping[str, Limit] | None = None) -> StagedLimits:
+        """Limits (valid, distinct ids) staged as one chunk (templates, tests)."""
+        staged = cls()
+        rows = list(map(row_of, limits))
+        staged.add_rows(rows, columns_of(rows), current or {})
+        return staged
+
+
+class _Rows:
+    """Turns staged chunks back into Rows and Limits: the distinct texts as one object array, and
+    float values shared between limits (a threshold repeated across a million limits is one object)."""
+
+    def __init__(self, texts: Mapping[str, int]) -> None:
+        self._texts = np.empty(len(texts), dtype=object)
+        self._texts[list(texts.values())] = list(texts.keys())
+        self._floats: dict[int, float] = {}
+
+    def rows(self, c: StagedChunk) -> list[Row]:
+        """The chunk's records as Rows, in FIELDS order."""
+        t = self._texts[c.text]
+        f = [self._shared(c.num[:, j]) for j in range(len(_NUM))]
+        return list(zip(
+            c.ids, c.kind.tolist(), t[:, 0].tolist(), t[:, 1].tolist(), f[0], f[1], c.disabled.tolist(),
+            t[:, 2].tolist(), t[:, 3].tolist(), f[2], f[3], strict=True,
+        ))  # fmt: skip
+
+    def _shared(self, values: np.ndarray) -> list[float]:
+        """values as floats, one object per distinct bit pattern (so -0.0 stays -0.0)."""
+        if not values.shape[0]:
+            return []
+        bits, inverse = np.unique(values.view(np.int64), return_inverse=True)
+        objs = np.empty(bits.shape[0], dtype=object)
+        objs[:] = list(map(self._float, bits.tolist(), bits.view(np.float64).tolist()))
+        return objs[inverse.reshape(-1)].tolist()
+
+    def _float(self, bits: int, value: float) -> float:
+        cache = self._floats
+        found = cache.get(bits)
+        if found is None:
+            if len(cache) >= _FLOAT_CACHE_MAX:
+                return value
+            cache[bits] = found = value
+        return found
+
+
 @dataclass(slots=True)
 class ImportStager:
-    """Collects an import's records; ``add`` per chunk, then ``staged`` (or ``error``)."""
+    """Collects an import's records; ``add`` per chunk, then ``result`` (or the errors)."""
 
     check: RecordCheck
-    # The limit set in force when the import began: a record equal to its limit is staged as that
-    # object (a re-import creates no new objects; plan_import checks again against the set then).
+    # The limit set in force when the import began: a staged record takes the id object of its
+    # limit in force, so the new set shares the ids (plan_import compares against the set then).
     current: Mapping[str, Limit] = field(default_factory=dict)
-    staged: dict[str, Limit] = field(default_factory=dict)
+    staged: StagedLimits = field(default_factory=StagedLimits)
     records: int = 0
     errors: list[str] = field(default_factory=list)
     more_errors: int = 0
@@ -133,16 +232,13 @@ class ImportStager:
             for problem in self.check(records[i], limit_of(rows[i]), start + i):
                 self._error(f"{label} {start + i}: {problem}")
         ids = cols["limit_id"]
-        if not self.staged.keys().isdisjoint(ids) or len(set(ids)) < len(ids):
-            earlier = [i for i, limit_id in enumerate(ids) if limit_id in self.staged]
+        if not self.staged.ids.isdisjoint(ids) or len(set(ids)) < len(ids):
+            earlier = [i for i, limit_id in enumerate(ids) if limit_id in self.staged.ids]
             self._duplicates(ids, earlier, start, label)
         if self.errors:
-            self.staged = {}  # refused: nothing of it is kept
+            self.staged = StagedLimits()  # refused: nothing of it is kept
             return False
-        get = self.current.get
-        self.staged.update(
-            (r[0], old if (old := get(r[0])) is not None and row_of(old) == r else limit_of(r)) for r in rows
-        )
+        self.staged.add_rows(rows, cols, self.current)
         return True
 
     def _duplicates(self, ids: Sequence[str], earlier: list[int], start: int, label: str) -> None:
@@ -165,10 +261,13 @@ class ImportStager:
         else:
             self.more_errors += 1
 
-    def result(self) -> dict[str, Limit]:
+    def result(self) -> StagedLimits:
+        """The staged records, handed over (the stager keeps none); LimitImportError if refused."""
         if self.errors:
             raise LimitImportError(self.errors, self.more_errors)
-        return self.staged
+        staged, self.staged = self.staged, StagedLimits()
+        self.current = {}  # the set in force then: not kept alive past its replacement
+        return staged
 
 
 def record_errors(errors: Iterable[str], index: int) -> list[str]:
@@ -203,50 +302,74 @@ class Diff:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What an import or a template would do: the diff, and what applying it needs."""
+    """What an import or a template would do: the diff, and the change that applies it (empty for
+    a dry run or a diff that changes nothing). The new set itself is built from the book in force
+    and this change (LimitAdmin.apply), never as a second whole mapping."""
 
     diff: Diff
-    merged: dict[str, Limit] | None  # the new limit set (None for a dry run or no change)
     upserted: tuple[Limit, ...]
     deleted: tuple[str, ...]
+
+    @property
+    def changes_anything(self) -> bool:
+        return bool(self.upserted or self.deleted)
 
 
 def plan_import(
     current: Mapping[str, Limit],
-    staged: dict[str, Limit],
+    staged: StagedLimits | Mapping[str, Limit],
     *,
     replace: bool = False,
     max_changes: int = DEFAULT_MAX_CHANGES,
     dry_run: bool = False,
 ) -> Plan:
-    """Compare staged limits with the set in force (``staged`` is consumed: an unchanged limit
-    becomes the object in force, and with replace it becomes the new set)."""
+    """Compare staged limits with the set in force. A StagedLimits is consumed (its chunks are freed
+    as the plan goes, and it is left empty); Limit values are made only for the added and changed
+    records (for a dry run only for the listed ones)."""
+    if not isinstance(staged, StagedLimits):
+        staged = StagedLimits.of(staged.values(), current)
+    conv = _Rows(staged.texts)
+    get = current.get
     upserted: list[Limit] = []
+    listed: list[tuple[str, Row | None]] = []  # the smallest changed ids seen so far, with their rows
     added = changed = unchanged = 0
-    for limit_id, new in staged.items():
-        old = current.get(limit_id)
-        if old is None:
-            added += 1
-            upserted.append(new)
-        elif old is new or old == new:
-            unchanged += 1
-            staged[limit_id] = old  # the object in force (no resize)
-        else:
-            changed += 1
-            upserted.append(new)
-    limits = staged
-    deleted = [limit_id for limit_id in current if limit_id not in limits] if replace else []
-    ids = heapq.nsmallest(max_changes, chain((lim.limit_id for lim in upserted), deleted))
-    changes = tuple(Change(i, current.get(i), limits.get(i)) for i in ids)
-    diff = Diff(added, changed, len(deleted), unchanged, changes, len(upserted) + len(deleted) - len(ids))
+    chunks = staged.chunks
+    chunks.reverse()
+    while chunks:
+        c = chunks.pop()
+        rows = conv.rows(c)
+        diff_rows: list[Row] = []
+        for row in rows:
+            old = get(row[0])
+            if old is None:
+                added += 1
+                diff_rows.append(row)
+            elif row_of(old) == row:
+                unchanged += 1
+            else:
+                changed += 1
+                diff_rows.append(row)
+        del rows
+        if not dry_run:
+            upserted += map(limit_of, diff_rows)
+        listed += ((row[0], row) for row in diff_rows)
+        if len(listed) > 2 * max_changes + DEFAULT_CHUNK:
+            listed = heapq.nsmallest(max_changes, listed, key=_first)
+    in_import = staged.ids
+    deleted = [limit_id for limit_id in current if limit_id not in in_import] if replace else []
+    staged.ids, staged.texts = set(), {}  # consumed: nothing of the import outlives the plan
+    listed += ((limit_id, None) for limit_id in heapq.nsmallest(max_changes, deleted))
+    listed = heapq.nsmallest(max_changes, listed, key=_first)
+    changes = tuple(Change(i, get(i), None if row is None else limit_of(row)) for i, row in listed)
+    omitted = added + changed + len(deleted) - len(changes)
+    diff = Diff(added, changed, len(deleted), unchanged, changes, omitted)
     if dry_run or diff.empty:
-        return Plan(diff, None, (), ())
-    if replace:
-        merged = limits
-    else:
-        merged = dict(current)
-        merged.update((lim.limit_id, lim) for lim in upserted)
-    return Plan(diff, merged, tuple(upserted), tuple(deleted))
+        return Plan(diff, (), ())
+    return Plan(diff, tuple(upserted), tuple(deleted))
+
+
+def _first(item: tuple) -> str:
+    return item[0]
 
 
 # ---------------------------------------------------------------------------------------- export

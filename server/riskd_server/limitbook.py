@@ -26,8 +26,9 @@ change larger than ``INCREMENTAL_MAX``), the change recompiles instead, in the s
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
 from typing import Generic, TypeVar
 
@@ -149,6 +150,9 @@ class _Buffers:
     where: np.ndarray  # int64[cap, 3]: W_* columns
     ids: np.ndarray  # object[cap]: limit_id
     arena: np.ndarray  # int64[arena cap, 2]
+    # [rows scanned, the dynamic rows among them]: a published row is never rewritten, so the
+    # dynamic rows of any version are a prefix of this (dynamic.dynamic_rows extends it).
+    dynamic: list = field(default_factory=lambda: [0, np.empty(0, dtype=np.int64)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,8 +463,10 @@ def apply_changes(
         or n0 + len(adds) > bufs.values.shape[0]
         or book.arena_garbage > book.exact.shape[0] // 2 + 65_536
     ):
+        merged = _merged(book, changes)
+        del changes, adds  # a million-entry dict less while compiling
         return compile_limits(
-            _merged(book, changes), account_id, symbol_id, version,
+            merged, account_id, symbol_id, version,
             effective=effective, vols=book.vols, parent=book.version, changed=changed, owned=True,
         )  # fmt: skip
 
@@ -569,3 +575,24 @@ def _merged(book: LimitBook, changes: Mapping[str, Limit | None]) -> dict[str, L
         else:
             merged[limit_id] = new
     return merged
+
+
+_RETIRE_SLICE = 20_000  # objects freed per step: the GIL changes hands between steps
+
+
+def retire(books: list[LimitBook]) -> None:
+    """Free a replaced version (the one book in ``books``, taken out) a slice at a time, for a worker
+    thread: dropping the last reference to a million ``Limit`` objects frees them in one C call
+    that holds the GIL for tens of milliseconds (the event loop would stall for it). Only what
+    nothing else reads (an export, a later version sharing the dict or buffers) is freed early."""
+    book = books.pop()
+    base = book.limits._base if isinstance(book.limits, LimitMap) else None
+    ids = book.buffers.ids
+    del book  # now only this frame holds what no live version (or its views) holds
+    if base is not None and sys.getrefcount(base) <= 2:  # this frame's reference and the call's
+        while base:
+            for _ in range(min(len(base), _RETIRE_SLICE)):
+                base.popitem()
+    if sys.getrefcount(ids) <= 2:
+        for lo in range(0, ids.shape[0], _RETIRE_SLICE):
+            ids[lo : lo + _RETIRE_SLICE] = None

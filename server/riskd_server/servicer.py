@@ -398,7 +398,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
             staged = stager.result()
         except LimitImportError as exc:
             await _invalid(context, str(exc))
-        records, stager.staged = stager.records, {}
+        records = stager.records
         staged_at = time.perf_counter()
         try:
             diff, version = await self._limits.apply(
@@ -407,6 +407,7 @@ class RiskServicer(pb_grpc.RiskServiceServicer):
                 ),
                 who=context.peer(),
                 action="import",
+                size=records,
             )
         except (BatchError, Backpressure, LimitValidationError) as exc:
             await _abort(context, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +34,9 @@ def restore(engine: Engine, snap: ch.Snapshot) -> None:
     try:
         if snap.limits:
             engine.upsert_limits(list(snap.limits))
+        if snap.limits_version > engine.limits.version:  # versions only go up across restarts
+            engine._limits = replace(engine.limits, version=snap.limits_version)
+            engine._s.kernel_args = None  # they carry the tables' version
         for account, state in snap.trading_states:
             engine.set_trading_state(account, state, "recovered")
         if snap.marks:

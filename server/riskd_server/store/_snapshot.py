@@ -36,6 +36,7 @@ SELECT limit_id, kind, account, symbol, threshold, warn_fraction, disabled, desc
 FROM limits ORDER BY limit_id
 """
 JOURNAL_APPLIED = "SELECT seq FROM journal_applied"
+_LIMITS_VERSION = "SELECT coalesce(max(version), 0) FROM limits_version"
 _TRADING_STATES = "SELECT account, state FROM trading_states ORDER BY account"
 _MARKS = "SELECT symbol, price, last_fill_price FROM marks ORDER BY symbol"
 _POSITIONS = (
@@ -71,6 +72,7 @@ async def load_snapshot(conn: AsyncConnection, closed_retention: int) -> ch.Snap
             await conn.execute("SET LOCAL client_encoding TO 'UTF8'")
             limits = tuple(Limit(**row) for row in await _fetch(conn, _LIMITS, as_dict=True))
             journal_seq = sum(int(seq) for (seq,) in await _fetch(conn, JOURNAL_APPLIED))  # one row
+            ((limits_version,),) = await _fetch(conn, _LIMITS_VERSION)
             states = tuple((acct, int(state)) for acct, state in await _fetch(conn, _TRADING_STATES))
             marks = tuple(
                 (sym, _nan_null(px), _nan_null(fill)) for sym, px, fill in await _fetch(conn, _MARKS)
@@ -109,6 +111,7 @@ async def load_snapshot(conn: AsyncConnection, closed_retention: int) -> ch.Snap
     )
     return ch.Snapshot(
         limits=limits,
+        limits_version=int(limits_version),
         trading_states=states,
         marks=marks,
         positions=positions,

@@ -101,6 +101,8 @@ ON CONFLICT (limit_id) DO UPDATE SET
     disabled = EXCLUDED.disabled, description = EXCLUDED.description, template = EXCLUDED.template,
     reference_volatility = EXCLUDED.reference_volatility, min_scale = EXCLUDED.min_scale, updated_at = now()
 """
+# The highest limits_version recorded (migration 008): recovery starts the limit book there.
+_RAISE_VERSION = "UPDATE limits_version SET version = greatest(version, %s)"
 _DELETE_LIMITS = "DELETE FROM limits AS l USING riskd_limit_ids_in AS d WHERE l.limit_id = d.limit_id"
 # Keep the newest ``keep`` history rows of each limit this flush touched: one index range per
 # limit finds the older rows, deleted by their row address (the table has no key index to keep up).
@@ -349,6 +351,7 @@ async def _write_limits(conn: AsyncConnection, b: Coalesced, keep: int) -> None:
 
         await _copy_sliced(conn, _LIMIT_HISTORY, _LIMIT_HISTORY_TYPES, rows_of(h), history_slice)
         await conn.execute(_PRUNE_HISTORY, (keep,))
+        await conn.execute(_RAISE_VERSION, (int(h["limits_version"].max()),))
 
 
 async def _copy_sliced(conn: AsyncConnection, target: str, types: Sequence[str], n: int, part: Slice) -> None:
