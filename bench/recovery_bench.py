@@ -19,6 +19,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -120,6 +121,9 @@ def serve_once(dsn: str, orders: int, log_path: Path, timeout: float = 300.0) ->
     cmd = [str(riskd) if riskd.exists() else shutil.which("riskd") or "riskd", "serve", "--dsn", dsn]
     cmd += ["--listen", "127.0.0.1:0", "--max-open-orders", str(orders)]
     cmd += ["--closed-order-retention", str(orders)]
+    # A fresh data folder each start: no checkpoint or journal, so this measures the database path
+    # (a new machine); the journal's own restart is bench.checkpoint_bench.
+    cmd += ["--data-dir", tempfile.mkdtemp(prefix="riskd-recovery-bench-")]
     with log_path.open("w") as log:
         wall0 = time.time()
         t0 = time.perf_counter()
