@@ -1,4 +1,4 @@
--- riskd schema, version 8: the highest limits_version recorded, so versions only go up across
+-- riskd schema, version 9: the highest limits_version recorded, so versions only go up across
 -- restarts (issue 10). One row, raised in the same transaction as the limit history rows of every
 -- flush that changes limits (greatest(), so a flush split for the dead letter cannot lower it);
 -- recovery starts the limit book at this version. Seeded from the history kept so far.
