@@ -50,13 +50,13 @@ def test_a_dynamic_limit_tightens_and_rejects_at_its_effective_threshold(riskd_s
         assert list(reply.accepted) == [False, True]
         (violation,) = reply.violations
         assert violation.limit_id == "q" and violation.threshold == pytest.approx(40.0)
-    riskd_server.restart()  # from PostgreSQL: the fields are kept; the marks' EWMA starts afresh
+    riskd_server.restart()  # from the checkpoint: the fields are kept, and so is the marks' EWMA
     with grpc.insecure_channel(riskd_server.target) as channel:
         got = _listed(pb_grpc.RiskServiceStub(channel), "q")
     assert (got.reference_volatility, got.min_scale, got.effective_threshold) == (
         0.02,
         pytest.approx(0.4),
-        100,
+        pytest.approx(40.0),
     )
 
 

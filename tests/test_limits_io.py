@@ -278,8 +278,9 @@ def test_limits_and_history_are_written_in_copy_slices(riskd_server: RiskdServer
     assert rows == [("import", False, 100), ("import", True, 60)]
 
 
-@pytest.mark.parametrize("riskd_settings", [{"max_pending_rows": 12_000}])
+@pytest.mark.parametrize("riskd_settings", [{"max_pending_rows": 12_000, "journal": False}])
 def test_an_import_bigger_than_the_backlog_bound_is_refused_whole(riskd_server: RiskdServer) -> None:
+    """Without the journal the write-behind's bound is the server's: too big is refused whole."""
     with RiskClient(riskd_server.target) as c:
         with pytest.raises(RiskdError) as err:
             c.import_limits(_limits(15_000))  # more than limit_admin.SMALL_CHANGE: the whole-set path
@@ -287,6 +288,22 @@ def test_an_import_bigger_than_the_backlog_bound_is_refused_whole(riskd_server: 
         assert not c.list_limits().limits
         assert c.import_limits(_limits(11_000)).diff.added == 11_000  # within the bound
     assert len(_db_limits(riskd_server)) == 11_000
+
+
+@pytest.mark.parametrize("riskd_settings", [{"max_pending_rows": 12_000}])
+def test_with_the_journal_an_import_bigger_than_the_backlog_bound_is_journaled_and_fed(
+    riskd_server: RiskdServer,
+) -> None:
+    """With the journal the import is acknowledged once journaled (a side file: past 2,000 limits)
+    and the feeder writes it whole though it is bigger than its backlog bound."""
+    with RiskClient(riskd_server.target) as c:
+        assert c.import_limits(_limits(15_000)).diff.added == 15_000
+    assert len(_db_limits(riskd_server)) == 15_000
+    journal = Path(riskd_server.settings.data_dir) / "journal"
+    assert len(list(journal.glob("limits-*.jsonl"))) == 1
+    riskd_server.restart()  # and it comes back: checkpoint or journal, not the database alone
+    with RiskClient(riskd_server.target) as c:
+        assert len(c.list_limits().limits) == 15_000
 
 
 def test_limits_version_only_goes_up_across_restarts(riskd_server: RiskdServer) -> None:

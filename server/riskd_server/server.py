@@ -48,6 +48,7 @@ from .metrics.rpc import RpcTimings
 from .metrics.sources import (
     watch_alerts,
     watch_engine,
+    watch_journal,
     watch_mailer,
     watch_store,
     watch_subscribers,
@@ -637,6 +638,8 @@ async def start(settings: Settings) -> RunningServer:
         if durability is not None:
             journal = durability.journal
             pipeline.add_probe(journal_probe(lambda: journal.bytes_used, journal.max_bytes))
+            if metrics is not None:
+                watch_journal(metrics, durability)
         engine.alert_intake = pipeline.intake
         pipeline.start()
         cleanup.append(pipeline.stop)  # before the write-behind's final flush (cleanup runs last first)

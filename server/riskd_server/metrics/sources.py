@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..durable import Durability
     from ..engine import Engine
     from ..store import Store, WriteBehind
     from .exporter import Metrics
@@ -95,6 +96,40 @@ def watch_store(metrics: Metrics, store: Store) -> None:
 def watch_write_behind(metrics: Metrics, writer: WriteBehind) -> None:
     metrics.add_gauges("write_behind", writer.stats, counters=WRITE_BEHIND_COUNTERS, docs=WRITE_BEHIND_DOCS)
     metrics.add_breaker("store", lambda: writer.stats().breaker_state)
+
+
+JOURNAL_DOCS = {
+    "first_seq": "Oldest journal record still held (older segments were pruned).",
+    "next_seq": "Seq the next journal record gets.",
+    "segments": "Journal segment files held.",
+    "bytes": "Journal bytes held (bounded by journal_max_bytes).",
+    "max_bytes": "journal_max_bytes.",
+    "syncs": "fdatasyncs of the journal (journal_fsync interval or always).",
+    "applied_seq": "Last journal record whose rows PostgreSQL holds (journal_applied, as last read).",
+    "behind_records": "Journal records PostgreSQL does not hold yet (the feeder's lag).",
+    "checkpoint_seq": "Journal seq of the newest engine checkpoint written.",
+}
+
+
+def watch_journal(metrics: Metrics, durability: Durability) -> None:
+    """The journal, the database's place in it and the checkpoints: riskd_journal_*."""
+
+    def values() -> dict[str, float]:
+        j = durability.journal
+        st = j.stats()
+        return {
+            "first_seq": st.first_seq,
+            "next_seq": st.next_seq,
+            "segments": st.segments,
+            "bytes": st.bytes,
+            "max_bytes": st.max_bytes,
+            "syncs": st.syncs,
+            "applied_seq": durability.applied_seq,
+            "behind_records": max(0, j.last_seq - durability.applied_seq),
+            "checkpoint_seq": durability.checkpoint_seq,
+        }
+
+    metrics.add_gauges("journal", values, counters=("syncs",), docs=JOURNAL_DOCS)
 
 
 # alerts.pipeline.PipelineStats: what the alert path produced and what it lost.

@@ -140,6 +140,7 @@ class WriteBehind:
         dead_letter_backups: int = _deadletter.DEFAULT_BACKUPS,
         limit_history: int = 20,
         applied_seq: int | None = None,
+        admit_when_empty: bool = False,
     ) -> None:
         if max_pending_rows < 1 or flush_interval <= 0 or write_timeout <= 0 or max_flush_rows < 1:
             raise ValueError("max_pending_rows, flush_interval, write_timeout and max_flush_rows must be > 0")
@@ -151,6 +152,9 @@ class WriteBehind:
         self._max_flush_rows = max_flush_rows
         self._max_backoff = max(max_backoff, flush_interval)
         self._applied = applied_seq  # journal_applied as this writer last wrote (or found) it
+        # The feeder's: an empty backlog takes one change of any size (a journaled import past
+        # max_pending_rows was acknowledged already; refusing it would stop the feed for good).
+        self._admit_when_empty = admit_when_empty
         self._marked = False  # mark_applied was called: batches end at marks
         self._tail_waiting = False  # the queue holds only changes of a record not marked yet
         self._failed_for: Exception | None = None
@@ -187,8 +191,11 @@ class WriteBehind:
     # ------------------------------------------------------------------ ChangeSink (synchronous)
 
     def has_room(self, rows: int = 0) -> bool:
-        """True when ``rows`` more rows fit under max_pending_rows (the engine asks before mutating)."""
-        return self._pending_rows + rows <= self._max_pending
+        """True when ``rows`` more rows fit under max_pending_rows (the engine asks before mutating),
+        or, with admit_when_empty, when nothing is pending."""
+        return self._pending_rows + rows <= self._max_pending or (
+            self._admit_when_empty and self._pending_rows == 0
+        )
 
     def put(self, change: ch.Change) -> None:
         """Queue a change; never blocks, never refuses.

@@ -188,6 +188,7 @@ class Feeder:
             dead_letter_path=dead_letter_path(s),
             limit_history=s.limit_history,
             applied_seq=self.started_seq,
+            admit_when_empty=True,
         )
         await self.writer.start()
         engine.sink = self.writer
@@ -280,10 +281,7 @@ class Feeder:
                 return True
             except Backpressure:
                 # Nothing changed: the record needs more rows than are free. Let the backlog drain
-                # whole, then it fits (max_pending_rows holds the largest request).
-                if writer.stats().pending_rows == 0:
-                    log.error("journal record %d needs more rows than max_pending_rows", seq)
-                    return False
+                # whole, then it fits (an empty backlog takes any record: admit_when_empty).
                 while writer.stats().pending_rows and not self.stop.is_set() and writer.failed is None:
                     await asyncio.sleep(POLL)
                 if self.stop.is_set() or writer.failed is not None:
