@@ -31,6 +31,7 @@ from .engine import Engine
 from .engine import checkpoint as cp
 from .engine.replay import ReplayClock, replay_journal
 from .journal import limitfiles
+from .journal.format import segments
 from .journal.reader import JournalDamage
 from .journal.tap import JournalTap
 from .journal.writer import Journal
@@ -197,6 +198,18 @@ def journal_of(settings: Settings) -> Journal:
     )
 
 
+def _renumbered(settings: Settings, journal: Journal, next_seq: int) -> Journal:
+    """A journal holding nothing the state and PostgreSQL lack, emptied and reopened at next_seq."""
+    journal.close()
+    for _, path in segments(journal.directory):
+        path.unlink()
+    limitfiles.prune(journal.directory, next_seq, pending=True)
+    fresh = journal_of(settings)
+    fresh.open(start_seq=next_seq)
+    log.info("journal renumbered: it continues at seq %d (what it held is in PostgreSQL)", next_seq)
+    return fresh
+
+
 def data_path(settings: Settings) -> Path:
     return Path(settings.data_dir).expanduser().resolve()
 
@@ -247,10 +260,21 @@ async def open_durable(
             f"the database is at journal seq {applied}, past the newest checkpoint's {base}, and the journal "
             f"no longer holds the records between them: remove {checkpoints} to recover from the database"
         )
-    elif not empty and (first > base + 1 or journal.last_seq < base):
+    elif not empty and first > base + 1:
         problem = (
-            f"the journal holds seqs {first}..{journal.last_seq} but the {source} reflects seq {base}: "
-            "records are missing between them (was the journal folder replaced or a checkpoint copied in?)"
+            f"the journal starts at seq {first} but the {source} reflects seq {base}: the records between "
+            "them are missing (was the journal folder replaced or a checkpoint copied in?)"
+        )
+    elif empty or journal.last_seq <= min(base, applied):
+        if journal.next_seq != max(base, applied) + 1:
+            # Everything the journal holds is in the state and in PostgreSQL (a repair cut it, or a
+            # new journal on an old database): number on after them, or the feeder, waiting for
+            # journal_applied + 1, would never see what comes next.
+            journal = await asyncio.to_thread(_renumbered, settings, journal, max(base, applied) + 1)
+    elif journal.last_seq < base:
+        problem = (
+            f"the journal ends at seq {journal.last_seq} but the checkpoint reflects seq {base} and PostgreSQL "
+            f"only {applied}: PostgreSQL cannot be fed the records between them"
         )
     if problem:
         journal.close()
