@@ -126,7 +126,7 @@ OPTIONS: tuple[Option, ...] = (
         "journal_max_bytes",
         int,
         8 * 2**30,
-        "journal bound; past 80% riskd logs ERROR and raises an alert, when full changes fail UNAVAILABLE",
+        "journal bound; past 80 percent riskd logs ERROR and raises an alert, when full changes fail UNAVAILABLE",
         2**26,
     ),
     Option("journal_segment_bytes", int, 64 * 2**20, "journal segment file size", 2**20),
