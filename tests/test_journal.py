@@ -73,11 +73,15 @@ def test_the_bound_refuses_and_prune_frees(tmp_path: Path) -> None:
             j.append(payloads(1, 200))
             n += 1
     assert j.stats().bytes <= 16384 and j.last_seq == n
+    appended = j.bytes_appended
+    assert appended == n * (RECORD_HEADER.size + 200)  # the refused append counts nothing
     assert j.prune(0) == 0
     gone = j.prune(j.last_seq)  # everything consumed: every segment but the open one goes
     assert gone >= 2
     assert j.stats().segments == 1
+    assert j.bytes_appended == appended  # pruning frees bytes held, not bytes appended
     j.append(payloads(5, 200))  # room again
+    assert j.bytes_appended == appended + sum(RECORD_HEADER.size + len(p) for _, p in payloads(5, 200))
     assert j.stats().first_seq == segments(tmp_path / "journal")[0][0]
     j.close()
     # Pruning never drops a record that was not consumed.

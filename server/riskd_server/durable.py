@@ -83,9 +83,7 @@ class Durability:
     applied_seq: int = 0
     checkpoint_seq: int = 0
     _checkpoint_at: float = field(default_factory=time.monotonic)
-    _checkpoint_bytes: int = 0  # journal bytes written when the last checkpoint was taken
-    _written: int = 0  # bytes appended in total (journal.bytes_used goes down when pruned)
-    _last_bytes: int = 0
+    _checkpoint_bytes: int = 0  # journal.bytes_appended when the last checkpoint was taken
     _task: asyncio.Task[None] | None = None
     feeder: object | None = None  # the FeederProcess (stats, tests), None for a task or none
 
@@ -126,21 +124,10 @@ class Durability:
     def _due(self) -> bool:
         if self.journal.last_seq <= self.checkpoint_seq:
             return False
-        written = self._bytes_written()
         return (
             time.monotonic() - self._checkpoint_at >= self.snapshot_interval
-            or written - self._checkpoint_bytes >= self.snapshot_bytes
+            or self.journal.bytes_appended - self._checkpoint_bytes >= self.snapshot_bytes
         )
-
-    def _bytes_written(self) -> int:
-        """Journal bytes appended since start (bytes_used shrinks when segments are pruned)."""
-        used = self.journal.bytes_used
-        if used >= self._last_bytes:
-            self._written += used - self._last_bytes
-        else:
-            self._written += used  # pruned since: count what is there now as new (an upper bound)
-        self._last_bytes = used
-        return self._written
 
     async def checkpoint(self) -> Path | None:
         """Capture the engine now (on the loop) and write it in a worker thread."""
@@ -154,7 +141,7 @@ class Durability:
         await asyncio.to_thread(cp.prune, self.checkpoints)
         self.checkpoint_seq = seq
         self._checkpoint_at = time.monotonic()
-        self._checkpoint_bytes = self._bytes_written()
+        self._checkpoint_bytes = self.journal.bytes_appended
         log.info(
             "checkpoint at seq %d: captured in %.1f ms on the event loop, written in %.2fs (%s)",
             seq,
@@ -294,7 +281,6 @@ async def open_durable(
         applied_seq=applied,
         checkpoint_seq=base if source == "checkpoint" else 0,
     )
-    durability._last_bytes = journal.bytes_used
     recovered = Recovered(source, base, max(0, last - base), time.perf_counter() - started)
     log.info(
         "recovered from the %s at seq %d and %d journal record(s) in %.2fs; journal continues at seq %d",

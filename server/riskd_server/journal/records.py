@@ -59,11 +59,6 @@ class RecordError(ValueError):
     """A payload too short for its type's layout (damage the CRC did not catch, or a bug)."""
 
 
-def check_payload(now: float, wall: float, request: bytes, reply: bytes) -> bytes:
-    """A CHECK payload: one join, no copy of either buffer beyond it."""
-    return b"".join((_CHECK_HEAD.pack(now, wall, len(request)), request, reply))
-
-
 def check_parts(now: float, wall: float, request: bytes, reply: bytes) -> tuple[bytes, bytes, bytes]:
     """check_payload's pieces, for Journal.append_parts (joined once, into the record itself)."""
     return (_CHECK_HEAD.pack(now, wall, len(request)), request, reply)
@@ -74,9 +69,14 @@ def input_parts(now: float, wall: float, body: bytes) -> tuple[bytes, bytes]:
     return (HEAD.pack(now, wall), body)
 
 
+def check_payload(now: float, wall: float, request: bytes, reply: bytes) -> bytes:
+    """A CHECK payload in one piece (tools, tests; the server appends check_parts)."""
+    return b"".join(check_parts(now, wall, request, reply))
+
+
 def input_payload(now: float, wall: float, body: bytes) -> bytes:
     """Any other type's payload: HEAD then the body (a request's bytes, or a codec payload)."""
-    return HEAD.pack(now, wall) + body
+    return b"".join(input_parts(now, wall, body))
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,6 +124,7 @@ class Journal:
         self._first_seq = 0
         self._next_seq = 0
         self._segments = 0
+        self._appended = 0  # bytes appended since open (bytes_appended)
         self._lock = threading.Lock()
         self._dirty = False
         self._syncs = 0
@@ -225,6 +226,11 @@ class Journal:
         """Bytes in every segment held (what max_bytes bounds); O(1), for the per-RPC room check."""
         return self._closed_bytes + self._segment_size
 
+    @property
+    def bytes_appended(self) -> int:
+        """Bytes appended since open (never goes down: pruning lowers bytes_used, not this)."""
+        return self._appended
+
     def append(self, records: Sequence[tuple[int, bytes]]) -> int:
         """Append (type, payload) records with one write(); returns the last seq. JournalFull when
         they do not fit in max_bytes (nothing written)."""
@@ -232,24 +238,7 @@ class Journal:
             return self.last_seq
         seq = self._next_seq
         data = b"".join(encode(seq + i, type_, payload) for i, (type_, payload) in enumerate(records))
-        if self._closed_bytes + self._segment_size + len(data) > self.max_bytes:
-            raise JournalFull(
-                f"journal full: {self._closed_bytes + self._segment_size:,} of {self.max_bytes:,} bytes "
-                "(PostgreSQL not keeping up or down, or no snapshot taken)"
-            )
-        if self._segment_size + len(data) > self.segment_bytes and self._segment_size > SEGMENT_HEADER.size:
-            self._create(seq)
-        written = os.write(self._fd, data)
-        if written != len(data):  # a short write on a regular file: disk full
-            raise OSError(f"journal: short write ({written} of {len(data)} bytes): disk full?")
-        self._segment_size += len(data)
-        self._next_seq = seq + len(records)
-        if self.fsync == "always":
-            os.fdatasync(self._fd)
-            self._syncs += 1
-        else:
-            self._dirty = True
-        return self._next_seq - 1
+        return self._write(data, len(records))
 
     def append_parts(self, type_: int, parts: tuple[bytes, ...]) -> int:
         """Append one record whose payload is ``parts`` joined, with one write() and one copy (the
@@ -260,26 +249,33 @@ class Journal:
         for part in parts:
             crc = google_crc32c.extend(crc, part)
             n += len(part)
-        data = b"".join((RECORD_HEADER.pack(n, crc, seq, type_, 0), *parts))
+        return self._write(b"".join((RECORD_HEADER.pack(n, crc, seq, type_, 0), *parts)), 1)
+
+    def _write(self, data: bytes, count: int) -> int:
+        """Write ``count`` encoded records (the bound checked first, a new segment when this one is
+        full); the last one's seq."""
         size = len(data)
-        if self._closed_bytes + self._segment_size + size > self.max_bytes:
+        held = self._closed_bytes + self._segment_size
+        if held + size > self.max_bytes:
             raise JournalFull(
-                f"journal full: {self._closed_bytes + self._segment_size:,} of {self.max_bytes:,} bytes "
+                f"journal full: {held:,} of {self.max_bytes:,} bytes "
                 "(PostgreSQL not keeping up or down, or no checkpoint taken)"
             )
+        seq = self._next_seq
         if self._segment_size + size > self.segment_bytes and self._segment_size > SEGMENT_HEADER.size:
             self._create(seq)
         written = os.write(self._fd, data)
-        if written != size:
+        if written != size:  # a short write on a regular file: disk full
             raise OSError(f"journal: short write ({written} of {size} bytes): disk full?")
         self._segment_size += size
-        self._next_seq = seq + 1
+        self._appended += size
+        self._next_seq = seq + count
         if self.fsync == "always":
             os.fdatasync(self._fd)
             self._syncs += 1
         else:
             self._dirty = True
-        return seq
+        return self._next_seq - 1
 
     def _sync_loop(self) -> None:
         while not self._stop.wait(self.fsync_interval):
