@@ -349,24 +349,24 @@ async def _start_feeder(settings: Settings, dsn: str, durability: Durability, cl
         feeder = Feeder(replace(settings, dsn=dsn, feeder_nice=0), journal_dir)
         task = asyncio.create_task(feeder.run(), name="riskd-feeder")
 
-        async def stop_task() -> None:
-            if not await durability.barrier(settings.db_timeout):
-                log.warning("stopping with PostgreSQL behind the journal (the next start feeds the rest)")
+        async def end() -> None:
             feeder.stop.set()
             await task
 
-        cleanup.append(stop_task)
-        return
-    process = FeederProcess(settings, journal_dir, dsn)
-    await process.start()
+    else:
+        process = FeederProcess(settings, journal_dir, dsn)
+        await process.start()
+        durability.feeder = process
 
-    async def stop_process() -> None:
+        async def end() -> None:
+            await process.stop(timeout=max(settings.db_timeout, 1.0))
+
+    async def stop() -> None:
         if not await durability.barrier(settings.db_timeout):
             log.warning("stopping with PostgreSQL behind the journal (the next start feeds the rest)")
-        await process.stop(timeout=max(settings.db_timeout, 1.0))
+        await end()
 
-    cleanup.append(stop_process)
-    durability.feeder = process
+    cleanup.append(stop)
 
 
 def describe_dsn(dsn: str) -> str:
