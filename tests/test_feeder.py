@@ -288,6 +288,10 @@ def test_the_feeder_writes_the_journal_into_postgresql_exactly_once(
     p = spawn(feeders, fresh_dsn, tmp_path)
     wait_applied(fresh_dsn, server.journal.last_seq, procs=feeders)
     assert psutil.Process(p.pid).nice() == max(5, os.nice(0))  # feeder_nice
+    if hasattr(os, "SCHED_IDLE"):  # feeder_idle (default on): every thread, inherited from the first
+        threads = [t.id for t in psutil.Process(p.pid).threads()]
+        assert len(threads) > 1
+        assert {os.sched_getscheduler(t) for t in threads} == {os.SCHED_IDLE}
     server.session(300)  # while it follows the journal
     wait_applied(fresh_dsn, server.journal.last_seq, procs=feeders)
     p.send_signal(signal.SIGTERM)
@@ -405,3 +409,23 @@ def test_lag_counts_records_and_the_age_of_the_oldest_uncommitted() -> None:
     lag = lags.lag(journal_last=8, committed=5, now=20.0)
     assert (lag.records, lag.seconds) == (3, 5.0)  # not read yet: bounded by the last committed's age
     assert lags.lag(journal_last=5, committed=5, now=30.0).records == 0
+
+
+@pytest.mark.parametrize("idle", [True, False])
+def test_the_feeder_command_carries_every_shared_setting(tmp_path: Path, idle: bool) -> None:
+    """The flags the server passes its feeder parse back to the same settings (a bool becomes
+    --flag / --no-flag, which argparse's BooleanOptionalAction takes; "True" it refused)."""
+    import argparse
+
+    from riskd_server.store.feeder import SHARED_SETTINGS, add_feeder_arguments
+    from riskd_server.store.feeder_process import feeder_command
+
+    settings = load_settings({**FLAGS, "data_dir": str(tmp_path), "feeder_idle": idle}, environ={})
+    cmd = feeder_command(settings, tmp_path / "journal", 1234)
+    parser = argparse.ArgumentParser()
+    add_feeder_arguments(parser)
+    args = parser.parse_args(cmd[cmd.index("--journal-dir") :])
+    parsed = load_settings(args, environ={})
+    assert args.parent_pid == 1234
+    for name in SHARED_SETTINGS:
+        assert getattr(parsed, name) == getattr(settings, name), name

@@ -209,6 +209,13 @@ OPTIONS: tuple[Option, ...] = (
         0,
     ),
     Option(
+        "feeder_idle",
+        bool,
+        True,
+        "run the riskd feeder and its local PostgreSQL backends under Linux's SCHED_IDLE as well: they "
+        "run only on a core nothing else wants and yield it at once (nice 19 alone still takes a share)",
+    ),
+    Option(
         "feeder_lag_interval",
         float,
         5.0,
@@ -338,6 +345,7 @@ class Settings:
     alert_subscriber_queue: int = 256
     max_alert_subscribers: int = 20_000
     feeder_nice: int = 19
+    feeder_idle: bool = True
     feeder_lag_interval: float = 5.0
     max_pending_requests: int = 3_000
     alert_relays: int = 0

@@ -346,7 +346,7 @@ async def _start_feeder(settings: Settings, dsn: str, durability: Durability, cl
     the journal, so a stopped server leaves everything in the database when it can."""
     journal_dir = durability.journal.directory
     if settings.feeder == "task":
-        feeder = Feeder(replace(settings, dsn=dsn, feeder_nice=0), journal_dir)
+        feeder = Feeder(replace(settings, dsn=dsn, feeder_nice=0, feeder_idle=False), journal_dir)
         task = asyncio.create_task(feeder.run(), name="riskd-feeder")
 
         async def end() -> None:

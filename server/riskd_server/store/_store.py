@@ -42,11 +42,13 @@ class Store:
         timeout: float = 10.0,
         migrate_timeout: float | None = None,
         backend_nice: int | None = None,
+        backend_idle: bool = False,
     ) -> Store:
         """Connect (waiting up to ``timeout`` for min_size connections) and bring the schema up to date.
 
         ``backend_nice``: renice each connection's PostgreSQL backend to it when that backend is a
-        local postgres process of this user (the embedded cluster), so its work takes idle CPU only.
+        local postgres process of this user (the embedded cluster), so its work takes idle CPU only;
+        ``backend_idle``: also SCHED_IDLE there.
         """
         pool = AsyncConnectionPool(
             dsn,
@@ -55,7 +57,7 @@ class Store:
             max_size=max(min_size, max_size),
             timeout=timeout,
             open=False,
-            configure=_write.prepare if backend_nice is None else _reniced(backend_nice),
+            configure=_write.prepare if backend_nice is None else _reniced(backend_nice, backend_idle),
             name="riskd",
         )
         try:
@@ -138,20 +140,21 @@ class Store:
         return self._pool.get_stats()
 
 
-def _reniced(nice: int) -> Callable[[AsyncConnection], Awaitable[None]]:
+def _reniced(nice: int, idle: bool) -> Callable[[AsyncConnection], Awaitable[None]]:
     async def configure(conn: AsyncConnection) -> None:
         await _write.prepare(conn)
         async with conn.transaction():
             row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
         if row:
-            renice_backend(int(row[0]), nice)
+            renice_backend(int(row[0]), nice, idle)
 
     return configure
 
 
-def renice_backend(pid: int, nice: int) -> bool:
-    """Lower the CPU priority of PostgreSQL backend ``pid`` to ``nice`` if it is a postgres process of
-    this user on this machine, or any local postgres process when riskd runs as root (the embedded
+def renice_backend(pid: int, nice: int, idle: bool = False) -> bool:
+    """Lower the CPU priority of PostgreSQL backend ``pid`` to ``nice`` (and SCHED_IDLE with
+    ``idle``) if it is a postgres process of this user on this machine, or any local postgres
+    process when riskd runs as root (the embedded
     cluster then runs as its own system user); a remote server's pid names some unrelated local
     process: left alone. False when it was not or could not be reniced (EPERM, gone)."""
     try:
@@ -161,6 +164,20 @@ def renice_backend(pid: int, nice: int) -> bool:
             return False
         os.setpriority(os.PRIO_PROCESS, pid, max(nice, os.getpriority(os.PRIO_PROCESS, pid)))
     except (psutil.Error, OSError):
+        return False
+    return not idle or set_idle(pid)
+
+
+def set_idle(pid: int) -> bool:
+    """SCHED_IDLE for ``pid`` (0: this thread): it runs only when a core has nothing else to run,
+    and a woken normal task takes the core from it at once. False where the platform has no
+    SCHED_IDLE or refuses."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None:
+        return False
+    try:
+        os.sched_setscheduler(pid, policy, os.sched_param(0))
+    except OSError:
         return False
     return True
 

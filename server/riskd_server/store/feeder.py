@@ -46,7 +46,7 @@ from ..engine.replay import ReplayClock, apply_input
 from ..journal import JournalDamage
 from ..journal.records import RecordError
 from ..journal.tail import JournalTail, journal_end
-from ._store import Store
+from ._store import Store, set_idle
 from ._writebehind import WriteBehind
 
 log = logging.getLogger("riskd.feeder")
@@ -76,6 +76,7 @@ SHARED_SETTINGS = (
     "db_timeout",
     "log_level",
     "feeder_nice",
+    "feeder_idle",
     "feeder_lag_interval",
 )
 
@@ -110,13 +111,24 @@ class LagClock:
         return Lag(behind, max(0.0, now - oldest) if oldest else 0.0)
 
 
-def lower_priority(nice: int) -> int:
-    """Raise this process's niceness to ``nice`` (never lowers it); returns the niceness now."""
+def lower_priority(nice: int, idle: bool = False) -> str:
+    """Raise this process's niceness to ``nice`` (never lowers it) and, with ``idle``, switch it to
+    SCHED_IDLE (where Linux has it): the threads running now (imports start some), and those started
+    later inherit it. Returns what it is now, for the log."""
     current = os.nice(0)
     if nice > current:
         with contextlib.suppress(OSError):
             current = os.nice(nice - current)
-    return current
+    if idle and all([set_idle(tid) for tid in _threads()]):
+        return f"nice {current}, SCHED_IDLE"
+    return f"nice {current}"
+
+
+def _threads() -> list[int]:
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: this thread only
+        return [0]
 
 
 class Feeder:
@@ -145,7 +157,12 @@ class Feeder:
         while not self.stop.is_set():
             try:
                 self.store = await Store.open(
-                    s.dsn, min_size=1, max_size=2, timeout=s.db_timeout, backend_nice=s.feeder_nice
+                    s.dsn,
+                    min_size=1,
+                    max_size=2,
+                    timeout=s.db_timeout,
+                    backend_nice=s.feeder_nice,
+                    backend_idle=s.feeder_idle,
                 )
                 break
             except Exception as exc:  # unreachable, starting up, refusing: wait for it
@@ -350,8 +367,8 @@ def run(settings: Settings, journal: Path, parent_pid: int = 0) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    nice = lower_priority(settings.feeder_nice)
-    log.info("riskd feeder pid %d following %s (nice %d)", os.getpid(), journal, nice)
+    priority = lower_priority(settings.feeder_nice, settings.feeder_idle)
+    log.info("riskd feeder pid %d following %s (%s)", os.getpid(), journal, priority)
 
     async def main() -> int:
         feeder = Feeder(settings, journal, parent_pid=parent_pid)

@@ -34,8 +34,11 @@ def feeder_command(settings: Settings, journal: Path, parent_pid: int) -> list[s
     cmd = [sys.executable, "-m", "riskd_server.store.feeder", "--journal-dir", str(journal)]
     cmd += ["--parent-pid", str(parent_pid)]
     for name in SHARED_SETTINGS:
-        value = getattr(settings, name)
-        cmd += [f"--{name.replace('_', '-')}", str(value)]
+        value, flag = getattr(settings, name), name.replace("_", "-")
+        if isinstance(value, bool):  # argparse.BooleanOptionalAction: --flag / --no-flag
+            cmd.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            cmd += [f"--{flag}", str(value)]
     return cmd
 
 
