@@ -108,6 +108,7 @@ ops = st.lists(
         st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.0, 3.0, 7.5]),  # time step
         st.one_of(st.integers(0, len(KEYS) - 1), st.just("due")),
         st.sampled_from([1, 1, 1, 2]),  # the offered alert's count
+        st.booleans(),  # try repeat() first (the pipeline's path for a key it may have open)
     ),
     max_size=60,
 )
@@ -119,7 +120,7 @@ def test_dedupe_against_the_reference(ops: list, window: float, max_keys: int) -
     dedupe, ref = Deduper(window, max_keys), Reference(window, max_keys)
     now = 1000.0
     offered = sent_at_once = summarised = 0
-    for n, (step, what, count) in enumerate(ops):
+    for n, (step, what, count, lazy) in enumerate(ops):
         now += step
         if what == "due":
             got = dedupe.due(now)
@@ -128,6 +129,9 @@ def test_dedupe_against_the_reference(ops: list, window: float, max_keys: int) -
         else:
             alert = make(what, now, n, count)
             offered += count
+            if lazy and dedupe.repeat(alert.key, count, lambda a=alert: a, now):
+                assert ref.offer(alert, now) is False  # open in the reference too: all repeats
+                continue
             out = dedupe.offer(alert, now)
             assert out == ref.offer(alert, now)
             sent_at_once += 1 if out else 0
@@ -202,6 +206,29 @@ def test_a_group_opening_a_window_sends_one_occurrence_and_counts_the_rest() -> 
     (summary,) = dedupe.due(10.0)
     assert summary == replace(later, seq=0, count=10_004, summary=True)
     assert dedupe.offer(make(1, 11.0, 2), now=11.0) and dedupe.due(30.0) == []  # count 1: nothing waits
+
+
+def test_a_repeat_is_counted_without_its_alert_which_is_made_only_for_the_summary() -> None:
+    """Deduper.repeat: the pipeline's path under a flood; only the last repeat's alert is made."""
+    dedupe = Deduper(window=10.0)
+    made: list[int] = []
+
+    def maker(n: int):
+        def make_it() -> Alert:
+            made.append(n)
+            return make(0, float(n), n, count=3)
+
+        return make_it
+
+    assert not dedupe.repeat(KEYS[0], 3, maker(0), now=0.0)  # no open window: nothing counted
+    assert dedupe.stats().repeats == 0 and len(dedupe) == 0
+    assert dedupe.offer(make(0, 0.0, 0), now=0.0)
+    for n in range(1, 6):
+        assert dedupe.repeat(KEYS[0], 3, maker(n), now=float(n))
+    assert dedupe.stats().repeats_pending == 15 and made == []
+    (summary,) = dedupe.due(10.0)
+    assert made == [5] and summary == replace(make(0, 5.0, 5, count=3), seq=0, count=15, summary=True)
+    assert not dedupe.repeat(KEYS[0], 1, maker(6), now=10.0)  # closed: the caller offers again
 
 
 def test_bad_settings() -> None:

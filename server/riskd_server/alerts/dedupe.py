@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .model import Alert, AlertKey
@@ -39,7 +40,9 @@ class DedupeStats:
 @dataclass(slots=True)
 class _Window:
     repeats: int = 0
-    last: Alert | None = None  # the last repeat: the summary's severity, message, time, ...
+    # The last repeat: the summary's severity, message, time, ...; or a function that makes it,
+    # called only if the summary goes out (most repeats are overwritten by the next one).
+    last: Alert | Callable[[], Alert] | None = None
 
 
 class Deduper:
@@ -107,6 +110,22 @@ class Deduper:
             self._repeats += repeats
         return first
 
+    def repeat(self, key: AlertKey, count: int, last: Callable[[], Alert], now: float) -> bool:
+        """``count`` more occurrences of ``key`` if its window is open (True), counted as offer()
+        counts them, with ``last()`` making the last of them only if the summary goes out. False,
+        nothing counted, when the key has no open window: the caller offers a real alert. Most
+        occurrences under a sustained flood are repeats: they cost a dict lookup, not an Alert."""
+        self._expire(now)
+        win = self._open.get(key)
+        if win is None:
+            return False
+        if count > 0:
+            win.repeats += count
+            win.last = last
+            self._pending_repeats += count
+            self._repeats += count
+        return True
+
     def due(self, now: float) -> list[Alert]:
         """Close every window that has ended by ``now``; return the summaries of those that had
         repeats (and of keys evicted early), in the order they became due. Each summary has the
@@ -150,6 +169,9 @@ class Deduper:
     def _close(self, key: AlertKey, since: float) -> None:
         win = self._open.pop(key)
         if win.repeats:
-            assert win.last is not None
-            self._pending.append(replace(win.last, seq=0, count=win.repeats, summary=True))
+            last = win.last
+            assert last is not None
+            if not isinstance(last, Alert):
+                last = last()
+            self._pending.append(replace(last, seq=0, count=win.repeats, summary=True))
             self._pending_since = min(self._pending_since, since)

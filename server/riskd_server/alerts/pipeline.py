@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -236,7 +237,7 @@ class AlertPipeline:
     def _event(self, event: tuple, now: float, out: list[Alert]) -> None:
         kind = event[0]
         if kind == EV_CHECKS:
-            groups = self._check_groups(*event[2:])
+            groups = self._check_groups(*event[2:], now)
         elif kind == EV_EXECUTIONS:
             groups = self._execution_groups(*event[2:])
         elif kind == EV_LIMITS:
@@ -265,9 +266,10 @@ class AlertPipeline:
     def _name(self, interner: Interner, id_: int) -> str:
         return interner.name(id_) if 0 <= id_ < len(interner) else ""
 
-    def _check_groups(self, t: float, v, aid, sid, ids) -> list[Group]:
+    def _check_groups(self, t: float, v, aid, sid, ids, now: float) -> list[Group]:
         """One occurrence group per (warning, check, account, symbol, limit) of a checked batch
-        (see _occurrences)."""
+        (see _occurrences). A group whose key already has an open dedupe window is only counted
+        (stats, dedupe repeats) and left out: its alert is made only if its summary goes out."""
         n = len(v)
         order = v.order_index.astype(np.int64)
         if isinstance(aid, np.ndarray):
@@ -280,28 +282,17 @@ class AlertPipeline:
         out: list[Group] = []
         for (warning, check, a, s, limit_id), occurrences in _occurrences(keys):
             account, symbol = self._name(self._accounts, a), self._name(self._symbols, s)
-            alerts = []
-            for i, count in occurrences:
-                order_id = printable(_order_id(ids, int(order[i])))
-                observed, threshold = float(v.observed[i]), float(v.threshold[i])
-                alerts.append(
-                    Alert(
-                        seq=0,
-                        time=t,
-                        severity=INFO if warning else WARNING,
-                        kind=pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT,
-                        check=check,
-                        account=account,
-                        symbol=symbol,
-                        limit_id=limit_id or "",
-                        message=check_message(check, warning, account, symbol, observed, threshold, order_id),
-                        observed=observed,
-                        threshold=threshold,
-                        count=count,
-                        client_order_id=order_id,
-                    )
-                )
-            out.append(_group(alerts))
+            kind = pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT
+            limit_id = limit_id or ""
+
+            found = (t, bool(warning), check, account, symbol, limit_id, v, ids, order)
+            total = sum(count for _, count in occurrences)
+            key = (kind, check, account, symbol, limit_id)
+            if self.dedupe.repeat(key, total, _lazy_check(*found, *occurrences[-1]), now):
+                self._occurrences += total
+                self.stats.count(check, account, total, now)
+                continue
+            out.append(_group([_lazy_check(*found, i, count)() for i, count in occurrences]))
         return out
 
     def _execution_groups(self, t: float, ids, status, aid, sid) -> list[Group]:
@@ -468,6 +459,66 @@ def _occurrences(keys: list) -> Iterator[tuple[Any, list[tuple[int, int]]]]:
     first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
     for key, count in Counter(keys).items():
         yield key, [(first[key], 1), (last[key], count - 1)] if count > 1 else [(first[key], 1)]
+
+
+def _lazy_check(
+    t: float,
+    warning: bool,
+    check: int,
+    account: str,
+    symbol: str,
+    limit_id: str,
+    v: Any,
+    ids: Sequence[str] | OneOrder,
+    order: np.ndarray,
+    i: int,
+    count: int,
+) -> Callable[[], Alert]:
+    """Occurrence ``i`` of a batch's violations ``v`` as a function that makes its alert: it holds
+    the few scalars the alert needs, not the batch."""
+    return partial(
+        _check_alert,
+        t,
+        warning,
+        check,
+        account,
+        symbol,
+        limit_id,
+        float(v.observed[i]),
+        float(v.threshold[i]),
+        printable(_order_id(ids, int(order[i]))),
+        count,
+    )
+
+
+def _check_alert(
+    t: float,
+    warning: bool,
+    check: int,
+    account: str,
+    symbol: str,
+    limit_id: str,
+    observed: float,
+    threshold: float,
+    order_id: str,
+    count: int,
+) -> Alert:
+    """A check's reject or warning as an alert (made lazily for a repeat: see Deduper.repeat)."""
+    return Alert(
+        seq=0,
+        time=t,
+        severity=INFO if warning else WARNING,
+        kind=pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT,
+        check=check,
+        account=account,
+        symbol=symbol,
+        limit_id=limit_id,
+        message=check_message(check, warning, account, symbol, observed, threshold, order_id),
+        observed=observed,
+        threshold=threshold,
+        count=count,
+        client_order_id=order_id,
+    )
 
 
 def _group(alerts: list[Alert]) -> Group:

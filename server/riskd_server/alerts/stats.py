@@ -149,12 +149,15 @@ class AlertStats:
 
     def add(self, alert: Alert, now: float) -> None:
         """Count ``alert`` (``alert.count`` occurrences) at ``now``."""
-        check = alert.check if alert.kind in _CHECK_KINDS else 0
-        count = alert.count
+        self.count(alert.check if alert.kind in _CHECK_KINDS else 0, alert.account, alert.count, now)
+
+    def count(self, check: int, account: str, count: int, now: float) -> None:
+        """What add() counts of an alert, without the alert (a dedupe repeat: none is made);
+        ``check`` 0 for an alert that is not a check's."""
         self.raised += 1
         self.occurrences += count
         for window in self._windows:
-            window.add(now, check, alert.account, count)
+            window.add(now, check, account, count)
 
     def snapshot(self, now: float, top: int = 10) -> list[WindowStats]:
         """Each window's counts as of ``now``, with its ``top`` accounts."""
