@@ -237,7 +237,8 @@ class AlertPipeline:
     def _event(self, event: tuple, now: float, out: list[Alert]) -> None:
         kind = event[0]
         if kind == EV_CHECKS:
-            groups = self._check_groups(*event[2:], now)
+            _, _, t, violations, aid, sid, ids = event
+            groups = self._check_groups(t, violations, aid, sid, ids, now)
         elif kind == EV_EXECUTIONS:
             groups = self._execution_groups(*event[2:])
         elif kind == EV_LIMITS:
