@@ -429,3 +429,57 @@ def test_the_feeder_command_carries_every_shared_setting(tmp_path: Path, idle: b
     assert args.parent_pid == 1234
     for name in SHARED_SETTINGS:
         assert getattr(parsed, name) == getattr(settings, name), name
+
+
+def test_a_busy_journal_defers_the_feeder_until_it_is_quiet_or_hurried(
+    fresh_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """feeder_defer: while records keep coming (the server is busy) the feeder leaves records
+    younger than feeder_defer alone; hurry() (a barrier waits) lifts that for a moment; once the
+    journal is quiet it applies everything. QUIET is widened so a stalled test thread on a loaded
+    machine does not look like a quiet server."""
+    from dataclasses import replace
+
+    from riskd_server.store import feeder as feeder_module
+
+    monkeypatch.setattr(feeder_module, "QUIET", 2.0)
+    server = start_server(tmp_path)
+    server.session(50)  # journaled at a wall clock long past: applied at once
+    settings = load_settings({**FLAGS, "data_dir": str(tmp_path), "feeder_defer": "30"}, environ={})
+    settings = replace(settings, dsn=fresh_dsn, feeder_nice=0, feeder_idle=False)
+
+    def busy(seconds: float) -> None:
+        """A check journaled every 20 ms at today's wall clock (server.t drives both clocks)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            server.t = time.time() - 1.7e9
+            server.check()
+            time.sleep(0.02)
+
+    async def main() -> tuple[int, int]:
+        feeder = feeder_module.Feeder(settings, tmp_path / "journal")
+        task = asyncio.create_task(feeder.run())
+        try:
+            before = server.journal.last_seq
+            async with asyncio.timeout(60):
+                while await asyncio.to_thread(applied, fresh_dsn) < before:
+                    await asyncio.sleep(0.05)
+            await asyncio.to_thread(busy, 1.5)
+            deferred = await asyncio.to_thread(applied, fresh_dsn)
+            assert deferred == before, "a busy server's fresh records were applied"
+            feeder.hurry()
+            await asyncio.to_thread(busy, 1.0)  # still busy, but hurried
+            hurried = await asyncio.to_thread(applied, fresh_dsn)
+            last = server.journal.last_seq
+            async with asyncio.timeout(60):  # quiet now: everything, without waiting 30 s
+                while await asyncio.to_thread(applied, fresh_dsn) < last:
+                    await asyncio.sleep(0.05)
+            return before, hurried
+        finally:
+            feeder.stop.set()
+            await task
+
+    before, hurried = run(main(), timeout=200)
+    assert hurried > before, "hurry() did not lift the deferral"
+    server.journal.close()
+    assert_database_is(server, fresh_dsn)

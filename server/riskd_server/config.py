@@ -216,6 +216,15 @@ OPTIONS: tuple[Option, ...] = (
         "run only on a core nothing else wants and yield it at once (nice 19 alone still takes a share)",
     ),
     Option(
+        "feeder_defer",
+        float,
+        60.0,
+        "seconds the riskd feeder may let PostgreSQL fall behind while the server is busy (a journal "
+        "record in the last 0.1 s): it then applies a record only once it is this old, and stays off "
+        "the cores the checks use; quiet, it applies at once. 0: never defer",
+        0,
+    ),
+    Option(
         "feeder_lag_interval",
         float,
         5.0,
@@ -346,6 +355,7 @@ class Settings:
     max_alert_subscribers: int = 20_000
     feeder_nice: int = 19
     feeder_idle: bool = True
+    feeder_defer: float = 60.0
     feeder_lag_interval: float = 5.0
     max_pending_requests: int = 3_000
     alert_relays: int = 0

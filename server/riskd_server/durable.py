@@ -39,6 +39,7 @@ from .journal.writer import Journal
 log = logging.getLogger("riskd.durable")
 
 APPLIED_POLL = 0.01  # seconds between reads of journal_applied while a barrier waits
+HURRY_EVERY = 0.5  # seconds between hurry() calls while a barrier waits (the feeder's lasts 1 s)
 HOUSEKEEPING = 1.0  # seconds between checkpoint/prune looks
 
 
@@ -86,6 +87,7 @@ class Durability:
     _checkpoint_bytes: int = 0  # journal.bytes_appended when the last checkpoint was taken
     _task: asyncio.Task[None] | None = None
     feeder: object | None = None  # the FeederProcess (stats, tests), None for a task or none
+    hurry: Callable[[], None] | None = None  # lifts the feeder's deferral (feeder_defer) a moment
 
     # ------------------------------------------------------------------ barrier
 
@@ -94,9 +96,14 @@ class Durability:
         ``timeout`` (the change is journaled, only not yet in the database)."""
         target = self.journal.last_seq
         deadline = time.monotonic() + timeout
+        hurried = 0.0
         while self.applied_seq < target:
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 return False
+            if self.hurry is not None and now - hurried >= HURRY_EVERY:  # the feeder may defer
+                self.hurry()
+                hurried = now
             await asyncio.sleep(APPLIED_POLL)
             with contextlib.suppress(Exception):
                 self.applied_seq = max(self.applied_seq, await self.read_applied())

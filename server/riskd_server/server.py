@@ -348,6 +348,7 @@ async def _start_feeder(settings: Settings, dsn: str, durability: Durability, cl
     if settings.feeder == "task":
         feeder = Feeder(replace(settings, dsn=dsn, feeder_nice=0, feeder_idle=False), journal_dir)
         task = asyncio.create_task(feeder.run(), name="riskd-feeder")
+        durability.hurry = feeder.hurry
 
         async def end() -> None:
             feeder.stop.set()
@@ -357,6 +358,7 @@ async def _start_feeder(settings: Settings, dsn: str, durability: Durability, cl
         process = FeederProcess(settings, journal_dir, dsn)
         await process.start()
         durability.feeder = process
+        durability.hurry = process.hurry
 
         async def end() -> None:
             await process.stop(timeout=max(settings.db_timeout, 1.0))

@@ -90,6 +90,14 @@ class Input:
     reply: bytes = b""
 
 
+def wall_of(type_: int, payload: bytes) -> float | None:
+    """The wall clock an input record was journaled at (every input type starts with HEAD), None
+    for another type or a payload too short (decode says why)."""
+    if type_ not in NAMES or len(payload) < HEAD.size:
+        return None
+    return float(HEAD.unpack_from(payload)[1])
+
+
 def decode(type_: int, payload: bytes) -> Input:
     """Split a payload into its parts (views are not kept: bytes, since records outlive buffers)."""
     if type_ == CHECK:

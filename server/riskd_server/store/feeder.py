@@ -46,7 +46,9 @@ from ..config import Settings, SettingsError, add_arguments, load_settings
 from ..engine import Backpressure, BatchError, Engine
 from ..engine.replay import ReplayClock, apply_input
 from ..journal import JournalDamage
+from ..journal import records as rec
 from ..journal.records import RecordError
+from ..journal.format import Record
 from ..journal.tail import JournalTail, journal_end
 from ._store import Store, set_idle
 from ._writebehind import WriteBehind
@@ -60,6 +62,9 @@ READ_RECORDS = 256  # records read per poll
 # Seconds of applying records between turns of the loop (the flush task, signals): a turn per
 # record cost a poll() each, a fifth of a one-order record's replay.
 SLICE = 0.002
+QUIET = 0.1  # seconds without a journal append: the server is quiet, the feeder need not defer
+DEFER_POLL = 0.02  # seconds between looks while deferring
+HURRY = 1.0  # seconds a hurry() (SIGUSR1: a barrier waits) lifts the deferral
 RETRY = 1.0  # seconds between attempts to reach PostgreSQL at start
 # The settings a feeder shares with its server (FeederProcess passes them on as flags).
 SHARED_SETTINGS = (
@@ -83,6 +88,7 @@ SHARED_SETTINGS = (
     "feeder_nice",
     "feeder_idle",
     "feeder_lag_interval",
+    "feeder_defer",
     "uvloop",
 )
 
@@ -149,6 +155,9 @@ class Feeder:
         self.engine: Engine | None = None
         self.writer: WriteBehind | None = None
         self.tail: JournalTail | None = None
+        self._hurry_until = 0.0
+        self._growth: tuple[int, int] = (0, 0)
+        self._grew_at = 0.0
         self.clock = ReplayClock()
         self.lags = LagClock()
         self.started_seq = 0
@@ -245,6 +254,7 @@ class Feeder:
                     return EXIT_DAMAGE
                 slice_end = time.monotonic() + SLICE
                 for record in batch:
+                    await self._turn(record)
                     while not writer.has_room(1) and not self.stop.is_set() and writer.failed is None:
                         await asyncio.sleep(POLL)  # backpressure: PostgreSQL behind; the journal grows
                     if self.stop.is_set() or writer.failed is not None:
@@ -274,6 +284,30 @@ class Feeder:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
+
+    def hurry(self) -> None:
+        """Apply at once for the next HURRY seconds (the server waits for PostgreSQL: a barrier)."""
+        self._hurry_until = time.monotonic() + HURRY
+
+    async def _turn(self, record: Record) -> None:
+        """Wait while deferring ``record`` (feeder_defer): the server is busy and it is younger
+        than feeder_defer seconds. Busy: the journal grew in the last QUIET seconds."""
+        defer = self.settings.feeder_defer
+        wall = rec.wall_of(record.type, record.payload) if defer > 0 else None
+        if wall is None:
+            return
+        tail = self.tail
+        assert tail is not None
+        while not self.stop.is_set():
+            mono = time.monotonic()
+            if time.time() - wall >= defer or mono < self._hurry_until:
+                return
+            growth = tail.growth()
+            if growth != self._growth:
+                self._growth, self._grew_at = growth, mono
+            if mono - self._grew_at >= QUIET:
+                return
+            await asyncio.sleep(DEFER_POLL)
 
     async def _report(self) -> None:
         """Every feeder_lag_interval s: the lag when there is one; stop when the server is gone."""
@@ -384,6 +418,7 @@ def run(settings: Settings, journal: Path, parent_pid: int = 0) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, feeder.stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, feeder.hurry)  # FeederProcess.hurry
         return await feeder.run()
 
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
