@@ -47,8 +47,8 @@ from ..engine import Backpressure, BatchError, Engine
 from ..engine.replay import ReplayClock, apply_input
 from ..journal import JournalDamage
 from ..journal import records as rec
-from ..journal.records import RecordError
 from ..journal.format import Record
+from ..journal.records import RecordError
 from ..journal.tail import JournalTail, journal_end
 from ._store import Store, set_idle
 from ._writebehind import WriteBehind

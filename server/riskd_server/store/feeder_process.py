@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
