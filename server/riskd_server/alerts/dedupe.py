@@ -103,11 +103,7 @@ class Deduper:
         else:
             repeats = alert.count
             first = False
-        if repeats > 0:
-            win.repeats += repeats
-            win.last = alert
-            self._pending_repeats += repeats
-            self._repeats += repeats
+        self._count(win, repeats, alert)
         return first
 
     def repeat(self, key: AlertKey, count: int, last: Callable[[], Alert], now: float) -> bool:
@@ -119,12 +115,15 @@ class Deduper:
         win = self._open.get(key)
         if win is None:
             return False
-        if count > 0:
-            win.repeats += count
-            win.last = last
-            self._pending_repeats += count
-            self._repeats += count
+        self._count(win, count, last)
         return True
+
+    def _count(self, win: _Window, repeats: int, last: Alert | Callable[[], Alert]) -> None:
+        if repeats > 0:
+            win.repeats += repeats
+            win.last = last
+            self._pending_repeats += repeats
+            self._repeats += repeats
 
     def due(self, now: float) -> list[Alert]:
         """Close every window that has ended by ``now``; return the summaries of those that had
