@@ -118,6 +118,44 @@ def test_fsync_policies(tmp_path: Path) -> None:
     interval.close()
 
 
+@pytest.mark.parametrize("fsync", ["interval", "none"])
+def test_a_roll_costs_the_appender_no_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: str
+) -> None:
+    """With ``interval`` the sync thread makes a new segment durable (its file, the directory, the
+    retired segment, which it then closes); with ``none`` nobody does. The appender's thread (the
+    event loop's) calls no fsync either way, and every record reads back across the rolls."""
+    import threading
+    import time
+
+    calls: list[tuple[str, str]] = []
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+
+        def spy(fd: int, _real=real, _name=name) -> None:
+            calls.append((_name, threading.current_thread().name))
+            _real(fd)
+
+        monkeypatch.setattr(os, name, spy)
+    j = opened(tmp_path, fsync=fsync, fsync_interval=0.005, segment_bytes=4096, max_bytes=10**7)
+    calls.clear()  # opening syncs its first segment in the caller: before any sync thread runs
+    written = payloads(300)
+    for i in range(0, 300, 10):
+        j.append(written[i : i + 10])
+    assert j.stats().segments >= 4
+    assert not [c for c in calls if c[1] == threading.current_thread().name], calls
+    if fsync == "interval":
+        deadline = time.monotonic() + 5
+        while (j._retired or j._new_entry) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert not j._retired and not j._new_entry  # synced and closed by the sync thread
+        assert {c[1] for c in calls} == {"journal-fsync"}
+    else:
+        assert calls == []
+    j.close()
+    assert [(t, p) for _, t, p in records(tmp_path / "journal")] == written
+
+
 def last_segment(tmp_path: Path) -> Path:
     return segments(tmp_path / "journal")[-1][1]
 
