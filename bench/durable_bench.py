@@ -424,8 +424,12 @@ def step_check_cancel(
 
 def step_stream(args: argparse.Namespace, report: DurableReport, echo: ServerProcess, riskd: Session) -> None:
     """Step 2: the one-order stream on both servers, alternating."""
-    print(f"  2. CheckOrderStream 1 order/msg @ {args.stream_rate:,.0f}/s (x{args.repeat})", flush=True)
-    for rep in range(args.repeat):
+    print(
+        f"  2. CheckOrderStream 1 order/msg @ {args.stream_rate:,.0f}/s, {args.stream_duration:g} s "
+        f"(x{args.stream_repeat})",
+        flush=True,
+    )
+    for rep in range(args.stream_repeat):
         for name in _alternate(rep, ("echo", "riskd")):
             if name == "echo":
                 report.stream.append(measure("echo", echo, stream_cfg(args, echo.target)))
@@ -696,7 +700,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     p.add_argument("--duration", type=float, help="check+cancel seconds a run (default 10; --full 60)")
-    p.add_argument("--stream-duration", type=float, help="stream seconds a run (default 6; quick 3)")
+    p.add_argument(
+        "--stream-duration", type=float, help="stream seconds a run (default 6; --full 20; quick 3)"
+    )
+    p.add_argument(
+        "--stream-repeat",
+        type=int,
+        help="stream runs per server, alternating, the median reported (default --repeat; --full 3): "
+        "a p99 of a few seconds is one stall of the shared machine",
+    )
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=1, help="runs per server and scenario (alternating)")
     p.add_argument("--procs", type=int, default=2, help="load generator processes")
@@ -724,7 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settle_args(args: argparse.Namespace) -> argparse.Namespace:
     args.duration = args.duration or (60.0 if args.full else 3.0 if args.quick else 10.0)
-    args.stream_duration = args.stream_duration or (3.0 if args.quick else 6.0)
+    args.stream_duration = args.stream_duration or (3.0 if args.quick else 20.0 if args.full else 6.0)
+    if args.stream_repeat is None:
+        args.stream_repeat = max(args.repeat, 3) if args.full else args.repeat
     args.journal_rate = args.journal_rate or args.stream_rate
     if args.journal_rounds is None:
         args.journal_rounds = 2 if args.full else 1
