@@ -435,7 +435,7 @@ def test_a_busy_journal_defers_the_feeder_until_it_is_quiet_or_hurried(
     fresh_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """feeder_defer: while records keep coming (the server is busy) the feeder leaves records
-    younger than feeder_defer alone; hurry() (a barrier waits) lifts that for a moment; once the
+    younger than feeder_defer alone; touch_hurry (a barrier waits) lifts that for a moment; once the
     journal is quiet it applies everything. QUIET is widened so a stalled test thread on a loaded
     machine does not look like a quiet server."""
     from dataclasses import replace
@@ -467,7 +467,7 @@ def test_a_busy_journal_defers_the_feeder_until_it_is_quiet_or_hurried(
             await asyncio.to_thread(busy, 1.5)
             deferred = await asyncio.to_thread(applied, fresh_dsn)
             assert deferred == before, "a busy server's fresh records were applied"
-            feeder.hurry()
+            feeder_module.touch_hurry(tmp_path / "journal")  # what a barrier in the server does
             await asyncio.to_thread(busy, 1.0)  # still busy, but hurried
             hurried = await asyncio.to_thread(applied, fresh_dsn)
             last = server.journal.last_seq
@@ -480,6 +480,6 @@ def test_a_busy_journal_defers_the_feeder_until_it_is_quiet_or_hurried(
             await task
 
     before, hurried = run(main(), timeout=200)
-    assert hurried > before, "hurry() did not lift the deferral"
+    assert hurried > before, "touch_hurry did not lift the deferral"
     server.journal.close()
     assert_database_is(server, fresh_dsn)

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,7 +63,7 @@ from .servicer import RiskServicer, add_risk_service
 from .snapshots import SnapshotHub
 from .store import Store, WriteBehind
 from .store._writebehind import ROW_ALLOWANCE
-from .store.feeder import Feeder
+from .store.feeder import Feeder, touch_hurry
 from .store.feeder_process import FeederProcess
 from .templates import TemplateError, load_templates
 from .warm import CompileLog, warm_up
@@ -348,7 +349,6 @@ async def _start_feeder(settings: Settings, dsn: str, durability: Durability, cl
     if settings.feeder == "task":
         feeder = Feeder(replace(settings, dsn=dsn, feeder_nice=0, feeder_idle=False), journal_dir)
         task = asyncio.create_task(feeder.run(), name="riskd-feeder")
-        durability.hurry = feeder.hurry
 
         async def end() -> None:
             feeder.stop.set()
@@ -358,10 +358,11 @@ async def _start_feeder(settings: Settings, dsn: str, durability: Durability, cl
         process = FeederProcess(settings, journal_dir, dsn)
         await process.start()
         durability.feeder = process
-        durability.hurry = process.hurry
 
         async def end() -> None:
             await process.stop(timeout=max(settings.db_timeout, 1.0))
+
+    durability.hurry = partial(touch_hurry, journal_dir)
 
     async def stop() -> None:
         if not await durability.barrier(settings.db_timeout):

@@ -64,7 +64,8 @@ READ_RECORDS = 256  # records read per poll
 SLICE = 0.002
 QUIET = 0.1  # seconds without a journal append: the server is quiet, the feeder need not defer
 DEFER_POLL = 0.02  # seconds between looks while deferring
-HURRY = 1.0  # seconds a hurry() (SIGUSR1: a barrier waits) lifts the deferral
+HURRY = 1.0  # seconds a hurry (a barrier waits: touch_hurry) lifts the deferral
+HURRY_FILE = "feeder.hurry"  # in the journal folder: its mtime is the last hurry
 RETRY = 1.0  # seconds between attempts to reach PostgreSQL at start
 # The settings a feeder shares with its server (FeederProcess passes them on as flags).
 SHARED_SETTINGS = (
@@ -123,6 +124,17 @@ class LagClock:
         return Lag(behind, max(0.0, now - oldest) if oldest else 0.0)
 
 
+def touch_hurry(journal: Path) -> None:
+    """Tell the feeder following ``journal`` to stop deferring for a moment (feeder_defer): the
+    server waits for PostgreSQL. Never raises: a hurry that fails only leaves the wait longer."""
+    path = journal / HURRY_FILE
+    try:
+        path.touch()
+        os.utime(path)
+    except OSError as exc:
+        log.debug("cannot touch %s: %s", path, exc)
+
+
 def lower_priority(nice: int, idle: bool = False) -> str:
     """Raise this process's niceness to ``nice`` (never lowers it) and, with ``idle``, switch it to
     SCHED_IDLE (where Linux has it): the threads running now (imports start some), and those started
@@ -155,7 +167,6 @@ class Feeder:
         self.engine: Engine | None = None
         self.writer: WriteBehind | None = None
         self.tail: JournalTail | None = None
-        self._hurry_until = 0.0
         self._growth: tuple[int, int] = (0, 0)
         self._grew_at = 0.0
         self.clock = ReplayClock()
@@ -285,9 +296,13 @@ class Feeder:
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
 
-    def hurry(self) -> None:
-        """Apply at once for the next HURRY seconds (the server waits for PostgreSQL: a barrier)."""
-        self._hurry_until = time.monotonic() + HURRY
+    def _hurried(self) -> bool:
+        """A barrier touched HURRY_FILE in the last HURRY seconds (touch_hurry; a file and not a
+        signal: a signal before the feeder's handler exists, during its start, would kill it)."""
+        try:
+            return time.time() - os.stat(self.journal / HURRY_FILE).st_mtime < HURRY
+        except OSError:
+            return False
 
     async def _turn(self, record: Record) -> None:
         """Wait while deferring ``record`` (feeder_defer): the server is busy and it is younger
@@ -300,7 +315,7 @@ class Feeder:
         assert tail is not None
         while not self.stop.is_set():
             mono = time.monotonic()
-            if time.time() - wall >= defer or mono < self._hurry_until:
+            if time.time() - wall >= defer or self._hurried():
                 return
             growth = tail.growth()
             if growth != self._growth:
@@ -418,7 +433,6 @@ def run(settings: Settings, journal: Path, parent_pid: int = 0) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, feeder.stop.set)
-        loop.add_signal_handler(signal.SIGUSR1, feeder.hurry)  # FeederProcess.hurry
         return await feeder.run()
 
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -97,13 +96,6 @@ class FeederProcess:
     def pid(self) -> int | None:
         proc = self._proc
         return proc.pid if proc is not None and proc.returncode is None else None
-
-    def hurry(self) -> None:
-        """Ask the feeder to stop deferring for a moment (feeder_defer): a barrier waits for it."""
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGUSR1)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (the feeder flushes what it applied), SIGKILL after ``timeout``."""
