@@ -173,8 +173,8 @@ class Server:
         return sum(len(c.client_order_id) for c in self.sink.of(kind))
 
 
-def start_server(tmp_path: Path, seed: int = 7) -> Server:
-    journal = Journal(tmp_path / "journal", fsync="none", segment_bytes=64 * 1024, max_bytes=1 << 30)
+def start_server(tmp_path: Path, seed: int = 7, segment_bytes: int = 64 * 1024) -> Server:
+    journal = Journal(tmp_path / "journal", fsync="none", segment_bytes=segment_bytes, max_bytes=1 << 30)
     journal.open()
     server = Server(journal, seed)
     server.limits(
@@ -443,8 +443,8 @@ def test_a_busy_journal_defers_the_feeder_until_it_is_quiet_or_hurried(
     from riskd_server.store import feeder as feeder_module
 
     monkeypatch.setattr(feeder_module, "QUIET", 2.0)
-    server = start_server(tmp_path)
-    server.session(50)  # journaled at a wall clock long past: applied at once
+    server = start_server(tmp_path, segment_bytes=4096)  # the busy records fill several segments:
+    server.session(50)  # the deferred tail sits in one while the writer appends to later ones
     settings = load_settings({**FLAGS, "data_dir": str(tmp_path), "feeder_defer": "30"}, environ={})
     settings = replace(settings, dsn=fresh_dsn, feeder_nice=0, feeder_idle=False)
 

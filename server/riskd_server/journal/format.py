@@ -62,6 +62,19 @@ def encode(seq: int, type_: int, payload: bytes | memoryview) -> bytes:
     return RECORD_HEADER.pack(len(payload), crc_of(seq, type_, payload), seq, type_, 0) + bytes(payload)
 
 
+def growth(directory: Path) -> tuple[int, int]:
+    """(first seq, size) of the newest segment: it changes whenever the writer appends (the
+    feeder tells a busy server from a quiet one by it). A directory scan and one stat."""
+    segs = segments(directory)
+    if not segs:
+        return (0, 0)
+    first, path = segs[-1]
+    try:
+        return (first, path.stat().st_size)
+    except OSError:  # pruned or renamed between the scan and the stat: it moved, so it grew
+        return (first, -1)
+
+
 def segments(directory: Path) -> list[tuple[int, Path]]:
     """The segment files in ``directory`` as (first seq, path), oldest first."""
     if not directory.is_dir():

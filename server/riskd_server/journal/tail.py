@@ -111,16 +111,6 @@ class JournalTail:
             else:
                 await asyncio.sleep(poll)
 
-    def growth(self) -> tuple[int, int]:
-        """(segment, size) of the newest data this tail has seen the file hold: it changes when the
-        writer appends (a cheap fstat; the feeder tells a busy server from a quiet one by it)."""
-        if self._fd < 0:
-            return (self._first, 0)
-        try:
-            return (self._first, os.fstat(self._fd).st_size)
-        except OSError:
-            return (self._first, 0)
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

@@ -48,6 +48,7 @@ from ..engine.replay import ReplayClock, apply_input
 from ..journal import JournalDamage
 from ..journal import records as rec
 from ..journal.format import Record
+from ..journal.format import growth as journal_growth
 from ..journal.records import RecordError
 from ..journal.tail import JournalTail, journal_end
 from ._store import Store, set_idle
@@ -311,13 +312,11 @@ class Feeder:
         wall = rec.wall_of(record.type, record.payload) if defer > 0 else None
         if wall is None:
             return
-        tail = self.tail
-        assert tail is not None
         while not self.stop.is_set():
             mono = time.monotonic()
             if time.time() - wall >= defer or self._hurried():
                 return
-            growth = tail.growth()
+            growth = journal_growth(self.journal)  # the newest segment: the tail may be far behind
             if growth != self._growth:
                 self._growth, self._grew_at = growth, mono
             if mono - self._grew_at >= QUIET:
