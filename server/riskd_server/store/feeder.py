@@ -170,6 +170,7 @@ class Feeder:
         self.tail: JournalTail | None = None
         self._growth: tuple[int, int] = (0, 0)
         self._grew_at = 0.0
+        self._free_until = 0.0  # monotonic time until which records are applied without a look
         self.clock = ReplayClock()
         self.lags = LagClock()
         self.started_seq = 0
@@ -312,14 +313,18 @@ class Feeder:
         wall = rec.wall_of(record.type, record.payload) if defer > 0 else None
         if wall is None:
             return
+        if time.monotonic() < self._free_until:  # found quiet (or hurried) a moment ago
+            return
         while not self.stop.is_set():
             mono = time.monotonic()
-            if time.time() - wall >= defer or self._hurried():
+            if time.time() - wall >= defer:
                 return
             growth = journal_growth(self.journal)  # the newest segment: the tail may be far behind
             if growth != self._growth:
                 self._growth, self._grew_at = growth, mono
-            if mono - self._grew_at >= QUIET:
+            if self._hurried() or mono - self._grew_at >= QUIET:
+                # Looked at most every DEFER_POLL s: a catch-up does not scan the folder a record.
+                self._free_until = mono + DEFER_POLL
                 return
             await asyncio.sleep(DEFER_POLL)
 
