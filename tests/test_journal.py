@@ -4,6 +4,7 @@ refused (naming file and offset) or repaired with the loss counted, and the CLI 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskd_server.journal import Journal, JournalDamage, JournalFull, read, verify
+from riskd_server.journal import Journal, JournalDamage, JournalFull, read, syncer, verify
 from riskd_server.journal.format import RECORD_HEADER, SEGMENT_HEADER, segments
+from riskd_server.journal.tap import JournalFailed, JournalTap
 
 
 def payloads(n: int, size: int = 40) -> list[tuple[int, bytes]]:
@@ -122,9 +124,10 @@ def test_fsync_policies(tmp_path: Path) -> None:
 def test_a_roll_costs_the_appender_no_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: str
 ) -> None:
-    """With ``interval`` the sync thread makes a new segment durable (its file, the directory, the
-    retired segment, which it then closes); with ``none`` nobody does. The appender's thread (the
-    event loop's) calls no fsync either way, and every record reads back across the rolls."""
+    """With ``interval`` the sync loop makes a new segment durable (its file, the directory, the
+    retired segment, which it then closes); with ``none`` nobody does. No Python thread calls
+    fsync either way (the loop calls libc's without the GIL), only the open segment stays open,
+    and every record reads back across the rolls."""
     import threading
     import time
 
@@ -145,15 +148,61 @@ def test_a_roll_costs_the_appender_no_fsync(
     assert j.stats().segments >= 4
     assert not [c for c in calls if c[1] == threading.current_thread().name], calls
     if fsync == "interval":
+        c = j._control
+        assert c is not None
         deadline = time.monotonic() + 5
-        while (j._retired or j._new_entry) and time.monotonic() < deadline:
+        while (c[syncer.TAIL] < c[syncer.HEAD] or c[syncer.NEW_ENTRY]) and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert not j._retired and not j._new_entry  # synced and closed by the sync thread
-        assert {c[1] for c in calls} == {"journal-fsync"}
-    else:
-        assert calls == []
+        assert c[syncer.TAIL] == c[syncer.HEAD] >= 3 and not c[syncer.NEW_ENTRY]  # synced and closed
+        assert j.stats().syncs >= 1 and not j.sync_error
+    assert calls == []
+    open_segments = [p for p in Path("/proc/self/fd").iterdir() if ".seg" in str(_target(p))]
+    assert len(open_segments) == 1 if fsync == "interval" else len(open_segments) >= 1
     j.close()
     assert [(t, p) for _, t, p in records(tmp_path / "journal")] == written
+
+
+def _target(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return ""
+
+
+def test_a_failed_interval_sync_refuses_every_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fdatasync failing in the sync loop (here: on a pipe) stops it and is never retried; the tap
+    then refuses every change with a CRITICAL log, instead of the loop dying unseen."""
+    import time
+
+    j = opened(tmp_path, fsync="interval", fsync_interval=0.002)
+    tap = JournalTap(j)
+    tap.require_room(100)
+    r, w = os.pipe()
+    try:
+        assert j._control is not None
+        j._control[syncer.FD] = w  # what the loop syncs next: a descriptor fdatasync refuses
+        j.append(payloads(1))
+        deadline = time.monotonic() + 5
+        while not j.sync_error and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert f"descriptor {w}" in j.sync_error and tap.failed
+        with (
+            caplog.at_level(logging.CRITICAL, logger="riskd.journal"),
+            pytest.raises(JournalFailed, match="fsync failed"),
+        ):
+            tap.require_room(100)
+        assert [r.levelno for r in caplog.records] == [logging.CRITICAL]
+        with pytest.raises(JournalFailed):
+            tap.require_room(100)
+        assert len(caplog.records) == 1  # said once
+        j._control[syncer.FD] = j._fd
+        j.close()
+    finally:
+        os.close(r)
+        os.close(w)
+    assert [p for _, _, p in records(tmp_path / "journal")] == [p for _, p in payloads(1)]
 
 
 def last_segment(tmp_path: Path) -> Path:

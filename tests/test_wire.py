@@ -438,6 +438,21 @@ def test_hash_strs_matches_one_by_one_hashing() -> None:
     assert wire.hash_strs(spans).tolist() == wire.hash_strs(["abc", "defg"]).tolist()
 
 
+@given(st.lists(st.text(max_size=12), max_size=40), st.data())
+def test_utf8_spans_take_decodes_like_one_by_one(strs: list[str], data) -> None:
+    """Utf8Spans.take (the write-behind's decode of a batch's ids) equals decoding each span on its
+    own: ASCII, NUL, non-ASCII and empty strs, any subset in any order."""
+    parts = [b"\x0a" + bytes([len(s.encode())]) + s.encode() for s in strs]
+    encoded = [s.encode() for s in strs]
+    off = np.cumsum([0] + [len(p) for p in parts])[:-1].astype(np.int64) + 2
+    length = np.array([len(e) for e in encoded], dtype=np.int64)
+    spans = wire.Utf8Spans(b"".join(parts), off, length)
+    assert list(spans) == strs
+    idx = np.array(data.draw(st.lists(st.integers(0, max(len(strs) - 1, 0)), max_size=len(strs) * 2))
+                   if strs else [], dtype=np.int64)  # fmt: skip
+    assert spans.take(idx).tolist() == [strs[i] for i in idx.tolist()]
+
+
 class _Stream:
     """An async iterator over request bytes (what grpc.aio hands a stream handler)."""
 

@@ -31,7 +31,9 @@ class ChangeSink(Protocol):
 
 
 def take(seq: Sequence[str], idx: np.ndarray) -> np.ndarray:
-    """seq[idx] as an object array (seq may be a list or a protobuf repeated field)."""
+    """seq[idx] as an object array (seq may be a list, a protobuf repeated field or Utf8Spans)."""
+    if isinstance(seq, Utf8Spans):
+        return seq.take(idx)
     out = np.empty(idx.shape[0], dtype=object)
     if idx.shape[0]:
         out[:] = [seq[i] for i in idx.tolist()] if idx.shape[0] != len(seq) else list(seq)

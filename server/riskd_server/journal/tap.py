@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from .. import changes as ch
 from ..outcomes import Backpressure
@@ -65,6 +66,8 @@ class JournalTap:
         if self._failed:
             raise JournalFailed(self._failed)
         j = self.journal
+        if j.sync_error:
+            self._fail(f"{j.sync_error}, so riskd refuses every change until it is restarted")
         used = j.bytes_used
         if used > self._warn_bytes:
             if not self._warned:
@@ -125,17 +128,22 @@ class JournalTap:
         try:
             return self.journal.append_parts(type_, parts)
         except (JournalFull, OSError) as exc:
-            self._failed = (
+            self._fail(
                 f"journal append failed ({exc}); the last change was applied but is not journaled, so "
-                "riskd refuses every change until it is restarted"
+                "riskd refuses every change until it is restarted",
+                exc,
             )
-            log.critical("%s", self._failed)
-            raise JournalFailed(self._failed) from exc
+
+    def _fail(self, why: str, cause: BaseException | None = None) -> NoReturn:
+        """From now on every change is refused (UNAVAILABLE), said once at CRITICAL."""
+        self._failed = why
+        log.critical("%s", why)
+        raise JournalFailed(why) from cause
 
     @property
     def failed(self) -> str:
         """Why the tap refuses everything ("" while healthy)."""
-        return self._failed
+        return self._failed or self.journal.sync_error
 
     @property
     def last_seq(self) -> int:

@@ -4,8 +4,9 @@ A record is in the page cache once ``append`` returns, so it survives a kill -9 
 power loss can take is bounded by ``fsync``:
 
 - ``none``: whatever the kernel has not written back yet (typically up to 30 s);
-- ``interval`` (default): at most ``fsync_interval`` (10 ms) - a background thread fdatasyncs the
-  open segment when something was written since the last sync;
+- ``interval`` (default): at most ``fsync_interval`` (10 ms) - a background loop fdatasyncs the
+  open segment when something was written since the last sync (journal.syncer: compiled, it
+  never holds the GIL, so it never makes the event loop wait for it);
 - ``always``: nothing acknowledged - every append fdatasyncs before it returns (milliseconds each
   on most disks, in the caller).
 
@@ -26,7 +27,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import google_crc32c
+import numpy as np
 
+from . import syncer
 from .format import _CRC_PART, RECORD_HEADER, SEGMENT_HEADER, encode, segment_header, segment_name, segments
 from .reader import JournalDamage, SegmentEnd, last_seq_after, walk_segment
 
@@ -96,9 +99,9 @@ def repair_damage(directory: Path, damage: JournalDamage) -> int:
 
 
 class Journal:
-    """The append side. Not thread-safe: one owner (the event loop) appends; the fsync thread syncs
-    the open segment (and, after a roll, the new directory entry and the segment it retired: it
-    closes that one), taking the lock only to read what to sync."""
+    """The append side. Not thread-safe: one owner (the event loop) appends; with ``interval``
+    the sync loop (journal.syncer, no GIL, no lock) syncs the open segment and, after a roll, the
+    new directory entry and the segment it retired, which it then closes."""
 
     def __init__(
         self,
@@ -126,12 +129,10 @@ class Journal:
         self._next_seq = 0
         self._segments = 0
         self._appended = 0  # bytes appended since open (bytes_appended)
-        self._lock = threading.Lock()
-        self._dirty = False
-        self._retired: list[int] = []  # segments rolled away from, for the sync thread to sync and close
-        self._new_entry = False  # a segment was created since the directory was last fsynced
-        self._syncs = 0
-        self._stop = threading.Event()
+        self._syncs = 0  # made by the appender (always, open, close); the sync loop counts its own
+        # interval: the sync loop's shared state (journal.syncer) and thread
+        self._control: np.ndarray | None = None
+        self._ring: np.ndarray | None = None
         self._syncer: threading.Thread | None = None
 
     # ------------------------------------------------------------------ open
@@ -169,8 +170,9 @@ class Journal:
             self._segments = len(segs)
             self._closed_bytes = sum(p.stat().st_size for _, p in segs[:-1])
         if self.fsync == "interval":
-            self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
-            self._syncer.start()
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            self._control, self._ring = syncer.new_control(self._fd, dir_fd, self.fsync_interval)
+            self._syncer = syncer.start(self._control, self._ring)
         return Opened(self._next_seq, truncated, lost, self._segments)
 
     def _last_end(self, seg: tuple[int, Path]) -> SegmentEnd:
@@ -198,22 +200,30 @@ class Journal:
         path = self.directory / segment_name(first_seq)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         os.write(fd, segment_header(first_seq))
-        deferred = self._syncer is not None
-        synced = not deferred and self.fsync != "none"
+        control, ring = self._control, self._ring
+        synced = control is None and self.fsync != "none"
         if synced:
             os.fsync(fd)
             self._fsync_dir()
-        with self._lock:
-            old, self._fd = self._fd, fd
-            if deferred:
-                self._dirty = self._new_entry = True
-                if old >= 0:
-                    self._retired.append(old)
-        if old >= 0:
-            if not deferred:
-                if synced:
-                    os.fsync(old)
+        old, self._fd = self._fd, fd
+        if control is not None and ring is not None:
+            # Store order matters (journal.syncer): the new descriptor, then the retired one, then HEAD.
+            control[syncer.FD] = fd
+            head = int(control[syncer.HEAD])
+            if old >= 0 and head - int(control[syncer.TAIL]) < syncer.RING:
+                ring[head % syncer.RING] = old
+                control[syncer.HEAD] = head + 1
+            elif old >= 0:  # the loop is RING rolls behind: sync this one here
+                os.fsync(old)
                 os.close(old)
+                self._syncs += 1
+            control[syncer.NEW_ENTRY] = 1
+            control[syncer.DIRTY] = 1
+        elif old >= 0:
+            if synced:
+                os.fsync(old)
+            os.close(old)
+        if old >= 0:
             self._closed_bytes += self._segment_size
         self._segment_first = first_seq
         self._segment_size = SEGMENT_HEADER.size
@@ -291,36 +301,22 @@ class Journal:
         if self.fsync == "always":
             os.fdatasync(self._fd)
             self._syncs += 1
-        else:
-            self._dirty = True
+        elif self._control is not None:
+            self._control[syncer.DIRTY] = 1
         return self._next_seq - 1
 
-    def _sync_loop(self) -> None:
-        while not self._stop.wait(self.fsync_interval):
-            self.sync()
-
-    def sync(self) -> None:
-        """fdatasync the open segment if anything was written since the last sync; after a roll,
-        also fsync (and close) the segments it retired and the directory. The lock is held only
-        to take what to sync: the appender never waits for a disk here. With the sync thread
-        running, only this thread closes a retired descriptor, so the one taken stays open."""
-        with self._lock:
-            if not self._dirty:
-                return
-            self._dirty = False
-            fd, retired, new_entry = self._fd, self._retired, self._new_entry
-            self._retired, self._new_entry = [], False
-        try:
-            for old in retired:
-                os.fsync(old)
-        finally:
-            for old in retired:
-                os.close(old)
-        if fd >= 0:
-            os.fdatasync(fd)
-        if new_entry:
-            self._fsync_dir()
-        self._syncs += 1
+    @property
+    def sync_error(self) -> str:
+        """Why the interval sync loop stopped ("" while it runs or with another policy). A failed
+        fsync is not retried (the kernel may have dropped the pages it could not write), so what
+        was appended is no longer known to be durable: the tap then refuses every change."""
+        control = self._control
+        if control is None or control[syncer.FAILED] < 0:
+            return ""
+        return (
+            f"journal fsync failed (descriptor {int(control[syncer.FAILED])} under {self.directory}); "
+            "appended records may not be durable"
+        )
 
     # ------------------------------------------------------------------ prune, stats, close
 
@@ -349,20 +345,34 @@ class Journal:
             self._segments,
             self._closed_bytes + self._segment_size,
             self.max_bytes,
-            self._syncs,
+            self._syncs + (int(self._control[syncer.SYNCS]) if self._control is not None else 0),
         )
 
     def close(self) -> None:
-        self._stop.set()
-        if self._syncer is not None:
+        """Stop the sync loop, then make everything durable here: the segments a roll left to it
+        (fsync and close each), the directory after a roll, and the open segment (one fsync)."""
+        control, ring = self._control, self._ring
+        if control is not None and ring is not None and self._syncer is not None:
+            control[syncer.STOP] = 1
             self._syncer.join()
-        self._dirty = True
-        self.sync()  # what a roll left to the (stopped) sync thread
-        with self._lock:
-            if self._fd >= 0:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
+            self._syncer = None
+            for i in range(int(control[syncer.TAIL]), int(control[syncer.HEAD])):
+                old = int(ring[i % syncer.RING])
+                try:
+                    os.fsync(old)
+                except OSError as exc:  # logged, and the others still synced and closed
+                    log.error("journal: fsync of a retired segment failed at close: %s", exc)
+                finally:
+                    os.close(old)
+            control[syncer.TAIL] = control[syncer.HEAD]
+            if control[syncer.NEW_ENTRY]:
+                control[syncer.NEW_ENTRY] = 0
+                self._fsync_dir()
+            os.close(int(control[syncer.DIR_FD]))
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
 
 
 __all__ = [

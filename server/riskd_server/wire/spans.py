@@ -55,10 +55,33 @@ class Utf8Spans:
         return self._data[o : o + int(self._len[i])].decode()
 
     def __iter__(self):
-        data = self._data
-        return iter(
-            [data[o : o + ln].decode() for o, ln in zip(self._off.tolist(), self._len.tolist(), strict=True)]
-        )
+        return iter(self.take(None).tolist())
+
+    def take(self, idx: np.ndarray | None) -> np.ndarray:
+        """The strs at ``idx`` (None: all) as an object array, decoded in a few numpy passes, with
+        no Python step per str (the feeder's write-behind reads every id of every batch: 1,000
+        ids one by one took ~0.3 ms)."""
+        off, length = (self._off, self._len) if idx is None else (self._off[idx], self._len[idx])
+        return decode_spans(self._data, off, length)
+
+
+def decode_spans(data: bytes, off: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """data[off[i]:off[i] + length[i]].decode() for every i, as an object array of strs.
+
+    The request is decoded once as Latin-1 (byte i is character i) and sliced in C (map, no
+    Python step per str). That equals the UTF-8 decode while every span is ASCII, as the parser
+    checks; a span that is not takes the exact per-str decode (or its error) instead.
+    """
+    n = int(off.shape[0])
+    out = np.empty(n, dtype=object)
+    if not n:
+        return out
+    text = data.decode("latin-1")
+    values = list(map(text.__getitem__, map(slice, off.tolist(), (off + length).tolist())))
+    if not "".join(values).isascii():
+        values = [data[o : o + ln].decode() for o, ln in zip(off.tolist(), length.tolist(), strict=True)]
+    out[:] = values
+    return out
 
 
 def hash_strs(names) -> np.ndarray:
