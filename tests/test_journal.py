@@ -162,6 +162,29 @@ def test_a_roll_costs_the_appender_no_fsync(
     assert [(t, p) for _, t, p in records(tmp_path / "journal")] == written
 
 
+def test_rolls_past_the_sync_loops_ring_sync_in_the_appender(tmp_path: Path) -> None:
+    """The ring of retired segments is bounded (syncer.RING): with the loop stopped, rolls past it
+    fsync and close their old segment in the appender instead of queueing more; nothing leaks,
+    and close syncs what the ring still holds."""
+    j = opened(tmp_path, fsync="interval", fsync_interval=0.002, segment_bytes=4096, max_bytes=10**8)
+    c = j._control
+    assert c is not None and j._syncer is not None
+    c[syncer.STOP] = 1
+    j._syncer.join()
+    syncs = j.stats().syncs
+    written = payloads(2 * syncer.RING + 20, size=1000)
+    for i in range(0, len(written), 2):
+        j.append(written[i : i + 2])
+    rolls = j.stats().segments - 1
+    assert rolls > syncer.RING
+    assert c[syncer.HEAD] - c[syncer.TAIL] == syncer.RING  # full, never more
+    assert j.stats().syncs - syncs == rolls - syncer.RING  # the rest synced by the appender
+    j.close()
+    left = [p for p in Path("/proc/self/fd").iterdir() if str(tmp_path) in _target(p)]
+    assert left == []
+    assert [(t, p) for _, t, p in records(tmp_path / "journal")] == written
+
+
 def _target(link: Path) -> str:
     try:
         return os.readlink(link)

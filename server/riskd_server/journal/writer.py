@@ -352,10 +352,11 @@ class Journal:
         """Stop the sync loop, then make everything durable here: the segments a roll left to it
         (fsync and close each), the directory after a roll, and the open segment (one fsync)."""
         control, ring = self._control, self._ring
-        if control is not None and ring is not None and self._syncer is not None:
+        if control is not None and ring is not None and control[syncer.DIR_FD] >= 0:  # not closed yet
             control[syncer.STOP] = 1
-            self._syncer.join()
-            self._syncer = None
+            if self._syncer is not None:
+                self._syncer.join()
+                self._syncer = None
             for i in range(int(control[syncer.TAIL]), int(control[syncer.HEAD])):
                 old = int(ring[i % syncer.RING])
                 try:
@@ -369,6 +370,7 @@ class Journal:
                 control[syncer.NEW_ENTRY] = 0
                 self._fsync_dir()
             os.close(int(control[syncer.DIR_FD]))
+            control[syncer.DIR_FD] = -1
         if self._fd >= 0:
             os.fsync(self._fd)
             os.close(self._fd)
