@@ -24,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -113,7 +113,6 @@ class AlertPipeline:
         self._ticker: asyncio.Task[None] | None = None
         self._tick_now = asyncio.Event()
         self._raised = 0
-        self._occurrences = 0
         self._unpersisted = 0
         self._lost_reported = (0, 0)
         self._faulting: set[tuple[int, str]] = set()
@@ -246,7 +245,6 @@ class AlertPipeline:
         elif kind == EV_TRADING_STATE:
             # Every change goes out at once: a halt and the resume after it are never summarised.
             alert = self._trading_state_alert(*event[2:])
-            self._occurrences += 1
             self.stats.add(alert, now)
             out.append(alert)
             return
@@ -256,9 +254,7 @@ class AlertPipeline:
         else:
             raise ValueError(f"unknown alert event kind {kind}")
         for first, last in groups:
-            count = first.count + (last.count if last is not None else 0)
-            self._occurrences += count
-            self.stats.add(first if last is None else replace(first, count=count), now)
+            self.stats.add(first, now, first.count + (last.count if last is not None else 0))
             if self.dedupe.offer(first, now):
                 out.append(first)
             if last is not None:
@@ -290,7 +286,6 @@ class AlertPipeline:
             total = sum(count for _, count in occurrences)
             key = (kind, check, account, symbol, limit_id)
             if self.dedupe.repeat(key, total, _lazy_check(*found, *occurrences[-1]), now):
-                self._occurrences += total
                 self.stats.count(check, account, total, now)
                 continue
             out.append(_group([_lazy_check(*found, i, count)() for i, count in occurrences]))
@@ -434,7 +429,7 @@ class AlertPipeline:
         return PipelineStats(
             last_seq=self._seq,
             raised=self._raised,
-            occurrences=self._occurrences,
+            occurrences=self.stats.occurrences,
             lost_events=self.intake.lost_events,
             lost_occurrences=self.intake.lost_occurrences,
             unpersisted=self._unpersisted,

@@ -147,9 +147,11 @@ class AlertStats:
         self.raised = 0  # alerts added since start
         self.occurrences = 0  # their counts summed (a summary adds its repeats)
 
-    def add(self, alert: Alert, now: float) -> None:
-        """Count ``alert`` (``alert.count`` occurrences) at ``now``."""
-        self.count(alert.check if alert.kind in _CHECK_KINDS else 0, alert.account, alert.count, now)
+    def add(self, alert: Alert, now: float, count: int | None = None) -> None:
+        """Count ``alert`` at ``now``: ``count`` occurrences (default ``alert.count``; a group's
+        first alert with its repeats' counts, so no alert is copied to carry their sum)."""
+        n = alert.count if count is None else count
+        self.count(alert.check if alert.kind in _CHECK_KINDS else 0, alert.account, n, now)
 
     def count(self, check: int, account: str, count: int, now: float) -> None:
         """What add() counts of an alert, without the alert (a dedupe repeat: none is made);
