@@ -31,6 +31,7 @@ WARM_MODULES = (
     "riskd_server.store._copybin",
     "riskd_server.store._copyparse",
     "riskd_server.store._snapshot",
+    "riskd_server.journal.syncer",
     "riskd_server.warm_engine",
 )
 

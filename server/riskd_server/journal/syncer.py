@@ -98,11 +98,16 @@ def new_control(fd: int, dir_fd: int, interval: float) -> tuple[np.ndarray, np.n
     return control, np.full(RING, -1, dtype=np.int64)
 
 
-def start(control: np.ndarray, ring: np.ndarray) -> threading.Thread:
-    """The loop on its own thread (compiled, or loaded from numba's cache, before it starts)."""
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the loop and its tick: a stopped loop returns at once."""
     idle = np.zeros(CONTROL_SLOTS, dtype=np.int64)
     idle[STOP] = 1
-    sync_loop(idle, np.full(RING, -1, dtype=np.int64))  # compiled (or loaded) here, not on the thread
+    sync_loop(idle, np.full(RING, -1, dtype=np.int64))
+
+
+def start(control: np.ndarray, ring: np.ndarray) -> threading.Thread:
+    """The loop on its own thread (compiled, or loaded from numba's cache, before it starts)."""
+    warm_up()
     thread = threading.Thread(target=sync_loop, args=(control, ring), name="journal-fsync", daemon=True)
     thread.start()
     return thread
