@@ -538,7 +538,7 @@ def test_a_reconnect_storm_after_a_restart_all_get_back_in_without_gaps(
 
 
 def _follow(target: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen(
         [
             os.path.join(os.path.dirname(sys.executable), "riskd"),
@@ -569,7 +569,12 @@ def _lines(proc: subprocess.Popen[str], n: int, timeout: float = 20.0) -> list[s
 
 def _interrupt(proc: subprocess.Popen[str]) -> tuple[int, str]:
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:  # say where it hangs: faulthandler prints every thread on SIGABRT
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=20)
+        pytest.fail(f"riskd alerts follow did not stop on SIGINT within 20 s; its threads:\n{err}")
     return proc.returncode, err
 
 

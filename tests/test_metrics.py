@@ -360,13 +360,14 @@ def test_alert_pipeline_counts_plug_in() -> None:
     event past its capacity and counts it)."""
     from riskd_server.alerts.intake import EV_FAULT
     from riskd_server.alerts.pipeline import AlertPipeline
+    from riskd_server.alerts.stats import AlertStats
     from riskd_server.interning import Interner
     from riskd_server.metrics.sources import watch_alerts
 
     async def main() -> Scrape:
-        unused: Any = None  # history, dedupe, stats: the intake alone is exercised
+        unused: Any = None  # history, dedupe: the intake (and the stats it reports) alone is exercised
         pipeline = AlertPipeline(
-            Interner("account", 10), Interner("symbol", 10), unused, unused, unused, intake_capacity=2
+            Interner("account", 10), Interner("symbol", 10), unused, unused, AlertStats(), intake_capacity=2
         )
         for i in range(5):  # never drained: 3 events of 4 occurrences each are dropped
             pipeline.intake.put((EV_FAULT, 4, 0.0, 0, f"fault {i}", 0.0, 0.0, ""))
