@@ -282,13 +282,7 @@ class Feeder:
                         await asyncio.sleep(0)
                         slice_end = time.monotonic() + SLICE
                 if not batch:
-                    if self._lagging_since and writer.stats().applied_seq == tail.next_seq - 1:
-                        log.info(
-                            "PostgreSQL caught up with the journal at seq %d after %.1f s behind",
-                            tail.next_seq - 1,
-                            time.monotonic() - self._lagging_since,
-                        )
-                        self._lagging_since = 0.0
+                    self._note_caught_up()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(POLL):
                             await self.stop.wait()
@@ -376,11 +370,25 @@ class Feeder:
 
     # ------------------------------------------------------------------ stop
 
+    def _note_caught_up(self) -> None:
+        """Say once that PostgreSQL caught up, when it was behind and holds everything read."""
+        tail, writer = self.tail, self.writer
+        if tail is None or writer is None or not self._lagging_since:
+            return
+        if writer.stats().applied_seq == tail.next_seq - 1:
+            log.info(
+                "PostgreSQL caught up with the journal at seq %d after %.1f s behind",
+                tail.next_seq - 1,
+                time.monotonic() - self._lagging_since,
+            )
+            self._lagging_since = 0.0
+
     async def _close(self) -> None:
         if self.tail is not None:
             self.tail.close()
         if self.writer is not None:
             await self.writer.stop(timeout=max(self.settings.db_timeout, 1.0))
+            self._note_caught_up()  # a stop right after the last flush: before any empty poll said so
             stats = self.writer.stats()
             log.info("stopped at journal seq %d (%d rows not written)", stats.applied_seq, stats.pending_rows)
         if self.store is not None:
