@@ -539,6 +539,19 @@ def test_a_reconnect_storm_after_a_restart_all_get_back_in_without_gaps(
 
 def _follow(target: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
+    # An ignored SIGINT stays ignored across exec, and a shell without job control starts its
+    # background jobs so (`pytest &` in a script): the child would never see the test's ctrl-c.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        return _spawn_follow(target, args, env)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _spawn_follow(target: str, args: tuple[str, ...], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             os.path.join(os.path.dirname(sys.executable), "riskd"),
