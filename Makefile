@@ -30,7 +30,7 @@ BOUNDSCHECK_TESTS := tests/test_name_index.py tests/test_wire_fuzz.py tests/test
 	tests/test_wire_schema.py tests/test_names.py tests/test_servicer.py tests/test_kernel_model.py \
 	tests/test_bounds.py tests/test_engine_recovery.py tests/test_snapshot_engine.py \
 	tests/test_sizing.py tests/test_sizer.py tests/test_var_kernel.py \
-	tests/test_limit_scale.py tests/test_dynamic_limits.py tests/test_checkpoint.py tests/test_replay.py \
+	tests/test_limit_scale.py tests/test_dynamic_limits.py tests/test_checkpoint.py tests/test_replay.py tests/test_journal.py \
 	tests/test_limit_admin.py
 test-boundscheck: $(STAMP)
 	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=.numba-boundscheck $(PY) -m pytest $(BOUNDSCHECK_TESTS) $(ARGS)

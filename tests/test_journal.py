@@ -120,6 +120,25 @@ def test_fsync_policies(tmp_path: Path) -> None:
     interval.close()
 
 
+@pytest.mark.parametrize("interval", [1e-6, 2e-3, 4294.967296, 1e9])
+def test_any_sync_interval_syncs_or_waits_and_close_is_prompt(tmp_path: Path, interval: float) -> None:
+    """Tiny and huge intervals: the loop's sleep is slept in steps under usleep's limit, so 2**32 us
+    (a 32-bit wrap to 0: a busy loop) or 1e9 s (a wrap to some other period) sleep as long as asked,
+    tiny ones sync at once, and close() returns within a step whatever the interval."""
+    import time
+
+    j = opened(tmp_path, fsync="interval", fsync_interval=interval)
+    j.append(payloads(3))
+    deadline = time.monotonic() + (5 if interval < 1 else 0.5)
+    while j.stats().syncs == 0 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert (j.stats().syncs > 0) == (interval < 1)
+    started = time.monotonic()
+    j.close()
+    assert time.monotonic() - started < 2.5
+    assert [(t, p) for _, t, p in records(tmp_path / "journal")] == payloads(3)
+
+
 @pytest.mark.parametrize("fsync", ["interval", "none"])
 def test_a_roll_costs_the_appender_no_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: str

@@ -41,9 +41,12 @@ INTERVAL_US = 7
 HEAD = 8  # retired descriptors pushed (ring[i % RING] for TAIL <= i < HEAD)
 TAIL = 9  # retired descriptors synced and closed
 CONTROL_SLOTS = 10
-RING = (
-    64  # retired segments waiting for a tick; a roll finding it full syncs its own (never at 64 MB a segment)
-)
+# Retired segments waiting for a tick; a roll that finds the ring full syncs its own (never at 64 MB
+# a segment).
+RING = 64
+# usleep's longest sleep (POSIX: below one second); a longer interval is slept in steps of it, so a
+# huge journal_fsync_interval_ms neither wraps the 32-bit argument nor keeps close() waiting.
+MAX_SLEEP_US = 999_999
 
 
 @njit(nogil=True, cache=True)
@@ -82,10 +85,14 @@ def sync_tick(control: np.ndarray, ring: np.ndarray) -> bool:  # pragma: no cove
 
 @njit(nogil=True, cache=True)
 def sync_loop(control: np.ndarray, ring: np.ndarray) -> None:  # pragma: no cover - jitted
-    """Tick every INTERVAL_US until STOP is set or a sync fails."""
+    """Tick every INTERVAL_US until STOP is set (close() then syncs what is left) or a sync fails."""
     while control[STOP] == 0:
-        _usleep(control[INTERVAL_US])
-        if not sync_tick(control, ring):
+        left = control[INTERVAL_US]
+        while left > 0 and control[STOP] == 0:
+            step = min(left, MAX_SLEEP_US)
+            _usleep(step)
+            left -= step
+        if control[STOP] != 0 or not sync_tick(control, ring):
             return
 
 
