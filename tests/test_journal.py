@@ -14,6 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from riskd.v1 import risk_pb2 as pb
+from riskd_server.alerts.dedupe import Deduper
+from riskd_server.alerts.history import AlertHistory
+from riskd_server.alerts.pipeline import AlertPipeline
+from riskd_server.alerts.probes import journal_failed_probe
+from riskd_server.alerts.stats import AlertStats
+from riskd_server.interning import Interner
 from riskd_server.journal import Journal, JournalDamage, JournalFull, read, syncer, verify
 from riskd_server.journal.format import RECORD_HEADER, SEGMENT_HEADER, segments
 from riskd_server.journal.tap import JournalFailed, JournalTap
@@ -221,6 +228,16 @@ def test_a_failed_interval_sync_refuses_every_change(
     j = opened(tmp_path, fsync="interval", fsync_interval=0.002)
     tap = JournalTap(j)
     tap.require_room(100)
+    clock = lambda: 1_000.0  # noqa: E731
+    pipeline = AlertPipeline(
+        Interner("account", 8), Interner("symbol", 8), AlertHistory(100), Deduper(10.0, 100), AlertStats(),
+        clock=clock,
+    )
+    sent: list = []
+    pipeline.add_output(sent.extend)
+    pipeline.add_probe(journal_failed_probe(lambda: tap.failed))
+    pipeline._run_probes(clock())
+    assert sent == []  # healthy: nothing to say
     r, w = os.pipe()
     try:
         assert j._control is not None
@@ -230,6 +247,11 @@ def test_a_failed_interval_sync_refuses_every_change(
         while not j.sync_error and time.monotonic() < deadline:
             time.sleep(0.002)
         assert f"descriptor {w}" in j.sync_error and tap.failed
+        # Dashboards hear of it from the probe, before any request finds the journal broken.
+        pipeline._run_probes(clock())
+        pipeline._run_probes(clock())  # the fault lasts: still one alert
+        assert [(a.kind, a.severity) for a in sent] == [(pb.ALERT_KIND_JOURNAL_FAILED, pb.SEVERITY_CRITICAL)]
+        assert f"descriptor {w}" in sent[0].message and sent[0].message.startswith("journal failed: ")
         with (
             caplog.at_level(logging.CRITICAL, logger="riskd.journal"),
             pytest.raises(JournalFailed, match="fsync failed"),

@@ -38,7 +38,7 @@ from .alerts.history import AlertHistory
 from .alerts.mailer import DigestMailer, MailerConfig
 from .alerts.model import Alert, AlertFilter
 from .alerts.pipeline import AlertPipeline
-from .alerts.probes import backlog_probe, breaker_probe, journal_probe
+from .alerts.probes import backlog_probe, breaker_probe, journal_failed_probe, journal_probe
 from .alerts.relays import RelayProcesses, RelayStartError, loopback_target, relay_listen
 from .alerts.stats import AlertStats
 from .changes import LimitVersion
@@ -641,6 +641,8 @@ async def start(settings: Settings) -> RunningServer:
         if durability is not None:
             journal = durability.journal
             pipeline.add_probe(journal_probe(lambda: journal.bytes_used, journal.max_bytes))
+            tap = durability.tap
+            pipeline.add_probe(journal_failed_probe(lambda: tap.failed))
             if metrics is not None:
                 watch_journal(metrics, durability)
         engine.alert_intake = pipeline.intake

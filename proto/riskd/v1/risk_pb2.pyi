@@ -71,6 +71,7 @@ class AlertKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALERT_KIND_BACKLOG: _ClassVar[AlertKind]
     ALERT_KIND_SUBSCRIBER_DROPPED: _ClassVar[AlertKind]
     ALERT_KIND_ALERTS_LOST: _ClassVar[AlertKind]
+    ALERT_KIND_JOURNAL_FAILED: _ClassVar[AlertKind]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
@@ -115,6 +116,7 @@ ALERT_KIND_BREAKER_OPEN: AlertKind
 ALERT_KIND_BACKLOG: AlertKind
 ALERT_KIND_SUBSCRIBER_DROPPED: AlertKind
 ALERT_KIND_ALERTS_LOST: AlertKind
+ALERT_KIND_JOURNAL_FAILED: AlertKind
 
 class OrderBatch(_message.Message):
     __slots__ = ("client_order_id", "account", "symbol", "side", "quantity", "price")

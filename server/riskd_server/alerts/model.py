@@ -29,6 +29,7 @@ DEFAULT_SEVERITY: dict[int, int] = {
     pb.ALERT_KIND_BACKLOG: CRITICAL,
     pb.ALERT_KIND_SUBSCRIBER_DROPPED: CRITICAL,
     pb.ALERT_KIND_ALERTS_LOST: CRITICAL,
+    pb.ALERT_KIND_JOURNAL_FAILED: CRITICAL,
 }
 
 # (kind, check, account, symbol, limit_id): repeats of one key inside the dedupe window are counted.

@@ -61,3 +61,17 @@ def journal_probe(used: Callable[[], int], max_bytes: int, warn: float = 0.8) ->
         )
 
     return probe
+
+
+def journal_failed_probe(failed: Callable[[], str]) -> Callable[[], Fault | None]:
+    """The journal stopped taking changes (a failed fsync or append): every change is refused
+    until riskd is restarted. ``failed()`` says why ("" while healthy). A failed fsync is found by
+    the sync loop, not by a request, so this is how a quiet server reports it."""
+
+    def probe() -> Fault | None:
+        why = failed()
+        if not why:
+            return None
+        return (pb.ALERT_KIND_JOURNAL_FAILED, f"journal failed: {why}", 1.0, 0.0)
+
+    return probe
