@@ -400,9 +400,15 @@ def journal_env(on: bool, fsync: str) -> dict[str, str]:
 
 
 def step_check_cancel(
-    args: argparse.Namespace, report: DurableReport, echo: ServerProcess, riskd: Session
+    args: argparse.Namespace,
+    report: DurableReport,
+    echo: ServerProcess,
+    riskd: Session,
+    engine: ServerProcess | None = None,
 ) -> None:
-    """Step 1: check+cancel on both servers, alternating; after each riskd run, its catch-up."""
+    """Step 1: check+cancel on both servers, alternating; after each riskd run, its catch-up.
+    With ``engine`` (bench.engine_server: the engine behind grpc.aio, no database, journal or
+    alerts) also that, after the echo: the ceiling riskd serve can reach on this machine today."""
     probe_of = CATCH_UP[args.catch_up]
     print(
         f"  1. CheckOrders batch 1,000 + a ReportExecutions cancelling it, {args.duration:g} s "
@@ -413,6 +419,8 @@ def step_check_cancel(
         for name in _alternate(rep, ("echo", "riskd")):
             if name == "echo":
                 report.check_cancel.append(measure("echo", echo, check_cancel_cfg(args, echo.target)))
+                if engine is not None:
+                    report.check_cancel.append(measure("engine-only", engine, check_cancel_cfg(args, engine.target)))
                 continue
             r = measure("riskd", riskd.server, check_cancel_cfg(args, riskd.target), riskd)
             probe = probe_of(riskd)  # made after the load: it reads the totals to wait for
@@ -502,15 +510,16 @@ def run(args: argparse.Namespace) -> DurableReport:
         print(
             f"  starting riskd serve (embedded PostgreSQL) and the echo{' with ' + str(env) if env else ''}"
         )
+        loop_args = ["--no-uvloop"] if args.no_uvloop else []
+        ceiling = 1 in args.steps and not args.no_ceiling
         with _servers(
-            lambda: spawn_server(
-                "echo-durable", "bench.echo_server", ["--no-uvloop"] if args.no_uvloop else []
-            ),
+            lambda: spawn_server("echo-durable", "bench.echo_server", loop_args),
             lambda: start_riskd("riskd-durable", env),
-        ) as (echo, riskd):
+            *([lambda: spawn_server("engine-durable", "bench.engine_server", loop_args)] if ceiling else []),
+        ) as (echo, riskd, *engine):
             print(f"    echo at {echo.target}; riskd at {riskd.target} (data {riskd.data_dir})", flush=True)
             if 1 in args.steps:
-                step_check_cancel(args, report, echo, riskd)
+                step_check_cancel(args, report, echo, riskd, engine[0] if engine else None)
             if 2 in args.steps and args.stream_server == "fresh" and 1 in args.steps:
                 with _servers(lambda: start_riskd("riskd-durable-stream", env)) as (fresh,):
                     report.notes.append("stream on a fresh riskd serve (not step 1's)")
@@ -546,6 +555,7 @@ class Figures:
     riskd_orders_per_s: float
     echo_orders_per_s: float
     batch_ratio: float
+    engine_orders_per_s: float  # bench.engine_server (no database, journal, alerts); nan = not run
     refused_client: int  # calls the clients saw fail, every status, all riskd runs
     refused_server: int  # riskd_rpc_errors_total over the mutating RPCs, all riskd runs
     refused_codes: dict[str, int]
@@ -571,6 +581,7 @@ def figures(rep: DurableReport, rate: float) -> Figures:
     st_r, st_e = pick(rep.stream, "riskd"), pick(rep.stream, "echo")
     a = _med([r.load.orders_per_s for r in cc_r])
     b = _med([r.load.orders_per_s for r in cc_e])
+    c = _med([r.load.orders_per_s for r in pick(rep.check_cancel, "engine-only")])
     pa, pb_ = _med([r.load.p99_us for r in st_r]), _med([r.load.p99_us for r in st_e])
     codes: dict[str, int] = {}
     for r in cc_r + st_r:
@@ -582,6 +593,7 @@ def figures(rep: DurableReport, rate: float) -> Figures:
         riskd_orders_per_s=a,
         echo_orders_per_s=b,
         batch_ratio=a / b if b else math.nan,
+        engine_orders_per_s=c,
         refused_client=sum(r.load.errors for r in cc_r + st_r),
         refused_server=sum(r.server_errors for r in cc_r + st_r),
         refused_codes=codes,
@@ -604,6 +616,7 @@ def rows_of(rep: DurableReport, rate: float) -> list:
     cc_r = [r for r in rep.check_cancel if r.server == "riskd"]
     duration = rep.settings.get("duration", 0)
     refused = max(f.refused_client, f.refused_server)
+    b_ok = bool(f.echo_orders_per_s) and not math.isnan(f.echo_orders_per_s)
     rows: list = []
     cc_rows = [
         Row(
@@ -644,6 +657,19 @@ def rows_of(rep: DurableReport, rate: float) -> list:
         f"server time {f.stream_server_time_us:.1f} µs/msg"
         + ("; BELOW the offered rate: saturated" if f.stream_short else ""),
     )
+    if not math.isnan(f.engine_orders_per_s):
+        cc_rows.insert(
+            1,
+            Row(
+                "check+cancel: engine-only server vs echo (the ceiling: no database, journal, alerts)",
+                f"{f.engine_orders_per_s / 1e3:,.1f} k orders/s",
+                f"riskd serve / engine-only {f.riskd_orders_per_s / f.engine_orders_per_s:.2f}",
+                f.engine_orders_per_s / f.echo_orders_per_s if b_ok else None,
+                "(report)",
+                None,
+                "bench.engine_server, same workload and load",
+            ),
+        )
     if rep.check_cancel:
         rows += cc_rows
     if rep.stream:
@@ -719,6 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("same", "fresh"),
         default="same",
         help="step 2 on step 1's riskd serve once caught up (same), or on a new one (fresh)",
+    )
+    p.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="step 1 without the engine-only server (bench.engine_server) beside the echo",
     )
     p.add_argument("--catch-up", choices=sorted(CATCH_UP), default="rows")
     p.add_argument("--catch-up-timeout", type=float, default=900.0)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import grpc
 
 from bench import durable_bench as db
-from bench.loadgen import LoadConfig, _WorkerStats, run_load
+from bench.loadgen import LoadConfig, LoadResult, _WorkerStats, run_load
 from bench.servers import spawn_server
 
 PAGE = {
@@ -133,3 +133,24 @@ def test_journal_probe_holds_once_journal_applied_reaches_the_last_record(
         assert not probe()
         conn.execute("UPDATE journal_applied SET seq = 300")
         assert probe()
+
+
+def _cc_run(server: str, orders_per_s: float) -> db.Run:
+    load = LoadResult(
+        "unary", 1_000, 2, 2, 0.0, 10.0, 100, 100_000, 0, 10.0, orders_per_s,
+        1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+    )  # fmt: skip
+    return db.Run(server, load, catch_up_s=1.0)
+
+
+def test_step_one_reports_the_engine_only_ceiling_beside_the_target_when_it_was_run() -> None:
+    rep = db.DurableReport(settings={"duration": 10, "catch_up": "journal"})
+    rep.check_cancel = [_cc_run("echo", 1_000_000.0), _cc_run("riskd", 500_000.0)]
+    titles = [r.metric for r in db.rows_of(rep, 2_000.0)]
+    assert not any("engine-only" in t for t in titles)  # --no-ceiling: no row, no nan
+    rep.check_cancel.insert(1, _cc_run("engine-only", 800_000.0))
+    rows = db.rows_of(rep, 2_000.0)
+    target, ceiling = rows[0], rows[1]
+    assert target.ratio == 0.5  # the target's ratio is still riskd against the echo
+    assert "engine-only" in ceiling.metric and ceiling.ratio == 0.8
+    assert "riskd serve / engine-only 0.62" in ceiling.baseline
