@@ -6,7 +6,8 @@ Three steps, split by where they may run:
 * ``capture`` (on the event loop, between two RPCs): private copies of the state arrays' used
   parts into reused buffers (``Buffers``: memory a fresh allocation would first touch costs far
   more than the copy on a VM), plus references to what is immutable already (the limit book, the
-  interners' name prefixes). The stall is the copy: see docs/readme-checkpoint.md for figures.
+  interners' name prefixes). The stall is the copy (figures: the README's "Checkpoints and
+  recovery").
 * ``write`` (a worker thread): encodes names and limits, then one file: a temp name, fsync,
   rename, fsync of the directory. Named ``checkpoint-<seq:020d>.ckpt``.
 * ``load_latest`` (start-up): the newest file whose every section passes its CRC-32C, restored
@@ -258,8 +259,9 @@ def capture_forked(engine: Engine, seq: int, directory: Path, nice: int = 19) ->
     """The copy-on-write alternative to ``capture``: fork, and the child writes the file from its
     frozen view of the state (then exits); the stall is the fork's page-table copy, not a copy of
     the state. The price is paid later, in the server: each page it writes while the child lives
-    is copied by a page fault (see docs/readme-checkpoint.md for both measured). ``write`` (in a
-    worker thread) waits for the child and returns the path, or raises CheckpointError."""
+    is copied by a page fault (both measured in the README's "Checkpoints and recovery"; the
+    server does not use it, bench.checkpoint_bench compares it). ``write`` (in a worker thread)
+    waits for the child and returns the path, or raises CheckpointError."""
     directory = Path(directory)
     t0 = time.perf_counter()
     pid = os.fork()
