@@ -673,6 +673,91 @@ def test_binary_copy_keeps_odd_text_and_many_flushes_keep_order(fresh_dsn: str) 
     ]
 
 
+def _pipelined_backlog(writer: WriteBehind, ids: list[str]) -> None:
+    """Flushes of 3,000, 3,000 and 1,000 rows (max_flush_rows 3,000); the second is prepared while
+    the first writes. The first writes executions, the second closes 0..1999 in order, the third
+    closes 2000..2999 in reverse."""
+    writer.put(accepted(ids[:2000]))
+    writer.put(executions(ids[:1000]))
+    writer.put(updated(ids[:1000], [0.0] * 1000))
+    writer.put(updated(ids[1000:2000], [0.0] * 1000))
+    writer.put(accepted(ids[2000:3000]))
+    writer.put(updated(ids[2000:3000][::-1], [0.0] * 1000))
+
+
+def _closed_in_order(dsn: str) -> list[str]:
+    rows = query(dsn, "SELECT client_order_id FROM orders WHERE status = 2 ORDER BY closed_seq")
+    return [r[0] for r in rows]
+
+
+def test_a_flush_failing_while_the_next_is_prepared_loses_repeats_and_reorders_nothing(
+    fresh_dsn: str,
+) -> None:
+    """The next flush is coalesced, numbered and encoded while one writes; when that one fails
+    (here: it waits on a locked table until its timeout), the prepared batch goes back behind it
+    and both are written once, in order, when the table is free."""
+    ids = [f"p{i}" for i in range(3000)]
+
+    async def main(lock: psycopg.Connection) -> WriteBehind:
+        store = await open_store(fresh_dsn)
+        try:
+            writer = store.write_behind(
+                max_pending_rows=100_000,
+                flush_interval=0.01,
+                write_timeout=0.2,
+                max_flush_rows=3000,
+                fail_max=1000,
+            )
+            lock.execute("LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")  # held until rollback
+            _pipelined_backlog(writer, ids)
+            await writer.start()
+            await wait_for(lambda: writer.stats().failures >= 2)
+            assert writer.stats().pending_rows == 7000
+            lock.rollback()
+            await writer.barrier(30.0)
+            await writer.stop(5.0)
+            return writer
+        finally:
+            await store.close()
+
+    with psycopg.connect(fresh_dsn) as lock:
+        writer = run(main(lock))
+    assert writer.stats().flushes == 3 and writer.stats().pending_rows == 0
+    assert query(fresh_dsn, "SELECT count(*), count(DISTINCT client_order_id) FROM orders") == [(3000, 3000)]
+    assert [r[0] for r in query(fresh_dsn, "SELECT client_order_id FROM executions ORDER BY id")] == ids[
+        :1000
+    ]
+    assert _closed_in_order(fresh_dsn) == ids[:2000] + ids[2000:][::-1]
+    # The dropped preparations took closed_seq values of their own (gaps), proving they ran.
+    assert query(fresh_dsn, "SELECT max(closed_seq) > 3000 FROM orders") == [(True,)]
+
+
+def test_a_refused_flush_is_resolved_before_the_prepared_next_one(fresh_dsn: str) -> None:
+    ids = [f"r{i}" for i in range(3000)]
+    ids[5] = "BAD"
+
+    async def main() -> WriteBehind:
+        store = await open_store(fresh_dsn)
+        refuse(fresh_dsn, "ALTER TABLE orders ADD CONSTRAINT no_bad_id CHECK (client_order_id <> 'BAD')")
+        try:
+            writer = store.write_behind(max_pending_rows=100_000, flush_interval=0.01, max_flush_rows=3000)
+            _pipelined_backlog(writer, ids)
+            await writer.start()
+            await writer.barrier(60.0)
+            await writer.stop(5.0)
+            return writer
+        finally:
+            await store.close()
+
+    writer = run(main())
+    stats = writer.stats()
+    assert stats.pending_rows == 0 and not stats.resolving and stats.dead_letter_rows == 2  # insert, close
+    assert query(fresh_dsn, "SELECT count(*) FROM orders") == [(2999,)]
+    assert query(fresh_dsn, "SELECT count(*) FROM executions") == [(1000,)]
+    good = [i for i in ids if i != "BAD"]
+    assert _closed_in_order(fresh_dsn) == good[:1999] + ids[2000:][::-1]
+
+
 # ---------------------------------------------------------------------- refused rows: the dead letter
 
 

@@ -89,8 +89,12 @@ class Coalesced:
     alerts: Columns | None = None  # ALERT_COLUMNS, in seq order
     limit_history: Columns | None = None  # LIMIT_HISTORY_COLUMNS, one row per limit per change
     # closed_seq per close rank, when fixed before the write (a split flush: every part keeps the
-    # flush's close order); None = the write takes ``closes`` new values.
+    # flush's close order; a flush prepared while the one before it wrote); None = the write takes
+    # ``closes`` new values.
     seqs: np.ndarray | None = None
+    # The binary COPY streams (_write.encode_all with ``seqs``), when built before the write (a
+    # flush prepared while the one before it wrote); None = the write builds them.
+    encoded: tuple[bytes | None, ...] | None = None
 
     def __bool__(self) -> bool:
         return bool(

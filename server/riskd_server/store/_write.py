@@ -200,7 +200,8 @@ async def write(
     (``set_applied``), so the rows and the journal position commit together or not at all.
 
     The big COPY buffers are built in a worker thread (they need this flush's closed_seq values
-    first), so the event loop only forwards bytes. Nothing is locked while they are built.
+    first), so the event loop only forwards bytes. Nothing is locked while they are built. A flush
+    prepared while the one before it wrote arrives with them built (``b.encoded``).
     Returns, when some order updates found no order to update, a mask over ``b.order_updates``
     of those rows (written nowhere: the caller dead-letters them); None otherwise.
     """
@@ -208,8 +209,11 @@ async def write(
     async with conn.transaction():
         if applied is not None:
             await set_applied(conn, *applied)
-        seqs = b.seqs if b.seqs is not None else await closed_seqs(conn, b.closes)
-        orders, updates, executions, events, alerts = await asyncio.to_thread(_encode_all, b, seqs)
+        encoded = b.encoded
+        if encoded is None:
+            seqs = b.seqs if b.seqs is not None else await closed_seqs(conn, b.closes)
+            encoded = await asyncio.to_thread(encode_all, b, seqs)
+        orders, updates, executions, events, alerts = encoded
         if orders is not None:
             await _write_orders(conn, orders, rows_of(b.orders))
         if updates is not None:
@@ -249,7 +253,7 @@ async def _missing_orders(conn: AsyncConnection, b: Coalesced) -> np.ndarray:
     return np.fromiter((i in missing for i in ids), dtype=bool, count=len(ids))
 
 
-def _encode_all(b: Coalesced, seqs: np.ndarray) -> tuple[bytes | None, ...]:
+def encode_all(b: Coalesced, seqs: np.ndarray) -> tuple[bytes | None, ...]:
     """Binary COPY streams for orders, order updates, executions, check events and alerts (None = no
     rows)."""
     return (

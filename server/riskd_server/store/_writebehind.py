@@ -29,6 +29,14 @@ only the one that completes it sets journal_applied, so a crash in the middle of
 the earlier parts written and the batch's records applied again after the restart (their state
 rows are upserts and come out the same; their audit rows, and rows dead-lettered, appear twice).
 Without marks (the server's alert write-behind) nothing of this applies.
+
+**The next flush is prepared while one writes** when the queue holds more than ``_THREAD_ROWS``
+rows (a backlog: the feeder catching up): its batch is taken, coalesced, given its closed_seq
+values and encoded into COPY streams in a task, so PostgreSQL goes from one flush's COMMIT to the
+next flush's COPY without waiting for the client. It is written only after the flush before it
+committed; when that one fails, the prepared batch goes back to the queue behind it and is
+prepared again later (its closed_seq values become a gap), so close order and the one-flush-at-a-
+time order of commits are kept.
 """
 
 from __future__ import annotations
@@ -75,6 +83,22 @@ class _Item(NamedTuple):
     rows: int
     put_at: float  # time.monotonic() when queued (the backlog's age, for metrics)
     mark: int = 0  # the journal seq whose changes all precede this item (0: a change, not a mark)
+
+
+@dataclass(slots=True)
+class _Next:
+    """The batch after the one being written, taken from the queue and being prepared (see the
+    module docstring); in flight, not queued."""
+
+    batch: list[_Item]
+    rows: int
+    task: asyncio.Task[Coalesced]
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    """A dropped preparation's outcome is not needed: read it so asyncio does not log it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _last_mark(batch: list[_Item]) -> int:
@@ -172,8 +196,10 @@ class WriteBehind:
         self._dead_file_rows = 0
         self._queue: deque[_Item] = deque()
         self._pending_rows = 0  # queued + in flight
-        self._inflight_rows = 0
+        self._inflight_rows = 0  # the batch being written and the next one being prepared
         self._inflight_at = 0.0  # put_at of the in-flight batch's first change
+        self._next: _Next | None = None
+        self._dropped: set[asyncio.Task] = set()  # preparations of a batch that went back to the queue
         self._put_seq = 0
         self._committed_seq = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -254,6 +280,8 @@ class WriteBehind:
             )
         finally:
             self._task = None
+            if self._dropped:  # their closed_seqs calls: let them end before the pool closes
+                await asyncio.wait(set(self._dropped), timeout=self._write_timeout)
 
     async def barrier(self, timeout: float) -> None:
         """Return once every change put before this call is committed; TimeoutError otherwise."""
@@ -316,11 +344,18 @@ class WriteBehind:
                 return
             queued = self._pending_rows - self._inflight_rows
             resolving = self._resolving is not None
-            if ok and self._stopping and (not self._queue or self._tail_waiting) and not resolving:
+            prepared = self._next is not None
+            if (
+                ok
+                and self._stopping
+                and (not self._queue or self._tail_waiting)
+                and not resolving
+                and not prepared
+            ):
                 if self._tail_waiting:
                     log.warning("stopping with the changes of a record not marked applied: not written")
                 return
-            busy = resolving or (queued >= self._max_flush_rows and not self._tail_waiting)
+            busy = resolving or prepared or (queued >= self._max_flush_rows and not self._tail_waiting)
             if ok and ((self._stopping and not self._tail_waiting) or busy):
                 continue  # draining a backlog or resolving a refused batch: no pause between steps
             if ok and not self._stopping:
@@ -338,36 +373,43 @@ class WriteBehind:
         """
         if self._resolving is not None:
             return await self._resolve_step(self._resolving)
-        if not self._queue:
-            return True
-        batch, rows = self._take_batch()
-        if not batch:
-            return True
+        nxt, self._next = self._next, None
+        if nxt is not None:  # taken and prepared while the last flush wrote
+            batch, rows = nxt.batch, nxt.rows
+        else:
+            if not self._queue:
+                return True
+            batch, rows = self._take_batch()
+            if not batch:
+                return True
+            self._inflight_rows = rows
         mark = _last_mark(batch)
-        self._inflight_rows = rows
         self._inflight_at = batch[0].put_at
         started = time.perf_counter()
         data: Coalesced | None = None
         try:
-            changes = _changes(batch)
-            data = await asyncio.to_thread(coalesce, changes) if rows > _THREAD_ROWS else coalesce(changes)
+            if nxt is not None:
+                data = await nxt.task
+            else:
+                changes = _changes(batch)
+                data = (
+                    await asyncio.to_thread(coalesce, changes) if rows > _THREAD_ROWS else coalesce(changes)
+                )
+            self._prepare_next()
             missing = await self._breaker.call_async(self._write, data, mark)
         except AlreadyApplied:
             log.warning("flush up to journal seq %d had committed before its outcome was lost", mark)
             self._committed(batch, rows, started)
             return True
         except AppliedConflict:
-            self._queue.extendleft(reversed(batch))
-            self._inflight_rows = 0
-            self._inflight_at = 0.0
+            self._requeue(batch)
             raise
         except BaseException as exc:
             if data is not None and isinstance(exc, Exception) and is_data_error(exc):
+                self._requeue([])  # the prepared next batch waits until this one is resolved
                 self._resolve(batch, rows, started, data, exc)
                 return True
-            self._queue.extendleft(reversed(batch))
-            self._inflight_rows = 0
-            self._inflight_at = 0.0
+            self._requeue(batch)
             if not isinstance(exc, Exception):
                 raise  # cancelled: the batch stays queued for whoever looks next
             self._failed(exc, rows)
@@ -376,6 +418,43 @@ class WriteBehind:
             await self._dead_letter(missing)
         self._committed(batch, rows, started)
         return True
+
+    def _prepare_next(self) -> None:
+        """With a backlog, take the next batch now and prepare it in a task while this flush writes
+        (see the module docstring); small flushes stay one step at a time."""
+        if self._next is not None or self._pending_rows - self._inflight_rows <= _THREAD_ROWS:
+            return
+        batch, rows = self._take_batch()
+        if not batch:
+            return
+        self._inflight_rows += rows
+        task = asyncio.create_task(self._prepare(batch), name="riskd-write-behind-prepare")
+        self._next = _Next(batch, rows, task)
+
+    async def _prepare(self, batch: list[_Item]) -> Coalesced:
+        """Coalesce, closed_seq values, COPY streams: everything a write does before its COPYs."""
+        data = await asyncio.to_thread(coalesce, _changes(batch))
+        seqs = np.empty(0, dtype=np.int64)
+        if data.closes:
+            seqs = await self._breaker.call_async(self._allocate_seqs, data.closes)
+        data.seqs = seqs
+        data.encoded = await asyncio.to_thread(_write.encode_all, data, seqs)
+        return data
+
+    def _requeue(self, batch: list[_Item]) -> None:
+        """A flush did not commit: its batch goes back to the queue's front, with the prepared next
+        one (if any) behind it, both to be taken and coalesced again."""
+        nxt, self._next = self._next, None
+        if nxt is not None:
+            self._queue.extendleft(reversed(nxt.batch))
+            self._inflight_rows -= nxt.rows
+            self._dropped.add(nxt.task)
+            nxt.task.add_done_callback(self._dropped.discard)
+            nxt.task.add_done_callback(_retrieve)
+        if batch:
+            self._queue.extendleft(reversed(batch))
+            self._inflight_rows = 0
+            self._inflight_at = 0.0
 
     def _take_batch(self) -> tuple[list[_Item], int]:
         """The next batch from the queue's front: up to max_flush_rows, and with marks in use on to
@@ -400,8 +479,9 @@ class WriteBehind:
         return batch, rows
 
     def _committed(self, batch: list[_Item], rows: int, started: float) -> None:
-        self._inflight_rows = 0
-        self._inflight_at = 0.0
+        nxt = self._next
+        self._inflight_rows = nxt.rows if nxt is not None else 0
+        self._inflight_at = nxt.batch[0].put_at if nxt is not None else 0.0
         self._pending_rows -= rows
         self._committed_seq = batch[-1].seq
         mark = _last_mark(batch)
