@@ -420,7 +420,9 @@ def step_check_cancel(
             if name == "echo":
                 report.check_cancel.append(measure("echo", echo, check_cancel_cfg(args, echo.target)))
                 if engine is not None:
-                    report.check_cancel.append(measure("engine-only", engine, check_cancel_cfg(args, engine.target)))
+                    report.check_cancel.append(
+                        measure("engine-only", engine, check_cancel_cfg(args, engine.target))
+                    )
                 continue
             r = measure("riskd", riskd.server, check_cancel_cfg(args, riskd.target), riskd)
             probe = probe_of(riskd)  # made after the load: it reads the totals to wait for

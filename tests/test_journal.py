@@ -230,7 +230,11 @@ def test_a_failed_interval_sync_refuses_every_change(
     tap.require_room(100)
     clock = lambda: 1_000.0  # noqa: E731
     pipeline = AlertPipeline(
-        Interner("account", 8), Interner("symbol", 8), AlertHistory(100), Deduper(10.0, 100), AlertStats(),
+        Interner("account", 8),
+        Interner("symbol", 8),
+        AlertHistory(100),
+        Deduper(10.0, 100),
+        AlertStats(),
         clock=clock,
     )
     sent: list = []
