@@ -161,3 +161,5 @@ def test_segments_below_the_checkpoint_and_the_database_are_deleted(riskd_server
     assert made >= 3 and len(segments(journal)) == 1
     durability = riskd_server.running.durability  # type: ignore[union-attr]
     assert durability is not None and durability.journal.stats().first_seq > 1
+    # Deleted in a worker thread, the segments stopped counting toward journal_max_bytes too.
+    assert durability.journal.stats().bytes == sum(p.stat().st_size for _, p in segments(journal))

@@ -24,6 +24,7 @@ from riskd_server.interning import Interner
 from riskd_server.journal import Journal, JournalDamage, JournalFull, read, syncer, verify
 from riskd_server.journal.format import RECORD_HEADER, SEGMENT_HEADER, segments
 from riskd_server.journal.tap import JournalFailed, JournalTap
+from riskd_server.journal.writer import delete_segments
 
 
 def payloads(n: int, size: int = 40) -> list[tuple[int, bytes]]:
@@ -104,6 +105,32 @@ def test_prune_keeps_segments_holding_unconsumed_records(tmp_path: Path) -> None
         j.append(payloads(1, 300))
     j.prune(20)
     assert records(tmp_path / "journal")[0][0] <= 21
+    j.close()
+
+
+def test_pruning_in_steps_counts_only_what_was_deleted(tmp_path: Path) -> None:
+    """The server deletes segments in a worker thread (prunable, delete_segments, pruned): an
+    unlink that fails stops there, and only the segments deleted before it stop counting."""
+    j = opened(tmp_path, segment_bytes=4096, max_bytes=10**7)
+    for _ in range(40):
+        j.append(payloads(1, 300))
+    before = j.stats()
+    old = j.prunable(j.last_seq)
+    assert len(old) == before.segments - 1  # every segment but the open one
+    assert j.stats() == before  # deciding changes nothing
+    second = old[1].path
+    second.rename(tmp_path / "moved")
+    second.mkdir()  # unlink() of a directory fails: IsADirectoryError
+    deleted, error = delete_segments(old)
+    assert deleted == old[:1] and isinstance(error, IsADirectoryError)
+    j.pruned(deleted)
+    after = j.stats()
+    assert after.bytes == before.bytes - old[0].size and after.segments == before.segments - 1
+    assert after.first_seq == old[0].next_first == segments(tmp_path / "journal")[0][0]
+    second.rmdir()
+    (tmp_path / "moved").rename(second)
+    assert j.prune(j.last_seq) == len(old) - 1  # the rest, the usual way
+    assert j.stats().bytes == before.bytes - sum(seg.size for seg in old)
     j.close()
 
 

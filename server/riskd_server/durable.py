@@ -34,7 +34,7 @@ from .journal import limitfiles
 from .journal.format import segments
 from .journal.reader import JournalDamage
 from .journal.tap import JournalTap
-from .journal.writer import Journal
+from .journal.writer import Journal, delete_segments
 
 log = logging.getLogger("riskd.durable")
 
@@ -122,7 +122,7 @@ class Durability:
                     self.applied_seq = max(self.applied_seq, await self.read_applied())
                 if self._due():
                     await self.checkpoint()
-                self.prune()
+                await self.prune()
             except asyncio.CancelledError:
                 raise
             except Exception:  # housekeeping must never stop: the next round retries
@@ -158,14 +158,23 @@ class Durability:
         )
         return path
 
-    def prune(self) -> int:
-        """Delete the segments nothing needs any more (below the checkpoint and the database)."""
+    async def prune(self) -> int:
+        """Delete the segments nothing needs any more (below the checkpoint and the database), in a
+        worker thread: unlinking a 64 MiB segment blocked the event loop for up to tens of ms, and
+        a catch-up frees dozens at once (a 275 ms stall was measured)."""
         upto = min(self.checkpoint_seq, self.applied_seq)
-        gone = self.journal.prune(upto)
-        if gone:
-            limitfiles.prune(self.journal.directory, self.journal.stats().first_seq)
-            log.info("pruned %d journal segment(s) up to seq %d", gone, upto)
-        return gone
+        old = self.journal.prunable(upto)
+        if not old:
+            return 0
+        deleted, error = await asyncio.to_thread(delete_segments, old)
+        self.journal.pruned(deleted)
+        if deleted:
+            first = self.journal.stats().first_seq
+            await asyncio.to_thread(limitfiles.prune, self.journal.directory, first)
+            log.info("pruned %d journal segment(s) up to seq %d", len(deleted), upto)
+        if error is not None:
+            raise error
+        return len(deleted)
 
     async def stop(self) -> None:
         """At a graceful stop, after the last RPC: a final checkpoint, then close the journal."""

@@ -38,6 +38,30 @@ log = logging.getLogger("riskd.journal")
 FSYNC_POLICIES = ("none", "interval", "always")
 
 
+@dataclass(frozen=True, slots=True)
+class OldSegment:
+    """A segment prune may delete: its file, size, and the first seq of the segment after it."""
+
+    path: Path
+    size: int
+    next_first: int
+
+
+def delete_segments(old: Sequence[OldSegment]) -> tuple[list[OldSegment], OSError | None]:
+    """Unlink ``old`` in order, stopping at the first failure: (the ones deleted, that failure).
+    Safe in a worker thread (it touches files only)."""
+    deleted = []
+    for seg in old:
+        try:
+            seg.path.unlink()
+        except FileNotFoundError:
+            pass  # gone already: it no longer takes any room either
+        except OSError as exc:
+            return deleted, exc
+        deleted.append(seg)
+    return deleted, None
+
+
 class JournalFull(RuntimeError):
     """The journal is at journal_max_bytes: nothing more can be acknowledged until it is pruned."""
 
@@ -322,21 +346,32 @@ class Journal:
 
     def prune(self, consumed_seq: int) -> int:
         """Delete the segments whose every record has seq <= ``consumed_seq`` (never the open one);
-        returns how many went."""
-        segs = segments(self.directory)
-        gone = 0
-        for (first, path), (next_first, _) in pairwise(segs):
-            if next_first - 1 <= consumed_seq and first != self._segment_first:
-                size = path.stat().st_size
-                path.unlink()
-                self._closed_bytes -= size
-                self._segments -= 1
-                gone += 1
-            else:
+        returns how many went. The server deletes them in a worker thread instead (prunable,
+        delete_segments, pruned): a 64 MiB unlink can block for tens of ms."""
+        deleted, error = delete_segments(self.prunable(consumed_seq))
+        self.pruned(deleted)
+        if error is not None:
+            raise error
+        return len(deleted)
+
+    def prunable(self, consumed_seq: int) -> list[OldSegment]:
+        """The oldest segments whose every record has seq <= ``consumed_seq`` (never the open one),
+        oldest first: what prune deletes. Nothing changes until ``pruned``."""
+        out = []
+        for (first, path), (next_first, _) in pairwise(segments(self.directory)):
+            if next_first - 1 > consumed_seq or first == self._segment_first:
                 break
-        if gone:
-            self._first_seq = segments(self.directory)[0][0]
-        return gone
+            out.append(OldSegment(path, path.stat().st_size, next_first))
+        return out
+
+    def pruned(self, deleted: Sequence[OldSegment]) -> None:
+        """``deleted`` (a prefix of what prunable returned, all gone from the disk) no longer counts
+        toward bytes_used; called on the appender's thread, as its counters are not locked."""
+        if not deleted:
+            return
+        self._closed_bytes -= sum(seg.size for seg in deleted)
+        self._segments -= len(deleted)
+        self._first_seq = deleted[-1].next_first
 
     def stats(self) -> JournalStats:
         return JournalStats(
