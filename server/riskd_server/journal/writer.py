@@ -50,7 +50,7 @@ class OldSegment:
 def delete_segments(old: Sequence[OldSegment]) -> tuple[list[OldSegment], OSError | None]:
     """Unlink ``old`` in order, stopping at the first failure: (the ones deleted, that failure).
     Safe in a worker thread (it touches files only)."""
-    deleted = []
+    deleted: list[OldSegment] = []
     for seg in old:
         try:
             seg.path.unlink()
