@@ -558,6 +558,7 @@ class Figures:
     echo_orders_per_s: float
     batch_ratio: float
     engine_orders_per_s: float  # bench.engine_server (no database, journal, alerts); nan = not run
+    engine_ratio: float  # engine_orders_per_s / echo_orders_per_s
     refused_client: int  # calls the clients saw fail, every status, all riskd runs
     refused_server: int  # riskd_rpc_errors_total over the mutating RPCs, all riskd runs
     refused_codes: dict[str, int]
@@ -596,6 +597,7 @@ def figures(rep: DurableReport, rate: float) -> Figures:
         echo_orders_per_s=b,
         batch_ratio=a / b if b else math.nan,
         engine_orders_per_s=c,
+        engine_ratio=c / b if b else math.nan,
         refused_client=sum(r.load.errors for r in cc_r + st_r),
         refused_server=sum(r.server_errors for r in cc_r + st_r),
         refused_codes=codes,
@@ -618,7 +620,6 @@ def rows_of(rep: DurableReport, rate: float) -> list:
     cc_r = [r for r in rep.check_cancel if r.server == "riskd"]
     duration = rep.settings.get("duration", 0)
     refused = max(f.refused_client, f.refused_server)
-    b_ok = bool(f.echo_orders_per_s) and not math.isnan(f.echo_orders_per_s)
     rows: list = []
     cc_rows = [
         Row(
@@ -666,7 +667,7 @@ def rows_of(rep: DurableReport, rate: float) -> list:
                 "check+cancel: engine-only server vs echo (the ceiling: no database, journal, alerts)",
                 f"{f.engine_orders_per_s / 1e3:,.1f} k orders/s",
                 f"riskd serve / engine-only {f.riskd_orders_per_s / f.engine_orders_per_s:.2f}",
-                f.engine_orders_per_s / f.echo_orders_per_s if b_ok else None,
+                None if math.isnan(f.engine_ratio) else f.engine_ratio,
                 "(report)",
                 None,
                 "bench.engine_server, same workload and load",

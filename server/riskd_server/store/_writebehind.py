@@ -422,7 +422,7 @@ class WriteBehind:
     def _prepare_next(self) -> None:
         """With a backlog, take the next batch now and prepare it in a task while this flush writes
         (see the module docstring); small flushes stay one step at a time."""
-        if self._next is not None or self._pending_rows - self._inflight_rows <= _THREAD_ROWS:
+        if self._pending_rows - self._inflight_rows <= _THREAD_ROWS:
             return
         batch, rows = self._take_batch()
         if not batch:
