@@ -89,3 +89,75 @@ def test_history_holds_what_went_out() -> None:
     firm = page[0]
     assert (firm.kind, firm.severity, firm.account) == (pb.ALERT_KIND_TRADING_STATE, pb.SEVERITY_CRITICAL, "")
     assert "firm HALTED" in firm.message
+
+
+def wire_request(ids: list[str], accounts: list[str]) -> bytes:
+    n = len(ids)
+    batch = pb.OrderBatch(
+        client_order_id=ids,
+        account=accounts,
+        symbol=["S"] * n,
+        side=[1] * n,
+        quantity=[10.0] * n,
+        price=[10.0] * n,
+    )
+    return pb.CheckOrdersRequest(orders=batch).SerializeToString()
+
+
+def test_batches_from_the_wire_raise_the_alerts_a_batch_of_strs_raises() -> None:
+    """The servicer's parsed batches (ids as spans of the request, or one order) and check_orders'
+    lists give the same alerts, order ids and counts."""
+    from riskd_server.wire.request import OneOrder, parse_check_request
+
+    ids = [f"order-{i:04d}\x07" if i == 3 else f"order-{i:04d}" for i in range(40)]
+    accounts = ["A" if i % 3 else "B" for i in range(40)]
+    got = []
+    for wire in (True, False):
+        engine, pipeline, clock, sent = make()
+        pipeline.run_once()  # the limit change
+        sent.clear()
+        if wire:
+            parsed = parse_check_request(wire_request(ids, accounts))
+            assert not isinstance(parsed, OneOrder)
+            engine.check_parsed(parsed)
+            one = parse_check_request(wire_request(["solo"], ["C"]))
+            assert isinstance(one, OneOrder)
+            engine.check_parsed(one)
+        else:
+            n = len(ids)
+            engine.check_orders(
+                ids, accounts, ["S"] * n, np.ones(n, np.int64), np.full(n, 10.0), np.full(n, 10.0)
+            )
+            reject(engine, ["solo"], account="C")
+        pipeline.run_once()
+        clock.now += 11
+        pipeline._emit(pipeline.dedupe.due(clock.now))
+        got.append([(a.account, a.client_order_id, a.count, a.summary, a.message) for a in sent])
+    assert got[0] == got[1]
+    assert [row[:4] for row in got[0]] == [
+        ("B", "order-0000", 1, False),
+        ("A", "order-0001", 1, False),
+        ("B", "order-0003\\x07", 1, False),  # an invalid id: its own key, escaped
+        ("C", "solo", 1, False),
+        ("B", "order-0039", 12, True),
+        ("A", "order-0038", 25, True),
+    ]
+
+
+def test_every_group_of_a_batch_is_counted_once_in_the_statistics() -> None:
+    engine, pipeline, clock, _ = make()
+    pipeline.run_once()  # the limit change: one alert, no account
+    before = pipeline.stats.snapshot(clock.now)[0]
+    for _ in range(2):  # the second batch: every key a repeat
+        ids = [f"b{clock.now}-{i}" for i in range(5)]
+        accounts = ["A", "A", "B", "A", "B"]
+        engine.check_orders(
+            ids, accounts, ["S"] * 5, np.ones(5, np.int64), np.full(5, 10.0), np.full(5, 10.0)
+        )
+        pipeline.run_once()
+        clock.now += 0.5
+    after = pipeline.stats.snapshot(clock.now)[0]
+    assert after.total - before.total == 10
+    assert dict(after.top_accounts) == {"A": 6, "B": 4}
+    assert dict(after.by_check)[1] == 10  # check 1: the quantity limit
+    assert pipeline.stats.raised - 1 == 4  # two keys (A, B) a batch, counted as one alert each

@@ -34,6 +34,8 @@ from riskd.v1 import risk_pb2 as pb
 
 from .. import changes as ch
 from ..kernel import layout as L
+from ..wire.request import OneOrder, one_order_strs
+from ..wire.spans import Utf8Spans
 from .dedupe import Deduper
 from .history import AlertHistory
 from .intake import EV_CHECKS, EV_EXECUTIONS, EV_FAULT, EV_LIMITS, EV_TRADING_STATE, AlertIntake
@@ -44,7 +46,6 @@ from .stats import AlertStats
 if TYPE_CHECKING:
     from ..interning import Interner
     from ..limits import Limit
-    from ..wire.request import OneOrder
 
 log = logging.getLogger("riskd.alerts")
 
@@ -235,9 +236,11 @@ class AlertPipeline:
 
     def _event(self, event: tuple, now: float, out: list[Alert]) -> None:
         kind = event[0]
+        counted = False  # the groups' occurrences are in the statistics already
         if kind == EV_CHECKS:
             _, _, t, violations, aid, sid, ids = event
             groups = self._check_groups(t, violations, aid, sid, ids, now)
+            counted = True
         elif kind == EV_EXECUTIONS:
             groups = self._execution_groups(*event[2:])
         elif kind == EV_LIMITS:
@@ -254,7 +257,8 @@ class AlertPipeline:
         else:
             raise ValueError(f"unknown alert event kind {kind}")
         for first, last in groups:
-            self.stats.add(first, now, first.count + (last.count if last is not None else 0))
+            if not counted:
+                self.stats.add(first, now, first.count + (last.count if last is not None else 0))
             if self.dedupe.offer(first, now):
                 out.append(first)
             if last is not None:
@@ -265,30 +269,45 @@ class AlertPipeline:
 
     def _check_groups(self, t: float, v, aid, sid, ids, now: float) -> list[Group]:
         """One occurrence group per (warning, check, account, symbol, limit) of a checked batch
-        (see _occurrences). A group whose key already has an open dedupe window is only counted
-        (stats, dedupe repeats) and left out: its alert is made only if its summary goes out."""
+        (see _occurrences), all of them counted in the statistics in one pass (count_many). A
+        group whose key already has an open dedupe window is only counted (dedupe repeats) and
+        left out: its alert is made only if its summary goes out.
+
+        The batch's columns are read once (tolist, names by array, the violating orders' ids in
+        one decode): the loop per key does a dict lookup and keeps a few scalars."""
         n = len(v)
         order = v.order_index.astype(np.int64)
         if isinstance(aid, np.ndarray):
-            acc = aid[order].tolist()
-            sym = sid[order].tolist()
+            accounts = _names(self._accounts, aid[order])
+            symbols = _names(self._symbols, sid[order])
         else:
-            acc = [aid] * n
-            sym = [sid] * n
-        keys = list(zip(v.warning.tolist(), v.check.tolist(), acc, sym, v.limit_id.tolist(), strict=True))
+            accounts = [self._name(self._accounts, aid)] * n
+            symbols = [self._name(self._symbols, sid)] * n
+        keys = list(
+            zip(v.warning.tolist(), v.check.tolist(), accounts, symbols, v.limit_id.tolist(), strict=True)
+        )
+        observed, threshold = v.observed.tolist(), v.threshold.tolist()
+        order_ids = _order_ids(ids, order)
+        repeat = self.dedupe.repeat
+        counted: list[tuple[int, str, int]] = []
         out: list[Group] = []
-        for (warning, check, a, s, limit_id), occurrences in _occurrences(keys):
-            account, symbol = self._name(self._accounts, a), self._name(self._symbols, s)
-            kind = pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT
+        for (warning, check, account, symbol, limit_id), occurrences in _occurrences(keys):
+            warning = bool(warning)
             limit_id = limit_id or ""
-
-            found = (t, bool(warning), check, account, symbol, limit_id, v, ids, order)
             total = sum(count for _, count in occurrences)
-            key = (kind, check, account, symbol, limit_id)
-            if self.dedupe.repeat(key, total, _lazy_check(*found, *occurrences[-1]), now):
-                self.stats.count(check, account, total, now)
+            counted.append((check, account, total))
+            kind = pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT
+            found = (t, warning, check, account, symbol, limit_id)
+            i, count = occurrences[-1]
+            last = partial(_check_alert, *found, observed[i], threshold[i], order_ids[i], count)
+            if repeat((kind, check, account, symbol, limit_id), total, last, now):
                 continue
-            out.append(_group([_lazy_check(*found, i, count)() for i, count in occurrences]))
+            out.append(
+                _group(
+                    [_check_alert(*found, observed[i], threshold[i], order_ids[i], c) for i, c in occurrences]
+                )
+            )
+        self.stats.count_many(counted, now)
         return out
 
     def _execution_groups(self, t: float, ids, status, aid, sid) -> list[Group]:
@@ -457,36 +476,6 @@ def _occurrences(keys: list) -> Iterator[tuple[Any, list[tuple[int, int]]]]:
         yield key, [(first[key], 1), (last[key], count - 1)] if count > 1 else [(first[key], 1)]
 
 
-def _lazy_check(
-    t: float,
-    warning: bool,
-    check: int,
-    account: str,
-    symbol: str,
-    limit_id: str,
-    v: Any,
-    ids: Sequence[str] | OneOrder,
-    order: np.ndarray,
-    i: int,
-    count: int,
-) -> Callable[[], Alert]:
-    """Occurrence ``i`` of a batch's violations ``v`` as a function that makes its alert: it holds
-    the few scalars the alert needs, not the batch."""
-    return partial(
-        _check_alert,
-        t,
-        warning,
-        check,
-        account,
-        symbol,
-        limit_id,
-        float(v.observed[i]),
-        float(v.threshold[i]),
-        printable(_order_id(ids, int(order[i]))),
-        count,
-    )
-
-
 def _check_alert(
     t: float,
     warning: bool,
@@ -500,6 +489,7 @@ def _check_alert(
     count: int,
 ) -> Alert:
     """A check's reject or warning as an alert (made lazily for a repeat: see Deduper.repeat)."""
+    order_id = printable(order_id)
     return Alert(
         seq=0,
         time=t,
@@ -521,12 +511,21 @@ def _group(alerts: list[Alert]) -> Group:
     return alerts[0], alerts[1] if len(alerts) > 1 else None
 
 
-def _order_id(ids: Sequence[str] | OneOrder, i: int) -> str:
-    if hasattr(ids, "fields"):  # a OneOrder: decode its id only now
-        from ..wire.request import one_order_strs
+def _names(interner: Interner, ids: np.ndarray) -> list[str]:
+    """The names of ``ids`` ("" for an id the interner does not hold: an invalid order's -1)."""
+    held = (ids >= 0) & (ids < len(interner))
+    if held.all():
+        return interner.names_of(ids).tolist()
+    return [interner.name(i) if ok else "" for i, ok in zip(ids.tolist(), held.tolist(), strict=True)]
 
-        return one_order_strs(ids)[0]  # type: ignore[arg-type]
-    return str(ids[i])
+
+def _order_ids(ids: Sequence[str] | Utf8Spans | OneOrder, order: np.ndarray) -> list[str]:
+    """The client_order_id of each violation's order (``order``: their indexes in the batch)."""
+    if isinstance(ids, OneOrder):  # decoded only now
+        return [one_order_strs(ids)[0]] * int(order.shape[0])
+    if isinstance(ids, Utf8Spans):
+        return ids.take(order).tolist()
+    return [str(ids[i]) for i in order.tolist()]
 
 
 def alerts_raised(alerts: Sequence[Alert]) -> ch.AlertsRaised:
