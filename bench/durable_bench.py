@@ -11,6 +11,10 @@ bench/echo_server.py side by side, load from bench.loadgen processes on 127.0.0.
    the load until PostgreSQL has everything (a pluggable probe, below).
 2. **one-order stream**: CheckOrderStream, 1 order a message, at ``--stream-rate`` (2,000/s) on the
    same server once caught up: p99 real/echo (target <= 1.3) and riskd's server time a message.
+
+In steps 1 and 2 bench.engine_server (the engine behind grpc.aio: no database, journal or alerts)
+runs after each echo run, unless ``--no-ceiling``: the ceiling riskd serve can reach on this
+machine in the same run, reported beside each target.
 3. **journal cost** a one-order message in server time: (a) in-process, bench.journal_cost_bench
    (RiskServicer._check_wire with and without the CHECK record appended by journal.writer's
    Journal, alternating blocks; runs today); (b) the running server: the same stream against two
@@ -433,8 +437,15 @@ def step_check_cancel(
             report.check_cancel.append(r)
 
 
-def step_stream(args: argparse.Namespace, report: DurableReport, echo: ServerProcess, riskd: Session) -> None:
-    """Step 2: the one-order stream on both servers, alternating."""
+def step_stream(
+    args: argparse.Namespace,
+    report: DurableReport,
+    echo: ServerProcess,
+    riskd: Session,
+    engine: ServerProcess | None = None,
+) -> None:
+    """Step 2: the one-order stream on both servers, alternating; with ``engine`` also that, after
+    the echo (as in step 1: the p99 riskd serve can reach here without database, journal, alerts)."""
     print(
         f"  2. CheckOrderStream 1 order/msg @ {args.stream_rate:,.0f}/s, {args.stream_duration:g} s "
         f"(x{args.stream_repeat})",
@@ -444,6 +455,8 @@ def step_stream(args: argparse.Namespace, report: DurableReport, echo: ServerPro
         for name in _alternate(rep, ("echo", "riskd")):
             if name == "echo":
                 report.stream.append(measure("echo", echo, stream_cfg(args, echo.target)))
+                if engine is not None:
+                    report.stream.append(measure("engine-only", engine, stream_cfg(args, engine.target)))
             else:
                 report.stream.append(measure("riskd", riskd.server, stream_cfg(args, riskd.target), riskd))
 
@@ -513,7 +526,7 @@ def run(args: argparse.Namespace) -> DurableReport:
             f"  starting riskd serve (embedded PostgreSQL) and the echo{' with ' + str(env) if env else ''}"
         )
         loop_args = ["--no-uvloop"] if args.no_uvloop else []
-        ceiling = 1 in args.steps and not args.no_ceiling
+        ceiling = bool(args.steps & {1, 2}) and not args.no_ceiling
         with _servers(
             lambda: spawn_server("echo-durable", "bench.echo_server", loop_args),
             lambda: start_riskd("riskd-durable", env),
@@ -525,9 +538,9 @@ def run(args: argparse.Namespace) -> DurableReport:
             if 2 in args.steps and args.stream_server == "fresh" and 1 in args.steps:
                 with _servers(lambda: start_riskd("riskd-durable-stream", env)) as (fresh,):
                     report.notes.append("stream on a fresh riskd serve (not step 1's)")
-                    step_stream(args, report, echo, fresh)
+                    step_stream(args, report, echo, fresh, engine[0] if engine else None)
             elif 2 in args.steps:
-                step_stream(args, report, echo, riskd)
+                step_stream(args, report, echo, riskd, engine[0] if engine else None)
             report.notes.append(riskd.journal_note())
     if 3 in args.steps:
         step_journal(args, report, journal)
@@ -566,6 +579,8 @@ class Figures:
     riskd_p99_us: float
     echo_p99_us: float
     stream_ratio: float
+    engine_p99_us: float  # the stream on bench.engine_server; nan = not run
+    engine_stream_ratio: float  # engine_p99_us / echo_p99_us
     stream_server_time_us: float
     stream_short: bool  # a server fell below 90 % of the offered rate: its p99 is queueing
     journal_on_us: float
@@ -586,6 +601,7 @@ def figures(rep: DurableReport, rate: float) -> Figures:
     b = _med([r.load.orders_per_s for r in cc_e])
     c = _med([r.load.orders_per_s for r in pick(rep.check_cancel, "engine-only")])
     pa, pb_ = _med([r.load.p99_us for r in st_r]), _med([r.load.p99_us for r in st_e])
+    pc = _med([r.load.p99_us for r in pick(rep.stream, "engine-only")])
     codes: dict[str, int] = {}
     for r in cc_r + st_r:
         for k, v in r.load.error_codes.items():
@@ -605,6 +621,8 @@ def figures(rep: DurableReport, rate: float) -> Figures:
         riskd_p99_us=pa,
         echo_p99_us=pb_,
         stream_ratio=pa / pb_ if pb_ else math.nan,
+        engine_p99_us=pc,
+        engine_stream_ratio=pc / pb_ if pb_ else math.nan,
         stream_server_time_us=_med([r.server_time_us for r in st_r]),
         stream_short=short,
         journal_on_us=_med([r.server_time_us for r in rep.journal_on]),
@@ -677,6 +695,18 @@ def rows_of(rep: DurableReport, rate: float) -> list:
         rows += cc_rows
     if rep.stream:
         rows.append(stream_row)
+        if not math.isnan(f.engine_p99_us):
+            rows.append(
+                Row(
+                    "CheckOrderStream p99: engine-only server vs echo (the ceiling: no database, journal, alerts)",
+                    f"{f.engine_p99_us:,.0f} µs",
+                    f"riskd serve / engine-only {f.riskd_p99_us / f.engine_p99_us:.2f}",
+                    None if math.isnan(f.engine_stream_ratio) else f.engine_stream_ratio,
+                    "(report)",
+                    None,
+                    "bench.engine_server, same stream and rate",
+                )
+            )
     if rep.journal_inproc is not None:
         j = rep.journal_inproc
         rows.append(
@@ -752,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-ceiling",
         action="store_true",
-        help="step 1 without the engine-only server (bench.engine_server) beside the echo",
+        help="steps 1 and 2 without the engine-only server (bench.engine_server) beside the echo",
     )
     p.add_argument("--catch-up", choices=sorted(CATCH_UP), default="rows")
     p.add_argument("--catch-up-timeout", type=float, default=900.0)

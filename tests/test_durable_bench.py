@@ -154,3 +154,22 @@ def test_step_one_reports_the_engine_only_ceiling_beside_the_target_when_it_was_
     assert target.ratio == 0.5  # the target's ratio is still riskd against the echo
     assert "engine-only" in ceiling.metric and ceiling.ratio == 0.8
     assert "riskd serve / engine-only 0.62" in ceiling.baseline
+
+
+def _stream_run(server: str, p99_us: float) -> db.Run:
+    load = LoadResult(
+        "stream", 1, 2, 4, 2_000.0, 10.0, 20_000, 20_000, 0, 2_000.0, 2_000.0,
+        100.0, 100.0, p99_us, p99_us, p99_us, 1.0,
+    )  # fmt: skip
+    return db.Run(server, load)
+
+
+def test_step_two_reports_the_engine_only_stream_p99_beside_the_target_when_it_was_run() -> None:
+    rep = db.DurableReport(settings={"duration": 10})
+    rep.stream = [_stream_run("echo", 2_000.0), _stream_run("riskd", 3_000.0)]
+    assert not any("engine-only" in r.metric for r in db.rows_of(rep, 2_000.0))
+    rep.stream.insert(1, _stream_run("engine-only", 2_400.0))
+    target, ceiling = db.rows_of(rep, 2_000.0)
+    assert target.ratio == 1.5  # still riskd against the echo
+    assert "engine-only" in ceiling.metric and ceiling.ratio == 1.2
+    assert "riskd serve / engine-only 1.25" in ceiling.baseline
