@@ -268,13 +268,15 @@ class AlertPipeline:
         return interner.name(id_) if 0 <= id_ < len(interner) else ""
 
     def _check_groups(self, t: float, v, aid, sid, ids, now: float) -> list[Group]:
-        """One occurrence group per (warning, check, account, symbol, limit) of a checked batch
-        (see _occurrences), all of them counted in the statistics in one pass (count_many). A
-        group whose key already has an open dedupe window is only counted (dedupe repeats) and
-        left out: its alert is made only if its summary goes out.
+        """One occurrence group per dedupe key (kind, check, account, symbol, limit) of a checked
+        batch, in first-seen order: its first occurrence and, with repeats, its last standing for
+        them. All of them are counted in the statistics at once (count_many). A key whose dedupe
+        window is already open is only counted (dedupe repeats) and left out: its alert is made
+        only if its summary goes out.
 
-        The batch's columns are read once (tolist, names by array, the violating orders' ids in
-        one decode): the loop per key does a dict lookup and keeps a few scalars."""
+        The batch's columns are read once (tolist, names by array, only the violating orders' ids
+        decoded) and grouped by C-level dict and Counter passes; the loop per key does a dedupe
+        lookup and keeps a few scalars (the workload's ~17 keys a batch: 338 -> 144 us)."""
         n = len(v)
         order = v.order_index.astype(np.int64)
         if isinstance(aid, np.ndarray):
@@ -283,31 +285,32 @@ class AlertPipeline:
         else:
             accounts = [self._name(self._accounts, aid)] * n
             symbols = [self._name(self._symbols, sid)] * n
-        keys = list(
-            zip(v.warning.tolist(), v.check.tolist(), accounts, symbols, v.limit_id.tolist(), strict=True)
-        )
+        checks = v.check.tolist()
+        kinds = np.where(v.warning, pb.ALERT_KIND_CHECK_WARNING, pb.ALERT_KIND_CHECK_REJECT).tolist()
+        limit_ids = [limit_id or "" for limit_id in v.limit_id.tolist()]
+        keys = list(zip(kinds, checks, accounts, symbols, limit_ids, strict=True))
         observed, threshold = v.observed.tolist(), v.threshold.tolist()
         order_ids = _order_ids(ids, order)
+        last = dict(zip(keys, range(n), strict=True))  # first-seen order, each key's last index
+        counts = Counter(keys)
+        by_account = Counter(accounts)
+        by_account.pop("", None)  # an order with no account counts in no account
+        self.stats.count_many(len(last), Counter(checks), by_account, now)
         repeat = self.dedupe.repeat
-        counted: list[tuple[int, str, int]] = []
         out: list[Group] = []
-        for (warning, check, account, symbol, limit_id), occurrences in _occurrences(keys):
-            warning = bool(warning)
-            limit_id = limit_id or ""
-            total = sum(count for _, count in occurrences)
-            counted.append((check, account, total))
-            kind = pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT
-            found = (t, warning, check, account, symbol, limit_id)
-            i, count = occurrences[-1]
-            last = partial(_check_alert, *found, observed[i], threshold[i], order_ids[i], count)
-            if repeat((kind, check, account, symbol, limit_id), total, last, now):
+        for key, i in last.items():
+            total = counts[key]
+            # the last occurrence makes the summary if the window closes with repeats (its count
+            # is the summary's, set then)
+            if repeat(
+                key, total, partial(_check_alert, t, *key, observed[i], threshold[i], order_ids[i], 1), now
+            ):
                 continue
-            out.append(
-                _group(
-                    [_check_alert(*found, observed[i], threshold[i], order_ids[i], c) for i, c in occurrences]
-                )
-            )
-        self.stats.count_many(counted, now)
+            first = keys.index(key)
+            alerts = [_check_alert(t, *key, observed[first], threshold[first], order_ids[first], 1)]
+            if total > 1:
+                alerts.append(_check_alert(t, *key, observed[i], threshold[i], order_ids[i], total - 1))
+            out.append(_group(alerts))
         return out
 
     def _execution_groups(self, t: float, ids, status, aid, sid) -> list[Group]:
@@ -478,7 +481,7 @@ def _occurrences(keys: list) -> Iterator[tuple[Any, list[tuple[int, int]]]]:
 
 def _check_alert(
     t: float,
-    warning: bool,
+    kind: int,
     check: int,
     account: str,
     symbol: str,
@@ -490,11 +493,12 @@ def _check_alert(
 ) -> Alert:
     """A check's reject or warning as an alert (made lazily for a repeat: see Deduper.repeat)."""
     order_id = printable(order_id)
+    warning = kind == pb.ALERT_KIND_CHECK_WARNING
     return Alert(
         seq=0,
         time=t,
         severity=INFO if warning else WARNING,
-        kind=pb.ALERT_KIND_CHECK_WARNING if warning else pb.ALERT_KIND_CHECK_REJECT,
+        kind=kind,
         check=check,
         account=account,
         symbol=symbol,
@@ -513,10 +517,11 @@ def _group(alerts: list[Alert]) -> Group:
 
 def _names(interner: Interner, ids: np.ndarray) -> list[str]:
     """The names of ``ids`` ("" for an id the interner does not hold: an invalid order's -1)."""
-    held = (ids >= 0) & (ids < len(interner))
-    if held.all():
+    listed = ids.tolist()
+    n = len(interner)
+    if not listed or (min(listed) >= 0 and max(listed) < n):
         return interner.names_of(ids).tolist()
-    return [interner.name(i) if ok else "" for i, ok in zip(ids.tolist(), held.tolist(), strict=True)]
+    return [interner.name(i) if 0 <= i < n else "" for i in listed]
 
 
 def _order_ids(ids: Sequence[str] | Utf8Spans | OneOrder, order: np.ndarray) -> list[str]:
@@ -524,7 +529,7 @@ def _order_ids(ids: Sequence[str] | Utf8Spans | OneOrder, order: np.ndarray) -> 
     if isinstance(ids, OneOrder):  # decoded only now
         return [one_order_strs(ids)[0]] * int(order.shape[0])
     if isinstance(ids, Utf8Spans):
-        return ids.take(order).tolist()
+        return ids.pick(order)
     return [str(ids[i]) for i in order.tolist()]
 
 

@@ -57,6 +57,15 @@ class Utf8Spans:
     def __iter__(self):
         return iter(self.take(None).tolist())
 
+    def pick(self, idx: np.ndarray) -> list[str]:
+        """The strs at a few indexes ``idx``, each decoded on its own (17 of a 1,000-order
+        request: ~7 us, against ~18 us for take(), which decodes the whole request first)."""
+        data = self._data
+        start = self._off[idx]
+        return [
+            data[a:b].decode() for a, b in zip(start.tolist(), (start + self._len[idx]).tolist(), strict=True)
+        ]
+
     def take(self, idx: np.ndarray | None) -> np.ndarray:
         """The strs at ``idx`` (None: all) as an object array, with no Python call per str
         (decode_spans; the feeder's write-behind reads every id of every batch: ~1,000 ids one
