@@ -161,3 +161,14 @@ def test_every_group_of_a_batch_is_counted_once_in_the_statistics() -> None:
     assert dict(after.top_accounts) == {"A": 6, "B": 4}
     assert dict(after.by_check)[1] == 10  # check 1: the quantity limit
     assert pipeline.stats.raised - 1 == 4  # two keys (A, B) a batch, counted as one alert each
+
+
+def test_a_cancel_of_an_unknown_order_is_routine_and_a_fill_of_one_is_an_alert() -> None:
+    engine, pipeline, _, sent = make()
+    pipeline.run_once()  # the limit change
+    sent.clear()
+    engine.report_executions(
+        ["never1", "never2"], [pb.EXEC_TYPE_CANCELED, pb.EXEC_TYPE_FILL], [0.0, 1.0], [0.0, 10.0]
+    )
+    pipeline.run_once()
+    assert [(a.kind, a.client_order_id) for a in sent] == [(pb.ALERT_KIND_UNKNOWN_FILL, "never2")]

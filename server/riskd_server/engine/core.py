@@ -50,6 +50,13 @@ STATE_HALTED = 3
 # another numba signature to compile), and no rows for Engine._origin's refusals.
 NO_ORIGIN = np.full((0, 3), -1, dtype=np.int64)
 _NO_ROWS = np.empty(0, dtype=np.int64)
+# Execution statuses (kernel.layout X_*) that raise an alert: an overfill or a late fill always, a
+# report of an unknown order only when it is a fill (a cancel of an order riskd rejected is routine).
+_ALERT_ANY = np.zeros(L.X_ORIGIN_FULL + 1, dtype=bool)
+_ALERT_ANY[[L.X_OVERFILL, L.X_LATE_FILL]] = True
+_ALERT_FILL = np.zeros(L.X_ORIGIN_FULL + 1, dtype=bool)
+_ALERT_FILL[[L.X_UNKNOWN_FILLED, L.X_UNKNOWN, L.X_BAD_ORIGIN, L.X_ORIGIN_FULL]] = True
+
 log = logging.getLogger("riskd.engine")
 
 
@@ -334,15 +341,8 @@ class Engine(ReplayedChecks):
     def _alert_executions(self, ids, types, status, books, origin) -> None:
         """Overfills, late fills and fills of unknown orders go to the alert intake (account and
         symbol from the order's book, or for an unknown order from what the report named)."""
-        unknown_order = (
-            (status == L.X_UNKNOWN_FILLED)
-            | (status == L.X_UNKNOWN)
-            | (status == L.X_BAD_ORIGIN)
-            | (status == L.X_ORIGIN_FULL)
-        )
-        rows = np.flatnonzero(
-            (status == L.X_OVERFILL) | (status == L.X_LATE_FILL) | ((types == 1) & unknown_order)
-        )
+        # _ALERT_ANY[s]: alerted for any report; _ALERT_FILL[s]: for a fill only (unknown orders).
+        rows = np.flatnonzero(_ALERT_ANY[status] | (_ALERT_FILL[status] & (types == 1)))
         if not rows.shape[0]:
             return
         b = books[rows]
