@@ -12,4 +12,5 @@ def test_alerts_bench_fills_the_ring_and_reports_every_figure() -> None:
     assert all(q.p50_us > 0 and q.matches > 0 for q in rep.queries)
     assert [n for n, _ in rep.rss_mb] == [0, 2_000, 4_000, 6_000]
     assert rep.append_per_s > 0 and rep.dedupe_offer_us > 0 and rep.stats_add_us > 0
+    assert rep.pipeline_batch_us > 0 and rep.pipeline_occurrences > 5  # the workload's ~2 % rejects
     alerts_bench.print_report(rep)
