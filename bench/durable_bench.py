@@ -403,6 +403,16 @@ def journal_env(on: bool, fsync: str) -> dict[str, str]:
     return env
 
 
+def _references(
+    runs: list[Run], echo: ServerProcess, engine: ServerProcess | None, cfg: Callable[[str], LoadConfig]
+) -> None:
+    """The echo's run (the reference) and, when it was started, the engine-only server's (the
+    ceiling), with the same load ``cfg(target)``."""
+    runs.append(measure("echo", echo, cfg(echo.target)))
+    if engine is not None:
+        runs.append(measure("engine-only", engine, cfg(engine.target)))
+
+
 def step_check_cancel(
     args: argparse.Namespace,
     report: DurableReport,
@@ -422,11 +432,7 @@ def step_check_cancel(
     for rep in range(args.repeat):
         for name in _alternate(rep, ("echo", "riskd")):
             if name == "echo":
-                report.check_cancel.append(measure("echo", echo, check_cancel_cfg(args, echo.target)))
-                if engine is not None:
-                    report.check_cancel.append(
-                        measure("engine-only", engine, check_cancel_cfg(args, engine.target))
-                    )
+                _references(report.check_cancel, echo, engine, lambda target: check_cancel_cfg(args, target))
                 continue
             r = measure("riskd", riskd.server, check_cancel_cfg(args, riskd.target), riskd)
             probe = probe_of(riskd)  # made after the load: it reads the totals to wait for
@@ -454,9 +460,7 @@ def step_stream(
     for rep in range(args.stream_repeat):
         for name in _alternate(rep, ("echo", "riskd")):
             if name == "echo":
-                report.stream.append(measure("echo", echo, stream_cfg(args, echo.target)))
-                if engine is not None:
-                    report.stream.append(measure("engine-only", engine, stream_cfg(args, engine.target)))
+                _references(report.stream, echo, engine, lambda target: stream_cfg(args, target))
             else:
                 report.stream.append(measure("riskd", riskd.server, stream_cfg(args, riskd.target), riskd))
 
