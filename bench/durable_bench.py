@@ -11,10 +11,6 @@ bench/echo_server.py side by side, load from bench.loadgen processes on 127.0.0.
    the load until PostgreSQL has everything (a pluggable probe, below).
 2. **one-order stream**: CheckOrderStream, 1 order a message, at ``--stream-rate`` (2,000/s) on the
    same server once caught up: p99 real/echo (target <= 1.3) and riskd's server time a message.
-
-In steps 1 and 2 bench.engine_server (the engine behind grpc.aio: no database, journal or alerts)
-runs after each echo run, unless ``--no-ceiling``: the ceiling riskd serve can reach on this
-machine in the same run, reported beside each target.
 3. **journal cost** a one-order message in server time: (a) in-process, bench.journal_cost_bench
    (RiskServicer._check_wire with and without the CHECK record appended by journal.writer's
    Journal, alternating blocks; runs today); (b) the running server: the same stream against two
@@ -24,6 +20,10 @@ machine in the same run, reported beside each target.
    persists through its write-behind, so (b) is what the journal path costs or saves against the
    write-behind's, not the journal's own cost (that is (a)). (b) is skipped, with a note, while
    riskd has no ``journal`` setting; a note says whether each server wrote journal files.
+
+In steps 1 and 2 bench.engine_server (the engine behind grpc.aio: no database, journal or alerts)
+runs after each echo run, unless ``--no-ceiling``: the ceiling riskd serve can reach on this
+machine in the same run, reported beside each target.
 
 Catch-up probes (``--catch-up``; CATCH_UP maps a name to a factory ``(session) -> Probe``, a Probe
 answers "does PostgreSQL have everything?"):

@@ -94,7 +94,7 @@ class Durability:
     _waiting: int = 0
     _poller: asyncio.Task[None] | None = None
     _advanced: asyncio.Event | None = None
-    reads: int = 0  # journal_applied reads made for barriers (tests, metrics)
+    reads: int = 0  # journal_applied reads the barrier's poller made (tests count them)
 
     # ------------------------------------------------------------------ barrier
 
